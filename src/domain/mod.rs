@@ -1,0 +1,20 @@
+//! Domain types and rules. Nothing here knows about HTTP.
+//!
+//! The newtypes follow "parse, don't validate": a value of the type is proof that the
+//! input passed the rules, so handlers and the store never re-check.
+
+mod client_id;
+mod password;
+mod refresh_token;
+mod scope;
+pub mod username;
+
+pub use client_id::ClientId;
+pub use password::{Password, PasswordError};
+pub use refresh_token::{RefreshToken, TokenHash};
+pub use scope::Scope;
+pub use username::Username;
+
+pub mod accounts;
+pub mod rotation;
+pub mod sessions;

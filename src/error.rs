@@ -1,0 +1,179 @@
+//! The one error type every handler returns, mapped to the API.md error body
+//! `{"error": "<code>", "error_description": "<text>"}` (RFC 6749 §5.2 style).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("the grant type is not supported; use refresh_token")]
+    UnsupportedGrantType,
+    /// `basic`: the client authenticated with HTTP Basic, so 401 carries a challenge
+    /// (RFC 6749 §5.2).
+    #[error("client authentication failed")]
+    InvalidClient { basic: bool },
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    InvalidToken(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many requests; retry later")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("the server is busy; retry later")]
+    Unavailable { retry_after_secs: u64 },
+    /// Anything the client did not cause. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: String,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::InvalidScope(_) => "invalid_scope",
+            ApiError::UnsupportedGrantType => "unsupported_grant_type",
+            ApiError::InvalidClient { .. } => "invalid_client",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "invalid_request",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Unavailable { .. } => "temporarily_unavailable",
+            ApiError::Internal(_) => "server_error",
+        }
+    }
+
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+/// RFC 6749 §5.2: error_description is printable ASCII without `"` and `\`.
+fn sanitize_description(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if (' '..='~').contains(&c) => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_)
+            | ApiError::InvalidGrant(_)
+            | ApiError::InvalidScope(_)
+            | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            ApiError::InvalidClient { .. }
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            // The chain goes to the log; the client sees only "internal error".
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        match self {
+            ApiError::InvalidToken(_) => {
+                // RFC 6750 §3: the challenge names the error.
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                ));
+            }
+            ApiError::InvalidClient { basic: true } => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"latchkey\""),
+                ));
+            }
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::Unavailable { retry_after_secs } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ => {}
+        }
+        res.json(ErrorBody {
+            error: self.code(),
+            error_description: sanitize_description(&self.to_string()),
+        })
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Busy => ApiError::Unavailable {
+                retry_after_secs: 1,
+            },
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6749_5_2_descriptions_are_printable_ascii_without_quotes_or_backslashes() {
+        let s = sanitize_description("bad \"x\" \\ é\n");
+        assert!(s
+            .chars()
+            .all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\'));
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e = ApiError::internal(anyhow::anyhow!("SQLITE_BUSY: secret detail"));
+        assert_eq!(e.to_string(), "internal error");
+        assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

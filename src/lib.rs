@@ -1,0 +1,19 @@
+//! latchkey: a token and session service. Short-lived access JWTs verified offline via
+//! JWKS; refresh tokens in rotating, reuse-detecting families stored in SQLite.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod keys;
+pub mod passwords;
+pub mod pool;
+pub mod routes;
+pub mod secret;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;
+
+pub use startup::{AppState, Application};

@@ -1,0 +1,231 @@
+//! Request-body extraction that fails with the API error body: 413 over the limit, 415
+//! for other content types, 400 for malformed or mistyped input — never a 500.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::StreamExt;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(true)
+        .content_type(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+        .error_handler(move |err, _req| json_error(err, limit).into())
+}
+
+fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge(limit)
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::UnsupportedMediaType("the body must be application/json".into())
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::InvalidRequest(describe_json_error(&e)),
+        JsonPayloadError::Serialize(e) => ApiError::internal(e),
+        other => ApiError::InvalidRequest(format!("cannot read the body: {other}")),
+    }
+}
+
+/// serde's message, minus any quoted input (which could be a secret typed in the wrong
+/// field).
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => {
+            format!(
+                "the body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        }
+        Category::Io => "cannot read the body".into(),
+        Category::Data => {
+            let msg = e.to_string();
+            let mut out = String::with_capacity(msg.len());
+            let mut in_quotes = false;
+            for c in msg.chars() {
+                if c == '"' {
+                    in_quotes = !in_quotes;
+                    if in_quotes {
+                        out.push_str("'…'");
+                    }
+                    continue;
+                }
+                if !in_quotes {
+                    out.push(c);
+                }
+            }
+            format!("invalid request body: {out}")
+        }
+    }
+}
+
+/// Parameters of an `/oauth/*` request, from an `application/x-www-form-urlencoded` body
+/// (as RFC 6749 clients send) or a JSON object of strings.
+/// RFC 6749 §3.2: a parameter sent twice is `invalid_request`; empty values count as
+/// omitted; unknown parameters are ignored.
+#[derive(Debug, Default)]
+pub struct OAuthParams(HashMap<String, String>);
+
+impl OAuthParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name)
+            .ok_or_else(|| ApiError::InvalidRequest(format!("missing parameter: {name}")))
+    }
+
+    fn from_pairs(pairs: impl Iterator<Item = (String, String)>) -> Result<Self, ApiError> {
+        let mut map = HashMap::new();
+        for (k, v) in pairs {
+            if map.insert(k.clone(), v).is_some() {
+                return Err(ApiError::InvalidRequest(format!(
+                    "parameter {k} is repeated"
+                )));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    fn parse(content_type: Option<mime::Mime>, body: &[u8]) -> Result<Self, ApiError> {
+        let Some(mime) = content_type else {
+            return Err(ApiError::UnsupportedMediaType(
+                "send application/x-www-form-urlencoded or application/json".into(),
+            ));
+        };
+        if mime.type_() == mime::APPLICATION && mime.subtype() == mime::WWW_FORM_URLENCODED {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::InvalidRequest("the body is not valid UTF-8".into()))?;
+            Self::from_pairs(url::form_urlencoded::parse(text.as_bytes()).into_owned())
+        } else if mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON) {
+            let value: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))?;
+            let serde_json::Value::Object(obj) = value else {
+                return Err(ApiError::InvalidRequest(
+                    "the body must be a JSON object".into(),
+                ));
+            };
+            let mut pairs = Vec::with_capacity(obj.len());
+            for (k, v) in obj {
+                match v {
+                    serde_json::Value::String(s) => pairs.push((k, s)),
+                    serde_json::Value::Null => {}
+                    _ => {
+                        return Err(ApiError::InvalidRequest(format!(
+                            "parameter {k} must be a string"
+                        )))
+                    }
+                }
+            }
+            Self::from_pairs(pairs.into_iter())
+        } else {
+            Err(ApiError::UnsupportedMediaType(
+                "send application/x-www-form-urlencoded or application/json".into(),
+            ))
+        }
+    }
+}
+
+impl FromRequest for OAuthParams {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(16 * 1024, |s| s.settings.server.body_limit);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok());
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            let body = read_limited(&mut payload, limit).await?;
+            Self::parse(content_type, &body)
+        })
+    }
+}
+
+async fn read_limited(payload: &mut Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::InvalidRequest(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> Option<mime::Mime> {
+        Some(mime::APPLICATION_WWW_FORM_URLENCODED)
+    }
+
+    #[test]
+    fn rfc6749_3_2_repeated_parameters_are_invalid_request() {
+        let err = OAuthParams::parse(form(), b"grant_type=a&grant_type=b").unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn rfc6749_3_1_empty_parameters_count_as_omitted() {
+        let p = OAuthParams::parse(form(), b"grant_type=&x=1").unwrap();
+        assert!(p.get("grant_type").is_none());
+        assert!(p.require("grant_type").is_err());
+    }
+
+    #[test]
+    fn json_bodies_of_strings_are_accepted() {
+        let p = OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"token":"abc","n":null}"#)
+            .unwrap();
+        assert_eq!(p.get("token"), Some("abc"));
+    }
+
+    #[test]
+    fn other_content_types_are_415() {
+        let err = OAuthParams::parse(Some(mime::TEXT_PLAIN), b"token=x").unwrap_err();
+        assert_eq!(err.code(), "unsupported_media_type");
+    }
+
+    #[test]
+    fn json_errors_never_echo_input() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            remember_me: bool,
+        }
+        let e = serde_json::from_str::<T>(r#"{"remember_me":"hunter2"}"#).unwrap_err();
+        assert!(!describe_json_error(&e).contains("hunter2"));
+    }
+}

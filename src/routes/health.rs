@@ -1,0 +1,39 @@
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::RouteTable;
+use crate::startup::AppState;
+
+pub fn configure(t: &mut RouteTable) {
+    t.get("/healthz", healthz);
+    t.get("/readyz", readyz);
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers a query and a signing key is active.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store_ok = state
+        .store
+        .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .is_ok();
+    let keys = state.keys.current();
+    let key_ok = keys
+        .entries
+        .iter()
+        .any(|(_, s)| *s == crate::keys::KeyState::Active);
+    let body = json!({
+        "status": if store_ok && key_ok { "ready" } else { "not_ready" },
+        "store": store_ok,
+        "signing_key": key_ok,
+    });
+    if store_ok && key_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

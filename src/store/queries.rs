@@ -1,0 +1,319 @@
+//! Every SQL statement, once. Functions take a connection (the writer's transaction or
+//! a reader) and use cached prepared statements.
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::clock::Millis;
+use crate::domain::TokenHash;
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub created_at: Millis,
+    pub disabled_at: Option<Millis>,
+}
+
+const USER_COLS: &str = "id, username, password_hash, roles, created_at, disabled_at";
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    let roles: String = r.get(3)?;
+    Ok(UserRow {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        password_hash: r.get(2)?,
+        roles: serde_json::from_str(&roles).unwrap_or_default(),
+        created_at: r.get(4)?,
+        disabled_at: r.get(5)?,
+    })
+}
+
+pub fn user_by_username_key(conn: &Connection, key: &str) -> anyhow::Result<Option<UserRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE username_key = ?1"
+    ))?;
+    Ok(st.query_row([key], user_from_row).optional()?)
+}
+
+pub fn user_by_id(conn: &Connection, id: &str) -> anyhow::Result<Option<UserRow>> {
+    let mut st = conn.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?;
+    Ok(st.query_row([id], user_from_row).optional()?)
+}
+
+pub fn insert_user(conn: &Connection, user: &UserRow, username_key: &str) -> anyhow::Result<()> {
+    let roles = serde_json::to_string(&user.roles)?;
+    conn.prepare_cached(
+        "INSERT INTO users (id, username, username_key, password_hash, roles, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        user.id,
+        user.username,
+        username_key,
+        user.password_hash,
+        roles,
+        user.created_at
+    ])
+    .context("insert user")?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub remember_me: bool,
+    pub created_at: Millis,
+    pub last_active_at: Millis,
+    pub idle_expires_at: Millis,
+    pub expires_at: Millis,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub revoked_at: Option<Millis>,
+    pub revoked_reason: Option<String>,
+}
+
+impl SessionRow {
+    /// Live at `now`: not revoked, and neither the idle nor the absolute limit passed.
+    pub fn is_active(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && now < self.idle_expires_at && now < self.expires_at
+    }
+
+    /// When the session ends if nothing else happens.
+    pub fn ends_at(&self) -> Millis {
+        self.idle_expires_at.min(self.expires_at)
+    }
+}
+
+const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
+     last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason";
+
+fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        client_id: r.get(2)?,
+        scope: r.get(3)?,
+        remember_me: r.get(4)?,
+        created_at: r.get(5)?,
+        last_active_at: r.get(6)?,
+        idle_expires_at: r.get(7)?,
+        expires_at: r.get(8)?,
+        ip: r.get(9)?,
+        user_agent: r.get(10)?,
+        revoked_at: r.get(11)?,
+        revoked_reason: r.get(12)?,
+    })
+}
+
+pub fn insert_session(conn: &Connection, s: &SessionRow) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+             last_active_at, idle_expires_at, expires_at, ip, user_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        s.id,
+        s.user_id,
+        s.client_id,
+        s.scope,
+        s.remember_me,
+        s.created_at,
+        s.last_active_at,
+        s.idle_expires_at,
+        s.expires_at,
+        s.ip,
+        s.user_agent
+    ])
+    .context("insert session")?;
+    Ok(())
+}
+
+pub fn session_by_id(conn: &Connection, id: &str) -> anyhow::Result<Option<SessionRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"
+    ))?;
+    Ok(st.query_row([id], session_from_row).optional()?)
+}
+
+/// The user's sessions that are live at `now`, oldest first.
+pub fn active_sessions_of_user(
+    conn: &Connection,
+    user_id: &str,
+    now: Millis,
+) -> anyhow::Result<Vec<SessionRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLS} FROM sessions
+         WHERE user_id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?2 AND expires_at > ?2
+         ORDER BY created_at, id"
+    ))?;
+    let rows = st
+        .query_map(params![user_id, now], session_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Records activity: moves `last_active_at` and the idle expiry, never the absolute one.
+pub fn touch_session(
+    conn: &Connection,
+    id: &str,
+    now: Millis,
+    idle_expires_at: Millis,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "UPDATE sessions SET last_active_at = ?2, idle_expires_at = ?3,
+             ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent)
+         WHERE id = ?1",
+    )?
+    .execute(params![id, now, idle_expires_at, ip, user_agent])?;
+    Ok(())
+}
+
+/// Revokes one session if still live; returns whether it did.
+pub fn revoke_session(
+    conn: &Connection,
+    id: &str,
+    now: Millis,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3
+             WHERE id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![id, now, reason])?;
+    // Sealed successors are useless once the family is dead: wipe them now.
+    conn.prepare_cached(
+        "UPDATE refresh_tokens SET sealed_successor = NULL
+         WHERE session_id = ?1 AND sealed_successor IS NOT NULL",
+    )?
+    .execute([id])?;
+    Ok(n > 0)
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub token_hash: Vec<u8>,
+    pub session_id: String,
+    pub generation: i64,
+    pub parent_hash: Option<Vec<u8>>,
+    pub issued_at: Millis,
+    pub rotated_at: Option<Millis>,
+    pub sealed_successor: Option<Vec<u8>>,
+}
+
+const TOKEN_COLS: &str =
+    "token_hash, session_id, generation, parent_hash, issued_at, rotated_at, sealed_successor";
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        token_hash: r.get(0)?,
+        session_id: r.get(1)?,
+        generation: r.get(2)?,
+        parent_hash: r.get(3)?,
+        issued_at: r.get(4)?,
+        rotated_at: r.get(5)?,
+        sealed_successor: r.get(6)?,
+    })
+}
+
+pub fn token_by_hash(conn: &Connection, hash: &TokenHash) -> anyhow::Result<Option<TokenRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE token_hash = ?1"
+    ))?;
+    Ok(st.query_row([&hash[..]], token_from_row).optional()?)
+}
+
+pub fn token_by_generation(
+    conn: &Connection,
+    session_id: &str,
+    generation: i64,
+) -> anyhow::Result<Option<TokenRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE session_id = ?1 AND generation = ?2"
+    ))?;
+    Ok(st
+        .query_row(params![session_id, generation], token_from_row)
+        .optional()?)
+}
+
+pub fn insert_token(
+    conn: &Connection,
+    hash: &TokenHash,
+    session_id: &str,
+    generation: i64,
+    parent_hash: Option<&[u8]>,
+    issued_at: Millis,
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO refresh_tokens (token_hash, session_id, generation, parent_hash, issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        &hash[..],
+        session_id,
+        generation,
+        parent_hash,
+        issued_at
+    ])
+    .context("insert refresh token")?;
+    Ok(())
+}
+
+/// Marks a head as rotated and seals its successor on it for the reuse interval.
+pub fn mark_rotated(
+    conn: &Connection,
+    hash: &[u8],
+    now: Millis,
+    sealed_successor: &[u8],
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "UPDATE refresh_tokens SET rotated_at = ?2, sealed_successor = ?3 WHERE token_hash = ?1",
+    )?
+    .execute(params![hash, now, sealed_successor])?;
+    Ok(())
+}
+
+pub fn wipe_sealed(conn: &Connection, hash: &[u8]) -> anyhow::Result<()> {
+    conn.prepare_cached("UPDATE refresh_tokens SET sealed_successor = NULL WHERE token_hash = ?1")?
+        .execute([hash])?;
+    Ok(())
+}
+
+/// One security event. Never put a token or password in any field.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub user_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub detail: Option<serde_json::Value>,
+}
+
+pub fn insert_event(conn: &Connection, at: Millis, e: &NewEvent<'_>) -> anyhow::Result<()> {
+    let detail = e.detail.as_ref().map(|d| d.to_string());
+    conn.prepare_cached(
+        "INSERT INTO events (at, kind, user_id, session_id, client_id, ip, user_agent, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        at,
+        e.kind,
+        e.user_id,
+        e.session_id,
+        e.client_id,
+        e.ip,
+        e.user_agent,
+        detail
+    ])?;
+    Ok(())
+}
