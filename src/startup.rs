@@ -119,6 +119,7 @@ impl Application {
         .workers(workers)
         .listen(listener)?
         .run();
+        crate::housekeeping::spawn(state.clone());
         tracing::info!(%addr, port, "latchkey listening");
         Ok(Self {
             port,

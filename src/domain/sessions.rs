@@ -33,12 +33,14 @@ pub struct NewSession {
     pub ctx: ClientContext,
 }
 
+pub struct CreatedSession {
+    pub session: SessionRow,
+    pub user: UserRow,
+    pub token: RefreshToken,
+}
+
 pub enum LoginOutcome {
-    Created {
-        session: SessionRow,
-        user: UserRow,
-        token: RefreshToken,
-    },
+    Created(Box<CreatedSession>),
     /// The account vanished or was disabled between the password check and this write.
     UserUnavailable,
     /// `limit_policy = "reject"` and the user is at `max_per_user`.
@@ -100,11 +102,11 @@ pub fn create_session(
             detail: Some(serde_json::json!({ "remember_me": req.remember_me })),
         },
     )?;
-    Ok(LoginOutcome::Created {
+    Ok(LoginOutcome::Created(Box::new(CreatedSession {
         session,
         user,
         token,
-    })
+    })))
 }
 
 /// Revokes a live session and records why. Returns whether it was live.

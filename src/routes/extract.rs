@@ -171,6 +171,42 @@ impl FromRequest for OAuthParams {
     }
 }
 
+/// A JSON body that may be empty (then `T::default()`); anything else must be valid
+/// `application/json`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(16 * 1024, |s| s.settings.server.body_limit);
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_limited(&mut payload, limit).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Self(T::default()));
+            }
+            if !is_json {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body must be application/json".into(),
+                ));
+            }
+            serde_json::from_slice(&body)
+                .map(Self)
+                .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))
+        })
+    }
+}
+
 async fn read_limited(payload: &mut Payload, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {

@@ -121,17 +121,13 @@ pub async fn authenticate_and_start_session(
         .write(move |conn| sessions::create_session(conn, now, &rng, &new))
         .await?;
     match outcome {
-        LoginOutcome::Created {
-            session,
-            user,
-            token,
-        } => token_response(
+        LoginOutcome::Created(c) => token_response(
             state,
             &client,
-            &session,
-            &user,
-            session.scope.clone(),
-            Some(&token),
+            &c.session,
+            &c.user,
+            c.session.scope.clone(),
+            Some(&c.token),
             now,
         ),
         LoginOutcome::UserUnavailable => Err(ApiError::InvalidCredentials),

@@ -10,6 +10,7 @@ pub mod login;
 pub mod me;
 pub mod oauth;
 pub mod responses;
+pub mod sessions;
 pub mod wellknown;
 
 use std::time::Instant;
@@ -95,6 +96,7 @@ pub fn table() -> RouteTable {
     login::configure(&mut t);
     me::configure(&mut t);
     oauth::configure(&mut t);
+    sessions::configure(&mut t);
     t
 }
 

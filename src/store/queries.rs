@@ -317,3 +317,13 @@ pub fn insert_event(conn: &Connection, at: Millis, e: &NewEvent<'_>) -> anyhow::
     ])?;
     Ok(())
 }
+
+/// Wipes sealed successors whose reuse interval ended before `cutoff`; returns how many.
+pub fn wipe_sealed_rotated_before(conn: &Connection, cutoff: Millis) -> anyhow::Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE refresh_tokens SET sealed_successor = NULL
+             WHERE sealed_successor IS NOT NULL AND rotated_at < ?1",
+        )?
+        .execute([cutoff])?)
+}

@@ -47,6 +47,8 @@ CREATE TABLE refresh_tokens (
     sealed_successor BLOB,
     UNIQUE (session_id, generation)
 ) STRICT, WITHOUT ROWID;
+CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+CREATE INDEX refresh_tokens_sealed ON refresh_tokens(rotated_at) WHERE sealed_successor IS NOT NULL;
 
 CREATE TABLE events (
     id         INTEGER PRIMARY KEY,

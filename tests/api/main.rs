@@ -1,1 +1,16 @@
+//! All integration tests in one binary, so the crate links once. Every test drives the
+//! real server over HTTP on a random port with its own temporary database.
 
+mod helpers;
+
+mod health;
+mod interop;
+mod login;
+mod me;
+mod model;
+mod openapi;
+mod readme;
+mod refresh;
+mod revoke;
+mod signup;
+mod wellknown;

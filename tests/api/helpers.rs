@@ -1,0 +1,269 @@
+//! `TestApp`: the real server on a random port, with its own temporary database and key
+//! folder, and a manual clock the test can move instead of sleeping.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey::clock::ManualClock;
+use latchkey::config::{ClientSettings, ResourceServerSettings, Settings};
+use latchkey::secret::Secret;
+use latchkey::Application;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const RS_ID: &str = "orders-api";
+pub const RS_SECRET: &str = "orders-api-secret-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub settings: Settings,
+    pub state: actix_web::web::Data<latchkey::AppState>,
+    pub _dir: tempfile::TempDir,
+}
+
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub body: Value,
+}
+
+impl Tokens {
+    fn from_body(body: Value) -> Self {
+        Self {
+            access: body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            session_id: body["session_id"].as_str().expect("session_id").to_owned(),
+            body,
+        }
+    }
+}
+
+/// Settings every test starts from: port 0, temp paths, two workers, a second client
+/// and a resource server for introspection.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.server.bind = "127.0.0.1:0".into();
+    s.server.workers = 2;
+    s.store.path = dir.join("db/latchkey.db");
+    s.store.readers = 2;
+    s.keys.dir = dir.join("keys");
+    let mut mobile = ClientSettings::named("mobile");
+    mobile.audience = "https://api.example.com".into();
+    mobile.scopes = vec!["read".into(), "write".into()];
+    s.clients.push(mobile);
+    s.resource_servers.push(ResourceServerSettings {
+        id: RS_ID.into(),
+        secret: Secret::new(RS_SECRET.into()),
+    });
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        latchkey::telemetry::init(&Default::default());
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path());
+    configure(&mut settings);
+    settings.validate().expect("test settings are valid");
+    let clock = Arc::new(ManualClock::starting_now());
+    let app = Application::build_with_clock(settings.clone(), clock.clone())
+        .await
+        .expect("the app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        client,
+        clock,
+        settings,
+        state,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.settings.store.path.clone()
+    }
+
+    /// A read-only look at the database, as an operator (or a thief with a dump) would.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_bearer(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> Response {
+        let body = serde_urlencoded::to_string(pairs).unwrap();
+        self.post_raw(path, "application/x-www-form-urlencoded", body)
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signup(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/signup",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login_as(&self, username: &str, extra: Value) -> Response {
+        let mut body = json!({"username": username, "password": PASSWORD});
+        if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+            b.extend(e);
+        }
+        self.post_json("/login", &body).await
+    }
+
+    /// Signs `username` up (with [`PASSWORD`]) and logs in once.
+    pub async fn user_with_session(&self, username: &str) -> Tokens {
+        assert_eq!(
+            self.signup(username, PASSWORD).await.status(),
+            StatusCode::CREATED
+        );
+        self.login(username).await
+    }
+
+    pub async fn login(&self, username: &str) -> Tokens {
+        let res = self.login_as(username, json!({})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        Tokens::from_body(res.json().await.unwrap())
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// Refreshes and expects success.
+    pub async fn rotate(&self, refresh_token: &str) -> Tokens {
+        let res = self.refresh(refresh_token).await;
+        assert_eq!(res.status(), StatusCode::OK, "refresh should succeed");
+        Tokens::from_body(res.json().await.unwrap())
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let res = self
+            .client
+            .post(self.url("/oauth/introspect"))
+            .basic_auth(RS_ID, Some(RS_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+}
+
+/// Asserts the API.md error body and returns it.
+pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status, "status");
+    let body: Value = res.json().await.expect("error body is JSON");
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "error_description in {body}"
+    );
+    body
+}
+
+/// The claims of a JWT, decoded without verification (for asserting what was issued).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let mut it = token.split('.');
+    let h = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+    let c = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+    (
+        serde_json::from_slice(&h).unwrap(),
+        serde_json::from_slice(&c).unwrap(),
+    )
+}

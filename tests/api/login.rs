@@ -1,0 +1,243 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, jwt_parts, spawn_app, PASSWORD};
+
+#[tokio::test]
+async fn login_returns_the_token_response_with_no_store_headers() {
+    let app = spawn_app().await;
+    app.signup("alice", PASSWORD).await;
+    let res = app.login_as("alice", json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // RFC 6749 §5.1: token responses must not be cached.
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["pragma"], "no-cache");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["refresh_token_expires_in"], 14 * 86400);
+    assert!(uuid::Uuid::parse_str(body["session_id"].as_str().unwrap()).is_ok());
+    let rt = body["refresh_token"].as_str().unwrap();
+    assert_eq!(rt.len(), 43, "256 bits, base64url");
+}
+
+#[tokio::test]
+async fn rfc9068_2_access_token_has_exactly_the_api_claims_and_header() {
+    let app = spawn_app().await;
+    let t = app.user_with_session("alice").await;
+    let (header, claims) = jwt_parts(&t.access);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "ES256");
+    assert!(header["kid"].is_string());
+    let mut keys: Vec<&str> = claims
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "aud",
+            "client_id",
+            "exp",
+            "iat",
+            "iss",
+            "jti",
+            "roles",
+            "scope",
+            "sid",
+            "sub"
+        ]
+    );
+    assert_eq!(claims["iss"], "http://127.0.0.1:8080");
+    assert_eq!(claims["aud"], "latchkey");
+    assert_eq!(claims["client_id"], "default");
+    assert_eq!(claims["sid"], t.session_id.as_str());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
+    assert_eq!(claims["roles"], json!([]));
+    assert_eq!(claims["scope"], "");
+}
+
+#[tokio::test]
+async fn each_login_starts_a_new_session_asvs_3_2_1_no_fixation() {
+    let app = spawn_app().await;
+    let a = app.user_with_session("alice").await;
+    let b = app.login("alice").await;
+    assert_ne!(a.session_id, b.session_id);
+    assert_ne!(a.refresh, b.refresh);
+    let (_, ca) = jwt_parts(&a.access);
+    let (_, cb) = jwt_parts(&b.access);
+    assert_ne!(ca["jti"], cb["jti"]);
+}
+
+#[tokio::test]
+async fn a_client_gets_its_audience_and_an_allowed_scope() {
+    let app = spawn_app().await;
+    app.signup("alice", PASSWORD).await;
+    let res = app
+        .login_as(
+            "alice",
+            json!({"client_id": "mobile", "scope": "write read"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "https://api.example.com");
+    assert_eq!(claims["client_id"], "mobile");
+    assert_eq!(claims["scope"], "read write");
+}
+
+#[tokio::test]
+async fn unknown_clients_and_disallowed_scopes_are_refused() {
+    let app = spawn_app().await;
+    app.signup("alice", PASSWORD).await;
+    let res = app.login_as("alice", json!({"client_id": "nope"})).await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let res = app
+        .login_as("alice", json!({"client_id": "mobile", "scope": "admin"}))
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_scope").await;
+}
+
+/// OWASP Authentication cheat sheet: one generic failure, same status and body.
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_identical_responses() {
+    let app = spawn_app().await;
+    app.signup("alice", PASSWORD).await;
+    let wrong = app
+        .post_json(
+            "/login",
+            &json!({"username": "alice", "password": "not the password"}),
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/login",
+            &json!({"username": "mallory", "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let wrong = wrong.bytes().await.unwrap();
+    let unknown = unknown.bytes().await.unwrap();
+    assert_eq!(wrong, unknown, "byte-identical bodies");
+    let v: Value = serde_json::from_slice(&wrong).unwrap();
+    assert_eq!(v["error"], "invalid_credentials");
+}
+
+#[tokio::test]
+async fn failed_logins_are_recorded_without_the_password() {
+    let app = spawn_app().await;
+    app.signup("alice", PASSWORD).await;
+    app.post_json(
+        "/login",
+        &json!({"username": "alice", "password": "guess-number-one"}),
+    )
+    .await;
+    let (kind, detail): (String, Option<String>) = app
+        .db()
+        .query_row(
+            "SELECT kind, detail FROM events WHERE kind = 'login_failed'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(kind, "login_failed");
+    assert!(!detail.unwrap_or_default().contains("guess-number-one"));
+}
+
+#[tokio::test]
+async fn bad_login_requests_get_their_documented_4xx() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, &str, String, StatusCode, &str)> = vec![
+        (
+            "bad JSON",
+            "application/json",
+            "{".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "missing username",
+            "application/json",
+            json!({"password": PASSWORD}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "remember_me not bool",
+            "application/json",
+            json!({"username":"a","password":PASSWORD,"remember_me":"yes"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "1025-byte password",
+            "application/json",
+            json!({"username":"a","password":"p".repeat(1025)}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "257-byte username",
+            "application/json",
+            json!({"username":"u".repeat(257),"password":PASSWORD}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "1 MB body",
+            "application/json",
+            json!({"username":"a","password":"p".repeat(1 << 20)}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "text/plain",
+            "text/plain",
+            "hello".into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+    ];
+    for (name, ct, body, status, code) in cases {
+        let res = app.post_raw("/login", ct, body).await;
+        assert_eq!(res.status(), status, "case {name}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["error"], code, "case {name}");
+    }
+}
+
+#[tokio::test]
+async fn the_store_keeps_only_a_hash_of_the_refresh_token() {
+    let app = spawn_app().await;
+    let t = app.user_with_session("alice").await;
+    let db = app.db();
+    let (hash, generation): (Vec<u8>, i64) = db
+        .query_row(
+            "SELECT token_hash, generation FROM refresh_tokens",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(generation, 0, "the first token of a family is generation 0");
+    assert_eq!(hash.len(), 32);
+    // Nothing in the file contains the token itself.
+    drop(db);
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{}", app.db_path().display(), suffix);
+        if let Ok(bytes) = std::fs::read(&path) {
+            let needle = t.refresh.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext token found in {path}"
+            );
+        }
+    }
+}

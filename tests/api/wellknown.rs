@@ -1,0 +1,104 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{jwt_parts, spawn_app};
+
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
+
+#[tokio::test]
+async fn rfc7517_jwks_holds_only_public_members_with_kid_alg_and_use() {
+    let app = spawn_app().await;
+    let res = app.get("/.well-known/jwks.json").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "public, max-age=300");
+    let jwks: Value = res.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        for m in PRIVATE_MEMBERS {
+            assert!(k.get(m).is_none(), "private member {m} in {k}");
+        }
+        assert_eq!(k["use"], "sig");
+        assert!(k["kid"].is_string());
+        assert_eq!(k["alg"], "ES256");
+        assert_eq!(k["kty"], "EC");
+        assert_eq!(k["crv"], "P-256");
+    }
+}
+
+#[tokio::test]
+async fn jwks_answers_if_none_match_with_304() {
+    let app = spawn_app().await;
+    let res = app.get("/.well-known/jwks.json").await;
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let res = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(res.headers()["etag"], etag.as_str());
+    let res = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("if-none-match", "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rfc8414_metadata_issuer_matches_token_iss_byte_for_byte() {
+    let app = spawn_app().await;
+    let t = app.user_with_session("alice").await;
+    let (header, claims) = jwt_parts(&t.access);
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let m: Value = app.get(path).await.json().await.unwrap();
+        assert_eq!(m["issuer"], claims["iss"], "{path}");
+        assert_eq!(
+            m["grant_types_supported"],
+            serde_json::json!(["refresh_token"])
+        );
+        assert!(!m["grant_types_supported"].to_string().contains("password"));
+        for k in [
+            "jwks_uri",
+            "token_endpoint",
+            "revocation_endpoint",
+            "introspection_endpoint",
+        ] {
+            assert!(
+                m[k].as_str().unwrap().starts_with("http://127.0.0.1:8080/"),
+                "{k}"
+            );
+        }
+        assert!(m["token_endpoint_auth_methods_supported"].is_array());
+        assert_eq!(
+            m["id_token_signing_alg_values_supported"],
+            serde_json::json!(["ES256"])
+        );
+        // RFC 8414 §2: arrays with no elements are omitted.
+        for (k, v) in m.as_object().unwrap() {
+            if let Some(a) = v.as_array() {
+                assert!(!a.is_empty(), "{k} is an empty array");
+            }
+        }
+    }
+    // The token's kid is in the JWKS.
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == header["kid"]));
+}
