@@ -45,6 +45,12 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
+    /// List users
+    List,
+    /// Disable a user and end all their sessions
+    Disable { username: String },
+    /// Delete a user with their sessions, tokens and events (erasure)
+    Delete { username: String },
     /// Create a user; the password is read from standard input (or a prompt), never argv
     Add {
         username: String,
@@ -67,6 +73,12 @@ pub enum KeysCommand {
 
 #[derive(Subcommand)]
 pub enum SessionsCommand {
+    /// List a user's active sessions
+    List {
+        /// Username
+        #[arg(long)]
+        user: String,
+    },
     /// Revoke every session of a user
     Revoke {
         /// Username
@@ -146,6 +158,92 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
                 SignupOutcome::Taken => bail!("that username is taken"),
             }
+        }
+        Command::Users(UsersCommand::List) => {
+            let store = Store::open(&settings.store.path, 1)?;
+            let users = store.read(queries::all_users).await?;
+            println!(
+                "{:<36}  {:<24} {:<8} {:<20} ROLES",
+                "ID", "USERNAME", "STATE", "CREATED"
+            );
+            for u in users {
+                println!(
+                    "{:<36}  {:<24} {:<8} {:<20} {}",
+                    u.id,
+                    u.username,
+                    if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    },
+                    crate::clock::rfc3339(u.created_at),
+                    u.roles.join(",")
+                );
+            }
+            Ok(())
+        }
+        Command::Users(UsersCommand::Disable { username }) => {
+            let store = Store::open(&settings.store.path, 1)?;
+            let now = clock.now_millis();
+            let key = Username::parse(&username)
+                .map_err(anyhow::Error::msg)?
+                .key();
+            store
+                .write(move |conn| {
+                    let Some(u) = queries::user_by_username_key(conn, &key)? else {
+                        bail!("no such user");
+                    };
+                    accounts::disable_user(conn, now, &u.id, &Default::default())
+                })
+                .await?;
+            println!("disabled {username}");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Delete { username }) => {
+            let store = Store::open(&settings.store.path, 1)?;
+            let now = clock.now_millis();
+            let key = Username::parse(&username)
+                .map_err(anyhow::Error::msg)?
+                .key();
+            store
+                .write(move |conn| {
+                    let Some(u) = queries::user_by_username_key(conn, &key)? else {
+                        bail!("no such user");
+                    };
+                    accounts::delete_user(conn, now, &u.id)
+                })
+                .await?;
+            println!("deleted {username}");
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::List { user }) => {
+            let store = Store::open(&settings.store.path, 1)?;
+            let now = clock.now_millis();
+            let key = Username::parse(&user).map_err(anyhow::Error::msg)?.key();
+            let list = store
+                .read(move |conn| {
+                    let Some(u) = queries::user_by_username_key(conn, &key)? else {
+                        bail!("no such user");
+                    };
+                    queries::active_sessions_of_user(conn, &u.id, now)
+                })
+                .await?;
+            println!(
+                "{:<36}  {:<12} {:<20} {:<20} {:<15} USER AGENT",
+                "SESSION", "CLIENT", "CREATED", "LAST ACTIVE", "IP"
+            );
+            for s in list {
+                println!(
+                    "{:<36}  {:<12} {:<20} {:<20} {:<15} {}",
+                    s.id,
+                    s.client_id,
+                    crate::clock::rfc3339(s.created_at),
+                    crate::clock::rfc3339(s.last_active_at),
+                    s.ip.unwrap_or_default(),
+                    s.user_agent.unwrap_or_default()
+                );
+            }
+            Ok(())
         }
         Command::Keys(KeysCommand::List) => {
             let keys = keys::Keys::load_or_generate(

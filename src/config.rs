@@ -116,7 +116,23 @@ pub struct Settings {
     pub login: LoginSettings,
     pub clients: Vec<ClientSettings>,
     pub resource_servers: Vec<ResourceServerSettings>,
+    pub events: EventSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// Security events older than this are deleted by housekeeping.
+    pub retention: HumanDuration,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            retention: HumanDuration::secs(90 * 86_400),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -133,6 +149,7 @@ impl Default for Settings {
             login: LoginSettings::default(),
             clients: vec![ClientSettings::named("default")],
             resource_servers: Vec::new(),
+            events: EventSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -146,6 +163,8 @@ pub struct ServerSettings {
     pub body_limit: usize,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
+    /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerSettings {
@@ -154,6 +173,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             body_limit: 16 * 1024,
             workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -240,6 +260,8 @@ pub struct SessionSettings {
     pub absolute_lifetime_no_remember: HumanDuration,
     pub max_per_user: u32,
     pub limit_policy: LimitPolicy,
+    /// How long ended sessions stay visible to admins before housekeeping deletes them.
+    pub retention: HumanDuration,
 }
 
 impl Default for SessionSettings {
@@ -251,6 +273,7 @@ impl Default for SessionSettings {
             absolute_lifetime_no_remember: HumanDuration::secs(12 * 3600),
             max_per_user: 50,
             limit_policy: LimitPolicy::EvictOldest,
+            retention: HumanDuration::secs(30 * 86_400),
         }
     }
 }

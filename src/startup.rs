@@ -111,6 +111,8 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(routes::extract::json_config(body_limit))
                 .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(routes::extract::query_config())
+                .app_data(routes::extract::path_config())
                 .wrap(routes::security_headers())
                 .wrap(middleware::from_fn(routes::log_request))
                 .configure(|cfg| routes::table().register(cfg))

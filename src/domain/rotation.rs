@@ -150,6 +150,26 @@ pub fn refresh(
         None => granted.to_claim(),
     };
 
+    let context_changed = req.ctx.ip.is_some() && req.ctx.ip != session.ip
+        || req.ctx.user_agent.is_some() && req.ctx.user_agent != session.user_agent;
+    if context_changed {
+        queries::insert_event(
+            conn,
+            now,
+            &NewEvent {
+                kind: "session_context_changed",
+                user_id: Some(&session.user_id),
+                session_id: Some(&session.id),
+                client_id: Some(&session.client_id),
+                ip: req.ctx.ip.as_deref(),
+                user_agent: req.ctx.user_agent.as_deref(),
+                detail: Some(serde_json::json!({
+                    "previous_ip": session.ip,
+                    "previous_user_agent": session.user_agent,
+                })),
+            },
+        )?;
+    }
     let idle_expires_at = now.saturating_add(idle_ms(&session));
     queries::touch_session(
         conn,

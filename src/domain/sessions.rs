@@ -39,6 +39,9 @@ pub struct CreatedSession {
     pub token: RefreshToken,
 }
 
+/// A login from a network and browser family unseen for this long is a new device.
+const NEW_DEVICE_WINDOW_MS: i64 = 30 * 86_400 * 1000;
+
 pub enum LoginOutcome {
     Created(Box<CreatedSession>),
     /// The account vanished or was disabled between the password check and this write.
@@ -87,6 +90,28 @@ pub fn create_session(
         revoked_reason: None,
     };
     queries::insert_session(conn, &session)?;
+    let network = req.ctx.ip.as_deref().and_then(network_of);
+    let ua_family = req.ctx.user_agent.as_deref().map(user_agent_family);
+    if let (Some(net), Some(fam)) = (&network, &ua_family) {
+        let since = now.saturating_sub(NEW_DEVICE_WINDOW_MS);
+        if queries::has_logged_in_before(conn, &user.id)?
+            && !queries::seen_device(conn, &user.id, since, net, fam)?
+        {
+            queries::insert_event(
+                conn,
+                now,
+                &NewEvent {
+                    kind: "new_device_login",
+                    user_id: Some(&user.id),
+                    session_id: Some(&session.id),
+                    client_id: Some(&session.client_id),
+                    ip: req.ctx.ip.as_deref(),
+                    user_agent: req.ctx.user_agent.as_deref(),
+                    detail: Some(serde_json::json!({ "network": net, "ua_family": fam })),
+                },
+            )?;
+        }
+    }
     let token = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
     queries::insert_token(conn, &token.hash(), &session.id, 0, None, now)?;
     queries::insert_event(
@@ -99,7 +124,11 @@ pub fn create_session(
             client_id: Some(&session.client_id),
             ip: req.ctx.ip.as_deref(),
             user_agent: req.ctx.user_agent.as_deref(),
-            detail: Some(serde_json::json!({ "remember_me": req.remember_me })),
+            detail: Some(serde_json::json!({
+                "remember_me": req.remember_me,
+                "network": network,
+                "ua_family": ua_family,
+            })),
         },
     )?;
     Ok(LoginOutcome::Created(Box::new(CreatedSession {
@@ -134,4 +163,83 @@ pub fn revoke(
         )?;
     }
     Ok(revoked)
+}
+
+/// Revokes every live session of `user_id` except `keep`; returns how many ended.
+pub fn revoke_all_of_user(
+    conn: &Connection,
+    now: Millis,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    ctx: &ClientContext,
+) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for s in queries::active_sessions_of_user(conn, user_id, now)? {
+        if Some(s.id.as_str()) != keep && revoke(conn, now, &s, reason, ctx)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The network a login came from, coarsely: the IPv4 /24 or IPv6 /48.
+pub fn network_of(ip: &str) -> Option<String> {
+    match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+    }
+}
+
+/// A browser or client family from a user agent, coarse on purpose: versions change
+/// every few weeks and must not make a known device look new.
+pub fn user_agent_family(ua: &str) -> String {
+    const KNOWN: [&str; 8] = [
+        "Edg/", "OPR/", "Firefox/", "Chrome/", "Safari/", "curl/", "okhttp/", "Dart/",
+    ];
+    for k in KNOWN {
+        if ua.contains(k) {
+            return k.trim_end_matches('/').to_owned();
+        }
+    }
+    ua.split(['/', ' '])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_v4_slash_24_and_v6_slash_48() {
+        assert_eq!(
+            network_of("203.0.113.77").as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            network_of("2001:db8:abcd:12::1").as_deref(),
+            Some("2001:db8:abcd::/48")
+        );
+        assert_eq!(network_of("not an ip"), None);
+    }
+
+    #[test]
+    fn user_agent_families_ignore_versions() {
+        let a = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+        let b = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+        assert_eq!(user_agent_family(a), user_agent_family(b));
+        assert_eq!(user_agent_family(a), "Chrome");
+        assert_eq!(user_agent_family("curl/8.5.0"), "curl");
+        assert_eq!(user_agent_family("reqwest"), "reqwest");
+    }
 }

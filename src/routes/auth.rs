@@ -79,10 +79,30 @@ pub async fn authenticate(
     }
 }
 
-/// Where the request came from. The peer address only: proxies are not trusted unless
-/// configured (see `server.trusted_proxies`).
+/// Where the request came from: the peer address, or, when the peer is one of
+/// `server.trusted_proxies`, the right-most `X-Forwarded-For` address that is not itself
+/// a trusted proxy (left-most entries are client-controlled and never believed alone).
 pub fn client_context(req: &HttpRequest) -> ClientContext {
-    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    let peer = req.peer_addr().map(|a| a.ip());
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.settings.server.trusted_proxies.clone())
+        .unwrap_or_default();
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut ip = peer;
+    if peer.as_ref().is_some_and(is_trusted) {
+        let forwarded: Vec<std::net::IpAddr> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|p| p.trim().parse().ok())
+            .collect();
+        if let Some(client) = forwarded.iter().rev().find(|a| !is_trusted(a)) {
+            ip = Some(*client);
+        }
+    }
+    let ip = ip.map(|a| a.to_string());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

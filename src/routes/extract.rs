@@ -23,6 +23,19 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         .error_handler(move |err, _req| json_error(err, limit).into())
 }
 
+/// Query strings that do not parse are 400 `invalid_request`.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        ApiError::InvalidRequest(format!("invalid query string: {err}")).into()
+    })
+}
+
+/// Path segments that do not parse are 404: no such resource.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|_err, _req| ApiError::NotFound("no such resource".into()).into())
+}
+
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {

@@ -3,6 +3,7 @@
 //! server's routes against `openapi.yaml`.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod health;
@@ -97,6 +98,7 @@ pub fn table() -> RouteTable {
     me::configure(&mut t);
     oauth::configure(&mut t);
     sessions::configure(&mut t);
+    admin::configure(&mut t);
     t
 }
 

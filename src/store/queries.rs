@@ -327,3 +327,160 @@ pub fn wipe_sealed_rotated_before(conn: &Connection, cutoff: Millis) -> anyhow::
         )?
         .execute([cutoff])?)
 }
+
+pub fn all_users(conn: &Connection) -> anyhow::Result<Vec<UserRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users ORDER BY created_at, id"
+    ))?;
+    let rows = st
+        .query_map([], user_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn set_password_hash(conn: &Connection, user_id: &str, hash: &str) -> anyhow::Result<()> {
+    conn.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
+        .execute(params![user_id, hash])?;
+    Ok(())
+}
+
+pub fn set_disabled(conn: &Connection, user_id: &str, now: Millis) -> anyhow::Result<bool> {
+    Ok(conn
+        .prepare_cached("UPDATE users SET disabled_at = ?2 WHERE id = ?1 AND disabled_at IS NULL")?
+        .execute(params![user_id, now])?
+        > 0)
+}
+
+/// Deletes the user; sessions and tokens go with it (ON DELETE CASCADE), and the
+/// user's events are erased.
+pub fn delete_user(conn: &Connection, user_id: &str) -> anyhow::Result<bool> {
+    conn.prepare_cached("DELETE FROM events WHERE user_id = ?1")?
+        .execute([user_id])?;
+    Ok(conn
+        .prepare_cached("DELETE FROM users WHERE id = ?1")?
+        .execute([user_id])?
+        > 0)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: Millis,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Filters for reading events, newest first; `before` is an event id (the cursor).
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub user_id: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+pub fn events(conn: &Connection, q: &EventQuery) -> anyhow::Result<Vec<EventRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM events
+         WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2)
+           AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
+           AND (?5 IS NULL OR id < ?5)
+         ORDER BY id DESC LIMIT ?6",
+    )?;
+    let rows = st
+        .query_map(
+            params![q.user_id, q.kind, q.since, q.until, q.before, q.limit],
+            |r| {
+                let detail: Option<String> = r.get(8)?;
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    user_id: r.get(3)?,
+                    session_id: r.get(4)?,
+                    client_id: r.get(5)?,
+                    ip: r.get(6)?,
+                    user_agent: r.get(7)?,
+                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+                })
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Whether the user logged in from this network and browser family since `since`.
+pub fn seen_device(
+    conn: &Connection,
+    user_id: &str,
+    since: Millis,
+    network: &str,
+    ua_family: &str,
+) -> anyhow::Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events
+           WHERE user_id = ?1 AND kind = 'login_succeeded' AND at >= ?2
+             AND json_extract(detail, '$.network') = ?3
+             AND json_extract(detail, '$.ua_family') = ?4)",
+    )?;
+    Ok(st.query_row(params![user_id, since, network, ua_family], |r| r.get(0))?)
+}
+
+pub fn has_logged_in_before(conn: &Connection, user_id: &str) -> anyhow::Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE user_id = ?1 AND kind = 'login_succeeded')",
+    )?;
+    Ok(st.query_row([user_id], |r| r.get(0))?)
+}
+
+/// Housekeeping, in bounded chunks so the writer is never held for long.
+/// Tokens of sessions that have ended (revoked or expired) are useless: delete them.
+pub fn delete_tokens_of_ended_sessions(
+    conn: &Connection,
+    now: Millis,
+    limit: u32,
+) -> anyhow::Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM refresh_tokens WHERE token_hash IN (
+               SELECT t.token_hash FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+               WHERE s.revoked_at IS NOT NULL OR s.expires_at <= ?1 OR s.idle_expires_at <= ?1
+               LIMIT ?2)",
+        )?
+        .execute(params![now, limit])?)
+}
+
+/// Sessions that ended before `cutoff` (kept until then for the admin view).
+pub fn delete_sessions_ended_before(
+    conn: &Connection,
+    cutoff: Millis,
+    limit: u32,
+) -> anyhow::Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM sessions WHERE id IN (
+               SELECT id FROM sessions
+               WHERE COALESCE(revoked_at, MIN(expires_at, idle_expires_at)) < ?1
+               LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?)
+}
+
+pub fn delete_events_before(
+    conn: &Connection,
+    cutoff: Millis,
+    limit: u32,
+) -> anyhow::Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?1 ORDER BY id LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?)
+}

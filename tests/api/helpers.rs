@@ -178,6 +178,73 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Runs the `latchkey` binary against this app's database and keys.
+    pub async fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(args)
+            .env("LATCHKEY_STORE__PATH", self.db_path())
+            .env("LATCHKEY_KEYS__DIR", &self.settings.keys.dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).await.unwrap();
+        drop(input);
+        child.wait_with_output().await.unwrap()
+    }
+
+    /// An admin (made with the CLI, as an operator would) and its tokens.
+    pub async fn admin(&self) -> Tokens {
+        let out = self
+            .cli(
+                &["users", "add", "root", "--role", "admin"],
+                &format!("{PASSWORD}\n"),
+            )
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.login("root").await
+    }
+
+    /// Logs in with a given User-Agent.
+    pub async fn login_with_agent(&self, username: &str, agent: &str) -> Tokens {
+        let res = self
+            .client
+            .post(self.url("/login"))
+            .header("user-agent", agent)
+            .json(&json!({"username": username, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        Tokens::from_body(res.json().await.unwrap())
+    }
+
+    pub async fn delete_bearer(&self, path: &str, token: &str, body: Option<&Value>) -> Response {
+        let mut req = self.client.delete(self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Every stored event of `kind`.
+    pub fn events_of(&self, kind: &str) -> Vec<(Option<String>, Option<String>)> {
+        self.db()
+            .prepare("SELECT user_id, detail FROM events WHERE kind = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     pub async fn signup(&self, username: &str, password: &str) -> Response {
         self.post_json(
             "/signup",

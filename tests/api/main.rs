@@ -12,5 +12,6 @@ mod openapi;
 mod readme;
 mod refresh;
 mod revoke;
+mod sessions;
 mod signup;
 mod wellknown;
