@@ -31,7 +31,7 @@ use crate::clock::Millis;
 use crate::domain::sessions::{self, ClientContext};
 use crate::domain::{RefreshToken, Scope};
 use crate::keys::Sealer;
-use crate::store::queries::{self, NewEvent, SessionRow, UserRow};
+use crate::store::queries::{self, SessionRow, UserRow};
 
 pub struct RefreshRequest {
     pub token: RefreshToken,
@@ -112,20 +112,13 @@ pub fn refresh(
             None => {
                 // RFC 9700 §4.14.2: an invalidated token was presented; revoke the family.
                 sessions::revoke(conn, now, &session, "reuse", &req.ctx)?;
-                queries::insert_event(
+                sessions::session_event(
                     conn,
                     now,
-                    &NewEvent {
-                        kind: "refresh_token_reuse_detected",
-                        user_id: Some(&session.user_id),
-                        session_id: Some(&session.id),
-                        client_id: Some(&session.client_id),
-                        ip: req.ctx.ip.as_deref(),
-                        user_agent: req.ctx.user_agent.as_deref(),
-                        detail: Some(serde_json::json!({
-                            "presented_generation": row.generation,
-                        })),
-                    },
+                    "refresh_token_reuse_detected",
+                    &session,
+                    &req.ctx,
+                    serde_json::json!({ "presented_generation": row.generation }),
                 )?;
                 return Ok(RefreshOutcome::ReuseDetected);
             }
@@ -153,21 +146,16 @@ pub fn refresh(
     let context_changed = req.ctx.ip.is_some() && req.ctx.ip != session.ip
         || req.ctx.user_agent.is_some() && req.ctx.user_agent != session.user_agent;
     if context_changed {
-        queries::insert_event(
+        sessions::session_event(
             conn,
             now,
-            &NewEvent {
-                kind: "session_context_changed",
-                user_id: Some(&session.user_id),
-                session_id: Some(&session.id),
-                client_id: Some(&session.client_id),
-                ip: req.ctx.ip.as_deref(),
-                user_agent: req.ctx.user_agent.as_deref(),
-                detail: Some(serde_json::json!({
-                    "previous_ip": session.ip,
-                    "previous_user_agent": session.user_agent,
-                })),
-            },
+            "session_context_changed",
+            &session,
+            &req.ctx,
+            serde_json::json!({
+                "previous_ip": session.ip,
+                "previous_user_agent": session.user_agent,
+            }),
         )?;
     }
     let idle_expires_at = now.saturating_add(idle_ms(&session));
@@ -204,21 +192,16 @@ pub fn refresh(
             (next, false)
         }
     };
-    queries::insert_event(
+    sessions::session_event(
         conn,
         now,
-        &NewEvent {
-            kind: "token_refreshed",
-            user_id: Some(&session.user_id),
-            session_id: Some(&session.id),
-            client_id: Some(&session.client_id),
-            ip: req.ctx.ip.as_deref(),
-            user_agent: req.ctx.user_agent.as_deref(),
-            detail: Some(serde_json::json!({
-                "generation": row.generation + 1,
-                "within_reuse_interval": grace,
-            })),
-        },
+        "token_refreshed",
+        &session,
+        &req.ctx,
+        serde_json::json!({
+            "generation": row.generation + 1,
+            "within_reuse_interval": grace,
+        }),
     )?;
     let granted = Granted {
         session,

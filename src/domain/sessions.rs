@@ -97,45 +97,59 @@ pub fn create_session(
         if queries::has_logged_in_before(conn, &user.id)?
             && !queries::seen_device(conn, &user.id, since, net, fam)?
         {
-            queries::insert_event(
+            session_event(
                 conn,
                 now,
-                &NewEvent {
-                    kind: "new_device_login",
-                    user_id: Some(&user.id),
-                    session_id: Some(&session.id),
-                    client_id: Some(&session.client_id),
-                    ip: req.ctx.ip.as_deref(),
-                    user_agent: req.ctx.user_agent.as_deref(),
-                    detail: Some(serde_json::json!({ "network": net, "ua_family": fam })),
-                },
+                "new_device_login",
+                &session,
+                &req.ctx,
+                serde_json::json!({ "network": net, "ua_family": fam }),
             )?;
         }
     }
     let token = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
     queries::insert_token(conn, &token.hash(), &session.id, 0, None, now)?;
-    queries::insert_event(
+    session_event(
         conn,
         now,
-        &NewEvent {
-            kind: "login_succeeded",
-            user_id: Some(&user.id),
-            session_id: Some(&session.id),
-            client_id: Some(&session.client_id),
-            ip: req.ctx.ip.as_deref(),
-            user_agent: req.ctx.user_agent.as_deref(),
-            detail: Some(serde_json::json!({
-                "remember_me": req.remember_me,
-                "network": network,
-                "ua_family": ua_family,
-            })),
-        },
+        "login_succeeded",
+        &session,
+        &req.ctx,
+        serde_json::json!({
+            "remember_me": req.remember_me,
+            "network": network,
+            "ua_family": ua_family,
+        }),
     )?;
     Ok(LoginOutcome::Created(Box::new(CreatedSession {
         session,
         user,
         token,
     })))
+}
+
+/// Records a security event about `session`, with where the request came from.
+pub fn session_event(
+    conn: &Connection,
+    now: Millis,
+    kind: &str,
+    session: &SessionRow,
+    ctx: &ClientContext,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    queries::insert_event(
+        conn,
+        now,
+        &NewEvent {
+            kind,
+            user_id: Some(&session.user_id),
+            session_id: Some(&session.id),
+            client_id: Some(&session.client_id),
+            ip: ctx.ip.as_deref(),
+            user_agent: ctx.user_agent.as_deref(),
+            detail: Some(detail),
+        },
+    )
 }
 
 /// Revokes a live session and records why. Returns whether it was live.
@@ -148,18 +162,13 @@ pub fn revoke(
 ) -> anyhow::Result<bool> {
     let revoked = queries::revoke_session(conn, &session.id, now, reason)?;
     if revoked {
-        queries::insert_event(
+        session_event(
             conn,
             now,
-            &NewEvent {
-                kind: "session_revoked",
-                user_id: Some(&session.user_id),
-                session_id: Some(&session.id),
-                client_id: Some(&session.client_id),
-                ip: ctx.ip.as_deref(),
-                user_agent: ctx.user_agent.as_deref(),
-                detail: Some(serde_json::json!({ "reason": reason })),
-            },
+            "session_revoked",
+            session,
+            ctx,
+            serde_json::json!({ "reason": reason }),
         )?;
     }
     Ok(revoked)

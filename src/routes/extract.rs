@@ -155,19 +155,25 @@ impl OAuthParams {
     }
 }
 
+fn body_limit(req: &HttpRequest) -> usize {
+    req.app_data::<web::Data<AppState>>()
+        .map_or(16 * 1024, |s| s.settings.server.body_limit)
+}
+
+fn content_type(req: &HttpRequest) -> Option<mime::Mime> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+}
+
 impl FromRequest for OAuthParams {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(16 * 1024, |s| s.settings.server.body_limit);
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<mime::Mime>().ok());
+        let limit = body_limit(req);
+        let content_type = content_type(req);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -193,14 +199,8 @@ impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for Optiona
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(16 * 1024, |s| s.settings.server.body_limit);
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<mime::Mime>().ok())
+        let limit = body_limit(req);
+        let is_json = content_type(req)
             .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
         let mut payload = payload.take();
         Box::pin(async move {

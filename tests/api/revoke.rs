@@ -221,13 +221,9 @@ async fn cli_sessions_revoke_ends_every_session_of_a_user_in_a_running_server() 
     let app = spawn_app().await;
     let a = app.user_with_session("alice").await;
     let b = app.login("alice").await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(["sessions", "revoke", "--user", "alice"])
-        .env("LATCHKEY_STORE__PATH", app.db_path())
-        .env("LATCHKEY_KEYS__DIR", &app.settings.keys.dir)
-        .output()
-        .await
-        .unwrap();
+    let out = app
+        .cli(&["sessions", "revoke", "--user", "alice"], "")
+        .await;
     assert!(
         out.status.success(),
         "{}",

@@ -210,24 +210,18 @@ async fn error_descriptions_never_echo_the_submitted_password() {
 
 #[tokio::test]
 async fn cli_users_add_reads_the_password_from_stdin_and_grants_roles() {
-    use tokio::io::AsyncWriteExt;
     let app = spawn_app().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(["users", "add", "root", "--role", "admin"])
-        .env("LATCHKEY_STORE__PATH", app.db_path())
-        .env("LATCHKEY_KEYS__DIR", &app.settings.keys.dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success());
+    let out = app
+        .cli(
+            &["users", "add", "root", "--role", "admin"],
+            &format!("{PASSWORD}\n"),
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let t = app.login("root").await;
     let (_, claims) = crate::helpers::jwt_parts(&t.access);
