@@ -53,6 +53,7 @@ pub fn change_password(
     now: Millis,
     user_id: &str,
     keep_session: &str,
+    client_id: Option<&str>,
     new_hash: &str,
     ctx: &ClientContext,
 ) -> anyhow::Result<usize> {
@@ -72,10 +73,10 @@ pub fn change_password(
             kind: "password_changed",
             user_id: Some(user_id),
             session_id: Some(keep_session),
+            client_id,
             ip: ctx.ip.as_deref(),
             user_agent: ctx.user_agent.as_deref(),
             detail: Some(serde_json::json!({ "other_sessions_ended": ended })),
-            ..Default::default()
         },
     )?;
     Ok(ended)
@@ -91,7 +92,9 @@ pub fn disable_user(
     if queries::user_by_id(conn, user_id)?.is_none() {
         return Ok(false);
     }
-    queries::set_disabled(conn, user_id, now)?;
+    if !queries::set_disabled(conn, user_id, now)? {
+        return Ok(true); // already disabled: nothing to end, nothing to record
+    }
     sessions::revoke_all_of_user(conn, now, user_id, None, "user_disabled", ctx)?;
     queries::insert_event(
         conn,

@@ -64,22 +64,22 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
         }
         Category::Io => "cannot read the body".into(),
         Category::Data => {
+            // serde's text can quote the submitted value (possibly a password typed in
+            // the wrong field); keep it only when it names a field and nothing else.
             let msg = e.to_string();
-            let mut out = String::with_capacity(msg.len());
-            let mut in_quotes = false;
-            for c in msg.chars() {
-                if c == '"' {
-                    in_quotes = !in_quotes;
-                    if in_quotes {
-                        out.push_str("'…'");
-                    }
-                    continue;
-                }
-                if !in_quotes {
-                    out.push(c);
-                }
+            let names_only_a_field = (msg.starts_with("missing field `")
+                || msg.starts_with("unknown field `"))
+                && msg.matches('`').count() <= 2 + usize::from(msg.starts_with("unknown field"));
+            if names_only_a_field && msg.starts_with("missing field") {
+                let field = msg.split('`').nth(1).unwrap_or_default();
+                format!("invalid request body: missing field {field}")
+            } else {
+                format!(
+                    "invalid request body: a field has the wrong type or value (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
             }
-            format!("invalid request body: {out}")
         }
     }
 }
@@ -127,13 +127,8 @@ impl OAuthParams {
                 .map_err(|_| ApiError::InvalidRequest("the body is not valid UTF-8".into()))?;
             Self::from_pairs(url::form_urlencoded::parse(text.as_bytes()).into_owned())
         } else if mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON) {
-            let value: serde_json::Value = serde_json::from_slice(body)
+            let PairsInOrder(obj) = serde_json::from_slice(body)
                 .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))?;
-            let serde_json::Value::Object(obj) = value else {
-                return Err(ApiError::InvalidRequest(
-                    "the body must be a JSON object".into(),
-                ));
-            };
             let mut pairs = Vec::with_capacity(obj.len());
             for (k, v) in obj {
                 match v {
@@ -165,6 +160,33 @@ fn content_type(req: &HttpRequest) -> Option<mime::Mime> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<mime::Mime>().ok())
+}
+
+/// A JSON object's members in order, duplicates kept (a `serde_json::Map` would keep
+/// only the last), so a repeated parameter can be refused (RFC 6749 §3.2).
+struct PairsInOrder(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for PairsInOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PairsInOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PairsInOrder, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    pairs.push(entry);
+                }
+                Ok(PairsInOrder(pairs))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl FromRequest for OAuthParams {
@@ -259,6 +281,40 @@ mod tests {
         let p = OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"token":"abc","n":null}"#)
             .unwrap();
         assert_eq!(p.get("token"), Some("abc"));
+    }
+
+    #[test]
+    fn rfc6749_3_2_repeated_json_members_are_invalid_request() {
+        let err = OAuthParams::parse(
+            Some(mime::APPLICATION_JSON),
+            br#"{"grant_type":"refresh_token","grant_type":"password"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        let err = OAuthParams::parse(Some(mime::APPLICATION_JSON), b"[1]").unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn type_errors_never_echo_numbers_or_escaped_strings() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            password: String,
+        }
+        for body in [
+            r#"{"password":12345678}"#,
+            r#"{"password":["ab\"cd-secret"]}"#,
+        ] {
+            let e = serde_json::from_str::<T>(body).unwrap_err();
+            let d = describe_json_error(&e);
+            assert!(!d.contains("12345678") && !d.contains("secret"), "{d}");
+        }
+        let e = serde_json::from_str::<T>("{}").unwrap_err();
+        assert_eq!(
+            describe_json_error(&e),
+            "invalid request body: missing field password"
+        );
     }
 
     #[test]

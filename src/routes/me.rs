@@ -175,9 +175,12 @@ async fn change_password(
     let hash = state.hasher.hash(new).await.map_err(hash_error)?;
     let (now, ctx) = (state.now(), client_context(&req));
     let (user_id, keep) = (auth.user.id.clone(), auth.session.id.clone());
+    let client_id = auth.session.client_id.clone();
     state
         .store
-        .write(move |conn| accounts::change_password(conn, now, &user_id, &keep, &hash, &ctx))
+        .write(move |conn| {
+            accounts::change_password(conn, now, &user_id, &keep, Some(&client_id), &hash, &ctx)
+        })
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -80,10 +80,19 @@ impl RouteTable {
             let (mine, rest): (Vec<_>, Vec<_>) =
                 entries.into_iter().partition(|(p, _, _)| *p == path);
             entries = rest;
+            let allow = mine
+                .iter()
+                .map(|(_, m, _)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             for (_, _, route) in mine {
                 resource = resource.route(route);
             }
-            cfg.service(resource.default_service(web::to(method_not_allowed)));
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
+            cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
+                let allow = allow.clone();
+                async move { method_not_allowed(&req, &allow) }
+            })));
         }
     }
 }
@@ -111,11 +120,13 @@ pub async fn no_such_endpoint() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such endpoint".into()))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed here",
-        req.method()
-    )))
+fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let err = ApiError::MethodNotAllowed(format!("{} is not allowed here", req.method()));
+    let mut res = actix_web::ResponseError::error_response(&err);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }
 
 /// Headers on every response (OWASP Secure Headers).

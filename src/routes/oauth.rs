@@ -2,7 +2,7 @@
 //! introspection (RFC 7662).
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -188,9 +188,11 @@ pub async fn revoke_token(
 async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    params: OAuthParams,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // RFC 7662 §2.1: authenticate before looking at the body at all.
     authenticate_resource_server(&state, &req)?;
+    let params = OAuthParams::from_request(&req, &mut payload.into_inner()).await?;
     let raw = params.require("token")?;
     let now = state.now();
     let inactive = || no_store_json(&json!({"active": false}));
@@ -232,9 +234,13 @@ async fn introspect(
         });
     }
 
+    // The issuer is the authority on expiry: no leeway here (RFC 7662 §2.2).
     let Ok(claims) = state.tokens.verify(raw) else {
         return Ok(inactive());
     };
+    if claims.exp <= now / 1000 {
+        return Ok(inactive());
+    }
     let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
     let live = state
         .store

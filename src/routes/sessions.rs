@@ -43,6 +43,7 @@ async fn logout(
     let ctx = client_context(&req);
     let now = state.now();
     let (user_id, current) = (auth.user.id.clone(), auth.session.id.clone());
+    let client_id = auth.session.client_id.clone();
     state
         .store
         .write(move |conn| {
@@ -69,10 +70,10 @@ async fn logout(
                     kind: "logout",
                     user_id: Some(&user_id),
                     session_id: Some(&current),
+                    client_id: Some(&client_id),
                     ip: ctx.ip.as_deref(),
                     user_agent: ctx.user_agent.as_deref(),
                     detail: Some(serde_json::json!({ "scope": reason })),
-                    ..Default::default()
                 },
             )
         })

@@ -44,6 +44,7 @@ async fn unknown_paths_and_methods_get_the_error_body() {
     )
     .await;
     let res = app.client.delete(app.url("/login")).send().await.unwrap();
+    assert_eq!(res.headers()["allow"], "POST");
     crate::helpers::assert_error(
         res,
         reqwest::StatusCode::METHOD_NOT_ALLOWED,

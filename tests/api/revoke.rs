@@ -241,3 +241,43 @@ async fn cli_sessions_revoke_ends_every_session_of_a_user_in_a_running_server() 
         assert_eq!(v, json!({"active": false}));
     }
 }
+
+#[tokio::test]
+async fn rfc7662_2_2_an_access_token_past_exp_is_inactive_even_within_the_verifier_leeway() {
+    let app = spawn_app().await;
+    let t = app.user_with_session("alice").await;
+    app.advance(std::time::Duration::from_secs(15 * 60 + 5));
+    // Bearer routes still allow 30 s of clock skew; the issuer's own answer does not.
+    assert_eq!(
+        app.get_bearer("/me", &t.access).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(app.introspect(&t.access).await, json!({"active": false}));
+}
+
+#[tokio::test]
+async fn rfc7662_2_1_introspection_without_credentials_is_401_whatever_the_body() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let res = app.post_raw("/oauth/introspect", "text/plain", "x").await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn rfc6749_3_2_a_json_body_with_a_repeated_member_is_invalid_request() {
+    let app = spawn_app().await;
+    let t = app.user_with_session("alice").await;
+    let body = format!(
+        r#"{{"grant_type":"refresh_token","refresh_token":"{0}","refresh_token":"{0}"}}"#,
+        t.refresh
+    );
+    let res = app.post_raw("/oauth/token", "application/json", body).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.rotate(&t.refresh).await;
+}
