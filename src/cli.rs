@@ -190,9 +190,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .key();
             store
                 .write(move |conn| {
-                    let Some(u) = queries::user_by_username_key(conn, &key)? else {
-                        bail!("no such user");
-                    };
+                    let u = user_named(conn, &key)?;
                     accounts::disable_user(conn, now, &u.id, &Default::default())
                 })
                 .await?;
@@ -207,9 +205,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .key();
             store
                 .write(move |conn| {
-                    let Some(u) = queries::user_by_username_key(conn, &key)? else {
-                        bail!("no such user");
-                    };
+                    let u = user_named(conn, &key)?;
                     accounts::delete_user(conn, now, &u.id)
                 })
                 .await?;
@@ -222,9 +218,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let key = Username::parse(&user).map_err(anyhow::Error::msg)?.key();
             let list = store
                 .read(move |conn| {
-                    let Some(u) = queries::user_by_username_key(conn, &key)? else {
-                        bail!("no such user");
-                    };
+                    let u = user_named(conn, &key)?;
                     queries::active_sessions_of_user(conn, &u.id, now)
                 })
                 .await?;
@@ -284,28 +278,26 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let now = clock.now_millis();
             let n = store
                 .write(move |conn| {
-                    let Some(u) = queries::user_by_username_key(conn, &username.key())? else {
-                        bail!("no such user");
-                    };
-                    let mut n = 0;
-                    for s in queries::active_sessions_of_user(conn, &u.id, now)? {
-                        if crate::domain::sessions::revoke(
-                            conn,
-                            now,
-                            &s,
-                            "admin",
-                            &Default::default(),
-                        )? {
-                            n += 1;
-                        }
-                    }
-                    Ok(n)
+                    let u = user_named(conn, &username.key())?;
+                    crate::domain::sessions::revoke_all_of_user(
+                        conn,
+                        now,
+                        &u.id,
+                        None,
+                        "admin",
+                        &Default::default(),
+                    )
                 })
                 .await?;
             println!("revoked {n} session(s)");
             Ok(())
         }
     }
+}
+
+/// The user whose case-insensitive name key is `key`, or a "no such user" error.
+fn user_named(conn: &rusqlite::Connection, key: &str) -> anyhow::Result<queries::UserRow> {
+    queries::user_by_username_key(conn, key)?.ok_or_else(|| anyhow::anyhow!("no such user"))
 }
 
 /// One line from standard input, or a hidden prompt on a terminal.
