@@ -62,12 +62,39 @@ pub enum UsersCommand {
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
-    /// List keys with their state
+    /// List keys: kid, algorithm, state (staged/active/retired/expired), dates; `*` marks
+    /// the key that signs now
     List,
-    /// Generate a key that signs immediately (first key, or emergency replacement)
+    /// Generate a key that signs immediately (the newest active key signs)
     Generate {
-        #[arg(long, value_parser = parse_alg, default_value = "ES256")]
+        /// ES256, EdDSA or RS256 (default: keys.algorithm)
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<Algorithm>,
+    },
+    /// Stage a new key: published in the JWKS now, signing after keys.publish_ahead; the
+    /// keys signing now retire at that moment
+    Rotate {
+        /// ES256, EdDSA or RS256 (default: keys.algorithm)
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<Algorithm>,
+        /// Sign with the new key at once (compromised key): verifiers with a cached JWKS
+        /// must refetch it on the unknown kid
+        #[arg(long)]
+        now: bool,
+    },
+    /// Stop a key signing at once; it stays published until every token it signed has
+    /// expired and every cached JWKS has been refetched
+    Retire { kid: String },
+    /// Add a PKCS#8 PEM private key (e.g. from `openssl genpkey`) as a rotation would
+    Import {
+        /// The PEM file
+        file: PathBuf,
+        /// The key's algorithm: ES256, EdDSA or RS256
+        #[arg(long, value_parser = parse_alg)]
         alg: Algorithm,
+        /// Sign with it at once instead of after keys.publish_ahead
+        #[arg(long)]
+        now: bool,
     },
 }
 
@@ -239,39 +266,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::List) => {
-            let keys = keys::Keys::load_or_generate(
-                &settings.keys.dir,
-                settings.keys.algorithm,
-                settings.retired_key_grace(),
-                clock.now_millis(),
-            )?;
-            let set = keys.current();
-            println!(
-                "{:<45} {:<6} {:<8} {:<25} SIGNS FROM",
-                "KID", "ALG", "STATE", "CREATED"
-            );
-            for (e, state) in &set.entries {
-                println!(
-                    "{:<45} {:<6} {:<8} {:<25} {}",
-                    e.kid,
-                    e.alg.as_str(),
-                    state.as_str(),
-                    e.created_at.to_rfc3339(),
-                    e.signs_from.to_rfc3339()
-                );
-            }
-            Ok(())
-        }
-        Command::Keys(KeysCommand::Generate { alg }) => {
-            let now = crate::clock::to_datetime(clock.now_millis());
-            let mut manifest = keys::read_manifest(&settings.keys.dir)?;
-            let entry = keys::generate_key(&settings.keys.dir, alg, now, now)?;
-            println!("{}", entry.kid);
-            manifest.keys.push(entry);
-            keys::write_manifest(&settings.keys.dir, &manifest)?;
-            Ok(())
-        }
+        Command::Keys(cmd) => keys_command(cmd, &settings, clock.now_millis()),
         Command::Sessions(SessionsCommand::Revoke { user }) => {
             let username = Username::parse(&user).map_err(anyhow::Error::msg)?;
             let store = Store::open(&settings.store.path, 1)?;
@@ -293,6 +288,113 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn keys_command(
+    cmd: KeysCommand,
+    settings: &Settings,
+    now: crate::clock::Millis,
+) -> anyhow::Result<()> {
+    let dir = &settings.keys.dir;
+    let now_dt = crate::clock::to_datetime(now);
+    let grace = chrono::Duration::from_std(settings.retired_key_grace())?;
+    let publish_ahead = chrono::Duration::from_std(settings.publish_ahead().0)?;
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match cmd {
+        KeysCommand::List => {
+            let keys = keys::Keys::load_or_generate(
+                dir,
+                settings.keys.algorithm,
+                settings.retired_key_grace(),
+                now,
+            )?;
+            let set = keys.current(now);
+            println!(
+                "  {:<43} {:<6} {:<8} {:<20} {:<20} {:<20} LEAVES JWKS",
+                "KID", "ALG", "STATE", "CREATED", "SIGNS FROM", "RETIRES"
+            );
+            for (e, state) in &set.entries {
+                let signing = if e.kid == set.signing.kid { "*" } else { " " };
+                println!(
+                    "{signing} {:<43} {:<6} {:<8} {:<20} {:<20} {:<20} {}",
+                    e.kid,
+                    e.alg.as_str(),
+                    state.as_str(),
+                    at(e.created_at),
+                    at(e.signs_from),
+                    e.retired_at.map(at).unwrap_or_else(|| "-".into()),
+                    e.unpublished_at(grace)
+                        .map(at)
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Generate { alg } => {
+            let entry = keys::generate(dir, alg.unwrap_or(settings.keys.algorithm), now_dt)?;
+            println!("{}", entry.kid);
+            Ok(())
+        }
+        KeysCommand::Rotate { alg, now: at_once } => {
+            let ahead = if at_once {
+                chrono::Duration::zero()
+            } else {
+                publish_ahead
+            };
+            let alg = alg.unwrap_or(settings.keys.algorithm);
+            let (entry, retiring) = keys::rotate(dir, alg, None, now_dt, ahead)?;
+            report_rotation(&entry, &retiring, grace);
+            Ok(())
+        }
+        KeysCommand::Import {
+            file,
+            alg,
+            now: at_once,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let der = keys::pkcs8_from_pem(&text)?;
+            let ahead = if at_once {
+                chrono::Duration::zero()
+            } else {
+                publish_ahead
+            };
+            let (entry, retiring) = keys::rotate(dir, alg, Some(der), now_dt, ahead)?;
+            report_rotation(&entry, &retiring, grace);
+            Ok(())
+        }
+        KeysCommand::Retire { kid } => {
+            match keys::retire(dir, &kid, now_dt, grace)? {
+                keys::Retired::Now(until) => {
+                    println!(
+                        "{kid} no longer signs; it stays in the JWKS until {}",
+                        at(until)
+                    )
+                }
+                keys::Retired::Already(since) => {
+                    println!("{kid} was already retired at {}", at(since))
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn report_rotation(entry: &keys::KeyEntry, retiring: &[String], grace: chrono::Duration) {
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    println!("{}", entry.kid);
+    eprintln!(
+        "published now; signs from {}; {} retire(s) then and leave the JWKS at {}",
+        at(entry.signs_from),
+        if retiring.is_empty() {
+            "no keys".to_owned()
+        } else {
+            retiring.join(", ")
+        },
+        at(entry.signs_from + grace)
+    );
 }
 
 /// The user whose case-insensitive name key is `key`, or a "no such user" error.

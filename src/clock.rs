@@ -32,6 +32,10 @@ impl ManualClock {
     pub fn starting_now() -> Self {
         Self(AtomicI64::new(Utc::now().timestamp_millis()))
     }
+    /// Moves the clock to `ms` if that is later (it never goes back).
+    pub fn catch_up(&self, ms: Millis) {
+        self.0.fetch_max(ms, Ordering::SeqCst);
+    }
     pub fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         self.0.fetch_add(ms, Ordering::SeqCst);

@@ -203,8 +203,11 @@ pub struct KeySettings {
     pub jwks_max_age: HumanDuration,
     /// How long a staged key is published before it signs (default 2 × `jwks_max_age`).
     pub publish_ahead: Option<HumanDuration>,
-    /// Algorithm of the key generated on first start.
+    /// Algorithm of the key generated on first start and by `keys rotate`.
     pub algorithm: Algorithm,
+    /// How often a running server re-reads `manifest.json` to pick up `latchkey keys`
+    /// changes made by another process (SIGHUP re-reads at once).
+    pub reload_interval: HumanDuration,
 }
 
 impl Default for KeySettings {
@@ -214,6 +217,7 @@ impl Default for KeySettings {
             jwks_max_age: HumanDuration::secs(300),
             publish_ahead: None,
             algorithm: Algorithm::ES256,
+            reload_interval: HumanDuration::secs(10),
         }
     }
 }

@@ -91,3 +91,59 @@ pub fn spawn(state: web::Data<AppState>) {
         }
     });
 }
+
+/// Picks up `latchkey keys …` changes made by another process (or another instance
+/// sharing `keys.dir`): re-reads the manifest every `keys.reload_interval` and at once
+/// on SIGHUP. A bad manifest is reported and the previous key set keeps serving, so a
+/// reload never fails a request.
+pub fn spawn_key_reloader(state: web::Data<AppState>) {
+    let period = state
+        .settings
+        .keys
+        .reload_interval
+        .0
+        .max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            {
+                let sighup = async {
+                    match hangup.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = sighup => tracing::info!("SIGHUP: re-reading the signing keys"),
+                }
+            }
+            #[cfg(not(unix))]
+            tick.tick().await;
+            let st = state.clone();
+            let result = tokio::task::spawn_blocking(move || st.keys.reload(st.now())).await;
+            match result {
+                Ok(Ok(true)) => {
+                    let set = state.keys.current(state.now());
+                    let kids: Vec<String> = set
+                        .entries
+                        .iter()
+                        .map(|(e, s)| format!("{}:{}", e.kid, s.as_str()))
+                        .collect();
+                    tracing::info!(signing = %set.signing.kid, keys = ?kids, "signing keys reloaded");
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "cannot reload the signing keys; keeping the previous set"
+                ),
+                Err(e) => tracing::error!(error = %e, "key reload task failed"),
+            }
+        }
+    });
+}

@@ -122,6 +122,7 @@ impl Application {
         .listen(listener)?
         .run();
         crate::housekeeping::spawn(state.clone());
+        crate::housekeeping::spawn_key_reloader(state.clone());
         tracing::info!(%addr, port, "latchkey listening");
         Ok(Self {
             port,

@@ -112,7 +112,7 @@ impl TokenService {
             roles: req.roles,
             nbf: None,
         };
-        let key = self.keys.current().signing.clone();
+        let key = self.keys.current(self.clock.now_millis()).signing.clone();
         let jwt = key.sign_jwt(&claims, &self.rng)?;
         Ok(Minted {
             jwt,
@@ -145,7 +145,7 @@ impl TokenService {
             return Err(VerifyError::ForbiddenHeader);
         }
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let set = self.keys.current();
+        let set = self.keys.current(self.clock.now_millis());
         // A hostile kid only ever reaches this in-memory map lookup.
         let key = set.verifying_key(kid).ok_or(VerifyError::UnknownKey)?;
         let alg = match key.alg {

@@ -21,7 +21,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
         .await
         .is_ok();
-    let keys = state.keys.current();
+    let keys = state.keys.current(state.now());
     let key_ok = keys
         .entries
         .iter()

@@ -15,7 +15,7 @@ pub fn configure(t: &mut RouteTable) {
 
 /// Pre-serialized bytes, `Cache-Control: public, max-age`, strong `ETag`, 304 on match.
 async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let set = state.keys.current();
+    let set = state.keys.current(state.now());
     let cache = format!(
         "public, max-age={}",
         state.settings.keys.jwks_max_age.as_secs()
@@ -46,7 +46,7 @@ async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
 async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     let issuer = state.settings.issuer.as_str();
     let base = issuer.trim_end_matches('/');
-    let algs = state.keys.current().algorithms();
+    let algs = state.keys.current(state.now()).algorithms();
     let mut m = Map::new();
     m.insert("issuer".into(), json!(issuer));
     m.insert(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey::clock::ManualClock;
-use latchkey::config::{ClientSettings, ResourceServerSettings, Settings};
+use latchkey::config::{ClientSettings, HumanDuration, ResourceServerSettings, Settings};
 use latchkey::secret::Secret;
 use latchkey::Application;
 use reqwest::{Response, StatusCode};
@@ -58,6 +58,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.store.path = dir.join("db/latchkey.db");
     s.store.readers = 2;
     s.keys.dir = dir.join("keys");
+    // Tests see another process's `latchkey keys …` within a tenth of a second.
+    s.keys.reload_interval = HumanDuration(Duration::from_millis(100));
     let mut mobile = ClientSettings::named("mobile");
     mobile.audience = "https://api.example.com".into();
     mobile.scopes = vec!["read".into(), "write".into()];
@@ -125,6 +127,57 @@ impl TestApp {
         self.clock.advance(by);
     }
 
+    /// Brings the server's clock up to wall-clock time, for steps that involve another
+    /// process reading the real clock (the CLI, third-party verifiers).
+    pub fn catch_up_with_wall_clock(&self) {
+        self.clock.catch_up(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
+        );
+    }
+
+    pub async fn jwks(&self) -> Value {
+        let res = self.get("/.well-known/jwks.json").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        self.jwks().await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until the running server has picked up a key-folder change
+    /// made by another process and `kid` is (or is not) in its JWKS.
+    pub async fn wait_for_jwks(&self, kid: &str, present: bool) {
+        for _ in 0..200 {
+            if self.jwks_kids().await.iter().any(|k| k == kid) == present {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("kid {kid} never became present={present} in the JWKS");
+    }
+
+    /// Runs `latchkey keys …` and returns its standard output, asserting success.
+    pub async fn keys_cli(&self, args: &[&str]) -> String {
+        let mut all = vec!["keys"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all, "").await;
+        assert!(
+            out.status.success(),
+            "latchkey {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }
@@ -185,6 +238,27 @@ impl TestApp {
             .args(args)
             .env("LATCHKEY_STORE__PATH", self.db_path())
             .env("LATCHKEY_KEYS__DIR", &self.settings.keys.dir)
+            // What key lifecycle commands compute with: publish-ahead and the grace.
+            .env(
+                "LATCHKEY_KEYS__PUBLISH_AHEAD",
+                self.settings.publish_ahead().as_secs().to_string(),
+            )
+            .env(
+                "LATCHKEY_KEYS__JWKS_MAX_AGE",
+                self.settings.keys.jwks_max_age.as_secs().to_string(),
+            )
+            .env(
+                "LATCHKEY_KEYS__ALGORITHM",
+                self.settings.keys.algorithm.as_str(),
+            )
+            .env(
+                "LATCHKEY_ACCESS_TOKEN__TTL",
+                self.settings.access_token.ttl.as_secs().to_string(),
+            )
+            .env(
+                "LATCHKEY_ACCESS_TOKEN__LEEWAY",
+                self.settings.access_token.leeway.as_secs().to_string(),
+            )
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -320,6 +394,11 @@ pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Valu
         "error_description in {body}"
     );
     body
+}
+
+/// The `kid` in a JWT's header.
+pub fn kid_of(token: &str) -> String {
+    jwt_parts(token).0["kid"].as_str().unwrap().to_owned()
 }
 
 /// The claims of a JWT, decoded without verification (for asserting what was issued).

@@ -3,8 +3,10 @@
 
 mod helpers;
 
+mod forged;
 mod health;
 mod interop;
+mod keys;
 mod login;
 mod me;
 mod model;

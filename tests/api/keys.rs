@@ -1,0 +1,212 @@
+//! Key rotation without breakage (RFC 7517; OIDC Core §10.1.1; STANDARDS 13): a rotated
+//! key is published before it signs, a retired key stays published until every token it
+//! signed has expired and every cached JWKS has been refetched, and a running server picks
+//! up `latchkey keys …` run by an operator in another process.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{kid_of, spawn_app_with, TestApp};
+
+const PUBLISH_AHEAD: Duration = Duration::from_secs(60);
+
+async fn app() -> TestApp {
+    spawn_app_with(|s| {
+        s.keys.publish_ahead = Some(latchkey::config::HumanDuration(PUBLISH_AHEAD));
+    })
+    .await
+}
+
+/// Longest access-token TTL + JWKS max-age + leeway: how long a retired key stays.
+fn grace(app: &TestApp) -> Duration {
+    app.settings.retired_key_grace()
+}
+
+#[tokio::test]
+async fn a_key_rotated_by_the_cli_is_published_at_once_but_signs_only_after_publish_ahead() {
+    let app = app().await;
+    let before = app.user_with_session("alice").await;
+    let kid_a = kid_of(&before.access);
+    let etag_before = app.get("/.well-known/jwks.json").await.headers()["etag"].clone();
+
+    let kid_b = app.keys_cli(&["rotate"]).await.trim().to_owned();
+    assert_ne!(kid_a, kid_b);
+    app.wait_for_jwks(&kid_b, true).await;
+    app.catch_up_with_wall_clock();
+    let jwks = app.get("/.well-known/jwks.json").await;
+    assert_ne!(
+        jwks.headers()["etag"],
+        etag_before,
+        "a new key set has a new ETag"
+    );
+
+    // `keys list` (wall clock) shows B staged and A signing with its retirement due.
+    let list = app.keys_cli(&["list"]).await;
+    let line_of = |kid: &str| list.lines().find(|l| l.contains(kid)).unwrap().to_owned();
+    assert!(line_of(&kid_a).starts_with("* "), "{list}");
+    assert!(line_of(&kid_a).contains(" active "), "{list}");
+    assert!(line_of(&kid_b).contains(" staged "), "{list}");
+
+    // Within publish-ahead, A still signs: verifiers' caches learn B first.
+    let during = app.login("alice").await;
+    assert_eq!(kid_of(&during.access), kid_a);
+
+    app.advance(PUBLISH_AHEAD + Duration::from_secs(1));
+    let after = app.login("alice").await;
+    assert_eq!(
+        kid_of(&after.access),
+        kid_b,
+        "B signs once publish-ahead has passed"
+    );
+    assert_eq!(
+        app.get_bearer("/me", &before.access).await.status(),
+        StatusCode::OK,
+        "A's tokens verify until their exp"
+    );
+    assert!(app.jwks_kids().await.contains(&kid_a));
+    wait_until_listed_as(&app, &kid_a, "retired").await;
+}
+
+#[tokio::test]
+async fn a_retired_key_leaves_the_jwks_only_after_the_longest_ttl_plus_jwks_max_age() {
+    let app = app().await;
+    let old = app.user_with_session("alice").await;
+    let kid_a = kid_of(&old.access);
+    let kid_b = app.keys_cli(&["generate"]).await.trim().to_owned();
+    app.wait_for_jwks(&kid_b, true).await;
+    app.catch_up_with_wall_clock();
+
+    let out = app.keys_cli(&["retire", &kid_a]).await;
+    assert!(out.contains("no longer signs"), "{out}");
+    app.catch_up_with_wall_clock();
+    // Retirement does not unpublish: wait for the reload to have happened, then check.
+    wait_until_listed_as(&app, &kid_a, "retired").await;
+    assert_eq!(
+        kid_of(&app.login("alice").await.access),
+        kid_b,
+        "A stops signing at once"
+    );
+    assert!(app.jwks_kids().await.contains(&kid_a));
+    assert_eq!(
+        app.get_bearer("/me", &old.access).await.status(),
+        StatusCode::OK
+    );
+
+    app.advance(grace(&app) - Duration::from_secs(5));
+    assert!(
+        app.jwks_kids().await.contains(&kid_a),
+        "still inside the grace"
+    );
+    app.advance(Duration::from_secs(10));
+    assert!(
+        !app.jwks_kids().await.contains(&kid_a),
+        "A drops out once the grace has passed"
+    );
+    let res = app.get_bearer("/me", &old.access).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn wait_until_listed_as(app: &TestApp, kid: &str, state: &str) {
+    for _ in 0..200 {
+        let set = app.state.keys.current(app.state.now());
+        if set
+            .entries
+            .iter()
+            .any(|(e, s)| e.kid == kid && s.as_str() == state)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{kid} never became {state} in the running server");
+}
+
+#[tokio::test]
+async fn retiring_the_only_signing_key_is_refused_with_one_line_and_exit_code_2() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let out = app.cli(&["keys", "retire", &kid_of(&t.access)], "").await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only key that can sign"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = app.cli(&["keys", "retire", "../../etc/passwd"], "").await;
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn a_corrupt_manifest_never_fails_a_request_and_the_next_good_one_is_picked_up() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let manifest = app.settings.keys.dir.join("manifest.json");
+    let good = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, b"{\"keys\": [ half-written").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // several reload ticks
+    assert_eq!(
+        app.get_bearer("/me", &t.access).await.status(),
+        StatusCode::OK
+    );
+    let again = app.login("alice").await;
+    assert_eq!(kid_of(&again.access), kid_of(&t.access));
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+
+    std::fs::write(&manifest, &good).unwrap();
+    let kid_b = app
+        .keys_cli(&["generate", "--alg", "EdDSA"])
+        .await
+        .trim()
+        .to_owned();
+    app.wait_for_jwks(&kid_b, true).await;
+    let jwks = app.jwks().await;
+    let b: &Value = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid_b.as_str())
+        .unwrap();
+    assert_eq!(b["kty"], "OKP");
+    assert_eq!(b["crv"], "Ed25519");
+    assert_eq!(b["alg"], "EdDSA");
+}
+
+#[tokio::test]
+async fn an_imported_pkcs8_key_is_staged_like_a_rotation() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    // A PKCS#8 key from outside latchkey (here: written by ring in the test).
+    let rng = ring::rand::SystemRandom::new();
+    let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+    let file = app.settings.keys.dir.parent().unwrap().join("imported.pem");
+    std::fs::write(&file, pem).unwrap();
+    let kid = app
+        .keys_cli(&["import", file.to_str().unwrap(), "--alg", "EdDSA"])
+        .await
+        .trim()
+        .to_owned();
+    app.wait_for_jwks(&kid, true).await;
+    app.catch_up_with_wall_clock();
+    assert_eq!(
+        kid_of(&app.login("alice").await.access),
+        kid_of(&t.access),
+        "an import is staged for publish-ahead"
+    );
+    app.advance(PUBLISH_AHEAD + Duration::from_secs(1));
+    let after = app.login("alice").await;
+    assert_eq!(kid_of(&after.access), kid);
+    assert_eq!(crate::helpers::jwt_parts(&after.access).0["alg"], "EdDSA");
+
+    let out = app
+        .cli(
+            &["keys", "import", file.to_str().unwrap(), "--alg", "ES256"],
+            "",
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a key used with the wrong algorithm"
+    );
+}
