@@ -210,3 +210,52 @@ async fn an_imported_pkcs8_key_is_staged_like_a_rotation() {
         "a key used with the wrong algorithm"
     );
 }
+
+#[tokio::test]
+async fn no_request_fails_while_keys_are_rotated_and_retired_under_load() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let kid_a = kid_of(&t.access);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, url, token, stop) = (
+            app.client.clone(),
+            app.url("/me"),
+            t.access.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let res = client.get(&url).bearer_auth(&token).send().await.unwrap();
+                if res.status() == StatusCode::OK {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let mut minted = Vec::new();
+    let kid_b = app.keys_cli(&["rotate", "--now"]).await.trim().to_owned();
+    minted.push(app.login("alice").await.access);
+    app.wait_for_jwks(&kid_b, true).await;
+    app.catch_up_with_wall_clock();
+    minted.push(app.login("alice").await.access);
+    app.keys_cli(&["retire", &kid_a]).await;
+    wait_until_listed_as(&app, &kid_a, "retired").await;
+    minted.push(app.login("alice").await.access);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.await.unwrap();
+        assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+        total += ok;
+    }
+    assert!(total > 0);
+    for token in minted {
+        assert_eq!(app.get_bearer("/me", &token).await.status(), StatusCode::OK);
+    }
+}
