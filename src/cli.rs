@@ -161,10 +161,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let app = crate::Application::build(settings).await?;
-            app.run_until_stopped().await?;
+            app.run_until_signalled().await?;
             Ok(())
         }
         Command::CheckConfig => {
+            if let Some(tls) = &settings.server.tls {
+                crate::startup::load_tls(tls)?;
+            }
             crate::AppState::new(settings, Arc::new(clock))?;
             println!("configuration ok");
             Ok(())

@@ -165,6 +165,22 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve `/metrics` (and `/healthz`, `/readyz`) on this separate address instead of
+    /// the main one, e.g. `127.0.0.1:9090` for a scraper on the host only.
+    pub metrics_bind: Option<String>,
+    /// Serve HTTPS directly (rustls) with this certificate chain and key (PEM).
+    pub tls: Option<TlsSettings>,
+    /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
+    pub shutdown_timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -174,6 +190,9 @@ impl Default for ServerSettings {
             body_limit: 16 * 1024,
             workers: 0,
             trusted_proxies: Vec::new(),
+            metrics_bind: None,
+            tls: None,
+            shutdown_timeout: HumanDuration::secs(30),
         }
     }
 }
@@ -424,6 +443,7 @@ impl Settings {
             )));
         }
         self.bind_addr()?;
+        self.metrics_addr()?;
         if self.clients.is_empty() {
             return Err(ConfigError("at least one client must be configured".into()));
         }
@@ -479,6 +499,20 @@ impl Settings {
                 self.server.bind
             ))
         })
+    }
+
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.server
+            .metrics_bind
+            .as_deref()
+            .map(|b| {
+                b.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "server.metrics_bind {b:?} is not an address like 127.0.0.1:9090"
+                    ))
+                })
+            })
+            .transpose()
     }
 
     pub fn client(&self, id: &str) -> Option<&ClientSettings> {

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -10,8 +11,9 @@ use anyhow::Context;
 use ring::rand::SystemRandom;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Settings;
+use crate::config::{Settings, TlsSettings};
 use crate::keys::{Keys, Sealer};
+use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
 use crate::routes;
 use crate::store::Store;
@@ -20,6 +22,9 @@ use crate::tokens::TokenService;
 /// Everything a request handler may use. Built once, shared by reference.
 pub struct AppState {
     pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    /// When the active-sessions gauge was last counted (it costs a scan).
+    pub metrics_counted_at: AtomicI64,
     pub store: Store,
     pub keys: Arc<Keys>,
     pub tokens: TokenService,
@@ -32,7 +37,12 @@ pub struct AppState {
 impl AppState {
     pub fn new(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
-        let store = Store::open(&settings.store.path, settings.store.readers)?;
+        let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+        let store = Store::open_observed(
+            &settings.store.path,
+            settings.store.readers,
+            Some(metrics.batch_observer()),
+        )?;
         let keys = Arc::new(
             Keys::load_or_generate(
                 &settings.keys.dir,
@@ -67,6 +77,8 @@ impl AppState {
         let hasher = PasswordHasher::start(cores, 256 * cores)?;
         Ok(Self {
             settings,
+            metrics,
+            metrics_counted_at: AtomicI64::new(i64::MIN),
             store,
             keys,
             tokens,
@@ -84,7 +96,9 @@ impl AppState {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
+    admin: Option<Server>,
     state: web::Data<AppState>,
 }
 
@@ -93,18 +107,25 @@ impl Application {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    /// Binds `server.bind` (port 0 picks a free port, as the tests do).
+    /// Binds `server.bind` (port 0 picks a free port, as the tests do), and
+    /// `server.metrics_bind` when set. Signals are not handled here (see
+    /// [`Application::run_until_signalled`]), so tests can run many apps in one process.
     pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let addr = settings.bind_addr()?;
+        let metrics_addr = settings.metrics_addr()?;
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let tls = settings.server.tls.as_ref().map(load_tls).transpose()?;
+        warn_if_issuer_is_not_https(&settings, addr);
+        let shutdown_timeout = settings.server.shutdown_timeout.as_secs();
         let state = web::Data::new(AppState::new(settings, clock)?);
         let listener =
             TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
+        let hsts = tls.is_some();
         let server = HttpServer::new(move || {
             let body_limit = app_state.settings.server.body_limit;
             App::new()
@@ -113,20 +134,51 @@ impl Application {
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(routes::extract::query_config())
                 .app_data(routes::extract::path_config())
-                .wrap(routes::security_headers())
+                .wrap(routes::security_headers(hsts))
                 .wrap(middleware::from_fn(routes::log_request))
                 .configure(|cfg| routes::table().register(cfg))
                 .default_service(web::to(routes::no_such_endpoint))
         })
         .workers(workers)
-        .listen(listener)?
+        .shutdown_timeout(shutdown_timeout)
+        .disable_signals();
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
         .run();
+
+        let (admin, metrics_port) = match metrics_addr {
+            Some(maddr) => {
+                let l = TcpListener::bind(maddr)
+                    .with_context(|| format!("cannot listen on {maddr} (server.metrics_bind)"))?;
+                let mport = l.local_addr()?.port();
+                let admin_state = state.clone();
+                let admin = HttpServer::new(move || {
+                    App::new()
+                        .app_data(admin_state.clone())
+                        .app_data(routes::metrics::AdminListener)
+                        .wrap(routes::security_headers(false))
+                        .configure(routes::metrics::admin_routes)
+                        .default_service(web::to(routes::no_such_endpoint))
+                })
+                .workers(1)
+                .shutdown_timeout(shutdown_timeout)
+                .disable_signals()
+                .listen(l)?
+                .run();
+                (Some(admin), Some(mport))
+            }
+            None => (None, None),
+        };
         crate::housekeeping::spawn(state.clone());
         crate::housekeeping::spawn_key_reloader(state.clone());
-        tracing::info!(%addr, port, "latchkey listening");
+        tracing::info!(%addr, port, tls = hsts, metrics_port, "latchkey listening");
         Ok(Self {
             port,
+            metrics_port,
             server,
+            admin,
             state,
         })
     }
@@ -135,11 +187,110 @@ impl Application {
         self.port
     }
 
+    /// The admin listener's port, when `server.metrics_bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
 
+    /// Serves until the server is stopped, then lets the writer commit what is queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let admin_handle = self.admin.as_ref().map(|a| a.handle());
+        if let Some(admin) = self.admin {
+            tokio::spawn(admin);
+        }
+        let result = self.server.await;
+        if let Some(h) = admin_handle {
+            h.stop(true).await;
+        }
+        if let Err(e) = self.state.store.flush().await {
+            tracing::error!(error = %e, "could not flush the store at shutdown");
+        }
+        result
+    }
+
+    /// `latchkey serve`: on SIGTERM or SIGINT, stop accepting connections, let in-flight
+    /// requests finish (up to `server.shutdown_timeout`), flush the writer, return.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            wait_for_termination().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            handle.stop(true).await;
+        });
+        let result = self.run_until_stopped().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_termination() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Reads `server.tls.cert` and `server.tls.key` into a rustls config (ring provider).
+pub fn load_tls(tls: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "server.tls.cert {}: cannot read a PEM certificate chain: {e}",
+                tls.cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "server.tls.cert {} holds no certificate",
+            tls.cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+        anyhow::anyhow!(
+            "server.tls.key {}: cannot read a PEM private key: {e}",
+            tls.key.display()
+        )
+    })?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("server.tls: the certificate and key do not form a usable pair")
+}
+
+/// RFC 8414 §2 and the STANDARDS: the issuer is https in production. Plain http is fine
+/// on loopback (development) and is refused by nobody, so say so loudly.
+fn warn_if_issuer_is_not_https(settings: &Settings, addr: std::net::SocketAddr) {
+    if !settings.issuer.starts_with("https://") && !addr.ip().is_loopback() {
+        tracing::warn!(
+            issuer = %settings.issuer,
+            bind = %addr,
+            "the issuer is not an https URL but latchkey listens beyond loopback: \
+             tokens and metadata will name an insecure issuer; set `issuer` to the public \
+             https URL (TLS at a proxy or server.tls)"
+        );
     }
 }

@@ -72,13 +72,15 @@ async fn revoke_user_sessions(
         .store
         .write(move |conn| {
             if queries::user_by_id(conn, &id)?.is_none() {
-                return Ok(false);
+                return Ok(None);
             }
-            sessions::revoke_all_of_user(conn, now, &id, None, "admin", &ctx)?;
-            Ok(true)
+            Ok(Some(sessions::revoke_all_of_user(
+                conn, now, &id, None, "admin", &ctx,
+            )?))
         })
         .await?;
-    if found {
+    if let Some(n) = found {
+        state.metrics.revoked("admin", n);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(no_such_user())

@@ -102,6 +102,7 @@ pub async fn authenticate_and_start_session(
         // One generic failure for unknown user, wrong password and disabled account
         // (OWASP Authentication: no enumeration). The attempted name is not stored.
         record_login_failure(state, known_user_id, &client.id, &ctx).await?;
+        state.metrics.login("failure");
         return Err(ApiError::InvalidCredentials);
     };
 
@@ -120,6 +121,11 @@ pub async fn authenticate_and_start_session(
         .store
         .write(move |conn| sessions::create_session(conn, now, &rng, &new))
         .await?;
+    state.metrics.login(match &outcome {
+        LoginOutcome::Created(_) => "success",
+        LoginOutcome::UserUnavailable => "failure",
+        LoginOutcome::LimitReached => "rejected",
+    });
     match outcome {
         LoginOutcome::Created(c) => token_response(
             state,

@@ -107,6 +107,7 @@ async fn delete_session(
         })
         .await?;
     if ended {
+        state.metrics.revoked("user_revoked", 1);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("no such session".into()))

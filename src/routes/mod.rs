@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod login;
 pub mod me;
+pub mod metrics;
 pub mod oauth;
 pub mod responses;
 pub mod sessions;
@@ -23,6 +24,7 @@ use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
 
 use crate::error::ApiError;
+use crate::startup::AppState;
 
 #[derive(Default)]
 pub struct RouteTable {
@@ -108,6 +110,7 @@ pub fn table() -> RouteTable {
     oauth::configure(&mut t);
     sessions::configure(&mut t);
     admin::configure(&mut t);
+    metrics::configure(&mut t);
     t
 }
 
@@ -130,29 +133,78 @@ fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
 }
 
 /// Headers on every response (OWASP Secure Headers).
-pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// On every response. `Strict-Transport-Security` only when latchkey itself serves TLS
+/// (behind a proxy, the proxy that terminates TLS sends it).
+pub fn security_headers(hsts: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
-        .add(("Content-Security-Policy", "frame-ancestors 'none'"))
+        .add(("Content-Security-Policy", "frame-ancestors 'none'"));
+    if hsts {
+        // Two years, the value hstspreload.org asks for (OWASP HTTP Headers cheat sheet).
+        headers.add((
+            "Strict-Transport-Security",
+            "max-age=63072000; includeSubDomains",
+        ))
+    } else {
+        headers
+    }
 }
 
 /// One log line per request: method, route pattern (never the query string), status,
-/// latency. Bodies and headers are never logged, so no token or password can be.
+/// latency and request id. Bodies and headers are never logged, so no token or password
+/// can be. Also feeds the request metrics.
+///
+/// The request id is the client's `X-Request-Id` when it is a sane token (1–128 of
+/// `A–Z a–z 0–9 - _ .`), else a new UUID; it is echoed in the response and attached to
+/// every log line written while the request runs.
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
     let started = Instant::now();
     let method = req.method().clone();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let res = next.call(req).await?;
-    tracing::info!(
-        %method,
-        route,
-        status = res.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            route,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    if let Some(state) = state {
+        let method_label = match method.as_str() {
+            m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m,
+            _ => "other",
+        };
+        state.metrics.request(&route, method_label, status, elapsed);
+    }
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(REQUEST_ID),
+            v,
+        );
+    }
     Ok(res)
 }
+
+const REQUEST_ID: &str = "x-request-id";

@@ -97,6 +97,12 @@ pub async fn refresh_grant(
             })
         })
         .await?;
+    state.metrics.refresh(match &outcome {
+        RefreshOutcome::Rotated(_) => "rotated",
+        RefreshOutcome::Replayed(_) => "replayed",
+        RefreshOutcome::Rejected(_) => "rejected",
+        RefreshOutcome::ReuseDetected => "reuse_detected",
+    });
     let granted = match outcome {
         RefreshOutcome::Rotated(g) | RefreshOutcome::Replayed(g) => g,
         RefreshOutcome::Rejected(rotation::Rejection::ScopeTooWide) => {
@@ -107,6 +113,7 @@ pub async fn refresh_grant(
         RefreshOutcome::Rejected(r) => return Err(ApiError::InvalidGrant(r.description().into())),
         RefreshOutcome::ReuseDetected => {
             tracing::warn!("refresh token reuse detected; session revoked");
+            state.metrics.revoked("reuse", 1);
             return Err(ApiError::InvalidGrant(
                 rotation::Rejection::SessionEnded.description().into(),
             ));
@@ -179,6 +186,9 @@ pub async fn revoke_token(
             sessions::revoke(conn, now, &session, reason, &ctx)
         })
         .await?;
+    if revoked {
+        state.metrics.revoked(reason, 1);
+    }
     Ok(revoked)
 }
 

@@ -44,9 +44,10 @@ async fn logout(
     let now = state.now();
     let (user_id, current) = (auth.user.id.clone(), auth.session.id.clone());
     let client_id = auth.session.client_id.clone();
-    state
+    let (reason, ended) = state
         .store
         .write(move |conn| {
+            let mut ended = 0;
             let reason = match scope {
                 LogoutScope::Local => "logout",
                 LogoutScope::Others => "logout_others",
@@ -59,8 +60,8 @@ async fn logout(
                     LogoutScope::Others => !is_current,
                     LogoutScope::Global => true,
                 };
-                if end {
-                    sessions::revoke(conn, now, &s, reason, &ctx)?;
+                if end && sessions::revoke(conn, now, &s, reason, &ctx)? {
+                    ended += 1;
                 }
             }
             queries::insert_event(
@@ -75,8 +76,10 @@ async fn logout(
                     user_agent: ctx.user_agent.as_deref(),
                     detail: Some(serde_json::json!({ "scope": reason })),
                 },
-            )
+            )?;
+            Ok((reason, ended))
         })
         .await?;
+    state.metrics.revoked(reason, ended);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -49,6 +49,9 @@ impl From<PoolError> for StoreError {
 type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
 
+/// Told the size and BEGIN→COMMIT time of every batch (metrics).
+pub type BatchObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
+
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -69,6 +72,15 @@ impl Store {
     /// Opens (creating if needed) the database, applies migrations, and starts the writer
     /// thread and `readers` read-only connections.
     pub fn open(path: &Path, readers: usize) -> anyhow::Result<Self> {
+        Self::open_observed(path, readers, None)
+    }
+
+    /// [`Store::open`], reporting every batch to `observer`.
+    pub fn open_observed(
+        path: &Path,
+        readers: usize,
+        observer: Option<BatchObserver>,
+    ) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
@@ -98,7 +110,7 @@ impl Store {
         let writer_stats = stats.clone();
         thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(conn, rx, writer_stats))?;
+            .spawn(move || writer_loop(conn, rx, writer_stats, observer))?;
         Ok(Self {
             writer: tx,
             readers,
@@ -109,6 +121,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Waits until every write queued before this call has committed (shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(())).await
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -189,7 +206,12 @@ fn run_in_savepoint<R>(
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<WriteJob>, stats: Arc<WriterStats>) {
+fn writer_loop(
+    conn: Connection,
+    rx: Receiver<WriteJob>,
+    stats: Arc<WriterStats>,
+    observer: Option<BatchObserver>,
+) {
     // Block for the first write; take whatever else is already waiting. A lone write is
     // never delayed by a timer, and under load batches grow by themselves.
     while let Ok(first) = rx.recv() {
@@ -225,6 +247,9 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteJob>, stats: Arc<WriterStats>
         };
         if let Err(e) = &committed {
             tracing::error!(error = format!("{e:#}"), "write batch failed");
+        }
+        if let Some(observe) = &observer {
+            observe(completions.len(), started.elapsed());
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats

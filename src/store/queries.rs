@@ -158,6 +158,16 @@ pub fn active_sessions_of_user(
     Ok(rows)
 }
 
+/// Sessions neither revoked nor expired, across all users (the metrics gauge).
+pub fn count_active_sessions(conn: &Connection, now: Millis) -> anyhow::Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sessions
+         WHERE revoked_at IS NULL AND idle_expires_at > ?1 AND expires_at > ?1",
+        params![now],
+        |r| r.get(0),
+    )?)
+}
+
 /// Records activity: moves `last_active_at` and the idle expiry, never the absolute one.
 pub fn touch_session(
     conn: &Connection,
@@ -315,6 +325,17 @@ pub fn insert_event(conn: &Connection, at: Millis, e: &NewEvent<'_>) -> anyhow::
         e.user_agent,
         detail
     ])?;
+    // Security events also go to the log at info (never a token or password: events
+    // hold neither). The detail (scope, reason) is included; IP and user agent are not.
+    tracing::info!(
+        target: "latchkey::security",
+        event = e.kind,
+        user_id = e.user_id,
+        session_id = e.session_id,
+        client_id = e.client_id,
+        detail = detail.as_deref(),
+        "security event"
+    );
     Ok(())
 }
 

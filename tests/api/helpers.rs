@@ -22,6 +22,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub settings: Settings,
     pub state: actix_web::web::Data<latchkey::AppState>,
+    pub metrics_port: Option<u16>,
     pub _dir: tempfile::TempDir,
 }
 
@@ -89,6 +90,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("the app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
+    let metrics_port = app.metrics_port();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -101,6 +103,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         clock,
         settings,
         state,
+        metrics_port,
         _dir: dir,
     }
 }

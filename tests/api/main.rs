@@ -11,6 +11,7 @@ mod login;
 mod me;
 mod model;
 mod openapi;
+mod operations;
 mod readme;
 mod refresh;
 mod revoke;

@@ -1,0 +1,176 @@
+//! Prometheus metrics (`GET /metrics`, text format 0.0.4). One registry per application,
+//! held in `AppState`: no process-global recorder.
+//!
+//! Counters move where the event happens (the request middleware, the login, refresh and
+//! revocation handlers, the store's writer thread); gauges that describe state (active
+//! sessions, signing-key age, argon2 queue depth) are read at scrape time.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    logins: IntCounterVec,
+    refreshes: IntCounterVec,
+    reuse_detected: IntCounter,
+    revocations: IntCounterVec,
+    pub active_sessions: IntGauge,
+    pub signing_key_age: prometheus::Gauge,
+    pub argon2_queue_depth: IntGauge,
+    writer_batch_size: Histogram,
+    writer_commit_seconds: Histogram,
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let r = Registry::new();
+        let http_requests = counter_vec(
+            &r,
+            "latchkey_http_requests_total",
+            "HTTP requests by route pattern, method and status.",
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "latchkey_http_request_duration_seconds",
+                "HTTP request latency by route pattern and method.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "method"],
+        )?;
+        r.register(Box::new(http_duration.clone()))?;
+        let logins = counter_vec(
+            &r,
+            "latchkey_logins_total",
+            "Login attempts by outcome (success, failure, throttled, rejected).",
+            &["outcome"],
+        )?;
+        let refreshes = counter_vec(
+            &r,
+            "latchkey_refreshes_total",
+            "Refresh-token grants by outcome (rotated, replayed within the reuse interval, reuse_detected, rejected).",
+            &["outcome"],
+        )?;
+        let reuse_detected = IntCounter::new(
+            "latchkey_refresh_reuse_detected_total",
+            "Rotated refresh tokens presented again: each revoked its whole session.",
+        )?;
+        r.register(Box::new(reuse_detected.clone()))?;
+        let revocations = counter_vec(
+            &r,
+            "latchkey_session_revocations_total",
+            "Sessions revoked, by reason.",
+            &["reason"],
+        )?;
+        let active_sessions = IntGauge::new(
+            "latchkey_active_sessions",
+            "Sessions neither revoked nor expired.",
+        )?;
+        r.register(Box::new(active_sessions.clone()))?;
+        let signing_key_age = prometheus::Gauge::new(
+            "latchkey_signing_key_age_seconds",
+            "Age of the key that signs access tokens now (since it started signing).",
+        )?;
+        r.register(Box::new(signing_key_age.clone()))?;
+        let argon2_queue_depth = IntGauge::new(
+            "latchkey_argon2_queue_depth",
+            "Password hashes waiting for an argon2 thread.",
+        )?;
+        r.register(Box::new(argon2_queue_depth.clone()))?;
+        let writer_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "latchkey_store_batch_size",
+                "Writes committed per transaction by the store's writer (group commit).",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?;
+        r.register(Box::new(writer_batch_size.clone()))?;
+        let writer_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "latchkey_store_commit_seconds",
+                "Time from BEGIN to durable COMMIT of one write batch.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )?;
+        r.register(Box::new(writer_commit_seconds.clone()))?;
+        Ok(Self {
+            registry: r,
+            http_requests,
+            http_duration,
+            logins,
+            refreshes,
+            reuse_detected,
+            revocations,
+            active_sessions,
+            signing_key_age,
+            argon2_queue_depth,
+            writer_batch_size,
+            writer_commit_seconds,
+        })
+    }
+
+    pub fn request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn login(&self, outcome: &str) {
+        self.logins.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn refresh(&self, outcome: &str) {
+        self.refreshes.with_label_values(&[outcome]).inc();
+        if outcome == "reuse_detected" {
+            self.reuse_detected.inc();
+        }
+    }
+
+    pub fn revoked(&self, reason: &str, sessions: usize) {
+        if sessions > 0 {
+            self.revocations
+                .with_label_values(&[reason])
+                .inc_by(sessions as u64);
+        }
+    }
+
+    /// What the store's writer thread reports after each batch.
+    pub fn batch_observer(&self) -> crate::store::BatchObserver {
+        let size = self.writer_batch_size.clone();
+        let secs = self.writer_commit_seconds.clone();
+        std::sync::Arc::new(move |n: usize, took: Duration| {
+            size.observe(n as f64);
+            secs.observe(took.as_secs_f64());
+        })
+    }
+
+    pub fn render(&self) -> anyhow::Result<String> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8(buf)?)
+    }
+}
