@@ -114,6 +114,7 @@ pub struct Settings {
     pub refresh: RefreshSettings,
     pub session: SessionSettings,
     pub login: LoginSettings,
+    pub rate_limits: RateLimitSettings,
     pub clients: Vec<ClientSettings>,
     pub resource_servers: Vec<ResourceServerSettings>,
     pub events: EventSettings,
@@ -147,6 +148,7 @@ impl Default for Settings {
             refresh: RefreshSettings::default(),
             session: SessionSettings::default(),
             login: LoginSettings::default(),
+            rate_limits: RateLimitSettings::default(),
             clients: vec![ClientSettings::named("default")],
             resource_servers: Vec::new(),
             events: EventSettings::default(),
@@ -172,6 +174,9 @@ pub struct ServerSettings {
     pub tls: Option<TlsSettings>,
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
     pub shutdown_timeout: HumanDuration,
+    /// How long a client has to send a request's head (slow clients get 408 and are
+    /// disconnected).
+    pub client_timeout: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,6 +198,7 @@ impl Default for ServerSettings {
             metrics_bind: None,
             tls: None,
             shutdown_timeout: HumanDuration::secs(30),
+            client_timeout: HumanDuration::secs(5),
         }
     }
 }
@@ -304,13 +310,67 @@ impl Default for SessionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginSettings {
+    /// Failed logins per account in any sliding hour before attempts get 429 (ASVS
+    /// v4 2.2.1 asks for at most 100).
     pub max_failures_per_account_per_hour: u32,
+    /// Failed logins per client IP (any account) per hour before attempts get 429.
+    pub max_failures_per_ip_per_hour: u32,
+    /// Failures from one address on one account before delays start.
+    pub failures_before_delay: u32,
+    /// The first delay; each further failure doubles it.
+    pub first_delay: HumanDuration,
+    /// The longest delay.
+    pub max_delay: HumanDuration,
 }
 
 impl Default for LoginSettings {
     fn default() -> Self {
         Self {
             max_failures_per_account_per_hour: 100,
+            max_failures_per_ip_per_hour: 1000,
+            failures_before_delay: 5,
+            first_delay: HumanDuration::secs(1),
+            max_delay: HumanDuration::secs(300),
+        }
+    }
+}
+
+/// One per-IP request rate limit: a sustained rate and a burst (GCRA).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub const fn new(per_minute: u32, burst: u32) -> Self {
+        Self { per_minute, burst }
+    }
+}
+
+/// Per-IP request rate limits (429 with `Retry-After` beyond them). IPv6 clients are
+/// counted by their /64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub signup: RateLimit,
+    pub login: RateLimit,
+    pub token: RateLimit,
+    pub revoke: RateLimit,
+    pub introspect: RateLimit,
+    pub browser: RateLimit,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            signup: RateLimit::new(10, 10),
+            login: RateLimit::new(60, 30),
+            token: RateLimit::new(300, 60),
+            revoke: RateLimit::new(120, 30),
+            introspect: RateLimit::new(3000, 500),
+            browser: RateLimit::new(300, 60),
         }
     }
 }
@@ -444,6 +504,32 @@ impl Settings {
         }
         self.bind_addr()?;
         self.metrics_addr()?;
+        if self.server.client_timeout.0 < Duration::from_secs(1) {
+            return Err(ConfigError(
+                "server.client_timeout must be at least 1s (actix measures it with a clock refreshed every 500 ms)".into(),
+            ));
+        }
+        let l = &self.login;
+        if l.max_failures_per_account_per_hour == 0 || l.max_failures_per_ip_per_hour == 0 {
+            return Err(ConfigError(
+                "login.max_failures_per_account_per_hour and login.max_failures_per_ip_per_hour must be at least 1".into(),
+            ));
+        }
+        let r = &self.rate_limits;
+        for (name, limit) in [
+            ("signup", r.signup),
+            ("login", r.login),
+            ("token", r.token),
+            ("revoke", r.revoke),
+            ("introspect", r.introspect),
+            ("browser", r.browser),
+        ] {
+            if limit.per_minute == 0 || limit.burst == 0 {
+                return Err(ConfigError(format!(
+                    "rate_limits.{name}: per_minute and burst must be at least 1"
+                )));
+            }
+        }
         if self.clients.is_empty() {
             return Err(ConfigError("at least one client must be configured".into()));
         }

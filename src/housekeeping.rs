@@ -78,6 +78,9 @@ pub fn spawn(state: web::Data<AppState>) {
             }
             if last_cleanup.elapsed() >= CLEANUP_EVERY {
                 last_cleanup = std::time::Instant::now();
+                // In-memory throttling state: forget what has fully recovered.
+                state.throttle.prune(state.now());
+                state.limits.prune();
                 match cleanup(&state).await {
                     Ok(c) => tracing::info!(
                         tokens = c.tokens,

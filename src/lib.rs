@@ -11,6 +11,7 @@ pub mod keys;
 pub mod metrics;
 pub mod passwords;
 pub mod pool;
+pub mod ratelimit;
 pub mod routes;
 pub mod secret;
 pub mod startup;

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
@@ -12,9 +13,11 @@ use ring::rand::SystemRandom;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Settings, TlsSettings};
+use crate::domain::throttle::{LoginThrottle, ThrottleConfig};
 use crate::keys::{Keys, Sealer};
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
+use crate::ratelimit::RateLimits;
 use crate::routes;
 use crate::store::Store;
 use crate::tokens::TokenService;
@@ -32,6 +35,8 @@ pub struct AppState {
     pub sealer: Arc<Sealer>,
     pub clock: SharedClock,
     pub rng: Arc<SystemRandom>,
+    pub throttle: LoginThrottle,
+    pub limits: RateLimits,
 }
 
 impl AppState {
@@ -73,6 +78,15 @@ impl AppState {
             keys.clone(),
             clock.clone(),
         );
+        let l = &settings.login;
+        let throttle = LoginThrottle::new(ThrottleConfig {
+            per_account_per_hour: l.max_failures_per_account_per_hour,
+            per_ip_per_hour: l.max_failures_per_ip_per_hour,
+            free_failures: l.failures_before_delay,
+            base_delay: l.first_delay.0,
+            max_delay: l.max_delay.0,
+        });
+        let limits = RateLimits::new(&settings.rate_limits, clock.clone());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasher::start(cores, 256 * cores)?;
         Ok(Self {
@@ -86,6 +100,8 @@ impl AppState {
             sealer,
             clock,
             rng: Arc::new(SystemRandom::new()),
+            throttle,
+            limits,
         })
     }
 
@@ -120,6 +136,7 @@ impl Application {
         let tls = settings.server.tls.as_ref().map(load_tls).transpose()?;
         warn_if_issuer_is_not_https(&settings, addr);
         let shutdown_timeout = settings.server.shutdown_timeout.as_secs();
+        let client_timeout = settings.server.client_timeout.0;
         let state = web::Data::new(AppState::new(settings, clock)?);
         let listener =
             TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -134,6 +151,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(routes::extract::query_config())
                 .app_data(routes::extract::path_config())
+                .wrap(middleware::from_fn(routes::limit_headers))
                 .wrap(routes::security_headers(hsts))
                 .wrap(middleware::from_fn(routes::log_request))
                 .configure(|cfg| routes::table().register(cfg))
@@ -141,6 +159,8 @@ impl Application {
         })
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)
+        .client_request_timeout(client_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
         .disable_signals();
         let server = match tls {
             Some(config) => server.listen_rustls_0_23(listener, config)?,

@@ -18,3 +18,4 @@ pub use username::Username;
 pub mod accounts;
 pub mod rotation;
 pub mod sessions;
+pub mod throttle;

@@ -1,15 +1,17 @@
 //! `POST /signup`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::rate_limit;
 use super::RouteTable;
 use crate::clock::rfc3339;
 use crate::config::Registration;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::{Password, PasswordError, Username};
 use crate::error::ApiError;
+use crate::ratelimit::Endpoint;
 use crate::startup::AppState;
 
 pub fn configure(t: &mut RouteTable) {
@@ -28,8 +30,11 @@ pub fn password_error(e: PasswordError) -> ApiError {
 
 async fn signup(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
+    // Also what keeps the 409 for a taken name from being an enumeration oracle.
+    rate_limit(&state, &req, Endpoint::Signup)?;
     if state.settings.registration == Registration::Closed {
         return Err(ApiError::Forbidden("registration is closed".into()));
     }

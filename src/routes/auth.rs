@@ -82,7 +82,18 @@ pub async fn authenticate(
 /// Where the request came from: the peer address, or, when the peer is one of
 /// `server.trusted_proxies`, the right-most `X-Forwarded-For` address that is not itself
 /// a trusted proxy (left-most entries are client-controlled and never believed alone).
-pub fn client_context(req: &HttpRequest) -> ClientContext {
+/// Applies the per-IP request rate limit of `endpoint` (429 with `Retry-After`).
+pub fn rate_limit(
+    state: &AppState,
+    req: &HttpRequest,
+    endpoint: crate::ratelimit::Endpoint,
+) -> Result<(), ApiError> {
+    state.limits.check(endpoint, client_ip(req))
+}
+
+/// The client's address: the peer, or the right-most `X-Forwarded-For` address that is
+/// not a trusted proxy when the peer is one.
+pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
     let trusted = req
         .app_data::<web::Data<AppState>>()
@@ -102,7 +113,11 @@ pub fn client_context(req: &HttpRequest) -> ClientContext {
             ip = Some(*client);
         }
     }
-    let ip = ip.map(|a| a.to_string());
+    ip
+}
+
+pub fn client_context(req: &HttpRequest) -> ClientContext {
+    let ip = client_ip(req).map(|a| a.to_string());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

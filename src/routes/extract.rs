@@ -125,7 +125,7 @@ impl OAuthParams {
         if mime.type_() == mime::APPLICATION && mime.subtype() == mime::WWW_FORM_URLENCODED {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::InvalidRequest("the body is not valid UTF-8".into()))?;
-            Self::from_pairs(url::form_urlencoded::parse(text.as_bytes()).into_owned())
+            Self::from_pairs(strict_form_pairs(text)?.into_iter())
         } else if mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON) {
             let PairsInOrder(obj) = serde_json::from_slice(body)
                 .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))?;
@@ -148,6 +148,27 @@ impl OAuthParams {
             ))
         }
     }
+}
+
+/// `application/x-www-form-urlencoded` pairs, refusing percent-escapes that decode to
+/// invalid UTF-8 (a lossy decoder would turn them into U+FFFD and hide the mistake).
+fn strict_form_pairs(text: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |s: &str| -> Result<String, ApiError> {
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| {
+                ApiError::InvalidRequest("a form parameter is not valid UTF-8 once decoded".into())
+            })
+    };
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
 }
 
 fn body_limit(req: &HttpRequest) -> usize {

@@ -208,3 +208,25 @@ pub async fn log_request(
 }
 
 const REQUEST_ID: &str = "x-request-id";
+
+/// Total bytes of request header names and values accepted; more is 431 with the error
+/// body (actix's own limit is far larger, and answers without one).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuses oversized request heads before any handler runs.
+pub async fn limit_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        let err = ApiError::HeadersTooLarge(MAX_HEADER_BYTES);
+        let res = actix_web::ResponseError::error_response(&err);
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::auth::client_context;
+use super::auth::{client_context, rate_limit};
 use super::extract::OAuthParams;
 use super::responses::{no_store_json, token_response, TokenResponse};
 use super::RouteTable;
@@ -16,6 +16,7 @@ use crate::domain::rotation::{self, RefreshOutcome, RefreshRequest};
 use crate::domain::sessions::{self, ClientContext};
 use crate::domain::{RefreshToken, Scope};
 use crate::error::ApiError;
+use crate::ratelimit::Endpoint;
 use crate::startup::AppState;
 use crate::store::queries::{self, SessionRow};
 
@@ -30,6 +31,7 @@ async fn token(
     req: HttpRequest,
     params: OAuthParams,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Endpoint::Token)?;
     let grant_type = params.require("grant_type")?;
     // RFC 9700 §2.4: no password grant; RFC 6749 §5.2: anything else is unsupported.
     if grant_type != "refresh_token" {
@@ -142,6 +144,7 @@ async fn revoke(
     req: HttpRequest,
     params: OAuthParams,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Endpoint::Revoke)?;
     let raw = params.require("token")?;
     // RFC 7009 §2.1: the hint is only a hint; a wrong one changes nothing.
     let client_id = params.get("client_id").map(str::to_owned);
@@ -200,6 +203,7 @@ async fn introspect(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Endpoint::Introspect)?;
     // RFC 7662 §2.1: authenticate before looking at the body at all.
     authenticate_resource_server(&state, &req)?;
     let params = OAuthParams::from_request(&req, &mut payload.into_inner()).await?;

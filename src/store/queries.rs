@@ -158,6 +158,21 @@ pub fn active_sessions_of_user(
     Ok(rows)
 }
 
+/// Whether `user_id` logged in successfully from `ip` since `since`.
+pub fn logged_in_from(
+    conn: &Connection,
+    user_id: &str,
+    ip: &str,
+    since: Millis,
+) -> anyhow::Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM events
+             WHERE user_id = ?1 AND at > ?3 AND kind = 'login_succeeded' AND ip = ?2)",
+        )?
+        .query_row(params![user_id, ip, since], |r| r.get(0))?)
+}
+
 /// Sessions neither revoked nor expired, across all users (the metrics gauge).
 pub fn count_active_sessions(conn: &Connection, now: Millis) -> anyhow::Result<i64> {
     Ok(conn.query_row(

@@ -59,6 +59,17 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.store.path = dir.join("db/latchkey.db");
     s.store.readers = 2;
     s.keys.dir = dir.join("keys");
+    // Request rate limits are tested on their own (abuse.rs); elsewhere they would
+    // only get in the way of tests that make many requests.
+    let unlimited = latchkey::config::RateLimit::new(1_000_000, 1_000_000);
+    s.rate_limits = latchkey::config::RateLimitSettings {
+        signup: unlimited,
+        login: unlimited,
+        token: unlimited,
+        revoke: unlimited,
+        introspect: unlimited,
+        browser: unlimited,
+    };
     // Tests see another process's `latchkey keys …` within a tenth of a second.
     s.keys.reload_interval = HumanDuration(Duration::from_millis(100));
     let mut mobile = ClientSettings::named("mobile");

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod abuse;
 mod forged;
 mod health;
 mod interop;

@@ -661,10 +661,15 @@ fn the_sample_config_documents_every_key_and_passes_check_config() {
         .map(String::from),
     );
     for key in &keys {
-        let name = key.rsplit('.').next().unwrap();
+        let mut parts = key.rsplit('.');
+        let name = parts.next().unwrap();
+        let parent = parts.next().unwrap_or("");
         let documented = sample.lines().any(|l| {
             let l = l.trim_start_matches('#').trim();
-            l.starts_with(&format!("{name} =")) || l.starts_with(&format!("[{key}]"))
+            l.starts_with(&format!("{name} ="))
+                || l.starts_with(&format!("[{key}]"))
+                // An inline table: `parent = { name = …, … }`.
+                || (l.starts_with(&format!("{parent} = {{")) && l.contains(&format!(" {name} =")))
         });
         assert!(
             documented,
