@@ -92,8 +92,15 @@ async fn disable_user(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, &req).await?;
+    let admin = require_admin(&state, &req).await?;
     let (id, now, ctx) = (path.into_inner(), state.now(), client_context(&req));
+    if admin.user.id == id {
+        // An admin locking themselves out is a mistake, and the last admin doing it
+        // would leave nobody to undo it from the API.
+        return Err(ApiError::Conflict(
+            "an admin cannot disable their own account".into(),
+        ));
+    }
     let found = state
         .store
         .write(move |conn| accounts::disable_user(conn, now, &id, &ctx))
@@ -137,7 +144,7 @@ async fn events(
             .as_deref()
             .map(|s| parse_time("until", s))
             .transpose()?,
-        before: p.before,
+        before: super::me::page_before(p.before)?,
         limit: page_limit(p.limit)?,
     };
     let events = state

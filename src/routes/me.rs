@@ -120,6 +120,16 @@ pub struct EventsParams {
     before: Option<i64>,
 }
 
+/// `before` is an event id (ids start at 1).
+pub fn page_before(before: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match before {
+        Some(b) if b < 1 => Err(ApiError::InvalidRequest(
+            "before must be an event id (1 or more)".into(),
+        )),
+        b => Ok(b),
+    }
+}
+
 pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit.unwrap_or(50) {
         n @ 1..=200 => Ok(n),
@@ -138,7 +148,7 @@ async fn my_events(
     let auth = authenticate(&state, &req).await?;
     let q = EventQuery {
         user_id: Some(auth.user.id.clone()),
-        before: params.before,
+        before: page_before(params.before)?,
         limit: page_limit(params.limit)?,
         ..Default::default()
     };

@@ -16,6 +16,7 @@ mod operations;
 mod readme;
 mod refresh;
 mod revoke;
+mod schemathesis;
 mod sessions;
 mod signup;
 mod wellknown;
