@@ -54,6 +54,11 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        ResponseError::status_code(self).as_u16()
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",

@@ -92,6 +92,12 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 pub struct OAuthParams(HashMap<String, String>);
 
 impl OAuthParams {
+    /// The body parser on raw input, for the fuzz target (`fuzz/`): what the extractor
+    /// does after the size and content-type checks of the request itself.
+    pub fn parse_raw(content_type: &str, body: &[u8]) -> Result<Self, ApiError> {
+        Self::parse(content_type.parse::<mime::Mime>().ok(), body)
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
