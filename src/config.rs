@@ -115,6 +115,7 @@ pub struct Settings {
     pub session: SessionSettings,
     pub login: LoginSettings,
     pub rate_limits: RateLimitSettings,
+    pub browser: BrowserSettings,
     pub clients: Vec<ClientSettings>,
     pub resource_servers: Vec<ResourceServerSettings>,
     pub events: EventSettings,
@@ -149,6 +150,7 @@ impl Default for Settings {
             session: SessionSettings::default(),
             login: LoginSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            browser: BrowserSettings::default(),
             clients: vec![ClientSettings::named("default")],
             resource_servers: Vec::new(),
             events: EventSettings::default(),
@@ -335,6 +337,22 @@ impl Default for LoginSettings {
     }
 }
 
+/// Browser (SPA) mode: the refresh token travels only in this cookie.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserSettings {
+    /// `__Host-` makes browsers insist on `Secure`, `Path=/` and no `Domain`.
+    pub cookie_name: String,
+}
+
+impl Default for BrowserSettings {
+    fn default() -> Self {
+        Self {
+            cookie_name: "__Host-lk_rt".into(),
+        }
+    }
+}
+
 /// One per-IP request rate limit: a sustained rate and a burst (GCRA).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -508,6 +526,33 @@ impl Settings {
             return Err(ConfigError(
                 "server.client_timeout must be at least 1s (actix measures it with a clock refreshed every 500 ms)".into(),
             ));
+        }
+        let name = &self.browser.cookie_name;
+        // RFC 6265 §4.1.1: a cookie name is a token.
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(ConfigError(format!(
+                "browser.cookie_name {name:?} is not a valid cookie name"
+            )));
+        }
+        for c in &self.clients {
+            for origin in &c.allowed_origins {
+                let ok = url::Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.path() == "/"
+                        && !origin.ends_with('/')
+                        && u.query().is_none()
+                });
+                if !ok {
+                    return Err(ConfigError(format!(
+                        "client {:?}: allowed origin {origin:?} must be scheme://host[:port] with no path",
+                        c.id
+                    )));
+                }
+            }
         }
         let l = &self.login;
         if l.max_failures_per_account_per_hour == 0 || l.max_failures_per_ip_per_hour == 0 {

@@ -153,6 +153,7 @@ impl Application {
                 .app_data(routes::extract::path_config())
                 .wrap(middleware::from_fn(routes::limit_headers))
                 .wrap(routes::security_headers(hsts))
+                .wrap(routes::cors(&app_state))
                 .wrap(middleware::from_fn(routes::log_request))
                 .configure(|cfg| routes::table().register(cfg))
                 .default_service(web::to(routes::no_such_endpoint))

@@ -52,7 +52,7 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req, Endpoint::Login)?;
     let ctx = client_context(&req);
-    let granted =
+    let (granted, _) =
         authenticate_and_start_session(&state, body.into_inner(), ctx, client_ip(&req)).await?;
     Ok(no_store_json(&granted))
 }
@@ -63,7 +63,7 @@ pub async fn authenticate_and_start_session(
     body: LoginBody,
     ctx: ClientContext,
     ip: Option<std::net::IpAddr>,
-) -> Result<super::responses::TokenResponse, ApiError> {
+) -> Result<(super::responses::TokenResponse, queries::SessionRow), ApiError> {
     // Cheap checks first: the byte caps come before any hashing (API.md).
     if body.username.len() > crate::domain::username::USERNAME_MAX_BYTES {
         return Err(ApiError::InvalidRequest(
@@ -160,15 +160,18 @@ pub async fn authenticate_and_start_session(
         LoginOutcome::LimitReached => "rejected",
     });
     match outcome {
-        LoginOutcome::Created(c) => token_response(
-            state,
-            &client,
-            &c.session,
-            &c.user,
-            c.session.scope.clone(),
-            Some(&c.token),
-            now,
-        ),
+        LoginOutcome::Created(c) => Ok((
+            token_response(
+                state,
+                &client,
+                &c.session,
+                &c.user,
+                c.session.scope.clone(),
+                Some(&c.token),
+                now,
+            )?,
+            c.session,
+        )),
         LoginOutcome::UserUnavailable => Err(ApiError::InvalidCredentials),
         LoginOutcome::LimitReached => Err(ApiError::Conflict(format!(
             "this account already has the maximum of {} active sessions; sign out of one first",

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod browser;
 pub mod extract;
 pub mod health;
 pub mod login;
@@ -19,7 +20,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
+use actix_web::http::{header, Method};
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
 
@@ -110,6 +111,7 @@ pub fn table() -> RouteTable {
     oauth::configure(&mut t);
     sessions::configure(&mut t);
     admin::configure(&mut t);
+    browser::configure(&mut t);
     metrics::configure(&mut t);
     t
 }
@@ -133,6 +135,36 @@ fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
 }
 
 /// Headers on every response (OWASP Secure Headers).
+/// CORS for the SPAs: credentialed requests from exactly the clients' `allowed_origins`
+/// (never `*`, `Vary: Origin`). Requests from other origins pass through without CORS
+/// headers (so browsers refuse to expose the answer) and `/browser/*` refuses them.
+pub fn cors(state: &AppState) -> actix_cors::Cors {
+    let mut origins: Vec<String> = state
+        .settings
+        .clients
+        .iter()
+        .flat_map(|c| c.allowed_origins.iter().cloned())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-latchkey-csrf"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([header::HeaderName::from_static("x-request-id")])
+        .supports_credentials()
+        .max_age(600)
+        .block_on_origin_mismatch(false);
+    for o in &origins {
+        cors = cors.allowed_origin(o);
+    }
+    cors
+}
+
 /// On every response. `Strict-Transport-Security` only when latchkey itself serves TLS
 /// (behind a proxy, the proxy that terminates TLS sends it).
 pub fn security_headers(hsts: bool) -> DefaultHeaders {

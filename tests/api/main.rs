@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod browser;
 mod forged;
 mod health;
 mod interop;

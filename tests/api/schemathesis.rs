@@ -75,6 +75,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_that_violates_openap
         s.login.max_failures_per_account_per_hour = 1_000_000;
         s.login.max_failures_per_ip_per_hour = 1_000_000;
         s.login.failures_before_delay = 1_000_000;
+        s.clients[0].allowed_origins = vec!["http://localhost:5173".into()];
     })
     .await;
     let first = app.admin().await;

@@ -1,0 +1,264 @@
+//! Browser (SPA) mode (API.md "Browser mode"): the access token in the JSON body, the
+//! refresh token only in an `HttpOnly; Secure; SameSite=Strict` `__Host-` cookie that
+//! JavaScript never sees.
+//!
+//! CSRF defence, before anything is read from the store or changed (OWASP CSRF cheat
+//! sheet: custom request header + Origin verification + Fetch Metadata):
+//! `Sec-Fetch-Site: cross-site` is refused; `X-Latchkey-CSRF: 1` must be present (a
+//! cross-site form or simple request cannot set it without a CORS preflight we refuse);
+//! the body must be JSON; `Origin` must be present and one of the client's
+//! `allowed_origins`. Every failure is 403 `forbidden`.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::auth::{client_context, client_ip, rate_limit};
+use super::extract::describe_json_error;
+use super::login::{authenticate_and_start_session, LoginBody};
+use super::oauth::{refresh_grant, revoke_token};
+use super::responses::TokenResponse;
+use super::RouteTable;
+use crate::domain::{RefreshToken, Scope};
+use crate::error::ApiError;
+use crate::ratelimit::Endpoint;
+use crate::startup::AppState;
+use crate::store::queries::{self, SessionRow};
+
+/// Browsers cap cookie lifetimes at 400 days (RFC 6265bis §5.5).
+const MAX_COOKIE_AGE_SECS: i64 = 400 * 24 * 3600;
+
+pub fn configure(t: &mut RouteTable) {
+    t.post("/browser/login", login);
+    t.post("/browser/refresh", refresh);
+    t.post("/browser/logout", logout);
+}
+
+fn forbidden(why: &str) -> ApiError {
+    ApiError::Forbidden(format!("cross-site request refused: {why}"))
+}
+
+/// The checks that need no store: returns the request's `Origin`, which is one of some
+/// client's `allowed_origins` (the caller then checks it against the session's client).
+fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
+    let headers = req.headers();
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return Err(forbidden("Sec-Fetch-Site is cross-site"));
+    }
+    if headers.get("x-latchkey-csrf").map(|v| v.as_bytes()) != Some(b"1") {
+        return Err(forbidden("the X-Latchkey-CSRF: 1 header is missing"));
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
+    if !json {
+        return Err(forbidden("the body must be application/json"));
+    }
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| forbidden("the Origin header is missing"))?;
+    let known = state
+        .settings
+        .clients
+        .iter()
+        .any(|c| c.allowed_origins.iter().any(|o| o == origin));
+    if !known {
+        return Err(forbidden("the Origin is not allowed"));
+    }
+    Ok(origin.to_owned())
+}
+
+fn origin_allowed_for(state: &AppState, client_id: &str, origin: &str) -> Result<(), ApiError> {
+    let allowed = state
+        .settings
+        .client(client_id)
+        .is_some_and(|c| c.allowed_origins.iter().any(|o| o == origin));
+    if allowed {
+        Ok(())
+    } else {
+        Err(forbidden("the Origin is not allowed for this client"))
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    // An object, not just anything serde would map onto a struct (it accepts arrays).
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))?;
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))
+}
+
+/// The refresh cookie: `__Host-` name, `HttpOnly; Secure; SameSite=Strict; Path=/`.
+/// A remember-me session's cookie lives until the session's absolute end (at most 400
+/// days); otherwise it has no Max-Age and ends with the browser.
+fn refresh_cookie(state: &AppState, token: &RefreshToken, session: &SessionRow) -> Cookie<'static> {
+    let mut cookie = Cookie::build(
+        state.settings.browser.cookie_name.clone(),
+        token.expose().to_owned(),
+    )
+    .http_only(true)
+    .secure(true)
+    .same_site(SameSite::Strict)
+    .path("/")
+    .finish();
+    if session.remember_me {
+        let left = ((session.expires_at - state.now()) / 1000).clamp(0, MAX_COOKIE_AGE_SECS);
+        cookie.set_max_age(CookieDuration::seconds(left));
+    }
+    cookie
+}
+
+fn clearing_cookie(state: &AppState) -> Cookie<'static> {
+    let mut cookie = Cookie::build(state.settings.browser.cookie_name.clone(), "")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .finish();
+    cookie.set_max_age(CookieDuration::ZERO);
+    cookie
+}
+
+fn token_reply(body: &TokenResponse, cookie: Cookie<'static>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .cookie(cookie)
+        .json(body)
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Endpoint::Browser)?;
+    let origin = csrf_guard(&state, &req)?;
+    let login: LoginBody = parse_json(&body)?;
+    let client_id = login
+        .client_id
+        .clone()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "default".into());
+    if state.settings.client(&client_id).is_none() {
+        return Err(ApiError::InvalidClient { basic: false });
+    }
+    origin_allowed_for(&state, &client_id, &origin)?;
+    let (mut tokens, session) =
+        authenticate_and_start_session(&state, login, client_context(&req), client_ip(&req))
+            .await?;
+    let raw = tokens
+        .refresh_token
+        .take()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("login issued no refresh token")))?;
+    let token = RefreshToken::parse(&raw)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("issued refresh token: {e}")))?;
+    let cookie = refresh_cookie(&state, &token, &session);
+    Ok(token_reply(&tokens, cookie))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RefreshBody {
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// The session behind the cookie's refresh token, if the token is one we issued.
+async fn session_of_cookie(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<(String, SessionRow)>, ApiError> {
+    let Some(raw) = req
+        .cookie(&state.settings.browser.cookie_name)
+        .map(|c| c.value().to_owned())
+    else {
+        return Ok(None);
+    };
+    let Ok(token) = RefreshToken::parse(&raw) else {
+        return Ok(None);
+    };
+    let hash = token.hash();
+    let session = state
+        .store
+        .read(move |conn| {
+            let Some(row) = queries::token_by_hash(conn, &hash)? else {
+                return Ok(None);
+            };
+            queries::session_by_id(conn, &row.session_id)
+        })
+        .await?;
+    Ok(session.map(|s| (raw, s)))
+}
+
+async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Endpoint::Browser)?;
+    let origin = csrf_guard(&state, &req)?;
+    let asked: RefreshBody = parse_json(&body)?;
+    let scope = asked
+        .scope
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(Scope::parse)
+        .transpose()
+        .map_err(|e| ApiError::InvalidScope(e.into()))?;
+    let Some((raw, session)) = session_of_cookie(&state, &req).await? else {
+        return Err(ApiError::InvalidGrant(
+            "no valid refresh cookie; sign in again".into(),
+        ));
+    };
+    // The Origin must belong to the session's own client, checked before rotating.
+    origin_allowed_for(&state, &session.client_id, &origin)?;
+    let (tokens, token, session) = refresh_grant(
+        &state,
+        &raw,
+        Some(&session.client_id),
+        scope,
+        client_context(&req),
+        false,
+    )
+    .await?;
+    let cookie = refresh_cookie(&state, &token, &session);
+    Ok(token_reply(&tokens, cookie))
+}
+
+async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Endpoint::Browser)?;
+    let origin = csrf_guard(&state, &req)?;
+    let _: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
+    if let Some((raw, session)) = session_of_cookie(&state, &req).await? {
+        origin_allowed_for(&state, &session.client_id, &origin)?;
+        revoke_token(
+            &state,
+            &raw,
+            Some(session.client_id.clone()),
+            client_context(&req),
+            "logout",
+        )
+        .await?;
+    }
+    // Cleared either way: a stale or unknown cookie is of no use to the browser.
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(clearing_cookie(&state))
+        .finish())
+}
