@@ -20,4 +20,5 @@ mod revoke;
 mod schemathesis;
 mod sessions;
 mod signup;
+mod spa;
 mod wellknown;
