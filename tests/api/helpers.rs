@@ -427,3 +427,106 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
         serde_json::from_slice(&c).unwrap(),
     )
 }
+
+/// The real binary, serving on a random port with its own folder.
+pub struct Served {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    _own_dir: Option<tempfile::TempDir>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut served = Self::start_in(dir.path(), &[]);
+        served._own_dir = Some(dir);
+        served
+    }
+
+    /// Serves with `dir` as its working directory (data and keys live there) and extra
+    /// environment (configuration).
+    pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("serve")
+            .current_dir(dir)
+            .envs(env.iter().copied())
+            .env("LATCHKEY_SERVER__BIND", "127.0.0.1:0")
+            .env("LATCHKEY_LOG__FORMAT", "json")
+            .env("LATCHKEY_LOG__LEVEL", "debug")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut sent = false;
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut all = sink.lock().unwrap();
+                all.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if !sent {
+                    if let Some(line) = all.lines().find(|l| l.contains("latchkey listening")) {
+                        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                        tx.send(v["port"].as_u64().unwrap() as u16).unwrap();
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs its port");
+        Self {
+            child,
+            port,
+            dir: dir.to_owned(),
+            _own_dir: None,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn terminate(&self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits (up to 30 s) for the exit code.
+    pub fn wait(&mut self) -> i32 {
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("the server did not exit within 30 s of SIGTERM");
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

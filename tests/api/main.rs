@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod browser;
+mod crash;
 mod forged;
 mod health;
 mod interop;

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with, Served, PASSWORD};
 
 /// Parses Prometheus text format 0.0.4 into `series → value`, failing on any line that
 /// is not a comment, a blank, or `name{labels} value`.
@@ -229,98 +229,6 @@ async fn https_with_a_certificate_made_in_the_test_sends_hsts() {
         .is_none());
 }
 
-/// The real binary, serving on a random port with its own folder.
-struct Served {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Served {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("serve")
-            .current_dir(dir.path())
-            .env("LATCHKEY_SERVER__BIND", "127.0.0.1:0")
-            .env("LATCHKEY_LOG__FORMAT", "json")
-            .env("LATCHKEY_LOG__LEVEL", "debug")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut sent = false;
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut all = sink.lock().unwrap();
-                all.push_str(&String::from_utf8_lossy(&buf[..n]));
-                if !sent {
-                    if let Some(line) = all.lines().find(|l| l.contains("latchkey listening")) {
-                        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                        tx.send(v["port"].as_u64().unwrap() as u16).unwrap();
-                        sent = true;
-                    }
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs its port");
-        Self {
-            child,
-            port,
-            dir,
-            stderr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn terminate(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    /// Waits (up to 30 s) for the exit code.
-    fn wait(&mut self) -> i32 {
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        panic!("the server did not exit within 30 s of SIGTERM");
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn logs_of_a_full_flow_are_json_lines_with_request_ids_and_no_secret() {
     let mut served = tokio::task::spawn_blocking(Served::start).await.unwrap();
@@ -447,7 +355,7 @@ async fn sigterm_during_a_request_lets_it_finish_and_exits_0() {
         // New connections are refused once it has stopped accepting.
         let code = served.wait();
         let refused = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
-        (response, code, refused, served.logs(), served.dir.path().to_owned())
+        (response, code, refused, served.logs(), served.dir.clone())
     })
     .await
     .unwrap();
