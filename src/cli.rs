@@ -41,6 +41,13 @@ pub enum Command {
     /// Manage sessions
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Measure argon2id hashes per second on all cores, as the login pool runs them
+    /// (the ceiling for logins per second; used by bench/run)
+    #[command(hide = true)]
+    BenchArgon2 {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +277,30 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => keys_command(cmd, &settings, clock.now_millis()),
+        Command::BenchArgon2 { seconds } => {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+            let started = std::time::Instant::now();
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        while std::time::Instant::now() < deadline {
+                            if crate::passwords::hash_blocking("bench passphrase for latchkey").is_ok() {
+                                n += 1;
+                            }
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let total: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
+            println!(
+                "{:.1} argon2id hashes/s on {threads} threads",
+                total as f64 / started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Sessions(SessionsCommand::Revoke { user }) => {
             let username = Username::parse(&user).map_err(anyhow::Error::msg)?;
             let store = Store::open(&settings.store.path, 1)?;
