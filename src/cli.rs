@@ -286,7 +286,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     std::thread::spawn(move || {
                         let mut n = 0u64;
                         while std::time::Instant::now() < deadline {
-                            if crate::passwords::hash_blocking("bench passphrase for latchkey").is_ok() {
+                            if crate::passwords::hash_blocking("bench passphrase for latchkey")
+                                .is_ok()
+                            {
                                 n += 1;
                             }
                         }
