@@ -3,8 +3,10 @@
 //! instead of starving refreshes or the async workers.
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{
+    Output, ParamsString, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
+};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::domain::Password;
 use crate::pool::{PoolError, WorkerPool};
@@ -19,16 +21,34 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Each argon2 thread's working memory (19 MiB), allocated once and reused for every
+/// hash, so a login flood does not leave the allocator holding a fresh 19 MiB per hash
+/// per thread that ever hashed (it kept RSS in the hundreds of MiB).
+pub struct Memory(Vec<Block>);
+
+impl Memory {
+    pub fn new() -> Self {
+        Self(vec![Block::default(); M_COST_KIB as usize])
+    }
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
-    pool: WorkerPool<()>,
+    pool: WorkerPool<Memory>,
     /// Verified against when the user does not exist, so timing does not reveal it.
     dummy_hash: std::sync::Arc<String>,
 }
 
 impl PasswordHasher {
     pub fn start(threads: usize, queue: usize) -> anyhow::Result<Self> {
-        let pool = WorkerPool::start("argon2", vec![(); threads.max(1)], queue)?;
+        let memories = (0..threads.max(1)).map(|_| Memory::new()).collect();
+        let pool = WorkerPool::start("argon2", memories, queue)?;
         let dummy = hash_blocking("latchkey dummy password for unknown users")?;
         Ok(Self {
             pool,
@@ -43,7 +63,7 @@ impl PasswordHasher {
     /// A PHC string `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>` with a random salt.
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
         self.pool
-            .run(move |_| hash_blocking(password.expose()))
+            .run(move |memory| hash_with(memory, password.expose()))
             .await?
             .map_err(HashError::Failed)
     }
@@ -59,15 +79,7 @@ impl PasswordHasher {
         let phc = stored.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
         let ok = self
             .pool
-            .run(move |_| {
-                PasswordHash::new(&phc)
-                    .map(|parsed| {
-                        argon2()
-                            .verify_password(password.expose().as_bytes(), &parsed)
-                            .is_ok()
-                    })
-                    .unwrap_or(false)
-            })
+            .run(move |memory| verify_with(memory, password.expose(), &phc))
             .await?;
         Ok(ok && exists)
     }
@@ -79,6 +91,68 @@ pub enum HashError {
     Pool(#[from] PoolError),
     #[error("hashing failed: {0}")]
     Failed(anyhow::Error),
+}
+
+/// Hashes into the thread's preallocated memory; the PHC string is the same as
+/// [`hash_blocking`]'s.
+fn hash_with(memory: &mut Memory, password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| anyhow::anyhow!("argon2 salt: {e}"))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let hasher = argon2();
+    hasher
+        .hash_password_into_with_memory(password.as_bytes(), salt_bytes, &mut out, &mut memory.0)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(hasher.params())
+            .map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("argon2 output: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Verifies against a PHC string. Hashes with our parameters run in the thread's
+/// memory; anything else (a future parameter change) falls back to the crate's own
+/// verifier. The final comparison is `Output`'s constant-time equality.
+fn verify_with(memory: &mut Memory, password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let ours = Params::try_from(&parsed)
+        .is_ok_and(|p| p.m_cost() == M_COST_KIB && p.t_cost() == T_COST && p.p_cost() == P_COST)
+        && parsed.algorithm == argon2::ARGON2ID_IDENT
+        && parsed.version == Some(Version::V0x13.into());
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    if !ours || expected.len() > 64 {
+        return argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = [0u8; 64];
+    let out = &mut out[..expected.len()];
+    let hasher = match Params::new(M_COST_KIB, T_COST, P_COST, Some(expected.len())) {
+        Ok(params) => Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+        Err(_) => return false,
+    };
+    if hasher
+        .hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, &mut memory.0)
+        .is_err()
+    {
+        return false;
+    }
+    Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 pub fn hash_blocking(password: &str) -> anyhow::Result<String> {
@@ -99,6 +173,40 @@ mod tests {
         let b = hash_blocking("correct horse").unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
         assert_ne!(a, b, "salts must differ");
+    }
+
+    #[test]
+    fn the_reused_memory_path_is_interchangeable_with_the_crates_own() {
+        let mut memory = Memory::new();
+        let ours = hash_with(&mut memory, "correct horse battery").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2()
+            .verify_password(b"correct horse battery", &parsed)
+            .is_ok());
+        let theirs = hash_blocking("correct horse battery").unwrap();
+        assert!(verify_with(&mut memory, "correct horse battery", &theirs));
+        assert!(!verify_with(&mut memory, "correct horse batterY", &theirs));
+        assert!(verify_with(&mut memory, "correct horse battery", &ours));
+        assert!(!verify_with(
+            &mut memory,
+            "correct horse battery",
+            "not a phc string"
+        ));
+        // Another cost (an older hash) still verifies, through the crate's own path.
+        let weaker = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"old password!", &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+        assert!(verify_with(&mut memory, "old password!", &weaker));
+        assert!(!verify_with(&mut memory, "old password?", &weaker));
     }
 
     #[tokio::test]
