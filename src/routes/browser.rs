@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::auth::{client_context, client_ip, rate_limit};
 use super::extract::describe_json_error;
-use super::login::{authenticate_and_start_session, LoginBody};
+use super::login::{authenticate_and_start_session, resolve_client, LoginBody};
 use super::oauth::{refresh_grant, revoke_token};
 use super::responses::TokenResponse;
 use super::RouteTable;
@@ -104,15 +104,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 /// A remember-me session's cookie lives until the session's absolute end (at most 400
 /// days); otherwise it has no Max-Age and ends with the browser.
 fn refresh_cookie(state: &AppState, token: &RefreshToken, session: &SessionRow) -> Cookie<'static> {
-    let mut cookie = Cookie::build(
-        state.settings.browser.cookie_name.clone(),
-        token.expose().to_owned(),
-    )
-    .http_only(true)
-    .secure(true)
-    .same_site(SameSite::Strict)
-    .path("/")
-    .finish();
+    let mut cookie = cookie_with(state, token.expose().to_owned());
     if session.remember_me {
         let left = ((session.expires_at - state.now()) / 1000).clamp(0, MAX_COOKIE_AGE_SECS);
         cookie.set_max_age(CookieDuration::seconds(left));
@@ -121,14 +113,31 @@ fn refresh_cookie(state: &AppState, token: &RefreshToken, session: &SessionRow) 
 }
 
 fn clearing_cookie(state: &AppState) -> Cookie<'static> {
-    let mut cookie = Cookie::build(state.settings.browser.cookie_name.clone(), "")
+    let mut cookie = cookie_with(state, String::new());
+    cookie.set_max_age(CookieDuration::ZERO);
+    cookie
+}
+
+/// The attributes every refresh cookie carries.
+fn cookie_with(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build(state.settings.browser.cookie_name.clone(), value)
         .http_only(true)
         .secure(true)
         .same_site(SameSite::Strict)
         .path("/")
-        .finish();
-    cookie.set_max_age(CookieDuration::ZERO);
-    cookie
+        .finish()
+}
+
+/// What every `/browser/*` request goes through first: the rate limit, the CSRF checks
+/// (before anything else is read), then the JSON body. Returns the `Origin` and body.
+fn admit<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(String, T), ApiError> {
+    rate_limit(state, req, Endpoint::Browser)?;
+    let origin = csrf_guard(state, req)?;
+    Ok((origin, parse_json(body)?))
 }
 
 fn token_reply(body: &TokenResponse, cookie: Cookie<'static>) -> HttpResponse {
@@ -144,17 +153,10 @@ async fn login(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    rate_limit(&state, &req, Endpoint::Browser)?;
-    let origin = csrf_guard(&state, &req)?;
-    let login: LoginBody = parse_json(&body)?;
-    let client_id = login
-        .client_id
-        .clone()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "default".into());
-    if state.settings.client(&client_id).is_none() {
-        return Err(ApiError::InvalidClient { basic: false });
-    }
+    let (origin, login): (_, LoginBody) = admit(&state, &req, &body)?;
+    let client_id = resolve_client(&state, login.client_id.as_deref())?
+        .id
+        .clone();
     origin_allowed_for(&state, &client_id, &origin)?;
     let (mut tokens, session) =
         authenticate_and_start_session(&state, login, client_context(&req), client_ip(&req))
@@ -207,9 +209,7 @@ async fn refresh(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    rate_limit(&state, &req, Endpoint::Browser)?;
-    let origin = csrf_guard(&state, &req)?;
-    let asked: RefreshBody = parse_json(&body)?;
+    let (origin, asked): (_, RefreshBody) = admit(&state, &req, &body)?;
     let scope = asked
         .scope
         .as_deref()
@@ -242,9 +242,7 @@ async fn logout(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    rate_limit(&state, &req, Endpoint::Browser)?;
-    let origin = csrf_guard(&state, &req)?;
-    let _: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
+    let (origin, _): (_, serde_json::Map<String, serde_json::Value>) = admit(&state, &req, &body)?;
     if let Some((raw, session)) = session_of_cookie(&state, &req).await? {
         origin_allowed_for(&state, &session.client_id, &origin)?;
         revoke_token(
