@@ -1,7 +1,7 @@
 """Login timing for an existing vs an unknown user (OWASP Authentication: response
 time must not reveal whether an account exists).
 
-usage: python3 benches/login_timing.py BASE_URL [TRIES]
+usage: python3 bench/login_timing.py BASE_URL [TRIES]
 Signs up a user, then sends TRIES failed logins for it (wrong password) and TRIES for
 names that do not exist, interleaved, over one keep-alive connection, and prints the
 median and 90th percentile of each. Run it against a release build with throttling
