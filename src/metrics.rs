@@ -23,6 +23,8 @@ pub struct Metrics {
     pub active_sessions: IntGauge,
     pub signing_key_age: prometheus::Gauge,
     pub argon2_queue_depth: IntGauge,
+    /// When `active_sessions` was last counted (it costs a scan of the sessions).
+    pub active_sessions_counted_at: std::sync::atomic::AtomicI64,
     writer_batch_size: Histogram,
     writer_commit_seconds: Histogram,
 }
@@ -125,6 +127,7 @@ impl Metrics {
             active_sessions,
             signing_key_age,
             argon2_queue_depth,
+            active_sessions_counted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             writer_batch_size,
             writer_commit_seconds,
         })

@@ -44,6 +44,17 @@ pub enum Endpoint {
     Browser,
 }
 
+impl Endpoint {
+    const ALL: [Endpoint; 6] = [
+        Endpoint::Signup,
+        Endpoint::Login,
+        Endpoint::Token,
+        Endpoint::Revoke,
+        Endpoint::Introspect,
+        Endpoint::Browser,
+    ];
+}
+
 pub struct RateLimits {
     clock: AppClock,
     signup: Limiter,
@@ -103,14 +114,7 @@ impl RateLimits {
 
     /// Forgets addresses whose limits have fully recovered (housekeeping).
     pub fn prune(&self) {
-        for l in [
-            &self.signup,
-            &self.login,
-            &self.token,
-            &self.revoke,
-            &self.introspect,
-            &self.browser,
-        ] {
+        for l in Endpoint::ALL.map(|e| self.of(e)) {
             l.retain_recent();
             l.shrink_to_fit();
         }

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +25,6 @@ use crate::tokens::TokenService;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
-    /// When the active-sessions gauge was last counted (it costs a scan).
-    pub metrics_counted_at: AtomicI64,
     pub store: Store,
     pub keys: Arc<Keys>,
     pub tokens: TokenService,
@@ -92,7 +89,6 @@ impl AppState {
         Ok(Self {
             settings,
             metrics,
-            metrics_counted_at: AtomicI64::new(i64::MIN),
             store,
             keys,
             tokens,

@@ -145,6 +145,8 @@ impl LoginThrottle {
         let mut wait_ms: f64 = 0.0;
         let mut newly = false;
         let account_ms: f64;
+        // Whether a limit other than the account's refused it.
+        let mut other_refused = false;
         {
             let mut accounts = lock(&self.accounts);
             if let Some(r) = accounts.get_mut(account) {
@@ -168,6 +170,7 @@ impl LoginThrottle {
                     wait_ms = wait_ms.max(over * HOUR_MS / f64::from(self.cfg.per_ip_per_hour));
                     newly |= !b.refused;
                     b.refused = true;
+                    other_refused = true;
                 }
             }
             drop(ips);
@@ -179,6 +182,7 @@ impl LoginThrottle {
                     wait_ms = wait_ms.max(gap - since);
                     newly |= !p.refused;
                     p.refused = true;
+                    other_refused = true;
                 }
             }
         }
@@ -186,25 +190,11 @@ impl LoginThrottle {
             Verdict::Throttled {
                 retry_after_secs: secs_ceil(wait_ms),
                 newly,
-                // Nothing but the account limit refused it.
-                account_only: account_ms > 0.0 && !self.other_limits_refuse(account, ip, now),
+                account_only: account_ms > 0.0 && !other_refused,
             }
         } else {
             Verdict::Allowed
         }
-    }
-
-    fn other_limits_refuse(&self, account: &str, ip: Option<IpKey>, now: Millis) -> bool {
-        let Some(ip) = ip else { return false };
-        let ip_over = lock(&self.ips).get(&ip).is_some_and(|b| {
-            b.drained(now, self.cfg.per_ip_per_hour) + 1.0 > f64::from(self.cfg.per_ip_per_hour)
-        });
-        let pair_wait = lock(&self.pairs)
-            .get(&(account.to_owned(), ip))
-            .is_some_and(|p| {
-                ((now - p.last_failure).max(0) as u128) < self.required_gap(p.failures).as_millis()
-            });
-        ip_over || pair_wait
     }
 
     /// The pause owed after `failures` failures from one address on one account.

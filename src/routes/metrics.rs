@@ -26,9 +26,9 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     }
     let now = state.now();
     let m = &state.metrics;
-    let last = state.metrics_counted_at.load(Ordering::Relaxed);
+    let last = m.active_sessions_counted_at.load(Ordering::Relaxed);
     if now.saturating_sub(last) >= ACTIVE_SESSIONS_REFRESH_MS || now < last {
-        state.metrics_counted_at.store(now, Ordering::Relaxed);
+        m.active_sessions_counted_at.store(now, Ordering::Relaxed);
         let active = state
             .store
             .read(move |conn| queries::count_active_sessions(conn, now))

@@ -52,6 +52,14 @@ fn set_cookie(res: &Response) -> (String, Vec<String>) {
     (value, parts.map(str::to_ascii_lowercase).collect())
 }
 
+async fn browser_refresh(app: &TestApp, cookie: &str) -> Response {
+    browser_post(app, "/browser/refresh", Some(cookie))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn browser_login(app: &TestApp, remember_me: bool) -> (Response, String) {
     let res = browser_post(app, "/browser/login", None)
         .json(&json!({"username": "alice", "password": PASSWORD, "remember_me": remember_me}))
@@ -113,11 +121,7 @@ async fn browser_refresh_rotates_the_cookie_with_the_same_grace_and_reuse_rules(
     let app = app().await;
     app.signup("alice", PASSWORD).await;
     let (_, first) = browser_login(&app, true).await;
-    let res = browser_post(&app, "/browser/refresh", Some(&first))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = browser_refresh(&app, &first).await;
     assert_eq!(res.status(), StatusCode::OK);
     let (second, attrs) = set_cookie(&res);
     assert_ne!(first, second);
@@ -127,27 +131,15 @@ async fn browser_refresh_rotates_the_cookie_with_the_same_grace_and_reuse_rules(
     assert!(body["access_token"].is_string());
 
     // Two tabs: the parent inside the reuse interval gets the same head.
-    let res = browser_post(&app, "/browser/refresh", Some(&first))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = browser_refresh(&app, &first).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(set_cookie(&res).0, second);
 
     // After the interval the parent is reuse: the whole session ends.
     app.advance(Duration::from_secs(11));
-    let res = browser_post(&app, "/browser/refresh", Some(&first))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = browser_refresh(&app, &first).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
-    let res = browser_post(&app, "/browser/refresh", Some(&second))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = browser_refresh(&app, &second).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert_eq!(app.events_of("refresh_token_reuse_detected").len(), 1);
 }
@@ -166,11 +158,7 @@ async fn browser_logout_revokes_the_session_and_clears_the_cookie() {
     let (value, attrs) = set_cookie(&res);
     assert_eq!(value, "");
     assert!(attrs.iter().any(|a| a == "max-age=0"), "{attrs:?}");
-    let res = browser_post(&app, "/browser/refresh", Some(&cookie))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = browser_refresh(&app, &cookie).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
     let revoked: i64 = app
         .db()
@@ -297,11 +285,7 @@ async fn owasp_csrf_every_variant_is_403_before_any_state_change() {
     assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(store_snapshot(&app), before);
     // The cookie still works: none of the refusals touched it.
-    let res = browser_post(&app, "/browser/refresh", Some(&cookie))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = browser_refresh(&app, &cookie).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
 
