@@ -38,6 +38,26 @@ impl Default for Memory {
     }
 }
 
+/// How much the argon2 threads yield to the rest of the server (Linux nice, 0–19).
+const ARGON2_NICENESS: libc::c_int = 10;
+
+/// Runs on each argon2 thread: the pool has one thread per core, so a login flood
+/// would otherwise take every core from refreshes and token checks, which cost
+/// microseconds each. At nice 10 the scheduler gives the HTTP workers and the writer
+/// about ten times the argon2 threads' share of a busy core; an idle machine still
+/// runs argon2 at full speed. Without the right to renice, nothing changes.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and a thread
+    // id changes only this thread's nice value (Linux treats thread ids as processes).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, ARGON2_NICENESS) != 0 {
+            tracing::debug!("could not lower the argon2 threads' priority");
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     pool: WorkerPool<Memory>,
@@ -48,7 +68,7 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     pub fn start(threads: usize, queue: usize) -> anyhow::Result<Self> {
         let memories = (0..threads.max(1)).map(|_| Memory::new()).collect();
-        let pool = WorkerPool::start("argon2", memories, queue)?;
+        let pool = WorkerPool::start_with("argon2", memories, queue, lower_priority)?;
         let dummy = hash_blocking("latchkey dummy password for unknown users")?;
         Ok(Self {
             pool,

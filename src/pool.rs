@@ -44,6 +44,20 @@ impl<C: 'static> WorkerPool<C> {
     where
         C: Send,
     {
+        Self::start_with(name, contexts, capacity, || {})
+    }
+
+    /// [`WorkerPool::start`], running `init` first on each new thread (to set its
+    /// scheduling priority, say).
+    pub fn start_with(
+        name: &'static str,
+        contexts: Vec<C>,
+        capacity: usize,
+        init: fn(),
+    ) -> std::io::Result<Self>
+    where
+        C: Send,
+    {
         let (tx, rx) = bounded::<Job<C>>(capacity);
         let queued = Arc::new(AtomicUsize::new(0));
         for (i, mut ctx) in contexts.into_iter().enumerate() {
@@ -52,6 +66,7 @@ impl<C: 'static> WorkerPool<C> {
             thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
+                    init();
                     while let Ok(job) = rx.recv() {
                         queued.fetch_sub(1, Ordering::Relaxed);
                         job(&mut ctx);

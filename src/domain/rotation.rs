@@ -11,10 +11,10 @@
 //! parent again moments after it rotated. Treating that as theft would log honest users
 //! out, so within `refresh.reuse_interval` the parent answers with the *same* head.
 //! That requires recovering the head's plaintext, yet the database must never hold a
-//! usable token. We store the head on its parent sealed with AES-256-GCM (ring) under a
-//! 256-bit key kept in `keys.dir` (not in the database), bound by AAD to the parent's
-//! hash, and wipe it as soon as the head rotates again or the family is revoked
-//! (housekeeping also wipes it once the interval has passed).
+//! usable token. We keep the head on the session row sealed with AES-256-GCM (ring) under
+//! a 256-bit key kept in `keys.dir` (not in the database), bound by AAD to the parent's
+//! hash; the next rotation replaces it, revoking the family wipes it, and housekeeping
+//! wipes it once the interval has passed.
 //!
 //! Threat model: a database dump alone yields hashes and ciphertexts: no token. A dump
 //! plus the seal key yields only heads that rotated within the last interval, whose
@@ -105,9 +105,13 @@ pub fn refresh(
     };
 
     // Which token is this? The head, the head's parent within the interval, or reuse.
-    let replayed_head = match row.rotated_at {
-        None => None,
-        Some(rotated_at) => match grace_head(conn, now, sealer, req, &row, rotated_at)? {
+    let replayed_head = if row.generation == session.head_generation {
+        None
+    } else if row.generation > session.head_generation {
+        // Cannot happen (the head is the newest generation); refuse rather than guess.
+        anyhow::bail!("a token is newer than its family's head");
+    } else {
+        match grace_head(conn, now, sealer, req, &row, &session)? {
             Some(head) => Some(head),
             None => {
                 // RFC 9700 §4.14.2: an invalidated token was presented; revoke the family.
@@ -122,7 +126,7 @@ pub fn refresh(
                 )?;
                 return Ok(RefreshOutcome::ReuseDetected);
             }
-        },
+        }
     };
 
     // RFC 6749 §6, §10.4: a refresh token is bound to the client it was issued to.
@@ -159,39 +163,37 @@ pub fn refresh(
         )?;
     }
     let idle_expires_at = now.saturating_add(idle_ms(&session));
-    queries::touch_session(
-        conn,
-        &session.id,
-        now,
-        idle_expires_at,
-        req.ctx.ip.as_deref(),
-        req.ctx.user_agent.as_deref(),
-    )?;
     let mut session = session;
-    session.last_active_at = now;
-    session.idle_expires_at = idle_expires_at;
-
+    let client = (req.ctx.ip.as_deref(), req.ctx.user_agent.as_deref());
     let (token, grace) = match replayed_head {
-        Some(head) => (head, true),
+        Some(head) => {
+            queries::touch_session(conn, &session.id, now, idle_expires_at, client.0, client.1)?;
+            (head, true)
+        }
         None => {
             let next = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
-            queries::insert_token(
-                conn,
-                &next.hash(),
-                &session.id,
-                row.generation + 1,
-                Some(&hash),
-                now,
-            )?;
+            let generation = row.generation + 1;
+            queries::insert_token(conn, &next.hash(), &session.id, generation, now)?;
+            // The previous head's sealed copy (on the grandparent) is replaced, not kept:
+            // only the head's immediate parent may replay.
             let sealed = sealer.seal(next.expose().as_bytes(), &hash)?;
-            queries::mark_rotated(conn, &hash, now, &sealed)?;
-            if let Some(grandparent) = &row.parent_hash {
-                // Only the head's immediate parent may replay; the grandparent's copy goes.
-                queries::wipe_sealed(conn, grandparent)?;
-            }
+            queries::advance_head(
+                conn,
+                &session.id,
+                now,
+                idle_expires_at,
+                client,
+                generation,
+                &sealed,
+            )?;
+            session.head_generation = generation;
+            session.head_issued_at = now;
+            session.sealed_head = Some(sealed);
             (next, false)
         }
     };
+    session.last_active_at = now;
+    session.idle_expires_at = idle_expires_at;
     sessions::session_event(
         conn,
         now,
@@ -216,28 +218,25 @@ pub fn refresh(
     })
 }
 
-/// The head token, if `row` is the head's immediate parent rotated within the interval.
+/// The head token, if `row` is the head's immediate parent and the head was issued
+/// within the interval: opened from the session's sealed copy, which is bound (AAD) to
+/// the parent's hash, and checked against the head's stored hash.
 fn grace_head(
     conn: &Connection,
     now: Millis,
     sealer: &Sealer,
     req: &RefreshRequest,
     row: &queries::TokenRow,
-    rotated_at: Millis,
+    session: &SessionRow,
 ) -> anyhow::Result<Option<RefreshToken>> {
-    if now.saturating_sub(rotated_at) > req.reuse_interval_ms {
+    if row.generation + 1 != session.head_generation
+        || now.saturating_sub(session.head_issued_at) > req.reuse_interval_ms
+    {
         return Ok(None);
     }
-    let Some(sealed) = &row.sealed_successor else {
+    let Some(sealed) = &session.sealed_head else {
         return Ok(None);
     };
-    let Some(child) = queries::token_by_generation(conn, &row.session_id, row.generation + 1)?
-    else {
-        return Ok(None);
-    };
-    if child.rotated_at.is_some() {
-        return Ok(None);
-    }
     let Some(plain) = sealer.open(sealed, &row.token_hash) else {
         return Ok(None);
     };
@@ -247,5 +246,8 @@ fn grace_head(
     let Ok(head) = RefreshToken::parse(text) else {
         return Ok(None);
     };
-    Ok((head.hash()[..] == child.token_hash[..]).then_some(head))
+    let stored = queries::token_by_hash(conn, &head.hash())?;
+    Ok(stored
+        .is_some_and(|t| t.session_id == session.id && t.generation == session.head_generation)
+        .then_some(head))
 }

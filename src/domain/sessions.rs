@@ -88,6 +88,9 @@ pub fn create_session(
         user_agent: req.ctx.user_agent.clone(),
         revoked_at: None,
         revoked_reason: None,
+        head_generation: 0,
+        head_issued_at: now,
+        sealed_head: None,
     };
     queries::insert_session(conn, &session)?;
     let network = req.ctx.ip.as_deref().and_then(network_of);
@@ -108,7 +111,7 @@ pub fn create_session(
         }
     }
     let token = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
-    queries::insert_token(conn, &token.hash(), &session.id, 0, None, now)?;
+    queries::insert_token(conn, &token.hash(), &session.id, 0, now)?;
     session_event(
         conn,
         now,

@@ -229,7 +229,9 @@ async fn introspect(
             .await?;
         return Ok(match found {
             Some((row, Some(s), Some(u)))
-                if row.rotated_at.is_none() && s.is_active(now) && u.disabled_at.is_none() =>
+                if row.generation == s.head_generation
+                    && s.is_active(now)
+                    && u.disabled_at.is_none() =>
             {
                 no_store_json(&json!({
                     "active": true,

@@ -189,18 +189,25 @@ fn run_in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Prepared once and cached: these run twice per write (execute_batch would parse
+    // them every time).
+    let savepoint = |sql: &str| -> rusqlite::Result<()> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    savepoint("SAVEPOINT job")?;
     let outcome = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
         Ok(r) => r,
         Err(_) => Err(anyhow::anyhow!("a write job panicked")),
     };
     match outcome {
         Ok(r) => {
-            conn.execute_batch("RELEASE job")?;
+            savepoint("RELEASE job")?;
             Ok(r)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            savepoint("ROLLBACK TO job")?;
+            savepoint("RELEASE job")?;
             Err(e)
         }
     }

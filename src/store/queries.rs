@@ -76,6 +76,13 @@ pub struct SessionRow {
     pub user_agent: Option<String>,
     pub revoked_at: Option<Millis>,
     pub revoked_reason: Option<String>,
+    /// The generation of the family's head (its newest refresh token).
+    pub head_generation: i64,
+    /// When the head was issued, which is when its parent rotated.
+    pub head_issued_at: Millis,
+    /// The head sealed (AES-256-GCM) with its parent's hash as AAD, kept only during the
+    /// reuse interval; see `domain::rotation`. Ciphertext, useless without the seal key.
+    pub sealed_head: Option<Vec<u8>>,
 }
 
 impl SessionRow {
@@ -91,7 +98,8 @@ impl SessionRow {
 }
 
 const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
-     last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason";
+     last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
+     head_generation, head_issued_at, sealed_head";
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -108,14 +116,18 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         user_agent: r.get(10)?,
         revoked_at: r.get(11)?,
         revoked_reason: r.get(12)?,
+        head_generation: r.get(13)?,
+        head_issued_at: r.get(14)?,
+        sealed_head: r.get(15)?,
     })
 }
 
 pub fn insert_session(conn: &Connection, s: &SessionRow) -> anyhow::Result<()> {
     conn.prepare_cached(
         "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
-             last_active_at, idle_expires_at, expires_at, ip, user_agent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             last_active_at, idle_expires_at, expires_at, ip, user_agent,
+             head_generation, head_issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         s.id,
@@ -128,7 +140,9 @@ pub fn insert_session(conn: &Connection, s: &SessionRow) -> anyhow::Result<()> {
         s.idle_expires_at,
         s.expires_at,
         s.ip,
-        s.user_agent
+        s.user_agent,
+        s.head_generation,
+        s.head_issued_at
     ])
     .context("insert session")?;
     Ok(())
@@ -201,6 +215,39 @@ pub fn touch_session(
     Ok(())
 }
 
+/// A rotation: the family's head moves to `generation` (issued now, sealed on its parent
+/// for the reuse interval) and the session records activity, in one row update. Only the
+/// session row changes; the parent token row is never rewritten, so a rotation dirties
+/// as few pages as it can (see BENCHMARKS.md). Fails unless the head was `generation - 1`.
+pub fn advance_head(
+    conn: &Connection,
+    id: &str,
+    now: Millis,
+    idle_expires_at: Millis,
+    ctx: (Option<&str>, Option<&str>),
+    generation: i64,
+    sealed_head: &[u8],
+) -> anyhow::Result<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET last_active_at = ?2, idle_expires_at = ?3,
+                 ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent),
+                 head_generation = ?6, head_issued_at = ?2, sealed_head = ?7
+             WHERE id = ?1 AND head_generation = ?6 - 1",
+        )?
+        .execute(params![
+            id,
+            now,
+            idle_expires_at,
+            ctx.0,
+            ctx.1,
+            generation,
+            sealed_head
+        ])?;
+    anyhow::ensure!(n == 1, "the head moved during the rotation");
+    Ok(())
+}
+
 /// Revokes one session if still live; returns whether it did.
 pub fn revoke_session(
     conn: &Connection,
@@ -208,18 +255,13 @@ pub fn revoke_session(
     now: Millis,
     reason: &str,
 ) -> anyhow::Result<bool> {
+    // The sealed head is useless once the family is dead: wipe it in the same write.
     let n = conn
         .prepare_cached(
-            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3, sealed_head = NULL
              WHERE id = ?1 AND revoked_at IS NULL",
         )?
         .execute(params![id, now, reason])?;
-    // Sealed successors are useless once the family is dead: wipe them now.
-    conn.prepare_cached(
-        "UPDATE refresh_tokens SET sealed_successor = NULL
-         WHERE session_id = ?1 AND sealed_successor IS NOT NULL",
-    )?
-    .execute([id])?;
     Ok(n > 0)
 }
 
@@ -228,24 +270,17 @@ pub struct TokenRow {
     pub token_hash: Vec<u8>,
     pub session_id: String,
     pub generation: i64,
-    pub parent_hash: Option<Vec<u8>>,
     pub issued_at: Millis,
-    pub rotated_at: Option<Millis>,
-    pub sealed_successor: Option<Vec<u8>>,
 }
 
-const TOKEN_COLS: &str =
-    "token_hash, session_id, generation, parent_hash, issued_at, rotated_at, sealed_successor";
+const TOKEN_COLS: &str = "token_hash, session_id, generation, issued_at";
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     Ok(TokenRow {
         token_hash: r.get(0)?,
         session_id: r.get(1)?,
         generation: r.get(2)?,
-        parent_hash: r.get(3)?,
-        issued_at: r.get(4)?,
-        rotated_at: r.get(5)?,
-        sealed_successor: r.get(6)?,
+        issued_at: r.get(3)?,
     })
 }
 
@@ -256,59 +291,19 @@ pub fn token_by_hash(conn: &Connection, hash: &TokenHash) -> anyhow::Result<Opti
     Ok(st.query_row([&hash[..]], token_from_row).optional()?)
 }
 
-pub fn token_by_generation(
-    conn: &Connection,
-    session_id: &str,
-    generation: i64,
-) -> anyhow::Result<Option<TokenRow>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE session_id = ?1 AND generation = ?2"
-    ))?;
-    Ok(st
-        .query_row(params![session_id, generation], token_from_row)
-        .optional()?)
-}
-
 pub fn insert_token(
     conn: &Connection,
     hash: &TokenHash,
     session_id: &str,
     generation: i64,
-    parent_hash: Option<&[u8]>,
     issued_at: Millis,
 ) -> anyhow::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO refresh_tokens (token_hash, session_id, generation, parent_hash, issued_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
+         VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![
-        &hash[..],
-        session_id,
-        generation,
-        parent_hash,
-        issued_at
-    ])
+    .execute(params![&hash[..], session_id, generation, issued_at])
     .context("insert refresh token")?;
-    Ok(())
-}
-
-/// Marks a head as rotated and seals its successor on it for the reuse interval.
-pub fn mark_rotated(
-    conn: &Connection,
-    hash: &[u8],
-    now: Millis,
-    sealed_successor: &[u8],
-) -> anyhow::Result<()> {
-    conn.prepare_cached(
-        "UPDATE refresh_tokens SET rotated_at = ?2, sealed_successor = ?3 WHERE token_hash = ?1",
-    )?
-    .execute(params![hash, now, sealed_successor])?;
-    Ok(())
-}
-
-pub fn wipe_sealed(conn: &Connection, hash: &[u8]) -> anyhow::Result<()> {
-    conn.prepare_cached("UPDATE refresh_tokens SET sealed_successor = NULL WHERE token_hash = ?1")?
-        .execute([hash])?;
     Ok(())
 }
 
@@ -354,12 +349,12 @@ pub fn insert_event(conn: &Connection, at: Millis, e: &NewEvent<'_>) -> anyhow::
     Ok(())
 }
 
-/// Wipes sealed successors whose reuse interval ended before `cutoff`; returns how many.
+/// Wipes sealed heads whose reuse interval ended before `cutoff`; returns how many.
 pub fn wipe_sealed_rotated_before(conn: &Connection, cutoff: Millis) -> anyhow::Result<usize> {
     Ok(conn
         .prepare_cached(
-            "UPDATE refresh_tokens SET sealed_successor = NULL
-             WHERE sealed_successor IS NOT NULL AND rotated_at < ?1",
+            "UPDATE sessions SET sealed_head = NULL
+             WHERE sealed_head IS NOT NULL AND head_issued_at < ?1",
         )?
         .execute([cutoff])?)
 }

@@ -4,8 +4,9 @@
 use rusqlite_migration::{Migrations, M};
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
 CREATE TABLE users (
     id            TEXT PRIMARY KEY NOT NULL,
     username      TEXT NOT NULL,
@@ -64,13 +65,96 @@ CREATE TABLE events (
 CREATE INDEX events_by_user ON events(user_id, at);
 CREATE INDEX events_by_kind ON events(kind, at);
 "#,
-    )])
+        ),
+        // Version 2: the family's head lives on its session row. A rotation used to
+        // rewrite the parent token (rotated_at, sealed successor), wipe the grandparent's
+        // copy and update three token indexes; now it inserts one token and updates the
+        // session row it already touched. Tokens keep only what lookup and reuse
+        // detection need; `UNIQUE (session_id, generation)` still makes a fork impossible.
+        M::up(
+            r#"
+ALTER TABLE sessions ADD COLUMN head_generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN head_issued_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN sealed_head BLOB;
+UPDATE sessions SET
+    head_generation = COALESCE(
+        (SELECT max(generation) FROM refresh_tokens t WHERE t.session_id = sessions.id), 0),
+    head_issued_at = COALESCE(
+        (SELECT issued_at FROM refresh_tokens t WHERE t.session_id = sessions.id
+          ORDER BY generation DESC LIMIT 1), created_at),
+    sealed_head = (SELECT sealed_successor FROM refresh_tokens t
+          WHERE t.session_id = sessions.id AND t.sealed_successor IS NOT NULL
+          ORDER BY generation DESC LIMIT 1);
+CREATE TABLE refresh_tokens_v2 (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    generation INTEGER NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    UNIQUE (session_id, generation)
+) STRICT, WITHOUT ROWID;
+INSERT INTO refresh_tokens_v2 (token_hash, session_id, generation, issued_at)
+    SELECT token_hash, session_id, generation, issued_at FROM refresh_tokens;
+DROP TABLE refresh_tokens;
+ALTER TABLE refresh_tokens_v2 RENAME TO refresh_tokens;
+-- Housekeeping finds the sealed heads whose interval has passed; only families that
+-- rotated within the last interval or so are in this index, so it stays small and hot.
+CREATE INDEX sessions_sealed_head ON sessions(head_issued_at) WHERE sealed_head IS NOT NULL;
+"#,
+        ),
+    ])
 }
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::Connection;
+
     #[test]
     fn migrations_are_valid() {
         super::migrations().validate().expect("valid migrations");
+    }
+
+    #[test]
+    fn version_2_moves_each_familys_head_and_sealed_copy_onto_its_session() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let migrations = super::migrations();
+        migrations.to_version(&mut conn, 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at)
+                 VALUES ('u', 'alice', 'alice', 'h', 0);
+             INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+                 last_active_at, idle_expires_at, expires_at)
+                 VALUES ('rotated', 'u', 'c', '', 1, 5, 5, 99, 99),
+                        ('fresh', 'u', 'c', '', 1, 7, 7, 99, 99);
+             INSERT INTO refresh_tokens
+                 (token_hash, session_id, generation, parent_hash, issued_at, rotated_at,
+                  sealed_successor)
+                 VALUES (x'00', 'rotated', 0, NULL, 5, 10, NULL),
+                        (x'01', 'rotated', 1, x'00', 10, 20, x'aa'),
+                        (x'02', 'rotated', 2, x'01', 20, NULL, NULL),
+                        (x'03', 'fresh', 0, NULL, 7, NULL, NULL);",
+        )
+        .unwrap();
+        migrations.to_latest(&mut conn).unwrap();
+        let heads: Vec<(String, i64, i64, Option<Vec<u8>>)> = conn
+            .prepare(
+                "SELECT id, head_generation, head_issued_at, sealed_head FROM sessions ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            heads,
+            vec![
+                ("fresh".into(), 0, 7, None),
+                ("rotated".into(), 2, 20, Some(vec![0xaa])),
+            ]
+        );
+        let tokens: i64 = conn
+            .query_row("SELECT count(*) FROM refresh_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tokens, 4);
     }
 }

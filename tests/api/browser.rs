@@ -179,12 +179,8 @@ fn store_snapshot(app: &TestApp) -> (i64, i64, i64, Option<i64>) {
         count("SELECT count(*) FROM sessions"),
         count("SELECT count(*) FROM refresh_tokens"),
         count("SELECT count(*) FROM events"),
-        db.query_row(
-            "SELECT max(coalesce(rotated_at, 0)) FROM refresh_tokens",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap(),
+        db.query_row("SELECT max(last_active_at) FROM sessions", [], |r| r.get(0))
+            .unwrap(),
     )
 }
 

@@ -39,18 +39,18 @@ async fn rfc9700_4_14_2_each_refresh_issues_a_new_token_and_keeps_the_session() 
     assert_eq!(t1.session_id, t0.session_id);
     let (_, c) = jwt_parts(&t1.access);
     assert_eq!(c["sid"], t0.session_id.as_str());
-    // The new token is the head; the presented one is its parent.
-    let (gen, parent_is_t0): (i64, bool) = app
+    // The new token is the head (generation 1); the presented one is its parent.
+    let (head, tokens): (i64, i64) = app
         .db()
         .query_row(
-            "SELECT h.generation, h.parent_hash = p.token_hash FROM refresh_tokens h
-             JOIN refresh_tokens p ON p.generation = 0 AND p.session_id = h.session_id
-             WHERE h.rotated_at IS NULL",
+            "SELECT s.head_generation, (SELECT count(*) FROM refresh_tokens t
+                 WHERE t.session_id = s.id AND t.generation IN (0, 1))
+             FROM sessions s",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((gen, parent_is_t0), (1, true));
+    assert_eq!((head, tokens), (1, 2));
 }
 
 #[tokio::test]
@@ -136,7 +136,7 @@ async fn the_heads_parent_within_the_interval_returns_the_byte_identical_head() 
     // No fork: still exactly one head, at generation 1.
     let heads: Vec<i64> = app
         .db()
-        .prepare("SELECT generation FROM refresh_tokens WHERE rotated_at IS NULL")
+        .prepare("SELECT head_generation FROM sessions")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -202,12 +202,16 @@ async fn fifty_concurrent_refreshes_with_the_same_head_all_get_the_same_new_toke
     let (heads, max_gen): (i64, i64) = app
         .db()
         .query_row(
-            "SELECT SUM(rotated_at IS NULL), MAX(generation) FROM refresh_tokens",
+            "SELECT (SELECT head_generation FROM sessions), count(*) FROM refresh_tokens",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((heads, max_gen), (1, 1), "exactly one head, no fork");
+    assert_eq!(
+        (heads, max_gen),
+        (1, 2),
+        "one head at generation 1, no fork"
+    );
 }
 
 #[tokio::test]
@@ -466,21 +470,23 @@ async fn rfc6749_3_2_the_token_endpoint_is_post_only_and_takes_json_too() {
 }
 
 #[tokio::test]
-async fn the_seal_key_wipes_sealed_successors_once_the_head_moves_on() {
+async fn each_rotation_replaces_the_sealed_head_so_only_the_heads_parent_can_replay() {
     let app = spawn_app().await;
     let t0 = app.user_with_session("alice").await;
     let t1 = app.rotate(&t0.refresh).await;
-    let _t2 = app.rotate(&t1.refresh).await;
-    // Only the head's parent (generation 1) still holds a sealed copy.
+    let t2 = app.rotate(&t1.refresh).await;
+    app.advance(Duration::from_secs(1));
+    // Only the current head (generation 2) is sealed, for its parent t1 to replay.
+    assert_eq!(app.rotate(&t1.refresh).await.refresh, t2.refresh);
     let sealed: Vec<i64> = app
         .db()
-        .prepare("SELECT generation FROM refresh_tokens WHERE sealed_successor IS NOT NULL")
+        .prepare("SELECT head_generation FROM sessions WHERE sealed_head IS NOT NULL")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(sealed, vec![1]);
+    assert_eq!(sealed, vec![2]);
 }
 
 #[tokio::test]
@@ -491,7 +497,7 @@ async fn housekeeping_wipes_sealed_heads_once_the_interval_has_passed() {
     let sealed = |app: &TestApp| -> i64 {
         app.db()
             .query_row(
-                "SELECT COUNT(*) FROM refresh_tokens WHERE sealed_successor IS NOT NULL",
+                "SELECT COUNT(*) FROM sessions WHERE sealed_head IS NOT NULL",
                 [],
                 |r| r.get(0),
             )

@@ -79,7 +79,7 @@ async fn the_example_spa_works_in_a_real_browser_and_another_site_cannot_use_its
     assert!(app.events_of("refresh_token_reuse_detected").is_empty());
     let rotations: i64 = db
         .query_row(
-            "SELECT count(*) FROM refresh_tokens WHERE rotated_at IS NOT NULL",
+            "SELECT count(*) FROM refresh_tokens WHERE generation > 0",
             [],
             |r| r.get(0),
         )
