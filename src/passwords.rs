@@ -67,9 +67,11 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn start(threads: usize, queue: usize) -> anyhow::Result<Self> {
+        // The dummy hash first: its own 19 MiB are returned to the system before the
+        // pool's buffers exist, so peak memory is the pool's, not the pool's plus one.
+        let dummy = hash_blocking("latchkey dummy password for unknown users")?;
         let memories = (0..threads.max(1)).map(|_| Memory::new()).collect();
         let pool = WorkerPool::start_with("argon2", memories, queue, lower_priority)?;
-        let dummy = hash_blocking("latchkey dummy password for unknown users")?;
         Ok(Self {
             pool,
             dummy_hash: std::sync::Arc::new(dummy),
