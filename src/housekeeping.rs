@@ -26,32 +26,48 @@ pub struct Cleanup {
     pub events: usize,
 }
 
-/// Most rows one write deletes; a pass loops in chunks so requests interleave.
+/// Sessions one housekeeping write looks at, and events one write deletes at most: each
+/// write stays a few milliseconds, so refreshes queued behind it barely notice.
+const SWEEP: u32 = 500;
 const CHUNK: u32 = 2_000;
 
 /// Deletes the tokens of ended sessions (useless once the session has ended), sessions
 /// ended longer ago than `session.retention`, and events older than `events.retention`,
-/// so the database does not grow without bound.
+/// so the database does not grow without bound. Sessions are swept in rowid order, a
+/// bounded range per write (see `queries::session_sweep_end`).
 pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
     let mut total = Cleanup::default();
     let now = state.now();
     let session_cutoff = now - state.settings.session.retention.as_millis_i64();
     let event_cutoff = now - state.settings.events.retention.as_millis_i64();
+    let mut after = i64::MIN;
     loop {
-        let (t, s, e) = state
+        let (tokens, sessions, end) = state
             .store
             .write(move |conn| {
-                Ok((
-                    queries::delete_tokens_of_ended_sessions(conn, now, CHUNK)?,
-                    queries::delete_sessions_ended_before(conn, session_cutoff, CHUNK)?,
-                    queries::delete_events_before(conn, event_cutoff, CHUNK)?,
-                ))
+                let end = queries::session_sweep_end(conn, after, SWEEP)?;
+                let upto = end.unwrap_or(i64::MAX);
+                // Tokens first: a session deleted here takes its tokens with it (cascade).
+                let tokens = queries::delete_tokens_of_ended_sessions(conn, now, after, upto)?;
+                let sessions =
+                    queries::delete_sessions_ended_before(conn, session_cutoff, after, upto)?;
+                Ok((tokens, sessions, end))
             })
             .await?;
-        total.tokens += t;
-        total.sessions += s;
-        total.events += e;
-        if t < CHUNK as usize && s < CHUNK as usize && e < CHUNK as usize {
+        total.tokens += tokens;
+        total.sessions += sessions;
+        match end {
+            Some(end) => after = end,
+            None => break,
+        }
+    }
+    loop {
+        let events = state
+            .store
+            .write(move |conn| queries::delete_events_before(conn, event_cutoff, CHUNK))
+            .await?;
+        total.events += events;
+        if events < CHUNK as usize {
             return Ok(total);
         }
     }

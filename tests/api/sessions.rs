@@ -693,3 +693,71 @@ async fn housekeeping_removes_dead_tokens_old_sessions_and_old_events_and_nothin
     // The live session still works.
     app.rotate(&live.refresh).await;
 }
+
+#[tokio::test]
+async fn housekeeping_sweeps_thousands_of_sessions_in_bounded_writes_and_misses_none() {
+    // More sessions than one sweep write covers (500), so the sweep must walk several
+    // rowid ranges and still find every ended session, whatever range it falls in.
+    let app = spawn_app_with(|s| s.session.retention = HumanDuration::secs(86_400)).await;
+    let real = app.user_with_session("alice").await;
+    let now = app.state.now();
+    let user_id: String = app
+        .db()
+        .query_row("SELECT id FROM users", [], |r| r.get(0))
+        .unwrap();
+    let mut conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let tx = conn.transaction().unwrap();
+    let (mut live, mut revoked, mut long_gone) = (0, 0, 0);
+    for i in 0..1_234i64 {
+        // live, revoked just now, or ended two days ago (past the one-day retention)
+        let (expires, revoked_at) = match i % 3 {
+            0 => (now + 86_400_000, None),
+            1 => (now + 86_400_000, Some(now)),
+            _ => (now - 2 * 86_400_000, None),
+        };
+        match i % 3 {
+            0 => live += 1,
+            1 => revoked += 1,
+            _ => long_gone += 1,
+        }
+        let id = format!("swept-{i}");
+        tx.execute(
+            "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+                 last_active_at, idle_expires_at, expires_at, revoked_at)
+             VALUES (?1, ?2, 'default', '', 1, ?3, ?3, ?4, ?4, ?5)",
+            rusqlite::params![id, user_id, now - 3 * 86_400_000, expires, revoked_at],
+        )
+        .unwrap();
+        for generation in 0..2i64 {
+            tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
+                 VALUES (randomblob(32), ?1, ?2, ?3)",
+                rusqlite::params![id, generation, now - 3 * 86_400_000],
+            )
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    drop(conn);
+
+    let c = latchkey::housekeeping::cleanup(&app.state).await.unwrap();
+    assert_eq!(c.tokens, 2 * (revoked + long_gone));
+    assert_eq!(c.sessions, long_gone);
+    let count = |sql: &str| -> usize {
+        app.db().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as usize
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM sessions WHERE id LIKE 'swept-%'"),
+        live + revoked,
+        "recently revoked sessions stay for the retention period"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM refresh_tokens WHERE session_id LIKE 'swept-%'"),
+        2 * live
+    );
+    // A second pass finds nothing more, and the real session still refreshes.
+    let again = latchkey::housekeeping::cleanup(&app.state).await.unwrap();
+    assert_eq!((again.tokens, again.sessions), (0, 0));
+    app.rotate(&real.refresh).await;
+}
