@@ -8,12 +8,9 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use latchkey::clock::Clock;
-use latchkey::config::{Algorithm, LimitPolicy};
-use latchkey::domain::accounts::{self, SignupOutcome};
-use latchkey::domain::rotation::{self, RefreshOutcome, RefreshRequest};
-use latchkey::domain::sessions::{self, ClientContext, Lifetimes, LoginOutcome, NewSession};
-use latchkey::domain::{RefreshToken, Username};
+use latchkey::bench;
+use latchkey::config::Algorithm;
+use latchkey::domain::RefreshToken;
 use latchkey::keys::{generate_der, Sealer, SigningKey};
 use latchkey::store::Store;
 use ring::rand::SystemRandom;
@@ -45,42 +42,7 @@ fn families(n: usize, rt: &tokio::runtime::Runtime) -> Families {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("bench.db"), 2).unwrap();
     let sealer = Arc::new(Sealer::load_or_generate(dir.path()).unwrap());
-    let now = latchkey::clock::SystemClock.now_millis();
-    let heads = rt.block_on(async {
-        let mut heads = Vec::new();
-        for i in 0..n {
-            let name = Username::parse(&format!("bench{i}")).unwrap();
-            let SignupOutcome::Created(user) = store
-                .write(move |c| accounts::create_user(c, now, &name, "x".into(), vec![]))
-                .await
-                .unwrap()
-            else {
-                panic!("user exists")
-            };
-            let req = NewSession {
-                user_id: user.id.clone(),
-                client_id: "default".into(),
-                scope: String::new(),
-                remember_me: true,
-                lifetimes: Lifetimes {
-                    idle_ms: 86_400_000,
-                    absolute_ms: 86_400_000,
-                },
-                max_per_user: 10,
-                limit_policy: LimitPolicy::EvictOldest,
-                ctx: ClientContext::default(),
-            };
-            let LoginOutcome::Created(created) = store
-                .write(move |c| sessions::create_session(c, now, &SystemRandom::new(), &req))
-                .await
-                .unwrap()
-            else {
-                panic!("session not created")
-            };
-            heads.push(created.token);
-        }
-        heads
-    });
+    let heads = rt.block_on(bench::families(&store, n)).unwrap();
     Families {
         store,
         sealer,
@@ -90,26 +52,7 @@ fn families(n: usize, rt: &tokio::runtime::Runtime) -> Families {
 }
 
 async fn rotate(store: &Store, sealer: Arc<Sealer>, head: RefreshToken) -> RefreshToken {
-    let request = RefreshRequest {
-        token: head,
-        client_id: None,
-        scope: None,
-        reuse_interval_ms: 10_000,
-        ctx: ClientContext::default(),
-    };
-    let now = latchkey::clock::SystemClock.now_millis();
-    let outcome = store
-        .write(move |c| {
-            rotation::refresh(c, now, &SystemRandom::new(), &sealer, &request, |_| {
-                86_400_000
-            })
-        })
-        .await
-        .unwrap();
-    match outcome {
-        RefreshOutcome::Rotated(g) => g.token,
-        _ => panic!("the head must rotate"),
-    }
+    bench::rotate(store, sealer, head).await.unwrap()
 }
 
 fn rotations(c: &mut Criterion) {

@@ -48,6 +48,30 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Measure the store's in-process rotation limit: WALKERS families rotated back to
+    /// back through the writer (group commit, synchronous=FULL), no HTTP, in a temporary
+    /// database (the ceiling for refreshes per second; used by bench/run)
+    #[command(hide = true)]
+    BenchStore {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        walkers: usize,
+    },
+    /// Fill the configured database with live sessions and their tokens, to measure
+    /// refresh at scale (bench/scale). Their users' password is "scale passphrase".
+    #[command(hide = true)]
+    BenchFill {
+        #[arg(long)]
+        sessions: u64,
+        #[arg(long, default_value_t = 10)]
+        tokens_per_session: u64,
+        #[arg(long, default_value_t = 10)]
+        sessions_per_user: u64,
+        /// Skip the security events the service would have recorded for each rotation
+        #[arg(long)]
+        no_events: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +327,46 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::BenchStore { seconds, walkers } => {
+            let dir = tempfile_dir()?;
+            let store = Store::open(&dir.join("bench.db"), 1)?;
+            let sealer = std::sync::Arc::new(crate::keys::Sealer::load_or_generate(&dir)?);
+            let heads = crate::bench::families(&store, walkers).await?;
+            let rate = crate::bench::rotations_per_second(
+                &store,
+                sealer,
+                heads,
+                std::time::Duration::from_secs(seconds),
+            )
+            .await;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("{:.0} rotations/s with {walkers} walkers", rate?);
+            Ok(())
+        }
+        Command::BenchFill {
+            sessions,
+            tokens_per_session,
+            sessions_per_user,
+            no_events,
+        } => {
+            let hash = crate::passwords::hash_blocking("scale passphrase")?;
+            let spec = crate::bench::FillSpec {
+                sessions,
+                tokens_per_session,
+                sessions_per_user,
+                events: !no_events,
+            };
+            let f = crate::bench::fill(&settings.store.path, spec, &hash)?;
+            println!(
+                "filled {} users, {} sessions, {} tokens, {} events in {:.1} s",
+                f.users,
+                f.sessions,
+                f.tokens,
+                f.events,
+                f.elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Sessions(SessionsCommand::Revoke { user }) => {
             let username = Username::parse(&user).map_err(anyhow::Error::msg)?;
             let store = Store::open(&settings.store.path, 1)?;
@@ -449,4 +513,11 @@ fn read_password() -> anyhow::Result<String> {
         .read_line(&mut line)
         .context("cannot read the password from standard input")?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// A fresh private folder under the system's temporary directory.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }

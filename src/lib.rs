@@ -1,6 +1,8 @@
 //! latchkey: a token and session service. Short-lived access JWTs verified offline via
 //! JWKS; refresh tokens in rotating, reuse-detecting families stored in SQLite.
 
+#[doc(hidden)]
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
