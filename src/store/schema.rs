@@ -101,6 +101,16 @@ ALTER TABLE refresh_tokens_v2 RENAME TO refresh_tokens;
 CREATE INDEX sessions_sealed_head ON sessions(head_issued_at) WHERE sealed_head IS NOT NULL;
 "#,
         ),
+        // Version 3: a user's logins, for the login path's lookups (new device, returning
+        // address, first login). Without it SQLite answered "user_id = ? AND kind =
+        // 'login_succeeded'" through events_by_kind, reading every login in the store:
+        // seconds per login at 1M sessions (bench/scale), inside the writer. Partial, so
+        // the refresh events that make up most of the table never touch it.
+        M::up(
+            r#"
+CREATE INDEX events_logins_by_user ON events(user_id, at) WHERE kind = 'login_succeeded';
+"#,
+        ),
     ])
 }
 
