@@ -145,8 +145,9 @@ pub struct Filled {
 /// argon2id hash, `password_hash`, so a benchmark may log in as them.
 pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<Filled> {
     let started = Instant::now();
-    // Migrate through the normal path, then close the store before writing directly.
-    drop(Store::open(path, 1)?);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut conn = Connection::open(path)
         .with_context(|| format!("cannot open the database {}", path.display()))?;
     // A bulk load: no journal and no fsync until the end, and a large page cache so the
@@ -154,6 +155,7 @@ pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<
     conn.pragma_update(None, "journal_mode", "OFF")?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     conn.pragma_update(None, "cache_size", -2_000_000)?;
+    crate::store::migrate(&mut conn)?;
     let now = SystemClock.now_millis();
     let seed = uuid::Uuid::new_v4();
     let mut filled = Filled {

@@ -88,8 +88,7 @@ impl Store {
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&conn).context("cannot configure the database")?;
-        schema::migrations()
-            .to_latest(&mut conn)
+        migrate(&mut conn)
             .with_context(|| format!("cannot migrate the database {}", path.display()))?;
 
         let mut contexts = Vec::new();
@@ -172,6 +171,12 @@ impl Store {
             .await?
             .map_err(StoreError::Failed)
     }
+}
+
+/// Applies the schema migrations (the store does when it opens; a bulk loader that
+/// writes through its own connection calls this first).
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    Ok(schema::migrations().to_latest(conn)?)
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
