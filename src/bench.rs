@@ -118,6 +118,22 @@ pub async fn rotations_per_second(
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// [`rotations_per_second`] for `walkers` new families in a temporary database (removed
+/// afterwards, whatever the outcome): the figure `latchkey bench-store` prints.
+pub async fn store_limit(walkers: usize, duration: Duration) -> anyhow::Result<f64> {
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let measured = async {
+        let store = Store::open(&dir.join("bench.db"), 1)?;
+        let sealer = Arc::new(Sealer::load_or_generate(&dir)?);
+        let heads = families(&store, walkers).await?;
+        rotations_per_second(&store, sealer, heads, duration).await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
 /// What [`fill`] writes.
 #[derive(Debug, Clone, Copy)]
 pub struct FillSpec {
@@ -212,9 +228,10 @@ fn fill_session(
 ) -> anyhow::Result<()> {
     let session_id = uuid::Uuid::new_v4().to_string();
     let generations = spec.tokens_per_session.max(1);
-    // Spread over the last day, rotated every ten minutes up to now.
-    let created = now - DAY_MS + (index as i64 % DAY_MS);
-    let rotated_every = 600_000;
+    // Created about a day ago, rotated every ten minutes (less with many generations,
+    // so that every head was issued in the past and the session is live).
+    let created = now - DAY_MS + (index as i64 % 60_000);
+    let rotated_every = (DAY_MS / 2 / generations as i64).min(600_000);
     let head = generations as i64 - 1;
     let head_issued = created + head * rotated_every;
     tx.prepare_cached(
@@ -316,6 +333,30 @@ mod tests {
             )
             .unwrap();
         assert_eq!(distinct, 600);
+    }
+
+    #[test]
+    fn fill_issues_every_token_in_the_past_however_many_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.db");
+        let spec = FillSpec {
+            sessions: 3,
+            tokens_per_session: 500,
+            sessions_per_user: 3,
+            events: false,
+        };
+        fill(&path, spec, "h").unwrap();
+        let now = SystemClock.now_millis();
+        let (latest_token, latest_head): (i64, i64) = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT max(issued_at) FROM refresh_tokens),
+                        (SELECT max(head_issued_at) FROM sessions)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(latest_token <= now && latest_head <= now);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

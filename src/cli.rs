@@ -328,19 +328,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::BenchStore { seconds, walkers } => {
-            let dir = tempfile_dir()?;
-            let store = Store::open(&dir.join("bench.db"), 1)?;
-            let sealer = std::sync::Arc::new(crate::keys::Sealer::load_or_generate(&dir)?);
-            let heads = crate::bench::families(&store, walkers).await?;
-            let rate = crate::bench::rotations_per_second(
-                &store,
-                sealer,
-                heads,
-                std::time::Duration::from_secs(seconds),
-            )
-            .await;
-            let _ = std::fs::remove_dir_all(&dir);
-            println!("{:.0} rotations/s with {walkers} walkers", rate?);
+            let rate =
+                crate::bench::store_limit(walkers, std::time::Duration::from_secs(seconds)).await?;
+            println!("{rate:.0} rotations/s with {walkers} walkers");
             Ok(())
         }
         Command::BenchFill {
@@ -513,11 +503,4 @@ fn read_password() -> anyhow::Result<String> {
         .read_line(&mut line)
         .context("cannot read the password from standard input")?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
-}
-
-/// A fresh private folder under the system's temporary directory.
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
 }
