@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use latchkey::bench;
-use latchkey::config::Algorithm;
+use latchkey::domain::Algorithm;
 use latchkey::domain::RefreshToken;
 use latchkey::keys::{generate_der, Sealer, SigningKey};
 use latchkey::store::Store;

@@ -15,10 +15,10 @@ use ring::rand::SystemRandom;
 use rusqlite::{params, Connection};
 
 use crate::clock::{Clock, Millis, SystemClock};
-use crate::config::LimitPolicy;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::rotation::{self, RefreshOutcome, RefreshRequest};
-use crate::domain::sessions::{self, ClientContext, Lifetimes, LoginOutcome, NewSession};
+use crate::domain::sessions::{self, ClientContext, LoginOutcome, NewSession};
+use crate::domain::{Lifetimes, LimitPolicy};
 use crate::domain::{RefreshToken, Username};
 use crate::keys::Sealer;
 use crate::store::Store;

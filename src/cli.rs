@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Algorithm, Settings};
+use crate::config::Settings;
+use crate::domain::Algorithm;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::{Password, Username};
 use crate::keys;

@@ -14,7 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::domain::sessions::Lifetimes;
+use crate::domain::{Algorithm, Lifetimes, LimitPolicy};
 use crate::secret::Secret;
 
 /// A duration written as whole seconds (`900`) or with a unit (`"15m"`, `"30d"`, `"500ms"`).
@@ -75,30 +75,6 @@ impl<'de> Deserialize<'de> for HumanDuration {
 pub enum Registration {
     Open,
     Closed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitPolicy {
-    EvictOldest,
-    Reject,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Algorithm {
-    ES256,
-    EdDSA,
-    RS256,
-}
-
-impl Algorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::ES256 => "ES256",
-            Algorithm::EdDSA => "EdDSA",
-            Algorithm::RS256 => "RS256",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

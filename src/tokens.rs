@@ -149,9 +149,9 @@ impl TokenService {
         // A hostile kid only ever reaches this in-memory map lookup.
         let key = set.verifying_key(kid).ok_or(VerifyError::UnknownKey)?;
         let alg = match key.alg {
-            crate::config::Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
-            crate::config::Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-            crate::config::Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            crate::domain::Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            crate::domain::Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+            crate::domain::Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
         };
         if header.alg != alg {
             return Err(VerifyError::Invalid);

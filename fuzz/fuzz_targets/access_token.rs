@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use latchkey::clock::{Clock, SystemClock};
-use latchkey::config::Algorithm;
+use latchkey::domain::Algorithm;
 use latchkey::keys::Keys;
 use latchkey::tokens::TokenService;
 use libfuzzer_sys::fuzz_target;

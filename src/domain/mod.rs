@@ -5,12 +5,14 @@
 
 mod client_id;
 mod password;
+mod policy;
 mod refresh_token;
 mod scope;
 pub mod username;
 
 pub use client_id::ClientId;
 pub use password::{Password, PasswordError};
+pub use policy::{Algorithm, Lifetimes, LimitPolicy};
 pub use refresh_token::{RefreshToken, TokenHash};
 pub use scope::Scope;
 pub use username::Username;

@@ -4,7 +4,7 @@ use ring::rand::SystemRandom;
 use rusqlite::Connection;
 
 use crate::clock::Millis;
-use crate::config::LimitPolicy;
+use crate::domain::{Lifetimes, LimitPolicy};
 use crate::domain::RefreshToken;
 use crate::store::queries::{self, NewEvent, SessionRow, UserRow};
 
@@ -13,13 +13,6 @@ use crate::store::queries::{self, NewEvent, SessionRow, UserRow};
 pub struct ClientContext {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-}
-
-/// How long a session may live, in milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Lifetimes {
-    pub idle_ms: i64,
-    pub absolute_ms: i64,
 }
 
 pub struct NewSession {

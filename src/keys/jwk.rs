@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::config::Algorithm;
+use crate::domain::Algorithm;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Jwk {

@@ -29,7 +29,7 @@ use ring::signature::{
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
-use crate::config::Algorithm;
+use crate::domain::Algorithm;
 
 pub use jwk::Jwk;
 

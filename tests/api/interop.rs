@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use latchkey::config::Algorithm;
+use latchkey::domain::Algorithm;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 

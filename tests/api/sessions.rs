@@ -6,7 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_app_with, PASSWORD};
-use latchkey::config::{HumanDuration, LimitPolicy};
+use latchkey::config::HumanDuration;
+use latchkey::domain::LimitPolicy;
 
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
