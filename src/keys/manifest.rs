@@ -1,0 +1,136 @@
+//! `manifest.json`: the key folder's only state (kid, algorithm, file and dates per key),
+//! and the file lock under which every change to it is made.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::atomic_file::write_atomically;
+use crate::domain::Algorithm;
+
+pub(super) const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub file: String,
+    pub created_at: DateTime<Utc>,
+    pub signs_from: DateTime<Utc>,
+    #[serde(default)]
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Staged,
+    Active,
+    Retired,
+    Expired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Staged => "staged",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+            KeyState::Expired => "expired",
+        }
+    }
+}
+
+impl KeyEntry {
+    /// `retired_grace`: how long a retired key stays published (longest token TTL +
+    /// JWKS max-age). `retired_at` may lie in the future: `keys rotate` schedules the old
+    /// key's retirement for the moment the new one starts signing.
+    pub fn state(&self, now: DateTime<Utc>, retired_grace: chrono::Duration) -> KeyState {
+        match self.retired_at {
+            Some(r) if now >= r + retired_grace => KeyState::Expired,
+            Some(r) if now >= r => KeyState::Retired,
+            _ if now < self.signs_from => KeyState::Staged,
+            _ => KeyState::Active,
+        }
+    }
+
+    /// When this key leaves the JWKS (RFC 7517; OIDC Core §10.1.1: only after every token
+    /// it signed has expired and every cached JWKS has been refetched).
+    pub fn unpublished_at(&self, retired_grace: chrono::Duration) -> Option<DateTime<Utc>> {
+        self.retired_at.map(|r| r + retired_grace)
+    }
+
+    /// The next moment after `now` at which this key's state changes.
+    pub(super) fn next_transition(
+        &self,
+        now: DateTime<Utc>,
+        retired_grace: chrono::Duration,
+    ) -> Option<DateTime<Utc>> {
+        [
+            Some(self.signs_from),
+            self.retired_at,
+            self.unpublished_at(retired_grace),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub keys: Vec<KeyEntry>,
+}
+
+pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    Ok(read_manifest_bytes(dir)?.1)
+}
+
+pub(super) fn read_manifest_bytes(dir: &Path) -> anyhow::Result<(Vec<u8>, Manifest)> {
+    let path = dir.join(MANIFEST);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let manifest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("malformed key manifest {}", path.display()))?;
+            Ok((bytes, manifest))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), Manifest::default())),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(manifest)?;
+    write_atomically(&dir.join(MANIFEST), &bytes, 0o644)
+}
+
+/// Runs `change` on the manifest under an exclusive lock on `keys/.lock`, then writes it
+/// back atomically (rename) if `change` succeeded, so two `latchkey keys …` commands or
+/// two first starts never lose each other's keys and a reader never sees half a file.
+pub fn with_locked_manifest<T>(
+    dir: &Path,
+    change: impl FnOnce(&mut Manifest) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock_path = dir.join(".lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let (before, mut manifest) = read_manifest_bytes(dir)?;
+    let out = change(&mut manifest)?;
+    let after = serde_json::to_vec_pretty(&manifest)?;
+    if after != before && !(before.is_empty() && manifest.keys.is_empty()) {
+        write_manifest(dir, &manifest)?;
+    }
+    Ok(out)
+    // The lock is released when `lock` drops.
+}

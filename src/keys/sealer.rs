@@ -1,0 +1,94 @@
+//! The refresh seal key: `refresh-seal.key` in `keys.dir`, 32 random bytes for
+//! AES-256-GCM, generated on first start.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use ring::aead;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::atomic_file::write_atomically;
+
+const SEAL_KEY_FILE: &str = "refresh-seal.key";
+
+/// Seals a family's newest refresh token on its parent for the reuse interval
+/// (AES-256-GCM from ring under a key kept in `keys.dir`, never in the database).
+/// See `domain::rotation` for why and what it protects against.
+pub struct Sealer {
+    key: aead::LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl Sealer {
+    pub fn load_or_generate(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(SEAL_KEY_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let mut b = vec![0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut b)
+                    .map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
+                write_atomically(&path, &b, 0o600)?;
+                b
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &bytes)
+            .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes", path.display()))?;
+        Ok(Self {
+            key: aead::LessSafeKey::new(unbound),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// nonce ‖ ciphertext ‖ tag, bound to `aad` (the parent's hash).
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
+        let mut buf = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(aad),
+                &mut buf,
+            )
+            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < aead::NONCE_LEN {
+            return None;
+        }
+        let (nonce, ct) = sealed.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = ct.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, aead::Aad::from(aad), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_the_same_aad() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sealer::load_or_generate(dir.path()).unwrap();
+        let sealed = s.seal(b"token", b"parent").unwrap();
+        assert_eq!(s.open(&sealed, b"parent").unwrap(), b"token");
+        assert!(s.open(&sealed, b"other").is_none());
+    }
+}
