@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use latchkey::bench;
+#[path = "../bench/support.rs"]
+mod support;
+
 use latchkey::domain::Algorithm;
 use latchkey::domain::RefreshToken;
 use latchkey::keys::{generate_der, Sealer, SigningKey};
@@ -42,7 +44,7 @@ fn families(n: usize, rt: &tokio::runtime::Runtime) -> Families {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("bench.db"), 2).unwrap();
     let sealer = Arc::new(Sealer::load_or_generate(dir.path()).unwrap());
-    let heads = rt.block_on(bench::families(&store, n)).unwrap();
+    let heads = rt.block_on(support::families(&store, n)).unwrap();
     Families {
         store,
         sealer,
@@ -52,7 +54,7 @@ fn families(n: usize, rt: &tokio::runtime::Runtime) -> Families {
 }
 
 async fn rotate(store: &Store, sealer: Arc<Sealer>, head: RefreshToken) -> RefreshToken {
-    bench::rotate(store, sealer, head).await.unwrap()
+    support::rotate(store, sealer, head).await.unwrap()
 }
 
 fn rotations(c: &mut Criterion) {

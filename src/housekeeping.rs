@@ -6,7 +6,6 @@ use std::time::Duration;
 use actix_web::web;
 
 use crate::startup::AppState;
-use crate::store::queries;
 
 /// Wipes every sealed successor whose reuse interval has passed, so the database holds
 /// a sealed head only for the interval (see `domain::rotation`). Returns how many.
@@ -14,7 +13,7 @@ pub async fn wipe_expired_seals(state: &AppState) -> anyhow::Result<usize> {
     let cutoff = state.now() - state.settings.refresh.reuse_interval.as_millis_i64();
     Ok(state
         .store
-        .write(move |conn| queries::wipe_sealed_rotated_before(conn, cutoff))
+        .write(async move |tx| tx.wipe_sealed_heads_before(cutoff).await)
         .await?)
 }
 
@@ -34,7 +33,7 @@ const CHUNK: u32 = 2_000;
 /// Deletes the tokens of ended sessions (useless once the session has ended), sessions
 /// ended longer ago than `session.retention`, and events older than `events.retention`,
 /// so the database does not grow without bound. Sessions are swept in rowid order, a
-/// bounded range per write (see `queries::session_sweep_end`).
+/// bounded range per write (see `Tx::sweep_sessions`).
 pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
     let mut total = Cleanup::default();
     let now = state.now();
@@ -42,29 +41,21 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
     let event_cutoff = now - state.settings.events.retention.as_millis_i64();
     let mut after = i64::MIN;
     loop {
-        let (tokens, sessions, end) = state
+        let step = state
             .store
-            .write(move |conn| {
-                let end = queries::session_sweep_end(conn, after, SWEEP)?;
-                let upto = end.unwrap_or(i64::MAX);
-                // Tokens first: a session deleted here takes its tokens with it (cascade).
-                let tokens = queries::delete_tokens_of_ended_sessions(conn, now, after, upto)?;
-                let sessions =
-                    queries::delete_sessions_ended_before(conn, session_cutoff, after, upto)?;
-                Ok((tokens, sessions, end))
-            })
+            .write(async move |tx| tx.sweep_sessions(after, SWEEP, now, session_cutoff).await)
             .await?;
-        total.tokens += tokens;
-        total.sessions += sessions;
-        match end {
-            Some(end) => after = end,
+        total.tokens += step.tokens;
+        total.sessions += step.sessions;
+        match step.next {
+            Some(next) => after = next,
             None => break,
         }
     }
     loop {
         let events = state
             .store
-            .write(move |conn| queries::delete_events_before(conn, event_cutoff, CHUNK))
+            .write(async move |tx| tx.delete_events_before(event_cutoff, CHUNK).await)
             .await?;
         total.events += events;
         if events < CHUNK as usize {

@@ -1,8 +1,6 @@
 //! latchkey: a token and session service. Short-lived access JWTs verified offline via
 //! JWKS; refresh tokens in rotating, reuse-detecting families stored in SQLite.
 
-#[doc(hidden)]
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -16,6 +14,7 @@ pub mod pool;
 pub mod ratelimit;
 pub mod routes;
 pub mod secret;
+pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -161,19 +161,23 @@ impl Metrics {
         }
     }
 
-    /// What the store's writer thread reports after each batch.
-    pub fn batch_observer(&self) -> crate::store::BatchObserver {
-        let size = self.writer_batch_size.clone();
-        let secs = self.writer_commit_seconds.clone();
-        std::sync::Arc::new(move |n: usize, took: Duration| {
-            size.observe(n as f64);
-            secs.observe(took.as_secs_f64());
-        })
-    }
 
     pub fn render(&self) -> anyhow::Result<String> {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         Ok(String::from_utf8(buf)?)
+    }
+}
+
+/// The store reports what it committed: write batches, and every session revocation
+/// by reason (whichever route, command or rule revoked it).
+impl crate::store::StoreObserver for Metrics {
+    fn batch_committed(&self, writes: usize, took: Duration) {
+        self.writer_batch_size.observe(writes as f64);
+        self.writer_commit_seconds.observe(took.as_secs_f64());
+    }
+
+    fn sessions_revoked(&self, reason: crate::domain::RevocationReason, n: usize) {
+        self.revoked(reason.as_str(), n);
     }
 }

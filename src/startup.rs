@@ -43,7 +43,7 @@ impl AppState {
         let store = Store::open_observed(
             &settings.store.path,
             settings.store.readers,
-            Some(metrics.batch_observer()),
+            Some(metrics.clone() as Arc<dyn crate::store::StoreObserver>),
         )?;
         let keys = Arc::new(
             Keys::load_or_generate(

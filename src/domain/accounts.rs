@@ -1,29 +1,30 @@
-//! Accounts: creation and lookup. Runs inside store jobs; no HTTP here.
-
-use rusqlite::Connection;
+//! Accounts: creation, password change, disabling and erasure. Each function runs
+//! inside one store transaction; no HTTP here.
 
 use crate::clock::Millis;
-use crate::domain::Username;
-use crate::store::queries::{self, NewEvent, UserRow};
+use crate::domain::model::{ClientContext, NewEvent, User};
+use crate::domain::repository::Tx;
+use crate::domain::sessions;
+use crate::domain::{EventKind, RevocationReason, Username};
 
 pub enum SignupOutcome {
-    Created(UserRow),
+    Created(User),
     Taken,
 }
 
 /// Inserts a user unless the (case-insensitive) name is taken. `password_hash` is a PHC
 /// string computed before the write, off the writer thread.
-pub fn create_user(
-    conn: &Connection,
+pub async fn create_user(
+    tx: &mut dyn Tx,
     now: Millis,
     username: &Username,
     password_hash: String,
     roles: Vec<String>,
 ) -> anyhow::Result<SignupOutcome> {
-    if queries::user_by_username_key(conn, &username.key())?.is_some() {
+    if tx.user_by_username_key(&username.key()).await?.is_some() {
         return Ok(SignupOutcome::Taken);
     }
-    let user = UserRow {
+    let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         username: username.as_str().to_owned(),
         password_hash,
@@ -31,99 +32,71 @@ pub fn create_user(
         created_at: now,
         disabled_at: None,
     };
-    queries::insert_user(conn, &user, &username.key())?;
-    queries::insert_event(
-        conn,
-        now,
-        &NewEvent {
-            kind: "user_created",
-            user_id: Some(&user.id),
-            ..Default::default()
-        },
-    )?;
+    tx.insert_user(&user, &username.key()).await?;
+    tx.insert_event(now, &NewEvent::new(EventKind::UserCreated).user(&user.id))
+        .await?;
     Ok(SignupOutcome::Created(user))
 }
 
-use crate::domain::sessions::{self, ClientContext};
-
 /// Sets a new password hash and ends every other session of the user (OWASP Session
 /// Management: renew sessions on privilege change; ASVS v5 7.4.3).
-pub fn change_password(
-    conn: &Connection,
+pub async fn change_password(
+    tx: &mut dyn Tx,
     now: Millis,
     user_id: &str,
     keep_session: &str,
-    client_id: Option<&str>,
+    client_id: &str,
     new_hash: &str,
     ctx: &ClientContext,
 ) -> anyhow::Result<usize> {
-    queries::set_password_hash(conn, user_id, new_hash)?;
+    tx.set_password_hash(user_id, new_hash).await?;
     let ended = sessions::revoke_all_of_user(
-        conn,
+        tx,
         now,
         user_id,
         Some(keep_session),
-        "password_change",
+        RevocationReason::PasswordChange,
         ctx,
-    )?;
-    queries::insert_event(
-        conn,
-        now,
-        &NewEvent {
-            kind: "password_changed",
-            user_id: Some(user_id),
-            session_id: Some(keep_session),
-            client_id,
-            ip: ctx.ip.as_deref(),
-            user_agent: ctx.user_agent.as_deref(),
-            detail: Some(serde_json::json!({ "other_sessions_ended": ended })),
-        },
-    )?;
+    )
+    .await?;
+    let event = NewEvent::new(EventKind::PasswordChanged)
+        .user(user_id)
+        .session(keep_session)
+        .client(client_id)
+        .from(ctx)
+        .detail(serde_json::json!({ "other_sessions_ended": ended }));
+    tx.insert_event(now, &event).await?;
     Ok(ended)
 }
 
 /// Disables the account and ends all its sessions. `false` if there is no such user.
-pub fn disable_user(
-    conn: &Connection,
+pub async fn disable_user(
+    tx: &mut dyn Tx,
     now: Millis,
     user_id: &str,
     ctx: &ClientContext,
 ) -> anyhow::Result<bool> {
-    if queries::user_by_id(conn, user_id)?.is_none() {
+    if tx.user_by_id(user_id).await?.is_none() {
         return Ok(false);
     }
-    if !queries::set_disabled(conn, user_id, now)? {
+    if !tx.set_disabled(user_id, now).await? {
         return Ok(true); // already disabled: nothing to end, nothing to record
     }
-    sessions::revoke_all_of_user(conn, now, user_id, None, "user_disabled", ctx)?;
-    queries::insert_event(
-        conn,
-        now,
-        &NewEvent {
-            kind: "user_disabled",
-            user_id: Some(user_id),
-            ip: ctx.ip.as_deref(),
-            user_agent: ctx.user_agent.as_deref(),
-            ..Default::default()
-        },
-    )?;
+    sessions::revoke_all_of_user(tx, now, user_id, None, RevocationReason::UserDisabled, ctx)
+        .await?;
+    let event = NewEvent::new(EventKind::UserDisabled).user(user_id).from(ctx);
+    tx.insert_event(now, &event).await?;
     Ok(true)
 }
 
-/// GDPR erasure: the user row, its sessions and tokens (cascade) and its events are
-/// deleted. An anonymous `user_deleted` event (no user id, no name) records that an
-/// erasure happened. `false` if there is no such user.
-pub fn delete_user(conn: &Connection, now: Millis, user_id: &str) -> anyhow::Result<bool> {
-    if !queries::delete_user(conn, user_id)? {
+/// GDPR erasure: the user row, its sessions and tokens and its events are deleted. An
+/// anonymous `user_deleted` event (no user id, no name) records that an erasure
+/// happened. `false` if there is no such user.
+pub async fn delete_user(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
+    if !tx.delete_user(user_id).await? {
         return Ok(false);
     }
-    queries::insert_event(
-        conn,
-        now,
-        &NewEvent {
-            kind: "user_deleted",
-            ..Default::default()
-        },
-    )?;
+    tx.insert_event(now, &NewEvent::new(EventKind::UserDeleted))
+        .await?;
     Ok(true)
 }

@@ -1,4 +1,5 @@
-//! Domain types and rules. Nothing here knows about HTTP.
+//! The domain: entities, the rules over them, and the port (`repository::Tx`) through
+//! which they reach stored state. Nothing here knows about HTTP or SQL.
 //!
 //! The newtypes follow "parse, don't validate": a value of the type is proof that the
 //! input passed the rules, so handlers and the store never re-check.
@@ -9,6 +10,7 @@ mod policy;
 mod refresh_token;
 mod scope;
 pub mod username;
+mod vocabulary;
 
 pub use client_id::ClientId;
 pub use password::{Password, PasswordError};
@@ -16,8 +18,11 @@ pub use policy::{Algorithm, Lifetimes, LimitPolicy};
 pub use refresh_token::{RefreshToken, TokenHash};
 pub use scope::Scope;
 pub use username::Username;
+pub use vocabulary::{EventKind, RevocationReason};
 
 pub mod accounts;
+pub mod model;
+pub mod repository;
 pub mod rotation;
 pub mod sessions;
 pub mod throttle;

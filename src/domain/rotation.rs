@@ -1,10 +1,11 @@
 //! Refresh-token rotation with a grace interval and reuse detection
-//! (RFC 9700 §4.14.2; RFC 6749 §6, §10.4; API.md "Refresh rotation").
+//! (RFC 9700 §4.14.2; RFC 6749 §6, §10.4; docs/contract.md "Refresh rotation").
 //!
-//! Every function here runs inside the single writer's transaction, so requests racing
-//! on one token are serialized: the first rotates, the rest see a rotated parent. The
-//! `UNIQUE (session_id, generation)` constraint makes a fork impossible even if this
-//! logic were wrong.
+//! Every function here runs inside one store transaction (`repository::Tx`), and the
+//! store serializes writes to one family: requests racing on one token see, in turn,
+//! the head, then a rotated parent. `Tx::advance_head` only moves a head that is still
+//! where it was read, and `UNIQUE (session_id, generation)` on tokens makes a fork
+//! impossible even if this logic were wrong.
 //!
 //! ## The reuse interval, and why the head is sealed on its parent
 //! A client whose response was lost, or two tabs refreshing at once, present the head's
@@ -25,13 +26,21 @@
 //! output and the window of exposure is the interval.
 
 use ring::rand::SystemRandom;
-use rusqlite::Connection;
 
 use crate::clock::Millis;
-use crate::domain::sessions::{self, ClientContext};
-use crate::domain::{RefreshToken, Scope};
-use crate::keys::Sealer;
-use crate::store::queries::{self, SessionRow, UserRow};
+use crate::domain::model::{ClientContext, NewEvent, Session, StoredToken, User};
+use crate::domain::repository::Tx;
+use crate::domain::sessions;
+use crate::domain::{EventKind, RefreshToken, RevocationReason, Scope};
+
+/// Seals the head for its parent (AES-256-GCM under the seal key in `keys.dir`); the
+/// rules only need these two operations, not the key.
+pub trait HeadSealer: Send + Sync {
+    /// `plain` sealed with `aad` (the parent's hash) as associated data.
+    fn seal(&self, plain: &[u8], aad: &[u8]) -> anyhow::Result<Vec<u8>>;
+    /// The plaintext, or `None` if `sealed` was not sealed with this key and `aad`.
+    fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>>;
+}
 
 pub struct RefreshRequest {
     pub token: RefreshToken,
@@ -53,12 +62,24 @@ pub enum RefreshOutcome {
     ReuseDetected,
 }
 
+impl RefreshOutcome {
+    /// The metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RefreshOutcome::Rotated(_) => "rotated",
+            RefreshOutcome::Replayed(_) => "replayed",
+            RefreshOutcome::Rejected(_) => "rejected",
+            RefreshOutcome::ReuseDetected => "reuse_detected",
+        }
+    }
+}
+
 pub struct Granted {
-    pub session: SessionRow,
-    pub user: UserRow,
+    pub session: Session,
+    pub user: User,
     pub token: RefreshToken,
     /// Scope for the access token: the session's, or the narrower one asked for.
-    pub scope: String,
+    pub scope: Scope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,26 +102,26 @@ impl Rejection {
 }
 
 /// `idle_ms(session)`: the idle timeout that applies to that session (client, remember-me).
-pub fn refresh(
-    conn: &Connection,
+pub async fn refresh(
+    tx: &mut dyn Tx,
     now: Millis,
     rng: &SystemRandom,
-    sealer: &Sealer,
+    sealer: &dyn HeadSealer,
     req: &RefreshRequest,
-    idle_ms: impl Fn(&SessionRow) -> i64,
+    idle_ms: impl Fn(&Session) -> i64,
 ) -> anyhow::Result<RefreshOutcome> {
     let hash = req.token.hash();
-    let Some(row) = queries::token_by_hash(conn, &hash)? else {
+    let Some(row) = tx.token_by_hash(&hash).await? else {
         return Ok(RefreshOutcome::Rejected(Rejection::Unknown));
     };
-    let Some(session) = queries::session_by_id(conn, &row.session_id)? else {
+    let Some(session) = tx.session_by_id(&row.session_id).await? else {
         return Ok(RefreshOutcome::Rejected(Rejection::Unknown));
     };
     if !session.is_active(now) {
         return Ok(RefreshOutcome::Rejected(Rejection::SessionEnded));
     }
-    let user = match queries::user_by_id(conn, &session.user_id)? {
-        Some(u) if u.disabled_at.is_none() => u,
+    let user = match tx.user_by_id(&session.user_id).await? {
+        Some(u) if u.is_enabled() => u,
         _ => return Ok(RefreshOutcome::Rejected(Rejection::SessionEnded)),
     };
 
@@ -111,19 +132,22 @@ pub fn refresh(
         // Cannot happen (the head is the newest generation); refuse rather than guess.
         anyhow::bail!("a token is newer than its family's head");
     } else {
-        match grace_head(conn, now, sealer, req, &row, &session)? {
+        match grace_head(tx, now, sealer, req, &row, &session).await? {
             Some(head) => Some(head),
             None => {
                 // RFC 9700 §4.14.2: an invalidated token was presented; revoke the family.
-                sessions::revoke(conn, now, &session, "reuse", &req.ctx)?;
-                sessions::session_event(
-                    conn,
-                    now,
-                    "refresh_token_reuse_detected",
+                sessions::revoke(tx, now, &session, RevocationReason::Reuse, &req.ctx).await?;
+                let event = NewEvent::about_session(
+                    EventKind::RefreshTokenReuseDetected,
                     &session,
                     &req.ctx,
-                    serde_json::json!({ "presented_generation": row.generation }),
-                )?;
+                )
+                .detail(serde_json::json!({ "presented_generation": row.generation }));
+                tx.insert_event(now, &event).await?;
+                tracing::warn!(
+                    session_id = %session.id,
+                    "refresh token reuse detected; session revoked"
+                );
                 return Ok(RefreshOutcome::ReuseDetected);
             }
         }
@@ -138,73 +162,64 @@ pub fn refresh(
         return Ok(RefreshOutcome::Rejected(Rejection::OtherClient));
     }
     // RFC 6749 §6: a refresh may keep or narrow the scope, never widen it.
-    let granted = Scope::parse(&session.scope).unwrap_or_default();
     let scope = match &req.scope {
-        Some(asked) if !asked.is_subset_of(&granted) => {
+        Some(asked) if !asked.is_subset_of(&session.scope) => {
             return Ok(RefreshOutcome::Rejected(Rejection::ScopeTooWide))
         }
-        Some(asked) => asked.to_claim(),
-        None => granted.to_claim(),
+        Some(asked) => asked.clone(),
+        None => session.scope.clone(),
     };
 
     let context_changed = req.ctx.ip.is_some() && req.ctx.ip != session.ip
         || req.ctx.user_agent.is_some() && req.ctx.user_agent != session.user_agent;
     if context_changed {
-        sessions::session_event(
-            conn,
-            now,
-            "session_context_changed",
-            &session,
-            &req.ctx,
-            serde_json::json!({
+        let event = NewEvent::about_session(EventKind::SessionContextChanged, &session, &req.ctx)
+            .detail(serde_json::json!({
                 "previous_ip": session.ip,
                 "previous_user_agent": session.user_agent,
-            }),
-        )?;
+            }));
+        tx.insert_event(now, &event).await?;
     }
-    let idle_expires_at = now.saturating_add(idle_ms(&session));
     let mut session = session;
-    let client = (req.ctx.ip.as_deref(), req.ctx.user_agent.as_deref());
+    session.last_active_at = now;
+    session.idle_expires_at = now.saturating_add(idle_ms(&session));
+    if req.ctx.ip.is_some() {
+        session.ip = req.ctx.ip.clone();
+    }
+    if req.ctx.user_agent.is_some() {
+        session.user_agent = req.ctx.user_agent.clone();
+    }
     let (token, grace) = match replayed_head {
         Some(head) => {
-            queries::touch_session(conn, &session.id, now, idle_expires_at, client.0, client.1)?;
+            tx.touch_session(&session).await?;
             (head, true)
         }
         None => {
             let next = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
             let generation = row.generation + 1;
-            queries::insert_token(conn, &next.hash(), &session.id, generation, now)?;
+            tx.insert_token(&StoredToken {
+                token_hash: next.hash(),
+                session_id: session.id.clone(),
+                generation,
+                issued_at: now,
+            })
+            .await?;
             // The previous head's sealed copy (on the grandparent) is replaced, not kept:
             // only the head's immediate parent may replay.
-            let sealed = sealer.seal(next.expose().as_bytes(), &hash)?;
-            queries::advance_head(
-                conn,
-                &session.id,
-                now,
-                idle_expires_at,
-                client,
-                generation,
-                &sealed,
-            )?;
             session.head_generation = generation;
             session.head_issued_at = now;
-            session.sealed_head = Some(sealed);
+            session.sealed_head = Some(sealer.seal(next.expose().as_bytes(), &hash)?);
+            tx.advance_head(&session).await?;
             (next, false)
         }
     };
-    session.last_active_at = now;
-    session.idle_expires_at = idle_expires_at;
-    sessions::session_event(
-        conn,
-        now,
-        "token_refreshed",
-        &session,
-        &req.ctx,
+    let event = NewEvent::about_session(EventKind::TokenRefreshed, &session, &req.ctx).detail(
         serde_json::json!({
             "generation": row.generation + 1,
             "within_reuse_interval": grace,
         }),
-    )?;
+    );
+    tx.insert_event(now, &event).await?;
     let granted = Granted {
         session,
         user,
@@ -221,13 +236,13 @@ pub fn refresh(
 /// The head token, if `row` is the head's immediate parent and the head was issued
 /// within the interval: opened from the session's sealed copy, which is bound (AAD) to
 /// the parent's hash, and checked against the head's stored hash.
-fn grace_head(
-    conn: &Connection,
+async fn grace_head(
+    tx: &mut dyn Tx,
     now: Millis,
-    sealer: &Sealer,
+    sealer: &dyn HeadSealer,
     req: &RefreshRequest,
-    row: &queries::TokenRow,
-    session: &SessionRow,
+    row: &StoredToken,
+    session: &Session,
 ) -> anyhow::Result<Option<RefreshToken>> {
     if row.generation + 1 != session.head_generation
         || now.saturating_sub(session.head_issued_at) > req.reuse_interval_ms
@@ -246,7 +261,7 @@ fn grace_head(
     let Ok(head) = RefreshToken::parse(text) else {
         return Ok(None);
     };
-    let stored = queries::token_by_hash(conn, &head.hash())?;
+    let stored = tx.token_by_hash(&head.hash()).await?;
     Ok(stored
         .is_some_and(|t| t.session_id == session.id && t.generation == session.head_generation)
         .then_some(head))

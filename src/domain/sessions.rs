@@ -1,24 +1,17 @@
-//! Sessions (refresh-token families): creation at login, with the per-user limit.
+//! Sessions (refresh-token families): creation at login with the per-user limit, and
+//! revocation. Every function runs inside one store transaction (`repository::Tx`).
 
 use ring::rand::SystemRandom;
-use rusqlite::Connection;
 
 use crate::clock::Millis;
-use crate::domain::{Lifetimes, LimitPolicy};
-use crate::domain::RefreshToken;
-use crate::store::queries::{self, NewEvent, SessionRow, UserRow};
-
-/// Where a request came from, for sessions and events.
-#[derive(Debug, Clone, Default)]
-pub struct ClientContext {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
+use crate::domain::model::{ClientContext, NewEvent, Session, StoredToken, User};
+use crate::domain::repository::Tx;
+use crate::domain::{EventKind, Lifetimes, LimitPolicy, RefreshToken, RevocationReason, Scope};
 
 pub struct NewSession {
     pub user_id: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     pub remember_me: bool,
     pub lifetimes: Lifetimes,
     pub max_per_user: u32,
@@ -27,8 +20,8 @@ pub struct NewSession {
 }
 
 pub struct CreatedSession {
-    pub session: SessionRow,
-    pub user: UserRow,
+    pub session: Session,
+    pub user: User,
     pub token: RefreshToken,
 }
 
@@ -45,29 +38,29 @@ pub enum LoginOutcome {
 
 /// Starts a new family with its generation-0 token. Every login gets a new session id
 /// (ASVS v4 3.2.1: no session fixation).
-pub fn create_session(
-    conn: &Connection,
+pub async fn create_session(
+    tx: &mut dyn Tx,
     now: Millis,
     rng: &SystemRandom,
     req: &NewSession,
 ) -> anyhow::Result<LoginOutcome> {
-    let user = match queries::user_by_id(conn, &req.user_id)? {
-        Some(u) if u.disabled_at.is_none() => u,
+    let user = match tx.user_by_id(&req.user_id).await? {
+        Some(u) if u.is_enabled() => u,
         _ => return Ok(LoginOutcome::UserUnavailable),
     };
-    let active = queries::active_sessions_of_user(conn, &user.id, now)?;
+    let active = tx.active_sessions_of_user(&user.id, now).await?;
     let over = (active.len() + 1).saturating_sub(req.max_per_user as usize);
     if over > 0 {
         match req.limit_policy {
             LimitPolicy::Reject => return Ok(LoginOutcome::LimitReached),
             LimitPolicy::EvictOldest => {
                 for old in active.iter().take(over) {
-                    revoke(conn, now, old, "evicted", &req.ctx)?;
+                    revoke(tx, now, old, RevocationReason::Evicted, &req.ctx).await?;
                 }
             }
         }
     }
-    let session = SessionRow {
+    let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: user.id.clone(),
         client_id: req.client_id.clone(),
@@ -85,38 +78,35 @@ pub fn create_session(
         head_issued_at: now,
         sealed_head: None,
     };
-    queries::insert_session(conn, &session)?;
+    tx.insert_session(&session).await?;
     let network = req.ctx.ip.as_deref().and_then(network_of);
     let ua_family = req.ctx.user_agent.as_deref().map(user_agent_family);
     if let (Some(net), Some(fam)) = (&network, &ua_family) {
         let since = now.saturating_sub(NEW_DEVICE_WINDOW_MS);
-        if queries::has_logged_in_before(conn, &user.id)?
-            && !queries::seen_device(conn, &user.id, since, net, fam)?
+        if tx.has_logged_in_before(&user.id).await?
+            && !tx.seen_device(&user.id, since, net, fam).await?
         {
-            session_event(
-                conn,
-                now,
-                "new_device_login",
-                &session,
-                &req.ctx,
-                serde_json::json!({ "network": net, "ua_family": fam }),
-            )?;
+            let event = NewEvent::about_session(EventKind::NewDeviceLogin, &session, &req.ctx)
+                .detail(serde_json::json!({ "network": net, "ua_family": fam }));
+            tx.insert_event(now, &event).await?;
         }
     }
     let token = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
-    queries::insert_token(conn, &token.hash(), &session.id, 0, now)?;
-    session_event(
-        conn,
-        now,
-        "login_succeeded",
-        &session,
-        &req.ctx,
+    tx.insert_token(&StoredToken {
+        token_hash: token.hash(),
+        session_id: session.id.clone(),
+        generation: 0,
+        issued_at: now,
+    })
+    .await?;
+    let event = NewEvent::about_session(EventKind::LoginSucceeded, &session, &req.ctx).detail(
         serde_json::json!({
             "remember_me": req.remember_me,
             "network": network,
             "ua_family": ua_family,
         }),
-    )?;
+    );
+    tx.insert_event(now, &event).await?;
     Ok(LoginOutcome::Created(Box::new(CreatedSession {
         session,
         user,
@@ -124,64 +114,36 @@ pub fn create_session(
     })))
 }
 
-/// Records a security event about `session`, with where the request came from.
-pub fn session_event(
-    conn: &Connection,
+/// Revokes a live session and records why. Returns whether it was live. The one place
+/// a session is revoked: the store counts what it commits (metrics), by reason.
+pub async fn revoke(
+    tx: &mut dyn Tx,
     now: Millis,
-    kind: &str,
-    session: &SessionRow,
-    ctx: &ClientContext,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    queries::insert_event(
-        conn,
-        now,
-        &NewEvent {
-            kind,
-            user_id: Some(&session.user_id),
-            session_id: Some(&session.id),
-            client_id: Some(&session.client_id),
-            ip: ctx.ip.as_deref(),
-            user_agent: ctx.user_agent.as_deref(),
-            detail: Some(detail),
-        },
-    )
-}
-
-/// Revokes a live session and records why. Returns whether it was live.
-pub fn revoke(
-    conn: &Connection,
-    now: Millis,
-    session: &SessionRow,
-    reason: &str,
+    session: &Session,
+    reason: RevocationReason,
     ctx: &ClientContext,
 ) -> anyhow::Result<bool> {
-    let revoked = queries::revoke_session(conn, &session.id, now, reason)?;
+    let revoked = tx.revoke_session(&session.id, now, reason).await?;
     if revoked {
-        session_event(
-            conn,
-            now,
-            "session_revoked",
-            session,
-            ctx,
-            serde_json::json!({ "reason": reason }),
-        )?;
+        let event = NewEvent::about_session(EventKind::SessionRevoked, session, ctx)
+            .detail(serde_json::json!({ "reason": reason.as_str() }));
+        tx.insert_event(now, &event).await?;
     }
     Ok(revoked)
 }
 
 /// Revokes every live session of `user_id` except `keep`; returns how many ended.
-pub fn revoke_all_of_user(
-    conn: &Connection,
+pub async fn revoke_all_of_user(
+    tx: &mut dyn Tx,
     now: Millis,
     user_id: &str,
     keep: Option<&str>,
-    reason: &str,
+    reason: RevocationReason,
     ctx: &ClientContext,
 ) -> anyhow::Result<usize> {
     let mut n = 0;
-    for s in queries::active_sessions_of_user(conn, user_id, now)? {
-        if Some(s.id.as_str()) != keep && revoke(conn, now, &s, reason, ctx)? {
+    for s in tx.active_sessions_of_user(user_id, now).await? {
+        if Some(s.id.as_str()) != keep && revoke(tx, now, &s, reason, ctx).await? {
             n += 1;
         }
     }

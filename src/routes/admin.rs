@@ -1,61 +1,31 @@
-//! Operator routes: need a Bearer token whose user has role `admin` (403 otherwise).
+//! Operator routes: a Bearer token whose user has role `admin` (403 otherwise).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::{authenticate, client_context, Authenticated};
-use super::me::{event_json, page_limit, parse_time, session_json};
+use super::auth::{client_context, Admin};
+use super::me::{events_json, parse_time, session_json};
 use super::RouteTable;
-use crate::domain::{accounts, sessions};
+use crate::domain::model::EventQuery;
 use crate::error::ApiError;
+use crate::service::events::{page_before, page_limit};
+use crate::service::{accounts, events, sessions};
 use crate::startup::AppState;
-use crate::store::queries::{self, EventQuery};
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/admin/users/{id}/sessions", user_sessions);
-    t.add(
-        actix_web::http::Method::DELETE,
-        "/admin/users/{id}/sessions",
-        revoke_user_sessions,
-    );
+    t.delete("/admin/users/{id}/sessions", revoke_user_sessions);
     t.post("/admin/users/{id}/disable", disable_user);
-    t.get("/admin/events", events);
-}
-
-async fn require_admin(
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-) -> Result<Authenticated, ApiError> {
-    let auth = authenticate(state, req).await?;
-    if auth.has_role("admin") {
-        Ok(auth)
-    } else {
-        Err(ApiError::Forbidden("this needs the admin role".into()))
-    }
-}
-
-fn no_such_user() -> ApiError {
-    ApiError::NotFound("no such user".into())
+    t.get("/admin/events", list_events);
 }
 
 async fn user_sessions(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, &req).await?;
-    let (id, now) = (path.into_inner(), state.now());
-    let list = state
-        .store
-        .read(move |conn| {
-            if queries::user_by_id(conn, &id)?.is_none() {
-                return Ok(None);
-            }
-            Ok(Some(queries::active_sessions_of_user(conn, &id, now)?))
-        })
-        .await?
-        .ok_or_else(no_such_user)?;
+    let list = sessions::sessions_of_user(&state, path.into_inner()).await?;
     let body: Vec<Value> = list.iter().map(|s| session_json(s, None)).collect();
     Ok(HttpResponse::Ok().json(body))
 }
@@ -65,51 +35,20 @@ async fn revoke_user_sessions(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, &req).await?;
-    let (id, now, ctx) = (path.into_inner(), state.now(), client_context(&req));
-    let found = state
-        .store
-        .write(move |conn| {
-            if queries::user_by_id(conn, &id)?.is_none() {
-                return Ok(None);
-            }
-            Ok(Some(sessions::revoke_all_of_user(
-                conn, now, &id, None, "admin", &ctx,
-            )?))
-        })
-        .await?;
-    if let Some(n) = found {
-        state.metrics.revoked("admin", n);
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(no_such_user())
-    }
+    sessions::revoke_all_of_user(&state, path.into_inner(), client_context(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn disable_user(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    Admin(admin): Admin,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = require_admin(&state, &req).await?;
-    let (id, now, ctx) = (path.into_inner(), state.now(), client_context(&req));
-    if admin.user.id == id {
-        // An admin locking themselves out is a mistake, and the last admin doing it
-        // would leave nobody to undo it from the API.
-        return Err(ApiError::Conflict(
-            "an admin cannot disable their own account".into(),
-        ));
-    }
-    let found = state
-        .store
-        .write(move |conn| accounts::disable_user(conn, now, &id, &ctx))
-        .await?;
-    if found {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(no_such_user())
-    }
+    accounts::disable_user(&state, &admin, path.into_inner(), client_context(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,32 +63,20 @@ pub struct AdminEventsParams {
 }
 
 /// Events by user, type and time, newest first.
-async fn events(
+async fn list_events(
     state: web::Data<AppState>,
-    req: HttpRequest,
     params: web::Query<AdminEventsParams>,
+    _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, &req).await?;
     let p = params.into_inner();
-    let q = EventQuery {
+    let time = |name, v: Option<String>| v.as_deref().map(|s| parse_time(name, s)).transpose();
+    let query = EventQuery {
         user_id: p.user_id,
         kind: p.kind,
-        since: p
-            .since
-            .as_deref()
-            .map(|s| parse_time("since", s))
-            .transpose()?,
-        until: p
-            .until
-            .as_deref()
-            .map(|s| parse_time("until", s))
-            .transpose()?,
-        before: super::me::page_before(p.before)?,
+        since: time("since", p.since)?,
+        until: time("until", p.until)?,
+        before: page_before(p.before)?,
         limit: page_limit(p.limit)?,
     };
-    let events = state
-        .store
-        .read(move |conn| queries::events(conn, &q))
-        .await?;
-    Ok(HttpResponse::Ok().json(events.iter().map(event_json).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(events_json(&events::list(&state, query).await?)))
 }

@@ -1,25 +1,56 @@
-//! Bearer authentication for latchkey's own routes: the strict verifier, then a check
-//! that the token's session and user are still live (logout takes effect at once here,
-//! though offline resource servers only see it when the access token expires).
+//! Who is calling, for routes: the `Authenticated` and `Admin` extractors (Bearer
+//! access token, checked by `service::auth`), and where the request came from.
 
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest};
 
-use crate::domain::sessions::ClientContext;
+use crate::domain::model::ClientContext;
 use crate::error::ApiError;
+pub use crate::service::auth::Authenticated;
+use crate::service::auth::{authenticate, authenticate_admin};
 use crate::startup::AppState;
-use crate::store::queries::{self, SessionRow, UserRow};
-use crate::tokens::AccessClaims;
 
-pub struct Authenticated {
-    pub claims: AccessClaims,
-    pub session: SessionRow,
-    pub user: UserRow,
+/// An authenticated caller with the `admin` role.
+pub struct Admin(pub Authenticated);
+
+type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+fn bearer_and_state(req: &HttpRequest) -> Result<(String, web::Data<AppState>), ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no application state")))?;
+    Ok((bearer_token(req)?.to_owned(), state))
 }
 
-impl Authenticated {
-    pub fn has_role(&self, role: &str) -> bool {
-        self.user.roles.iter().any(|r| r == role)
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Extracted<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = bearer_and_state(req);
+        Box::pin(async move {
+            let (token, state) = found?;
+            authenticate(&state, &token).await
+        })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Extracted<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = bearer_and_state(req);
+        Box::pin(async move {
+            let (token, state) = found?;
+            authenticate_admin(&state, &token).await.map(Admin)
+        })
     }
 }
 
@@ -42,67 +73,19 @@ pub fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-pub async fn authenticate(
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-) -> Result<Authenticated, ApiError> {
-    let token = bearer_token(req)?;
-    let claims = state
-        .tokens
-        .verify(token)
-        .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
-    let now = state.now();
-    let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
-    let found = state
-        .store
-        .read(move |conn| {
-            let session = queries::session_by_id(conn, &sid)?;
-            let user = queries::user_by_id(conn, &sub)?;
-            Ok((session, user))
-        })
-        .await?;
-    match found {
-        (Some(session), Some(user))
-            if session.is_active(now)
-                && session.user_id == user.id
-                && user.disabled_at.is_none() =>
-        {
-            Ok(Authenticated {
-                claims,
-                session,
-                user,
-            })
-        }
-        _ => Err(ApiError::InvalidToken(
-            "the access token's session has ended".into(),
-        )),
-    }
-}
-
-/// Where the request came from: the peer address, or, when the peer is one of
+/// The client's address: the peer, or, when the peer is one of
 /// `server.trusted_proxies`, the right-most `X-Forwarded-For` address that is not itself
 /// a trusted proxy (left-most entries are client-controlled and never believed alone).
-/// Applies the per-IP request rate limit of `endpoint` (429 with `Retry-After`).
-pub fn rate_limit(
-    state: &AppState,
-    req: &HttpRequest,
-    endpoint: crate::ratelimit::Endpoint,
-) -> Result<(), ApiError> {
-    state.limits.check(endpoint, client_ip(req))
-}
-
-/// The client's address: the peer, or the right-most `X-Forwarded-For` address that is
-/// not a trusted proxy when the peer is one.
-pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
     let trusted = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.settings.server.trusted_proxies.clone())
         .unwrap_or_default();
-    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     let mut ip = peer;
     if peer.as_ref().is_some_and(is_trusted) {
-        let forwarded: Vec<std::net::IpAddr> = req
+        let forwarded: Vec<IpAddr> = req
             .headers()
             .get_all("x-forwarded-for")
             .filter_map(|v| v.to_str().ok())
@@ -124,4 +107,12 @@ pub fn client_context(req: &HttpRequest) -> ClientContext {
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
     ClientContext { ip, user_agent }
+}
+
+/// Where a login attempt came from (events, sessions and throttling).
+pub fn origin(req: &HttpRequest) -> crate::service::login::Origin {
+    crate::service::login::Origin {
+        ctx: client_context(req),
+        ip: client_ip(req),
+    }
 }

@@ -14,25 +14,28 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::auth::{client_context, client_ip, rate_limit};
+use super::auth::{client_context, origin};
 use super::extract::describe_json_error;
-use super::login::{authenticate_and_start_session, resolve_client, LoginBody};
-use super::oauth::{refresh_grant, revoke_token};
-use super::responses::TokenResponse;
+use super::login::LoginBody;
 use super::RouteTable;
-use crate::domain::{RefreshToken, Scope};
+use crate::domain::model::Session;
+use crate::domain::{RefreshToken, RevocationReason, Scope};
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
+use crate::service::issue::{resolve_client, Issued, TokenResponse};
+use crate::service::refresh::{self, RefreshInput};
+use crate::service::{login, revoke};
 use crate::startup::AppState;
-use crate::store::queries::{self, SessionRow};
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis §5.5).
 const MAX_COOKIE_AGE_SECS: i64 = 400 * 24 * 3600;
 
 pub fn configure(t: &mut RouteTable) {
-    t.post("/browser/login", login);
-    t.post("/browser/refresh", refresh);
-    t.post("/browser/logout", logout);
+    t.post("/browser/login", login).rate_limited(Endpoint::Browser);
+    t.post("/browser/refresh", refresh)
+        .rate_limited(Endpoint::Browser);
+    t.post("/browser/logout", logout)
+        .rate_limited(Endpoint::Browser);
 }
 
 fn forbidden(why: &str) -> ApiError {
@@ -103,7 +106,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 /// The refresh cookie: `__Host-` name, `HttpOnly; Secure; SameSite=Strict; Path=/`.
 /// A remember-me session's cookie lives until the session's absolute end (at most 400
 /// days); otherwise it has no Max-Age and ends with the browser.
-fn refresh_cookie(state: &AppState, token: &RefreshToken, session: &SessionRow) -> Cookie<'static> {
+fn refresh_cookie(state: &AppState, token: &RefreshToken, session: &Session) -> Cookie<'static> {
     let mut cookie = cookie_with(state, token.expose().to_owned());
     if session.remember_me {
         let left = ((session.expires_at - state.now()) / 1000).clamp(0, MAX_COOKIE_AGE_SECS);
@@ -128,24 +131,27 @@ fn cookie_with(state: &AppState, value: String) -> Cookie<'static> {
         .finish()
 }
 
-/// What every `/browser/*` request goes through first: the rate limit, the CSRF checks
-/// (before anything else is read), then the JSON body. Returns the `Origin` and body.
+/// What every `/browser/*` request goes through first (after its rate limit): the CSRF
+/// checks (before anything else is read), then the JSON body. Returns the `Origin` and
+/// body.
 fn admit<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<(String, T), ApiError> {
-    rate_limit(state, req, Endpoint::Browser)?;
     let origin = csrf_guard(state, req)?;
     Ok((origin, parse_json(body)?))
 }
 
-fn token_reply(body: &TokenResponse, cookie: Cookie<'static>) -> HttpResponse {
+/// The token response without the refresh token, which goes only into the cookie.
+fn token_reply(state: &AppState, issued: Issued) -> HttpResponse {
+    let cookie = refresh_cookie(state, &issued.refresh, &issued.session);
+    let body: TokenResponse = issued.for_browser().body;
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .cookie(cookie)
-        .json(body)
+        .json(&body)
 }
 
 async fn login(
@@ -153,22 +159,13 @@ async fn login(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (origin, login): (_, LoginBody) = admit(&state, &req, &body)?;
-    let client_id = resolve_client(&state, login.client_id.as_deref())?
+    let (request_origin, credentials): (_, LoginBody) = admit(&state, &req, &body)?;
+    let client_id = resolve_client(&state, credentials.client_id.as_deref())?
         .id
         .clone();
-    origin_allowed_for(&state, &client_id, &origin)?;
-    let (mut tokens, session) =
-        authenticate_and_start_session(&state, login, client_context(&req), client_ip(&req))
-            .await?;
-    let raw = tokens
-        .refresh_token
-        .take()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("login issued no refresh token")))?;
-    let token = RefreshToken::parse(&raw)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("issued refresh token: {e}")))?;
-    let cookie = refresh_cookie(&state, &token, &session);
-    Ok(token_reply(&tokens, cookie))
+    origin_allowed_for(&state, &client_id, &request_origin)?;
+    let issued = login::login(&state, credentials.into(), origin(&req)).await?;
+    Ok(token_reply(&state, issued))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,30 +174,18 @@ struct RefreshBody {
     scope: Option<String>,
 }
 
-/// The session behind the cookie's refresh token, if the token is one we issued.
+/// The cookie's refresh token and its session, if the token is one we issued.
 async fn session_of_cookie(
     state: &AppState,
     req: &HttpRequest,
-) -> Result<Option<(String, SessionRow)>, ApiError> {
+) -> Result<Option<(String, Session)>, ApiError> {
     let Some(raw) = req
         .cookie(&state.settings.browser.cookie_name)
         .map(|c| c.value().to_owned())
     else {
         return Ok(None);
     };
-    let Ok(token) = RefreshToken::parse(&raw) else {
-        return Ok(None);
-    };
-    let hash = token.hash();
-    let session = state
-        .store
-        .read(move |conn| {
-            let Some(row) = queries::token_by_hash(conn, &hash)? else {
-                return Ok(None);
-            };
-            queries::session_by_id(conn, &row.session_id)
-        })
-        .await?;
+    let session = revoke::session_of_refresh_token(state, &raw).await?;
     Ok(session.map(|s| (raw, s)))
 }
 
@@ -224,17 +209,14 @@ async fn refresh(
     };
     // The Origin must belong to the session's own client, checked before rotating.
     origin_allowed_for(&state, &session.client_id, &origin)?;
-    let (tokens, token, session) = refresh_grant(
-        &state,
-        &raw,
-        Some(&session.client_id),
+    let input = RefreshInput {
+        raw_token: &raw,
+        client_id: Some(&session.client_id),
         scope,
-        client_context(&req),
-        false,
-    )
-    .await?;
-    let cookie = refresh_cookie(&state, &token, &session);
-    Ok(token_reply(&tokens, cookie))
+        ctx: client_context(&req),
+    };
+    let issued = refresh::refresh(&state, input).await?;
+    Ok(token_reply(&state, issued))
 }
 
 async fn logout(
@@ -245,14 +227,8 @@ async fn logout(
     let (origin, _): (_, serde_json::Map<String, serde_json::Value>) = admit(&state, &req, &body)?;
     if let Some((raw, session)) = session_of_cookie(&state, &req).await? {
         origin_allowed_for(&state, &session.client_id, &origin)?;
-        revoke_token(
-            &state,
-            &raw,
-            Some(session.client_id.clone()),
-            client_context(&req),
-            "logout",
-        )
-        .await?;
+        let (client_id, ctx) = (Some(session.client_id.clone()), client_context(&req));
+        revoke::revoke_token(&state, &raw, client_id, ctx, RevocationReason::Logout).await?;
     }
     // Cleared either way: a stale or unknown cookie is of no use to the browser.
     Ok(HttpResponse::NoContent()

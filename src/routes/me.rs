@@ -5,40 +5,35 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::accounts::{hash_error, password_error};
-use super::auth::{authenticate, client_context};
+use super::auth::{client_context, Authenticated};
 use super::RouteTable;
 use crate::clock::{rfc3339, Millis};
-use crate::domain::{accounts, sessions, Password};
+use crate::domain::model::{Event, EventQuery, Session};
 use crate::error::ApiError;
+use crate::service::events::{page_before, page_limit};
+use crate::service::{accounts, events, revoke, sessions};
 use crate::startup::AppState;
-use crate::store::queries::{self, EventQuery, EventRow, SessionRow};
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/me", me);
-    t.add(actix_web::http::Method::DELETE, "/me", delete_me);
+    t.delete("/me", delete_me);
     t.post("/me/password", change_password);
     t.get("/me/sessions", list_sessions);
-    t.add(
-        actix_web::http::Method::DELETE,
-        "/me/sessions/{id}",
-        delete_session,
-    );
+    t.delete("/me/sessions/{id}", delete_session);
     t.get("/me/events", my_events);
 }
 
-async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let auth = authenticate(&state, &req).await?;
-    Ok(HttpResponse::Ok().json(json!({
+async fn me(auth: Authenticated) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
         "id": auth.user.id,
         "username": auth.user.username,
         "roles": auth.user.roles,
         "created_at": rfc3339(auth.user.created_at),
-    })))
+    }))
 }
 
 /// A session as users and admins see it. `current` only for the caller's own list.
-pub fn session_json(s: &SessionRow, current: Option<&str>) -> Value {
+pub fn session_json(s: &Session, current: Option<&str>) -> Value {
     let mut v = json!({
         "id": s.id,
         "client_id": s.client_id,
@@ -56,31 +51,31 @@ pub fn session_json(s: &SessionRow, current: Option<&str>) -> Value {
     v
 }
 
-pub fn event_json(e: &EventRow) -> Value {
-    json!({
-        "id": e.id,
-        "type": e.kind,
-        "at": rfc3339(e.at),
-        "user_id": e.user_id,
-        "session_id": e.session_id,
-        "client_id": e.client_id,
-        "ip": e.ip,
-        "user_agent": e.user_agent,
-        "detail": e.detail,
-    })
+pub fn events_json(events: &[Event]) -> Value {
+    let list: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "type": e.kind,
+                "at": rfc3339(e.at),
+                "user_id": e.user_id,
+                "session_id": e.session_id,
+                "client_id": e.client_id,
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    Value::Array(list)
 }
 
 async fn list_sessions(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let auth = authenticate(&state, &req).await?;
-    let now = state.now();
-    let user_id = auth.user.id.clone();
-    let list = state
-        .store
-        .read(move |conn| queries::active_sessions_of_user(conn, &user_id, now))
-        .await?;
+    let list = sessions::active_sessions(&state, &auth.user.id).await?;
     let body: Vec<Value> = list
         .iter()
         .map(|s| session_json(s, Some(&auth.session.id)))
@@ -92,26 +87,10 @@ async fn delete_session(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let auth = authenticate(&state, &req).await?;
-    let id = path.into_inner();
-    let (now, ctx, user_id) = (state.now(), client_context(&req), auth.user.id.clone());
-    let ended = state
-        .store
-        .write(move |conn| match queries::session_by_id(conn, &id)? {
-            // Someone else's session is indistinguishable from no session.
-            Some(s) if s.user_id == user_id && s.is_active(now) => {
-                sessions::revoke(conn, now, &s, "user_revoked", &ctx)
-            }
-            _ => Ok(false),
-        })
-        .await?;
-    if ended {
-        state.metrics.revoked("user_revoked", 1);
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound("no such session".into()))
-    }
+    revoke::end_own_session(&state, &auth, path.into_inner(), client_context(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,43 +99,19 @@ pub struct EventsParams {
     before: Option<i64>,
 }
 
-/// `before` is an event id (ids start at 1).
-pub fn page_before(before: Option<i64>) -> Result<Option<i64>, ApiError> {
-    match before {
-        Some(b) if b < 1 => Err(ApiError::InvalidRequest(
-            "before must be an event id (1 or more)".into(),
-        )),
-        b => Ok(b),
-    }
-}
-
-pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    match limit.unwrap_or(50) {
-        n @ 1..=200 => Ok(n),
-        _ => Err(ApiError::InvalidRequest(
-            "limit must be between 1 and 200".into(),
-        )),
-    }
-}
-
 /// The caller's own events, newest first; page with `before=<id of the last one seen>`.
 async fn my_events(
     state: web::Data<AppState>,
-    req: HttpRequest,
     params: web::Query<EventsParams>,
+    auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let auth = authenticate(&state, &req).await?;
-    let q = EventQuery {
+    let query = EventQuery {
         user_id: Some(auth.user.id.clone()),
         before: page_before(params.before)?,
         limit: page_limit(params.limit)?,
         ..Default::default()
     };
-    let events = state
-        .store
-        .read(move |conn| queries::events(conn, &q))
-        .await?;
-    Ok(HttpResponse::Ok().json(events.iter().map(event_json).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(events_json(&events::list(&state, query).await?)))
 }
 
 #[derive(Deserialize)]
@@ -170,28 +125,11 @@ async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<PasswordChange>,
+    auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let auth = authenticate(&state, &req).await?;
     let body = body.into_inner();
-    let current = Password::parse_for_login(body.current_password).map_err(password_error)?;
-    let new = Password::parse(body.new_password).map_err(password_error)?;
-    let ok = state
-        .hasher
-        .verify(current, Some(auth.user.password_hash.clone()))
-        .await
-        .map_err(hash_error)?;
-    if !ok {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let hash = state.hasher.hash(new).await.map_err(hash_error)?;
-    let (now, ctx) = (state.now(), client_context(&req));
-    let (user_id, keep) = (auth.user.id.clone(), auth.session.id.clone());
-    let client_id = auth.session.client_id.clone();
-    state
-        .store
-        .write(move |conn| {
-            accounts::change_password(conn, now, &user_id, &keep, Some(&client_id), &hash, &ctx)
-        })
+    let ctx = client_context(&req);
+    accounts::change_password(&state, &auth, body.current_password, body.new_password, ctx)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -204,24 +142,10 @@ pub struct DeleteMe {
 /// GDPR erasure: needs the password; removes the user, sessions, tokens and events.
 async fn delete_me(
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<DeleteMe>,
+    auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let auth = authenticate(&state, &req).await?;
-    let password = Password::parse_for_login(body.into_inner().password).map_err(password_error)?;
-    let ok = state
-        .hasher
-        .verify(password, Some(auth.user.password_hash.clone()))
-        .await
-        .map_err(hash_error)?;
-    if !ok {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let (now, user_id) = (state.now(), auth.user.id.clone());
-    state
-        .store
-        .write(move |conn| accounts::delete_user(conn, now, &user_id))
-        .await?;
+    accounts::delete_account(&state, &auth, body.into_inner().password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

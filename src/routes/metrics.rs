@@ -8,7 +8,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::startup::AppState;
-use crate::store::queries;
 
 /// Marks the app served on `server.metrics_bind`.
 pub struct AdminListener;
@@ -31,7 +30,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         m.active_sessions_counted_at.store(now, Ordering::Relaxed);
         let active = state
             .store
-            .read(move |conn| queries::count_active_sessions(conn, now))
+            .read(async move |tx| tx.count_active_sessions(now).await)
             .await?;
         m.active_sessions.set(active);
     }

@@ -18,78 +18,124 @@ pub mod wellknown;
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
-use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::middleware::{self, DefaultHeaders, Next};
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
 
 use crate::error::ApiError;
+use crate::ratelimit::Endpoint;
 use crate::startup::AppState;
+
+/// One route: its path and method, the handler, and the per-IP rate-limit bucket its
+/// requests draw from (checked before anything else, even the body).
+pub struct RouteEntry {
+    path: &'static str,
+    method: Method,
+    route: Route,
+    bucket: Option<Endpoint>,
+}
+
+impl RouteEntry {
+    /// Requests to this route draw from `bucket` (429 with `Retry-After` when empty).
+    pub fn rate_limited(&mut self, bucket: Endpoint) -> &mut Self {
+        self.bucket = Some(bucket);
+        self
+    }
+}
 
 #[derive(Default)]
 pub struct RouteTable {
-    entries: Vec<(&'static str, Method, Route)>,
+    entries: Vec<RouteEntry>,
 }
 
 impl RouteTable {
-    pub fn add<F, Args>(&mut self, method: Method, path: &'static str, handler: F)
+    pub fn add<F, Args>(&mut self, method: Method, path: &'static str, handler: F) -> &mut RouteEntry
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.entries
-            .push((path, method.clone(), web::method(method).to(handler)));
+        self.entries.push(RouteEntry {
+            path,
+            method: method.clone(),
+            route: web::method(method).to(handler),
+            bucket: None,
+        });
+        self.entries.last_mut().expect("just pushed")
     }
 
-    pub fn get<F, Args>(&mut self, path: &'static str, handler: F)
+    pub fn get<F, Args>(&mut self, path: &'static str, handler: F) -> &mut RouteEntry
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.add(Method::GET, path, handler);
+        self.add(Method::GET, path, handler)
     }
 
-    pub fn post<F, Args>(&mut self, path: &'static str, handler: F)
+    pub fn post<F, Args>(&mut self, path: &'static str, handler: F) -> &mut RouteEntry
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.add(Method::POST, path, handler);
+        self.add(Method::POST, path, handler)
+    }
+
+    pub fn delete<F, Args>(&mut self, path: &'static str, handler: F) -> &mut RouteEntry
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::DELETE, path, handler)
     }
 
     /// `(METHOD, path)` for every route, e.g. `("POST", "/login")`.
     pub fn manifest(&self) -> Vec<(String, String)> {
         self.entries
             .iter()
-            .map(|(p, m, _)| (m.to_string(), (*p).to_owned()))
+            .map(|e| (e.method.to_string(), e.path.to_owned()))
+            .collect()
+    }
+
+    /// `(METHOD, path, bucket)` for every route.
+    pub fn buckets(&self) -> Vec<(String, &'static str, Option<Endpoint>)> {
+        self.entries
+            .iter()
+            .map(|e| (e.method.to_string(), e.path, e.bucket))
             .collect()
     }
 
     /// One resource per path; other methods on it answer 405 with the API error body.
     pub fn register(self, cfg: &mut web::ServiceConfig) {
         let mut paths: Vec<&'static str> = Vec::new();
-        for (p, _, _) in &self.entries {
-            if !paths.contains(p) {
-                paths.push(p);
+        for e in &self.entries {
+            if !paths.contains(&e.path) {
+                paths.push(e.path);
             }
         }
         let mut entries = self.entries;
         for path in paths {
             let mut resource = web::resource(path);
-            let (mine, rest): (Vec<_>, Vec<_>) =
-                entries.into_iter().partition(|(p, _, _)| *p == path);
+            let (mine, rest): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.path == path);
             entries = rest;
             let allow = mine
                 .iter()
-                .map(|(_, m, _)| m.as_str())
+                .map(|e| e.method.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            for (_, _, route) in mine {
-                resource = resource.route(route);
+            for e in mine {
+                resource = resource.route(match e.bucket {
+                    Some(bucket) => e.route.wrap(middleware::from_fn(
+                        move |req: ServiceRequest, next: Next<BoxBody>| {
+                            rate_limited(bucket, req, next)
+                        },
+                    )),
+                    None => e.route,
+                });
             }
             // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
             cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
@@ -98,6 +144,22 @@ impl RouteTable {
             })));
         }
     }
+}
+
+/// Draws one request from the client address's `bucket`; 429 when it is empty.
+async fn rate_limited(
+    bucket: Endpoint,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        let ip = auth::client_ip(req.request());
+        if let Err(e) = state.limits.check(bucket, ip) {
+            let res = actix_web::ResponseError::error_response(&e);
+            return Ok(req.into_response(res));
+        }
+    }
+    next.call(req).await
 }
 
 /// Every route of the server.
@@ -261,4 +323,35 @@ pub async fn limit_headers(
         return Ok(req.into_response(res).map_into_right_body());
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unauthenticated_state_changing_route_draws_from_a_rate_limit_bucket() {
+        // docs/contract.md "Standards checklist" #19: revocation is rate-limited like the
+        // token endpoint; login, signup and the browser endpoints are brute-force targets.
+        let expected = [
+            ("POST", "/signup", Endpoint::Signup),
+            ("POST", "/login", Endpoint::Login),
+            ("POST", "/oauth/token", Endpoint::Token),
+            ("POST", "/oauth/revoke", Endpoint::Revoke),
+            ("POST", "/oauth/introspect", Endpoint::Introspect),
+            ("POST", "/browser/login", Endpoint::Browser),
+            ("POST", "/browser/refresh", Endpoint::Browser),
+            ("POST", "/browser/logout", Endpoint::Browser),
+        ];
+        let table = table().buckets();
+        for (method, path, bucket) in expected {
+            let found = table
+                .iter()
+                .find(|(m, p, _)| m == method && *p == path)
+                .unwrap_or_else(|| panic!("{method} {path} is not routed"));
+            assert_eq!(found.2, Some(bucket), "{method} {path}");
+        }
+        let limited = table.iter().filter(|(_, _, b)| b.is_some()).count();
+        assert_eq!(limited, expected.len(), "a route draws from a bucket not listed here");
+    }
 }

@@ -1,0 +1,166 @@
+//! The entities the rules work on. The store loads and saves them; nothing here knows
+//! how (see `repository::Tx`).
+
+use crate::clock::Millis;
+use crate::domain::{EventKind, RevocationReason, Scope, TokenHash};
+
+/// An account.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    /// As the user typed it at signup; `Username::key` of it is unique.
+    pub username: String,
+    /// A PHC string (argon2id); never logged.
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub created_at: Millis,
+    pub disabled_at: Option<Millis>,
+}
+
+impl User {
+    pub fn is_enabled(&self) -> bool {
+        self.disabled_at.is_none()
+    }
+}
+
+/// A session: one login's refresh-token family (docs/architecture.md "Sessions and
+/// token families").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: Scope,
+    pub remember_me: bool,
+    pub created_at: Millis,
+    pub last_active_at: Millis,
+    pub idle_expires_at: Millis,
+    pub expires_at: Millis,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub revoked_at: Option<Millis>,
+    pub revoked_reason: Option<RevocationReason>,
+    /// The generation of the family's head (its newest refresh token).
+    pub head_generation: i64,
+    /// When the head was issued, which is when its parent rotated.
+    pub head_issued_at: Millis,
+    /// The head sealed (AES-256-GCM) with its parent's hash as AAD, kept only during the
+    /// reuse interval; see `domain::rotation`. Ciphertext, useless without the seal key.
+    pub sealed_head: Option<Vec<u8>>,
+}
+
+impl Session {
+    /// Live at `now`: not revoked, and neither the idle nor the absolute limit passed.
+    pub fn is_active(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && now < self.idle_expires_at && now < self.expires_at
+    }
+
+    /// When the session ends if nothing else happens.
+    pub fn ends_at(&self) -> Millis {
+        self.idle_expires_at.min(self.expires_at)
+    }
+}
+
+/// What the store keeps of one refresh token: its hash, never the token.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub token_hash: TokenHash,
+    pub session_id: String,
+    pub generation: i64,
+    pub issued_at: Millis,
+}
+
+/// Where a request came from, for sessions and events.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A security event to record. Never put a token or password in any field.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl NewEvent {
+    /// An event with no subject yet; add one with the `with_*` methods.
+    pub fn new(kind: EventKind) -> Self {
+        Self {
+            kind,
+            user_id: None,
+            session_id: None,
+            client_id: None,
+            ip: None,
+            user_agent: None,
+            detail: None,
+        }
+    }
+
+    /// An event about `session`, from the request described by `ctx`.
+    pub fn about_session(kind: EventKind, session: &Session, ctx: &ClientContext) -> Self {
+        Self::new(kind)
+            .user(&session.user_id)
+            .session(&session.id)
+            .client(&session.client_id)
+            .from(ctx)
+    }
+
+    pub fn user(mut self, id: &str) -> Self {
+        self.user_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn session(mut self, id: &str) -> Self {
+        self.session_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn client(mut self, id: &str) -> Self {
+        self.client_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn from(mut self, ctx: &ClientContext) -> Self {
+        self.ip = ctx.ip.clone();
+        self.user_agent = ctx.user_agent.clone();
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// A recorded security event, as the event views show it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: i64,
+    pub at: Millis,
+    /// Stored text; events recorded by older versions may carry kinds no longer written.
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Filters for reading events, newest first; `before` is an event id (the cursor).
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub user_id: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}

@@ -1,0 +1,99 @@
+//! The port through which the rules read and change stored state. A backend
+//! (`store::sqlite`, later others) implements [`Tx`]; the rules and use-cases never see
+//! SQL, a connection or a row.
+//!
+//! A `Tx` is one transaction: everything a job does through it commits together or not
+//! at all (`store::Store::write`), and a job run by `store::Store::read` sees every
+//! write that has returned. Methods are `async` so that a backend with a network
+//! round trip can implement them; the SQLite backend answers at once.
+
+use async_trait::async_trait;
+
+use crate::clock::Millis;
+use crate::domain::model::{Event, EventQuery, NewEvent, Session, StoredToken, User};
+use crate::domain::{RevocationReason, TokenHash};
+
+pub type Result<T> = anyhow::Result<T>;
+
+/// One step of the session sweep (housekeeping): what it removed, and where the next
+/// step starts (`None` once the sweep has reached the end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepStep {
+    pub tokens: usize,
+    pub sessions: usize,
+    pub next: Option<i64>,
+}
+
+#[async_trait(?Send)]
+pub trait Tx {
+    /// The store answers (readiness).
+    async fn ping(&mut self) -> Result<()>;
+
+    // Users.
+    async fn user_by_id(&mut self, id: &str) -> Result<Option<User>>;
+    /// By `Username::key` (the case-insensitive form).
+    async fn user_by_username_key(&mut self, key: &str) -> Result<Option<User>>;
+    async fn all_users(&mut self) -> Result<Vec<User>>;
+    async fn insert_user(&mut self, user: &User, username_key: &str) -> Result<()>;
+    async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()>;
+    /// Marks the user disabled; `false` if it already was (or does not exist).
+    async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool>;
+    /// Deletes the user with its sessions, tokens and events; `false` if none.
+    async fn delete_user(&mut self, user_id: &str) -> Result<bool>;
+
+    // Sessions.
+    async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>>;
+    /// The user's sessions live at `now`, oldest first.
+    async fn active_sessions_of_user(&mut self, user_id: &str, now: Millis)
+        -> Result<Vec<Session>>;
+    async fn count_active_sessions(&mut self, now: Millis) -> Result<i64>;
+    async fn insert_session(&mut self, session: &Session) -> Result<()>;
+    /// Records activity: `last_active_at`, the idle expiry (never the absolute one), and
+    /// the client's address and user agent when known.
+    async fn touch_session(&mut self, session: &Session) -> Result<()>;
+    /// A rotation: the head moves to `session.head_generation` with its sealed copy and
+    /// activity, in one update. Fails unless the stored head was one generation behind,
+    /// so two rotations of one head can never both succeed.
+    async fn advance_head(&mut self, session: &Session) -> Result<()>;
+    /// Revokes the session if it is still unrevoked (and wipes its sealed head); `true`
+    /// if it did. A backend counts the revocations it commits, by reason.
+    async fn revoke_session(
+        &mut self,
+        id: &str,
+        now: Millis,
+        reason: RevocationReason,
+    ) -> Result<bool>;
+    /// Wipes sealed heads issued before `cutoff`; returns how many.
+    async fn wipe_sealed_heads_before(&mut self, cutoff: Millis) -> Result<usize>;
+    /// Housekeeping: among the next `limit` sessions after the cursor `after`, deletes
+    /// the tokens of ended sessions, and the sessions that ended before `ended_before`.
+    async fn sweep_sessions(
+        &mut self,
+        after: i64,
+        limit: u32,
+        now: Millis,
+        ended_before: Millis,
+    ) -> Result<SweepStep>;
+
+    // Refresh tokens (hashes only).
+    async fn token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<StoredToken>>;
+    /// Fails if the session already has a token of that generation (no fork).
+    async fn insert_token(&mut self, token: &StoredToken) -> Result<()>;
+
+    // Security events.
+    async fn insert_event(&mut self, at: Millis, event: &NewEvent) -> Result<()>;
+    async fn events(&mut self, query: &EventQuery) -> Result<Vec<Event>>;
+    async fn has_logged_in_before(&mut self, user_id: &str) -> Result<bool>;
+    async fn logged_in_from(&mut self, user_id: &str, ip: &str, since: Millis) -> Result<bool>;
+    /// Whether the user logged in from this network and browser family since `since`.
+    async fn seen_device(
+        &mut self,
+        user_id: &str,
+        since: Millis,
+        network: &str,
+        ua_family: &str,
+    ) -> Result<bool>;
+    /// Deletes events older than `cutoff` among the oldest `limit`; a short count means
+    /// none are left.
+    async fn delete_events_before(&mut self, cutoff: Millis, limit: u32) -> Result<usize>;
+}

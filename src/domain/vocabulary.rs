@@ -1,0 +1,105 @@
+//! The closed sets of words latchkey records: why a session was revoked, and what kind
+//! of security event happened. One place, so a reason or kind cannot be misspelt in one
+//! of the files that use it, and the lists in docs/contract.md "Security events" can be
+//! checked against this file.
+
+macro_rules! words {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The word as stored, logged and shown in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The word as stored; `None` for anything else.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words! {
+    /// Why a session ended early (the `reason` of `session_revoked` events and the
+    /// `latchkey_session_revocations_total` label).
+    RevocationReason {
+        /// `POST /logout` with scope `local`, `/browser/logout`.
+        Logout = "logout",
+        /// `POST /logout` with scope `others`.
+        LogoutOthers = "logout_others",
+        /// `POST /logout` with scope `global`.
+        LogoutGlobal = "logout_global",
+        /// `DELETE /me/sessions/{id}`.
+        UserRevoked = "user_revoked",
+        /// `POST /oauth/revoke` (RFC 7009).
+        Revoked = "revoked",
+        /// An operator: `DELETE /admin/users/{id}/sessions` or `latchkey sessions revoke`.
+        Admin = "admin",
+        /// A rotated refresh token was presented again (RFC 9700 §4.14.2).
+        Reuse = "reuse",
+        /// Over `session.max_per_user` with `limit_policy = "evict_oldest"`.
+        Evicted = "evicted",
+        /// The password changed: every other session ends.
+        PasswordChange = "password_change",
+        /// The account was disabled.
+        UserDisabled = "user_disabled",
+    }
+}
+
+words! {
+    /// The kinds of security event (docs/contract.md "Security events").
+    EventKind {
+        UserCreated = "user_created",
+        LoginSucceeded = "login_succeeded",
+        LoginFailed = "login_failed",
+        LoginThrottled = "login_throttled",
+        NewDeviceLogin = "new_device_login",
+        TokenRefreshed = "token_refreshed",
+        SessionContextChanged = "session_context_changed",
+        RefreshTokenReuseDetected = "refresh_token_reuse_detected",
+        SessionRevoked = "session_revoked",
+        Logout = "logout",
+        PasswordChanged = "password_changed",
+        UserDisabled = "user_disabled",
+        UserDeleted = "user_deleted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_parses_back_to_itself_and_words_are_distinct() {
+        for r in RevocationReason::ALL {
+            assert_eq!(RevocationReason::parse(r.as_str()), Some(*r));
+        }
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+        }
+        let mut words: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), EventKind::ALL.len());
+        assert_eq!(RevocationReason::parse("nonsense"), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! Issuing tokens for a session: the access JWT and the token response
+//! (docs/contract.md "Token response"; RFC 6749 §5.1).
+
+use serde::Serialize;
+
+use crate::clock::Millis;
+use crate::config::ClientSettings;
+use crate::domain::model::{Session, User};
+use crate::domain::{RefreshToken, Scope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::tokens::MintRequest;
+
+/// The token response body. `refresh_token` is taken out in browser mode, where the
+/// refresh token travels only in the cookie.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub refresh_token_expires_in: u64,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}
+
+/// What a login or refresh hands out: the response body, the refresh token (for the
+/// browser cookie) and the session it belongs to.
+pub struct Issued {
+    pub body: TokenResponse,
+    pub refresh: RefreshToken,
+    pub session: Session,
+}
+
+impl Issued {
+    /// The body without the refresh token (browser mode), and the token for the cookie.
+    pub fn for_browser(mut self) -> Self {
+        self.body.refresh_token = None;
+        self
+    }
+}
+
+/// Mints an access token for `session` and builds the response around `refresh`.
+pub fn issue(
+    state: &AppState,
+    client: &ClientSettings,
+    session: Session,
+    user: &User,
+    scope: &Scope,
+    refresh: RefreshToken,
+    now: Millis,
+) -> Result<Issued, ApiError> {
+    let ttl = state.settings.access_ttl(client).as_secs();
+    // An access token never outlives its session.
+    let session_left = u64::try_from((session.ends_at() - now) / 1000).unwrap_or(0);
+    let scope = scope.to_claim();
+    let minted = state
+        .tokens
+        .mint(MintRequest {
+            user_id: &user.id,
+            audience: &client.audience,
+            client_id: &client.id,
+            session_id: &session.id,
+            scope: scope.clone(),
+            roles: user.roles.clone(),
+            ttl_secs: ttl.min(session_left.max(1)),
+        })
+        .map_err(ApiError::Internal)?;
+    let body = TokenResponse {
+        access_token: minted.jwt,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        refresh_token: Some(refresh.expose().to_owned()),
+        refresh_token_expires_in: session_left,
+        session_id: session.id.clone(),
+        scope,
+    };
+    Ok(Issued {
+        body,
+        refresh,
+        session,
+    })
+}
+
+/// The configured client a request names, or `default` when it names none.
+pub fn resolve_client<'a>(
+    state: &'a AppState,
+    client_id: Option<&str>,
+) -> Result<&'a ClientSettings, ApiError> {
+    let id = client_id.filter(|c| !c.is_empty()).unwrap_or("default");
+    state
+        .settings
+        .client(id)
+        .ok_or(ApiError::InvalidClient { basic: false })
+}

@@ -1,0 +1,16 @@
+//! Use-cases: one function each. A use-case takes typed input, runs its rules through
+//! the store (`domain::repository::Tx`), records its own events and metrics, and returns
+//! a typed outcome or an [`ApiError`](crate::error::ApiError). Routes only parse the
+//! request, call one of these, and render the answer; nothing here reads HTTP.
+
+pub mod accounts;
+pub mod auth;
+pub mod events;
+pub mod introspect;
+pub mod issue;
+pub mod login;
+pub mod refresh;
+pub mod revoke;
+pub mod sessions;
+
+pub use crate::domain::model::ClientContext;

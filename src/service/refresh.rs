@@ -1,0 +1,85 @@
+//! The refresh grant: rotation with a grace interval and reuse detection (the rules are
+//! in `domain::rotation`; docs/contract.md "Refresh rotation").
+
+use super::issue::{issue, Issued};
+use crate::domain::model::ClientContext;
+use crate::domain::rotation::{self, RefreshOutcome, RefreshRequest, Rejection};
+use crate::domain::{RefreshToken, Scope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub struct RefreshInput<'a> {
+    /// The refresh token as presented (form field or cookie).
+    pub raw_token: &'a str,
+    /// The client that presents it; `None`: whoever it was issued to.
+    pub client_id: Option<&'a str>,
+    /// A narrower scope, if asked for (RFC 6749 §6).
+    pub scope: Option<Scope>,
+    pub ctx: ClientContext,
+}
+
+pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued, ApiError> {
+    let Ok(token) = RefreshToken::parse(input.raw_token) else {
+        return Err(ApiError::InvalidGrant(
+            Rejection::Unknown.description().into(),
+        ));
+    };
+    if let Some(id) = input.client_id {
+        if state.settings.client(id).is_none() {
+            return Err(ApiError::InvalidClient { basic: false });
+        }
+    }
+    let request = RefreshRequest {
+        token,
+        client_id: input.client_id.map(str::to_owned),
+        scope: input.scope,
+        reuse_interval_ms: state.settings.refresh.reuse_interval.as_millis_i64(),
+        ctx: input.ctx,
+    };
+    let (now, rng, sealer, settings) = (
+        state.now(),
+        state.rng.clone(),
+        state.sealer.clone(),
+        state.settings.clone(),
+    );
+    let outcome = state
+        .store
+        .write(async move |tx| {
+            let idle_ms = |s: &crate::domain::model::Session| {
+                settings
+                    .lifetimes(settings.client(&s.client_id), s.remember_me)
+                    .idle_ms
+            };
+            rotation::refresh(tx, now, &rng, sealer.as_ref(), &request, idle_ms).await
+        })
+        .await?;
+    state.metrics.refresh(outcome.label());
+    let granted = match outcome {
+        RefreshOutcome::Rotated(g) | RefreshOutcome::Replayed(g) => g,
+        RefreshOutcome::Rejected(Rejection::ScopeTooWide) => {
+            return Err(ApiError::InvalidScope(
+                Rejection::ScopeTooWide.description().into(),
+            ))
+        }
+        RefreshOutcome::Rejected(r) => return Err(ApiError::InvalidGrant(r.description().into())),
+        RefreshOutcome::ReuseDetected => {
+            return Err(ApiError::InvalidGrant(
+                Rejection::SessionEnded.description().into(),
+            ));
+        }
+    };
+    let client = state
+        .settings
+        .client(&granted.session.client_id)
+        .cloned()
+        .ok_or_else(|| ApiError::InvalidGrant("the client no longer exists".into()))?;
+    issue(
+        state,
+        &client,
+        granted.session,
+        &granted.user,
+        &granted.scope,
+        granted.token,
+        now,
+    )
+}

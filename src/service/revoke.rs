@@ -1,0 +1,143 @@
+//! Ending sessions on request: token revocation (RFC 7009), logout in its three scopes,
+//! and a user ending one of their own sessions.
+
+use super::auth::Authenticated;
+use crate::domain::model::{ClientContext, NewEvent, Session};
+use crate::domain::sessions;
+use crate::domain::{EventKind, RefreshToken, RevocationReason};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The session a refresh token belongs to, if it is one we issued (any generation).
+pub async fn session_of_refresh_token(
+    state: &AppState,
+    raw: &str,
+) -> Result<Option<Session>, ApiError> {
+    let Ok(token) = RefreshToken::parse(raw) else {
+        return Ok(None);
+    };
+    let hash = token.hash();
+    Ok(state
+        .store
+        .read(async move |tx| match tx.token_by_hash(&hash).await? {
+            Some(t) => tx.session_by_id(&t.session_id).await,
+            None => Ok(None),
+        })
+        .await?)
+}
+
+/// Revokes the session behind `raw` (a refresh token or an access JWT), if there is one
+/// and it belongs to `client_id` when that is given. Whether one was revoked.
+pub async fn revoke_token(
+    state: &AppState,
+    raw: &str,
+    client_id: Option<String>,
+    ctx: ClientContext,
+    reason: RevocationReason,
+) -> Result<bool, ApiError> {
+    let session_id = match RefreshToken::parse(raw) {
+        Ok(_) => session_of_refresh_token(state, raw).await?.map(|s| s.id),
+        Err(_) => state.tokens.verify(raw).ok().map(|c| c.sid),
+    };
+    let Some(session_id) = session_id else {
+        return Ok(false);
+    };
+    let now = state.now();
+    Ok(state
+        .store
+        .write(async move |tx| {
+            let Some(session) = tx.session_by_id(&session_id).await? else {
+                return Ok(false);
+            };
+            if client_id.as_deref().is_some_and(|c| c != session.client_id) {
+                return Ok(false);
+            }
+            sessions::revoke(tx, now, &session, reason, &ctx).await
+        })
+        .await?)
+}
+
+/// Which of the caller's sessions `POST /logout` ends.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogoutScope {
+    /// This session only.
+    #[default]
+    Local,
+    /// Every session of the user but this one.
+    Others,
+    /// Every session of the user.
+    Global,
+}
+
+impl LogoutScope {
+    fn reason(self) -> RevocationReason {
+        match self {
+            LogoutScope::Local => RevocationReason::Logout,
+            LogoutScope::Others => RevocationReason::LogoutOthers,
+            LogoutScope::Global => RevocationReason::LogoutGlobal,
+        }
+    }
+
+    fn ends(self, is_current: bool) -> bool {
+        match self {
+            LogoutScope::Local => is_current,
+            LogoutScope::Others => !is_current,
+            LogoutScope::Global => true,
+        }
+    }
+}
+
+/// Ends the caller's sessions that `scope` names and records a `logout` event.
+pub async fn logout(
+    state: &AppState,
+    auth: &Authenticated,
+    scope: LogoutScope,
+    ctx: ClientContext,
+) -> Result<usize, ApiError> {
+    let now = state.now();
+    let current = auth.session.clone();
+    Ok(state
+        .store
+        .write(async move |tx| {
+            let reason = scope.reason();
+            let mut ended = 0;
+            for s in tx.active_sessions_of_user(&current.user_id, now).await? {
+                if scope.ends(s.id == current.id)
+                    && sessions::revoke(tx, now, &s, reason, &ctx).await?
+                {
+                    ended += 1;
+                }
+            }
+            let event = NewEvent::about_session(EventKind::Logout, &current, &ctx)
+                .detail(serde_json::json!({ "scope": reason.as_str() }));
+            tx.insert_event(now, &event).await?;
+            Ok(ended)
+        })
+        .await?)
+}
+
+/// Ends one of the caller's own sessions. `NotFound` for anyone else's: someone else's
+/// session is indistinguishable from no session.
+pub async fn end_own_session(
+    state: &AppState,
+    auth: &Authenticated,
+    session_id: String,
+    ctx: ClientContext,
+) -> Result<(), ApiError> {
+    let (now, user_id) = (state.now(), auth.user.id.clone());
+    let ended = state
+        .store
+        .write(async move |tx| match tx.session_by_id(&session_id).await? {
+            Some(s) if s.user_id == user_id && s.is_active(now) => {
+                sessions::revoke(tx, now, &s, RevocationReason::UserRevoked, &ctx).await
+            }
+            _ => Ok(false),
+        })
+        .await?;
+    if ended {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("no such session".into()))
+    }
+}

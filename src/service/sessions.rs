@@ -1,0 +1,56 @@
+//! Listing and ending sessions: a user's own devices, and the operator's views.
+
+use crate::domain::model::{ClientContext, Session};
+use crate::domain::{sessions, RevocationReason};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The user's live sessions, oldest first.
+pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Session>, ApiError> {
+    let (now, id) = (state.now(), user_id.to_owned());
+    Ok(state
+        .store
+        .read(async move |tx| tx.active_sessions_of_user(&id, now).await)
+        .await?)
+}
+
+/// An operator's view of a user's live sessions; `NotFound` if there is no such user.
+pub async fn sessions_of_user(state: &AppState, user_id: String) -> Result<Vec<Session>, ApiError> {
+    let now = state.now();
+    state
+        .store
+        .read(async move |tx| {
+            if tx.user_by_id(&user_id).await?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(tx.active_sessions_of_user(&user_id, now).await?))
+        })
+        .await?
+        .ok_or_else(no_such_user)
+}
+
+/// User-wide revocation by an operator; how many sessions ended.
+pub async fn revoke_all_of_user(
+    state: &AppState,
+    user_id: String,
+    ctx: ClientContext,
+) -> Result<usize, ApiError> {
+    let now = state.now();
+    state
+        .store
+        .write(async move |tx| {
+            if tx.user_by_id(&user_id).await?.is_none() {
+                return Ok(None);
+            }
+            let reason = RevocationReason::Admin;
+            Ok(Some(
+                sessions::revoke_all_of_user(tx, now, &user_id, None, reason, &ctx).await?,
+            ))
+        })
+        .await?
+        .ok_or_else(no_such_user)
+}
+
+pub fn no_such_user() -> ApiError {
+    ApiError::NotFound("no such user".into())
+}

@@ -1,0 +1,184 @@
+//! The SQLite backend: one writer thread that group-commits (`writer`), read-only
+//! connections on a bounded pool, and the domain's `Tx` port over a connection (`tx`).
+//! Nothing here blocks an async worker. rusqlite appears nowhere outside this folder.
+
+mod bulk;
+mod events;
+pub mod migrations;
+mod sessions;
+mod tokens;
+mod tx;
+mod users;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+pub use bulk::BulkLoad;
+pub use tx::SqliteTx;
+use tx::run_now;
+
+use super::{StoreError, StoreObserver, WriterStats};
+use crate::domain::repository::Tx;
+use crate::pool::WorkerPool;
+
+/// Most writes waiting for the writer before new ones are refused with 503.
+const WRITE_QUEUE: usize = 8192;
+
+/// Runs one write inside the batch transaction; returns what to tell its caller once the
+/// batch has committed (or failed).
+type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Sender<WriteJob>,
+    readers: WorkerPool<Connection>,
+    stats: Arc<WriterStats>,
+    observer: Option<Arc<dyn StoreObserver>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, applies migrations, and starts the writer
+    /// thread and `readers` read-only connections.
+    pub fn open(
+        path: &Path,
+        readers: usize,
+        observer: Option<Arc<dyn StoreObserver>>,
+    ) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
+        }
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        configure(&conn).context("cannot configure the database")?;
+        migrate(&mut conn)
+            .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+
+        let mut contexts = Vec::new();
+        for _ in 0..readers.max(1) {
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("cannot open a reader on {}", path.display()))?;
+            r.busy_timeout(Duration::from_secs(5))?;
+            r.set_prepared_statement_cache_capacity(64);
+            contexts.push(r);
+        }
+        let readers = WorkerPool::start("db-read", contexts, 4096)?;
+
+        let (tx, rx) = bounded::<WriteJob>(WRITE_QUEUE);
+        let stats = Arc::new(WriterStats::default());
+        let (writer_stats, writer_observer) = (stats.clone(), observer.clone());
+        thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || writer::writer_loop(conn, rx, writer_stats, writer_observer))?;
+        Ok(Self {
+            writer: tx,
+            readers,
+            stats,
+            observer,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Queues `f` for the writer and waits until its batch has committed.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<R, StoreError>>();
+        let observer = self.observer.clone();
+        let job: WriteJob = Box::new(move |conn: &Connection| {
+            let mut tx = SqliteTx::new(conn);
+            let outcome = writer::run_in_savepoint(conn, || run_now(f(&mut tx)));
+            let revoked = tx.into_revoked();
+            Box::new(move |committed: Result<(), Arc<anyhow::Error>>| {
+                let result = match (outcome, committed) {
+                    (Ok(r), Ok(())) => {
+                        if let Some(o) = &observer {
+                            revoked.iter().for_each(|reason| o.sessions_revoked(*reason, 1));
+                        }
+                        Ok(r)
+                    }
+                    (Err(e), _) => Err(StoreError::Failed(e)),
+                    (Ok(_), Err(e)) => {
+                        Err(StoreError::Failed(anyhow::anyhow!("commit failed: {e:#}")))
+                    }
+                };
+                let _ = reply.send(result);
+            })
+        });
+        match self.writer.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(StoreError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(StoreError::Stopped),
+        }
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Runs `f` on a read-only connection; it sees every write that has returned.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.readers
+            .run(move |conn: &mut Connection| run_now(f(&mut SqliteTx::new(conn))))
+            .await?
+            .map_err(StoreError::Failed)
+    }
+}
+
+/// Applies the schema migrations (the store does when it opens; a bulk loader that
+/// writes through its own connection calls this first).
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    Ok(migrations::migrations().to_latest(conn)?)
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL lets readers run beside the writer; FULL makes every commit durable (an fsync
+    // of the WAL) before we answer; group commit pays that once per batch.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+/// A migrated in-memory database and a `Tx` over it, for unit tests of the rules.
+#[cfg(test)]
+pub fn in_memory() -> Connection {
+    let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    migrate(&mut conn).expect("migrations");
+    conn
+}
+
+#[cfg(test)]
+pub fn run_test_job<T>(
+    conn: &Connection,
+    job: impl AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    run_now(job(&mut SqliteTx::new(conn)))
+}

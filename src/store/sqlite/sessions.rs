@@ -1,0 +1,194 @@
+//! The `sessions` table: one row per refresh-token family, carrying its head.
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::clock::Millis;
+use crate::domain::model::Session;
+use crate::domain::repository::SweepStep;
+use crate::domain::{RevocationReason, Scope};
+
+const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
+     last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
+     head_generation, head_issued_at, sealed_head";
+
+fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+    let scope: String = r.get(3)?;
+    let reason: Option<String> = r.get(12)?;
+    Ok(Session {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        client_id: r.get(2)?,
+        // Stored scopes were parsed when the session began.
+        scope: Scope::parse(&scope).unwrap_or_default(),
+        remember_me: r.get(4)?,
+        created_at: r.get(5)?,
+        last_active_at: r.get(6)?,
+        idle_expires_at: r.get(7)?,
+        expires_at: r.get(8)?,
+        ip: r.get(9)?,
+        user_agent: r.get(10)?,
+        revoked_at: r.get(11)?,
+        // A reason this version does not know still leaves the session revoked.
+        revoked_reason: reason.as_deref().and_then(RevocationReason::parse),
+        head_generation: r.get(13)?,
+        head_issued_at: r.get(14)?,
+        sealed_head: r.get(15)?,
+    })
+}
+
+pub fn insert(conn: &Connection, s: &Session) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+             last_active_at, idle_expires_at, expires_at, ip, user_agent,
+             head_generation, head_issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        s.id,
+        s.user_id,
+        s.client_id,
+        s.scope.to_claim(),
+        s.remember_me,
+        s.created_at,
+        s.last_active_at,
+        s.idle_expires_at,
+        s.expires_at,
+        s.ip,
+        s.user_agent,
+        s.head_generation,
+        s.head_issued_at
+    ])
+    .context("insert session")?;
+    Ok(())
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> anyhow::Result<Option<Session>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"
+    ))?;
+    Ok(st.query_row([id], session_from_row).optional()?)
+}
+
+/// The user's sessions that are live at `now`, oldest first.
+pub fn active_of_user(conn: &Connection, user_id: &str, now: Millis) -> anyhow::Result<Vec<Session>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLS} FROM sessions
+         WHERE user_id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?2 AND expires_at > ?2
+         ORDER BY created_at, id"
+    ))?;
+    let rows = st
+        .query_map(params![user_id, now], session_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Sessions neither revoked nor expired, across all users (the metrics gauge).
+pub fn count_active(conn: &Connection, now: Millis) -> anyhow::Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sessions
+         WHERE revoked_at IS NULL AND idle_expires_at > ?1 AND expires_at > ?1",
+        params![now],
+        |r| r.get(0),
+    )?)
+}
+
+/// Records activity: moves `last_active_at` and the idle expiry, never the absolute one.
+pub fn touch(conn: &Connection, s: &Session) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "UPDATE sessions SET last_active_at = ?2, idle_expires_at = ?3,
+             ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent)
+         WHERE id = ?1",
+    )?
+    .execute(params![s.id, s.last_active_at, s.idle_expires_at, s.ip, s.user_agent])?;
+    Ok(())
+}
+
+/// A rotation: the family's head moves to `head_generation` (sealed on its parent for
+/// the reuse interval) and the session records activity, in one row update. The parent
+/// token row is never rewritten, so a rotation dirties as few pages as it can (see
+/// BENCHMARKS.md). Fails unless the head was one generation behind.
+pub fn advance_head(conn: &Connection, s: &Session) -> anyhow::Result<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET last_active_at = ?2, idle_expires_at = ?3,
+                 ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent),
+                 head_generation = ?6, head_issued_at = ?7, sealed_head = ?8
+             WHERE id = ?1 AND head_generation = ?6 - 1",
+        )?
+        .execute(params![
+            s.id,
+            s.last_active_at,
+            s.idle_expires_at,
+            s.ip,
+            s.user_agent,
+            s.head_generation,
+            s.head_issued_at,
+            s.sealed_head
+        ])?;
+    anyhow::ensure!(n == 1, "the head moved during the rotation");
+    Ok(())
+}
+
+/// Revokes one session if still live; returns whether it did.
+pub fn revoke(conn: &Connection, id: &str, now: Millis, reason: RevocationReason) -> anyhow::Result<bool> {
+    // The sealed head is useless once the family is dead: wipe it in the same write.
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3, sealed_head = NULL
+             WHERE id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![id, now, reason.as_str()])?;
+    Ok(n > 0)
+}
+
+/// Wipes sealed heads whose reuse interval ended before `cutoff`; returns how many.
+pub fn wipe_sealed_before(conn: &Connection, cutoff: Millis) -> anyhow::Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE sessions SET sealed_head = NULL
+             WHERE sealed_head IS NOT NULL AND head_issued_at < ?1",
+        )?
+        .execute([cutoff])?)
+}
+
+/// Housekeeping sweeps the sessions in rowid order, a bounded range per write, so each
+/// write stays small at any table size and a whole pass reads every session once (a
+/// `WHERE … LIMIT` delete rescans the table for every chunk: 3 s per chunk at 1M
+/// sessions). In the range (`after`, end of the next `limit` sessions], it deletes the
+/// tokens of ended sessions (they can never be used again), then the sessions that
+/// ended before `ended_before` (kept until then for the admin view).
+pub fn sweep(
+    conn: &Connection,
+    after: i64,
+    limit: u32,
+    now: Millis,
+    ended_before: Millis,
+) -> anyhow::Result<SweepStep> {
+    let end: Option<i64> = conn
+        .prepare_cached(
+            "SELECT rowid FROM sessions WHERE rowid > ?1 ORDER BY rowid LIMIT 1 OFFSET ?2",
+        )?
+        .query_row(params![after, limit.saturating_sub(1)], |r| r.get(0))
+        .optional()?;
+    let upto = end.unwrap_or(i64::MAX);
+    // Tokens first: a session deleted here takes its tokens with it (cascade).
+    let tokens = conn
+        .prepare_cached(
+            "DELETE FROM refresh_tokens WHERE session_id IN (
+               SELECT id FROM sessions WHERE rowid > ?2 AND rowid <= ?3
+                 AND (revoked_at IS NOT NULL OR expires_at <= ?1 OR idle_expires_at <= ?1))",
+        )?
+        .execute(params![now, after, upto])?;
+    let sessions = conn
+        .prepare_cached(
+            "DELETE FROM sessions WHERE rowid > ?2 AND rowid <= ?3
+               AND COALESCE(revoked_at, MIN(expires_at, idle_expires_at)) < ?1",
+        )?
+        .execute(params![ended_before, after, upto])?;
+    Ok(SweepStep {
+        tokens,
+        sessions,
+        next: end,
+    })
+}

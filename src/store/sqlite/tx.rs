@@ -1,0 +1,149 @@
+//! [`SqliteTx`]: the domain's `Tx` port over one SQLite connection, inside the writer's
+//! batch transaction (writes) or on a read-only connection (reads). Each method is one
+//! of the per-table statements; SQLite answers synchronously, so every future here is
+//! ready when first polled (see `run_now`).
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+
+use super::{events, sessions, tokens, users};
+use crate::clock::Millis;
+use crate::domain::model::{Event, EventQuery, NewEvent, Session, StoredToken, User};
+use crate::domain::repository::{Result, SweepStep, Tx};
+use crate::domain::{RevocationReason, TokenHash};
+
+pub struct SqliteTx<'c> {
+    conn: &'c Connection,
+    /// Sessions this job revoked, reported once its batch has committed.
+    revoked: Vec<RevocationReason>,
+}
+
+impl<'c> SqliteTx<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            revoked: Vec::new(),
+        }
+    }
+
+    pub fn into_revoked(self) -> Vec<RevocationReason> {
+        self.revoked
+    }
+}
+
+/// Runs a store job's future to completion on this thread. Every `SqliteTx` method is
+/// ready at once, so a job is too; one that waits on anything else is a bug, reported
+/// as an error rather than blocking the writer.
+pub fn run_now<T>(job: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let mut job = pin!(job);
+    match job.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(anyhow::anyhow!(
+            "a store job waited on something outside the store"
+        )),
+    }
+}
+
+#[async_trait(?Send)]
+impl Tx for SqliteTx<'_> {
+    async fn ping(&mut self) -> Result<()> {
+        self.conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    async fn user_by_id(&mut self, id: &str) -> Result<Option<User>> {
+        users::by_id(self.conn, id)
+    }
+    async fn user_by_username_key(&mut self, key: &str) -> Result<Option<User>> {
+        users::by_username_key(self.conn, key)
+    }
+    async fn all_users(&mut self) -> Result<Vec<User>> {
+        users::all(self.conn)
+    }
+    async fn insert_user(&mut self, user: &User, username_key: &str) -> Result<()> {
+        users::insert(self.conn, user, username_key)
+    }
+    async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()> {
+        users::set_password_hash(self.conn, user_id, hash)
+    }
+    async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+        users::set_disabled(self.conn, user_id, now)
+    }
+    async fn delete_user(&mut self, user_id: &str) -> Result<bool> {
+        users::delete(self.conn, user_id)
+    }
+
+    async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>> {
+        sessions::by_id(self.conn, id)
+    }
+    async fn active_sessions_of_user(&mut self, user_id: &str, now: Millis) -> Result<Vec<Session>> {
+        sessions::active_of_user(self.conn, user_id, now)
+    }
+    async fn count_active_sessions(&mut self, now: Millis) -> Result<i64> {
+        sessions::count_active(self.conn, now)
+    }
+    async fn insert_session(&mut self, session: &Session) -> Result<()> {
+        sessions::insert(self.conn, session)
+    }
+    async fn touch_session(&mut self, session: &Session) -> Result<()> {
+        sessions::touch(self.conn, session)
+    }
+    async fn advance_head(&mut self, session: &Session) -> Result<()> {
+        sessions::advance_head(self.conn, session)
+    }
+    async fn revoke_session(&mut self, id: &str, now: Millis, reason: RevocationReason) -> Result<bool> {
+        let revoked = sessions::revoke(self.conn, id, now, reason)?;
+        if revoked {
+            self.revoked.push(reason);
+        }
+        Ok(revoked)
+    }
+    async fn wipe_sealed_heads_before(&mut self, cutoff: Millis) -> Result<usize> {
+        sessions::wipe_sealed_before(self.conn, cutoff)
+    }
+    async fn sweep_sessions(
+        &mut self,
+        after: i64,
+        limit: u32,
+        now: Millis,
+        ended_before: Millis,
+    ) -> Result<SweepStep> {
+        sessions::sweep(self.conn, after, limit, now, ended_before)
+    }
+
+    async fn token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<StoredToken>> {
+        tokens::by_hash(self.conn, hash)
+    }
+    async fn insert_token(&mut self, token: &StoredToken) -> Result<()> {
+        tokens::insert(self.conn, token)
+    }
+
+    async fn insert_event(&mut self, at: Millis, event: &NewEvent) -> Result<()> {
+        events::insert(self.conn, at, event)
+    }
+    async fn events(&mut self, query: &EventQuery) -> Result<Vec<Event>> {
+        events::query(self.conn, query)
+    }
+    async fn has_logged_in_before(&mut self, user_id: &str) -> Result<bool> {
+        events::has_logged_in_before(self.conn, user_id)
+    }
+    async fn logged_in_from(&mut self, user_id: &str, ip: &str, since: Millis) -> Result<bool> {
+        events::logged_in_from(self.conn, user_id, ip, since)
+    }
+    async fn seen_device(
+        &mut self,
+        user_id: &str,
+        since: Millis,
+        network: &str,
+        ua_family: &str,
+    ) -> Result<bool> {
+        events::seen_device(self.conn, user_id, since, network, ua_family)
+    }
+    async fn delete_events_before(&mut self, cutoff: Millis, limit: u32) -> Result<usize> {
+        events::delete_before(self.conn, cutoff, limit)
+    }
+}
