@@ -1,0 +1,143 @@
+//! `[[clients]]` and `[[resource_servers]]`: who may ask for tokens and who may
+//! introspect them.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, HumanDuration};
+use crate::domain::ClientId;
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub id: String,
+    /// The `aud` of access tokens issued to this client.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Scopes this client may request; a request for anything else is refused.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Exact origins allowed for browser (cookie) mode and CORS.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub access_token_ttl: Option<HumanDuration>,
+    #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub absolute_lifetime: Option<HumanDuration>,
+    #[serde(default)]
+    pub idle_timeout_no_remember: Option<HumanDuration>,
+    #[serde(default)]
+    pub absolute_lifetime_no_remember: Option<HumanDuration>,
+}
+
+fn default_audience() -> String {
+    "latchkey".into()
+}
+
+impl ClientSettings {
+    pub fn named(id: &str) -> Self {
+        Self {
+            id: id.into(),
+            audience: default_audience(),
+            scopes: Vec::new(),
+            allowed_origins: Vec::new(),
+            access_token_ttl: None,
+            idle_timeout: None,
+            absolute_lifetime: None,
+            idle_timeout_no_remember: None,
+            absolute_lifetime_no_remember: None,
+        }
+    }
+
+    /// This client on its own; [`validate_clients`] checks the list.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for origin in &self.allowed_origins {
+            let ok = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.path() == "/"
+                    && !origin.ends_with('/')
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(ConfigError(format!(
+                    "client {:?}: allowed origin {origin:?} must be scheme://host[:port] with no path",
+                    self.id
+                )));
+            }
+        }
+        ClientId::parse(&self.id)
+            .map_err(|e| ConfigError(format!("client id {:?}: {e}", self.id)))?;
+        if self.audience.is_empty() {
+            return Err(ConfigError(format!(
+                "client {:?} has an empty audience",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// At least one client, each valid, no id twice.
+pub(super) fn validate_clients(clients: &[ClientSettings]) -> Result<(), ConfigError> {
+    if clients.is_empty() {
+        return Err(ConfigError("at least one client must be configured".into()));
+    }
+    let mut ids = HashSet::new();
+    for c in clients {
+        c.validate()?;
+        if !ids.insert(c.id.as_str()) {
+            return Err(ConfigError(format!("client id {:?} is listed twice", c.id)));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceServerSettings {
+    pub id: String,
+    pub secret: Secret<String>,
+}
+
+impl fmt::Debug for ResourceServerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceServerSettings")
+            .field("id", &self.id)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+impl ResourceServerSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id.is_empty() || self.secret.expose().len() < 16 {
+            return Err(ConfigError(format!(
+                "resource server {:?} needs an id and a secret of at least 16 characters",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Each resource server valid, no id twice (none at all is fine).
+pub(super) fn validate_resource_servers(
+    servers: &[ResourceServerSettings],
+) -> Result<(), ConfigError> {
+    let mut ids = HashSet::new();
+    for rs in servers {
+        rs.validate()?;
+        if !ids.insert(rs.id.as_str()) {
+            return Err(ConfigError(format!(
+                "resource server {:?} is listed twice",
+                rs.id
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Configuration: safe defaults, layered under one TOML file, layered under
+//! `LATCHKEY_SECTION__KEY` environment variables (figment does the layering;
+//! docs/contract.md "Configuration").
+//!
+//! Every key has a default so `latchkey serve` runs with no file at all. Unknown keys
+//! are refused (`deny_unknown_fields`) so a typo never silently falls back to a default.
+//!
+//! Each section lives in its own file with its defaults and its own `validate`;
+//! [`Settings::validate`] runs them in turn.
+
+mod browser;
+mod clients;
+mod duration;
+mod events;
+mod keys;
+mod logging;
+mod login;
+mod rate_limits;
+mod server;
+mod session;
+mod store;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Lifetimes;
+
+pub use browser::BrowserSettings;
+pub use clients::{ClientSettings, ResourceServerSettings};
+pub use duration::HumanDuration;
+pub use events::EventSettings;
+pub use keys::KeySettings;
+pub use logging::{LogFormat, LogSettings};
+pub use login::LoginSettings;
+pub use rate_limits::{RateLimit, RateLimitSettings};
+pub use server::{ServerSettings, TlsSettings};
+pub use session::SessionSettings;
+pub use store::StoreSettings;
+pub use tokens::{AccessTokenSettings, RefreshSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The issuer URL: the `iss` of every token and the metadata `issuer`, byte for byte.
+    pub issuer: String,
+    pub registration: Registration,
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub keys: KeySettings,
+    pub access_token: AccessTokenSettings,
+    pub refresh: RefreshSettings,
+    pub session: SessionSettings,
+    pub login: LoginSettings,
+    pub rate_limits: RateLimitSettings,
+    pub browser: BrowserSettings,
+    pub clients: Vec<ClientSettings>,
+    pub resource_servers: Vec<ResourceServerSettings>,
+    pub events: EventSettings,
+    pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            registration: Registration::Open,
+            server: ServerSettings::default(),
+            store: StoreSettings::default(),
+            keys: KeySettings::default(),
+            access_token: AccessTokenSettings::default(),
+            refresh: RefreshSettings::default(),
+            session: SessionSettings::default(),
+            login: LoginSettings::default(),
+            rate_limits: RateLimitSettings::default(),
+            browser: BrowserSettings::default(),
+            clients: vec![ClientSettings::named("default")],
+            resource_servers: Vec::new(),
+            events: EventSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// A configuration problem, reported as one line naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Defaults → `file` (or `latchkey.toml` if present) → `LATCHKEY_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist or is not a file",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("latchkey.toml")),
+        }
+        figment = figment.merge(Env::prefixed("LATCHKEY_").split("__").ignore(&["config"]));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError(one_line(&e.to_string())))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The first problem found, section by section. `store`, `keys`, `refresh`,
+    /// `events` and `log` have no checks beyond their types.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_issuer(&self.issuer)?;
+        self.server.validate()?;
+        self.browser.validate()?;
+        clients::validate_clients(&self.clients)?;
+        self.login.validate()?;
+        self.rate_limits.validate()?;
+        clients::validate_resource_servers(&self.resource_servers)?;
+        self.session.validate()?;
+        self.access_token.validate()?;
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.bind_addr()
+    }
+
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.server.metrics_addr()
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientSettings> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+
+    /// The longest access-token lifetime of any client.
+    pub fn longest_access_ttl(&self) -> Duration {
+        self.clients
+            .iter()
+            .filter_map(|c| c.access_token_ttl)
+            .map(|d| d.0)
+            .chain(std::iter::once(self.access_token.ttl.0))
+            .max()
+            .unwrap_or(self.access_token.ttl.0)
+    }
+
+    /// How long a retired key stays published: every token it signed has expired and
+    /// every cached JWKS has been refetched by then.
+    pub fn retired_key_grace(&self) -> Duration {
+        self.longest_access_ttl() + self.keys.jwks_max_age.0 + self.access_token.leeway.0
+    }
+
+    pub fn access_ttl(&self, client: &ClientSettings) -> HumanDuration {
+        client.access_token_ttl.unwrap_or(self.access_token.ttl)
+    }
+
+    /// Idle and absolute lifetimes for a session of `client`, per its remember-me choice.
+    pub fn lifetimes(&self, client: Option<&ClientSettings>, remember_me: bool) -> Lifetimes {
+        let s = &self.session;
+        let pick = |per_client: Option<HumanDuration>, global: HumanDuration| {
+            per_client.unwrap_or(global).as_millis_i64()
+        };
+        if remember_me {
+            Lifetimes {
+                idle_ms: pick(client.and_then(|c| c.idle_timeout), s.idle_timeout),
+                absolute_ms: pick(
+                    client.and_then(|c| c.absolute_lifetime),
+                    s.absolute_lifetime,
+                ),
+            }
+        } else {
+            Lifetimes {
+                idle_ms: pick(
+                    client.and_then(|c| c.idle_timeout_no_remember),
+                    s.idle_timeout_no_remember,
+                ),
+                absolute_ms: pick(
+                    client.and_then(|c| c.absolute_lifetime_no_remember),
+                    s.absolute_lifetime_no_remember,
+                ),
+            }
+        }
+    }
+
+    pub fn publish_ahead(&self) -> HumanDuration {
+        self.keys
+            .publish_ahead
+            .unwrap_or(HumanDuration(self.keys.jwks_max_age.0 * 2))
+    }
+}
+
+fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(issuer)
+        .map_err(|e| ConfigError(format!("issuer {issuer:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        // RFC 8414 §2: the issuer is an https URL with no query or fragment.
+        return Err(ConfigError(format!(
+            "issuer {issuer:?} must be an http(s) URL without query or fragment"
+        )));
+    }
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn issuer_with_query_is_refused() {
+        let s = Settings {
+            issuer: "https://auth.example.com/?x=1".into(),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+    }
+}

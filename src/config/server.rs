@@ -1,0 +1,97 @@
+//! `[server]`: listening addresses, TLS, request limits and timeouts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, HumanDuration};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub body_limit: usize,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve `/metrics` (and `/healthz`, `/readyz`) on this separate address instead of
+    /// the main one, e.g. `127.0.0.1:9090` for a scraper on the host only.
+    pub metrics_bind: Option<String>,
+    /// Serve HTTPS directly (rustls) with this certificate chain and key (PEM).
+    pub tls: Option<TlsSettings>,
+    /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
+    pub shutdown_timeout: HumanDuration,
+    /// How long a client has to send a request's head (slow clients get 408 and are
+    /// disconnected).
+    pub client_timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            body_limit: 16 * 1024,
+            workers: 0,
+            trusted_proxies: Vec::new(),
+            metrics_bind: None,
+            tls: None,
+            shutdown_timeout: HumanDuration::secs(30),
+            client_timeout: HumanDuration::secs(5),
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bind_addr()?;
+        self.metrics_addr()?;
+        if self.client_timeout.0 < Duration::from_secs(1) {
+            return Err(ConfigError(
+                "server.client_timeout must be at least 1s (actix measures it with a clock refreshed every 500 ms)".into(),
+            ));
+        }
+        if self.body_limit < 1024 {
+            return Err(ConfigError(
+                "server.body_limit must be at least 1024 bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `bind` as an address (behind [`super::Settings::bind_addr`]).
+    pub(super) fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.bind.parse().map_err(|_| {
+            ConfigError(format!(
+                "server.bind {:?} is not an address like 127.0.0.1:8080",
+                self.bind
+            ))
+        })
+    }
+
+    /// `metrics_bind` as an address (behind [`super::Settings::metrics_addr`]).
+    pub(super) fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.metrics_bind
+            .as_deref()
+            .map(|b| {
+                b.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "server.metrics_bind {b:?} is not an address like 127.0.0.1:9090"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
