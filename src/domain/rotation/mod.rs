@@ -266,3 +266,6 @@ async fn grace_head(
         .is_some_and(|t| t.session_id == session.id && t.generation == session.head_generation)
         .then_some(head))
 }
+
+#[cfg(test)]
+mod tests;
