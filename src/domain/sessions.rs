@@ -4,8 +4,8 @@ use ring::rand::SystemRandom;
 use rusqlite::Connection;
 
 use crate::clock::Millis;
-use crate::domain::{Lifetimes, LimitPolicy};
 use crate::domain::RefreshToken;
+use crate::domain::{Lifetimes, LimitPolicy};
 use crate::store::queries::{self, NewEvent, SessionRow, UserRow};
 
 /// Where a request came from, for sessions and events.
