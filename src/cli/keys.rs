@@ -1,0 +1,152 @@
+//! `latchkey keys list|generate|rotate|retire|import` (docs/contract.md "Command line").
+//! Every change goes through `crate::keys`, which locks `keys.dir` and replaces its
+//! manifest atomically, so a running server picks it up on its next reload.
+
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::KeysCommand;
+use crate::clock::{Clock, Millis, SystemClock};
+use crate::config::Settings;
+use crate::domain::Algorithm;
+use crate::keys;
+
+/// What every `keys` subcommand needs: the folder, the time, and the key timings.
+struct KeyTimes<'a> {
+    settings: &'a Settings,
+    dir: &'a Path,
+    now: Millis,
+    now_dt: DateTime<Utc>,
+    /// How long a retired key stays published.
+    grace: chrono::Duration,
+    /// How long a rotated key is published before it signs.
+    publish_ahead: chrono::Duration,
+}
+
+pub(super) fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let now = SystemClock.now_millis();
+    let t = KeyTimes {
+        settings,
+        dir: &settings.keys.dir,
+        now,
+        now_dt: crate::clock::to_datetime(now),
+        grace: chrono::Duration::from_std(settings.retired_key_grace())?,
+        publish_ahead: chrono::Duration::from_std(settings.publish_ahead().0)?,
+    };
+    match command {
+        KeysCommand::List => list(&t),
+        KeysCommand::Generate { alg } => generate(&t, alg),
+        KeysCommand::Rotate { alg, now: at_once } => rotate(&t, alg, at_once),
+        KeysCommand::Import {
+            file,
+            alg,
+            now: at_once,
+        } => import(&t, &file, alg, at_once),
+        KeysCommand::Retire { kid } => retire(&t, &kid),
+    }
+}
+
+/// A time as the key commands print it: RFC 3339, whole seconds, `Z`.
+fn at(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// One line per key; `*` marks the key that signs now.
+fn list(t: &KeyTimes<'_>) -> anyhow::Result<()> {
+    let keys = keys::Keys::load_or_generate(
+        t.dir,
+        t.settings.keys.algorithm,
+        t.settings.retired_key_grace(),
+        t.now,
+    )?;
+    let set = keys.current(t.now);
+    println!(
+        "  {:<43} {:<6} {:<8} {:<20} {:<20} {:<20} LEAVES JWKS",
+        "KID", "ALG", "STATE", "CREATED", "SIGNS FROM", "RETIRES"
+    );
+    for (e, state) in &set.entries {
+        let signing = if e.kid == set.signing.kid { "*" } else { " " };
+        println!(
+            "{signing} {:<43} {:<6} {:<8} {:<20} {:<20} {:<20} {}",
+            e.kid,
+            e.alg.as_str(),
+            state.as_str(),
+            at(e.created_at),
+            at(e.signs_from),
+            e.retired_at.map(at).unwrap_or_else(|| "-".into()),
+            e.unpublished_at(t.grace)
+                .map(at)
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(())
+}
+
+/// A key that signs at once.
+fn generate(t: &KeyTimes<'_>, alg: Option<Algorithm>) -> anyhow::Result<()> {
+    let entry = keys::generate(t.dir, alg.unwrap_or(t.settings.keys.algorithm), t.now_dt)?;
+    println!("{}", entry.kid);
+    Ok(())
+}
+
+/// Stages a new key: published now, signing after `keys.publish_ahead` (or at once).
+fn rotate(t: &KeyTimes<'_>, alg: Option<Algorithm>, at_once: bool) -> anyhow::Result<()> {
+    let alg = alg.unwrap_or(t.settings.keys.algorithm);
+    let (entry, retiring) = keys::rotate(t.dir, alg, None, t.now_dt, t.ahead(at_once))?;
+    report_rotation(&entry, &retiring, t.grace);
+    Ok(())
+}
+
+/// Adds an operator's PKCS#8 PEM key as a rotation would.
+fn import(t: &KeyTimes<'_>, file: &Path, alg: Algorithm, at_once: bool) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let der = keys::pkcs8_from_pem(&text)?;
+    let (entry, retiring) = keys::rotate(t.dir, alg, Some(der), t.now_dt, t.ahead(at_once))?;
+    report_rotation(&entry, &retiring, t.grace);
+    Ok(())
+}
+
+/// Stops a key signing now; it stays published for the grace.
+fn retire(t: &KeyTimes<'_>, kid: &str) -> anyhow::Result<()> {
+    match keys::retire(t.dir, kid, t.now_dt, t.grace)? {
+        keys::Retired::Now(until) => {
+            println!(
+                "{kid} no longer signs; it stays in the JWKS until {}",
+                at(until)
+            )
+        }
+        keys::Retired::Already(since) => {
+            println!("{kid} was already retired at {}", at(since))
+        }
+    }
+    Ok(())
+}
+
+impl KeyTimes<'_> {
+    /// How long a rotated or imported key waits before it signs.
+    fn ahead(&self, at_once: bool) -> chrono::Duration {
+        if at_once {
+            chrono::Duration::zero()
+        } else {
+            self.publish_ahead
+        }
+    }
+}
+
+/// The new kid on standard output; when it signs and what retires on standard error.
+fn report_rotation(entry: &keys::KeyEntry, retiring: &[String], grace: chrono::Duration) {
+    println!("{}", entry.kid);
+    eprintln!(
+        "published now; signs from {}; {} retire(s) then and leave the JWKS at {}",
+        at(entry.signs_from),
+        if retiring.is_empty() {
+            "no keys".to_owned()
+        } else {
+            retiring.join(", ")
+        },
+        at(entry.signs_from + grace)
+    );
+}

@@ -1,0 +1,216 @@
+//! The command line: `latchkey [--config FILE] <command>` (clap; `--config` is global),
+//! as docs/contract.md "Command line" describes it. This module holds the clap
+//! definitions and dispatches; each command group has its own file.
+
+mod bench;
+mod check_config;
+mod keys;
+mod serve;
+mod sessions;
+mod users;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::domain::Algorithm;
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "Token and session service")]
+pub struct Cli {
+    /// Configuration file (default: latchkey.toml if present)
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default)
+    Serve,
+    /// Validate the configuration, keys and database, then exit
+    CheckConfig,
+    /// Manage users
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage sessions
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Measure argon2id hashes per second on all cores, as the login pool runs them
+    /// (the ceiling for logins per second; used by bench/run)
+    #[command(hide = true)]
+    BenchArgon2 {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Measure the store's in-process rotation limit: WALKERS families rotated back to
+    /// back through the writer (group commit, synchronous=FULL), no HTTP, in a temporary
+    /// database (the ceiling for refreshes per second; used by bench/run)
+    #[command(hide = true)]
+    BenchStore {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        walkers: usize,
+    },
+    /// Fill the configured database with live sessions and their tokens, to measure
+    /// refresh at scale (bench/scale). Their users' password is "scale passphrase".
+    #[command(hide = true)]
+    BenchFill {
+        #[arg(long)]
+        sessions: u64,
+        #[arg(long, default_value_t = 10)]
+        tokens_per_session: u64,
+        #[arg(long, default_value_t = 10)]
+        sessions_per_user: u64,
+        /// Skip the security events the service would have recorded for each rotation
+        #[arg(long)]
+        no_events: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// List users
+    List,
+    /// Disable a user and end all their sessions
+    Disable { username: String },
+    /// Delete a user with their sessions, tokens and events (erasure)
+    Delete { username: String },
+    /// Create a user; the password is read from standard input (or a prompt), never argv
+    Add {
+        username: String,
+        /// A role to grant (repeatable), e.g. --role admin
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// List keys: kid, algorithm, state (staged/active/retired/expired), dates; `*` marks
+    /// the key that signs now
+    List,
+    /// Generate a key that signs immediately (the newest active key signs)
+    Generate {
+        /// ES256, EdDSA or RS256 (default: keys.algorithm)
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<Algorithm>,
+    },
+    /// Stage a new key: published in the JWKS now, signing after keys.publish_ahead; the
+    /// keys signing now retire at that moment
+    Rotate {
+        /// ES256, EdDSA or RS256 (default: keys.algorithm)
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<Algorithm>,
+        /// Sign with the new key at once (compromised key): verifiers with a cached JWKS
+        /// must refetch it on the unknown kid
+        #[arg(long)]
+        now: bool,
+    },
+    /// Stop a key signing at once; it stays published until every token it signed has
+    /// expired and every cached JWKS has been refetched
+    Retire { kid: String },
+    /// Add a PKCS#8 PEM private key (e.g. from `openssl genpkey`) as a rotation would
+    Import {
+        /// The PEM file
+        file: PathBuf,
+        /// The key's algorithm: ES256, EdDSA or RS256
+        #[arg(long, value_parser = parse_alg)]
+        alg: Algorithm,
+        /// Sign with it at once instead of after keys.publish_ahead
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    /// List a user's active sessions
+    List {
+        /// Username
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke every session of a user
+    Revoke {
+        /// Username
+        #[arg(long)]
+        user: String,
+    },
+}
+
+fn parse_alg(s: &str) -> Result<Algorithm, String> {
+    match s {
+        "ES256" => Ok(Algorithm::ES256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        "RS256" => Ok(Algorithm::RS256),
+        _ => Err("one of ES256, EdDSA, RS256".into()),
+    }
+}
+
+/// Runs the command line; exit code 2 for configuration and startup problems, with one
+/// clear line and no backtrace.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("latchkey: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("latchkey: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latchkey: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Hands the command to its group's module.
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve::run(settings).await,
+        Command::CheckConfig => check_config::run(settings),
+        Command::Users(command) => users::run(command, &settings).await,
+        Command::Keys(command) => keys::run(command, &settings),
+        Command::Sessions(command) => sessions::run(command, &settings).await,
+        Command::BenchArgon2 { seconds } => bench::argon2(seconds),
+        Command::BenchStore { seconds, walkers } => bench::store(seconds, walkers).await,
+        Command::BenchFill {
+            sessions,
+            tokens_per_session,
+            sessions_per_user,
+            no_events,
+        } => {
+            let spec = crate::bench::FillSpec {
+                sessions,
+                tokens_per_session,
+                sessions_per_user,
+                events: !no_events,
+            };
+            bench::fill(&settings, spec)
+        }
+    }
+}

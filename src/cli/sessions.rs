@@ -1,0 +1,69 @@
+//! `latchkey sessions list|revoke --user NAME` (docs/contract.md "Command line").
+
+use super::users::user_named;
+use super::SessionsCommand;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::domain::Username;
+use crate::store::queries;
+use crate::store::Store;
+
+pub(super) async fn run(command: SessionsCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        SessionsCommand::List { user } => list(settings, user).await,
+        SessionsCommand::Revoke { user } => revoke(settings, user).await,
+    }
+}
+
+/// A user's active sessions, one line each.
+async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let store = Store::open(&settings.store.path, 1)?;
+    let now = clock.now_millis();
+    let key = Username::parse(&user).map_err(anyhow::Error::msg)?.key();
+    let list = store
+        .read(move |conn| {
+            let u = user_named(conn, &key)?;
+            queries::active_sessions_of_user(conn, &u.id, now)
+        })
+        .await?;
+    println!(
+        "{:<36}  {:<12} {:<20} {:<20} {:<15} USER AGENT",
+        "SESSION", "CLIENT", "CREATED", "LAST ACTIVE", "IP"
+    );
+    for s in list {
+        println!(
+            "{:<36}  {:<12} {:<20} {:<20} {:<15} {}",
+            s.id,
+            s.client_id,
+            crate::clock::rfc3339(s.created_at),
+            crate::clock::rfc3339(s.last_active_at),
+            s.ip.unwrap_or_default(),
+            s.user_agent.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Ends every session of a user (reason `admin`); safe while the server runs.
+async fn revoke(settings: &Settings, user: String) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let username = Username::parse(&user).map_err(anyhow::Error::msg)?;
+    let store = Store::open(&settings.store.path, 1)?;
+    let now = clock.now_millis();
+    let n = store
+        .write(move |conn| {
+            let u = user_named(conn, &username.key())?;
+            crate::domain::sessions::revoke_all_of_user(
+                conn,
+                now,
+                &u.id,
+                None,
+                "admin",
+                &Default::default(),
+            )
+        })
+        .await?;
+    println!("revoked {n} session(s)");
+    Ok(())
+}

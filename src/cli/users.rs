@@ -1,0 +1,123 @@
+//! `latchkey users add|list|disable|delete` (docs/contract.md "Command line").
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{bail, Context};
+
+use super::UsersCommand;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::domain::accounts::{self, SignupOutcome};
+use crate::domain::{Password, Username};
+use crate::store::queries;
+use crate::store::Store;
+
+pub(super) async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::Add { username, roles } => add(settings, username, roles).await,
+        UsersCommand::List => list(settings).await,
+        UsersCommand::Disable { username } => disable(settings, username).await,
+        UsersCommand::Delete { username } => delete(settings, username).await,
+    }
+}
+
+/// Creates a user with the full password policy; prints the new id.
+async fn add(settings: &Settings, username: String, roles: Vec<String>) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
+    let password = Password::parse(read_password()?).map_err(anyhow::Error::msg)?;
+    let hash = crate::passwords::hash_blocking(password.expose())?;
+    let store = Store::open(&settings.store.path, 1)?;
+    let now = clock.now_millis();
+    let outcome = store
+        .write(move |conn| accounts::create_user(conn, now, &username, hash, roles))
+        .await?;
+    match outcome {
+        SignupOutcome::Created(u) => {
+            println!("{}", u.id);
+            Ok(())
+        }
+        SignupOutcome::Taken => bail!("that username is taken"),
+    }
+}
+
+async fn list(settings: &Settings) -> anyhow::Result<()> {
+    let store = Store::open(&settings.store.path, 1)?;
+    let users = store.read(queries::all_users).await?;
+    println!(
+        "{:<36}  {:<24} {:<8} {:<20} ROLES",
+        "ID", "USERNAME", "STATE", "CREATED"
+    );
+    for u in users {
+        println!(
+            "{:<36}  {:<24} {:<8} {:<20} {}",
+            u.id,
+            u.username,
+            if u.disabled_at.is_some() {
+                "disabled"
+            } else {
+                "active"
+            },
+            crate::clock::rfc3339(u.created_at),
+            u.roles.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// Disables the user and ends all their sessions.
+async fn disable(settings: &Settings, username: String) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let store = Store::open(&settings.store.path, 1)?;
+    let now = clock.now_millis();
+    let key = Username::parse(&username)
+        .map_err(anyhow::Error::msg)?
+        .key();
+    store
+        .write(move |conn| {
+            let u = user_named(conn, &key)?;
+            accounts::disable_user(conn, now, &u.id, &Default::default())
+        })
+        .await?;
+    println!("disabled {username}");
+    Ok(())
+}
+
+/// Erases the user with their sessions, tokens and events.
+async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let store = Store::open(&settings.store.path, 1)?;
+    let now = clock.now_millis();
+    let key = Username::parse(&username)
+        .map_err(anyhow::Error::msg)?
+        .key();
+    store
+        .write(move |conn| {
+            let u = user_named(conn, &key)?;
+            accounts::delete_user(conn, now, &u.id)
+        })
+        .await?;
+    println!("deleted {username}");
+    Ok(())
+}
+
+/// The user whose case-insensitive name key is `key`, or a "no such user" error.
+pub(super) fn user_named(
+    conn: &rusqlite::Connection,
+    key: &str,
+) -> anyhow::Result<queries::UserRow> {
+    queries::user_by_username_key(conn, key)?.ok_or_else(|| anyhow::anyhow!("no such user"))
+}
+
+/// One line from standard input, or a hidden prompt on a terminal.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password("password: ").context("cannot read the password");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
