@@ -195,7 +195,10 @@ mod tests {
             .read(async |tx| {
                 let mut min = i64::MAX;
                 for u in tx.all_users().await? {
-                    for s in tx.active_sessions_of_user(&u.id, SystemClock.now_millis()).await? {
+                    for s in tx
+                        .active_sessions_of_user(&u.id, SystemClock.now_millis())
+                        .await?
+                    {
                         min = min.min(s.head_generation);
                     }
                 }

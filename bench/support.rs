@@ -35,9 +35,7 @@ pub async fn families(store: &Store, n: usize) -> anyhow::Result<Vec<RefreshToke
     for i in 0..n {
         let name = Username::parse(&format!("bench{i}")).map_err(anyhow::Error::msg)?;
         let created = store
-            .write(async move |tx| {
-                accounts::create_user(tx, now, &name, "x".into(), vec![]).await
-            })
+            .write(async move |tx| accounts::create_user(tx, now, &name, "x".into(), vec![]).await)
             .await?;
         let SignupOutcome::Created(user) = created else {
             anyhow::bail!("the store already has bench users");

@@ -161,7 +161,6 @@ impl Metrics {
         }
     }
 
-
     pub fn render(&self) -> anyhow::Result<String> {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;

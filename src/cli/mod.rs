@@ -2,7 +2,6 @@
 //! as docs/contract.md "Command line" describes it. This module holds the clap
 //! definitions and dispatches; each command group has its own file.
 
-mod bench;
 mod check_config;
 mod keys;
 mod serve;
@@ -42,37 +41,6 @@ pub enum Command {
     /// Manage sessions
     #[command(subcommand)]
     Sessions(SessionsCommand),
-    /// Measure argon2id hashes per second on all cores, as the login pool runs them
-    /// (the ceiling for logins per second; used by bench/run)
-    #[command(hide = true)]
-    BenchArgon2 {
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-    },
-    /// Measure the store's in-process rotation limit: WALKERS families rotated back to
-    /// back through the writer (group commit, synchronous=FULL), no HTTP, in a temporary
-    /// database (the ceiling for refreshes per second; used by bench/run)
-    #[command(hide = true)]
-    BenchStore {
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        #[arg(long, default_value_t = 64)]
-        walkers: usize,
-    },
-    /// Fill the configured database with live sessions and their tokens, to measure
-    /// refresh at scale (bench/scale). Their users' password is "scale passphrase".
-    #[command(hide = true)]
-    BenchFill {
-        #[arg(long)]
-        sessions: u64,
-        #[arg(long, default_value_t = 10)]
-        tokens_per_session: u64,
-        #[arg(long, default_value_t = 10)]
-        sessions_per_user: u64,
-        /// Skip the security events the service would have recorded for each rotation
-        #[arg(long)]
-        no_events: bool,
-    },
 }
 
 #[derive(Subcommand)]
@@ -196,21 +164,5 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Users(command) => users::run(command, &settings).await,
         Command::Keys(command) => keys::run(command, &settings),
         Command::Sessions(command) => sessions::run(command, &settings).await,
-        Command::BenchArgon2 { seconds } => bench::argon2(seconds),
-        Command::BenchStore { seconds, walkers } => bench::store(seconds, walkers).await,
-        Command::BenchFill {
-            sessions,
-            tokens_per_session,
-            sessions_per_user,
-            no_events,
-        } => {
-            let spec = crate::bench::FillSpec {
-                sessions,
-                tokens_per_session,
-                sessions_per_user,
-                events: !no_events,
-            };
-            bench::fill(&settings, spec)
-        }
     }
 }

@@ -4,8 +4,8 @@ use super::users::user_named;
 use super::SessionsCommand;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::domain::RevocationReason;
 use crate::domain::Username;
-use crate::store::queries;
 use crate::store::Store;
 
 pub(super) async fn run(command: SessionsCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -22,9 +22,9 @@ async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
     let now = clock.now_millis();
     let key = Username::parse(&user).map_err(anyhow::Error::msg)?.key();
     let list = store
-        .read(move |conn| {
-            let u = user_named(conn, &key)?;
-            queries::active_sessions_of_user(conn, &u.id, now)
+        .read(async move |tx| {
+            let u = user_named(tx, &key).await?;
+            tx.active_sessions_of_user(&u.id, now).await
         })
         .await?;
     println!(
@@ -52,16 +52,11 @@ async fn revoke(settings: &Settings, user: String) -> anyhow::Result<()> {
     let store = Store::open(&settings.store.path, 1)?;
     let now = clock.now_millis();
     let n = store
-        .write(move |conn| {
-            let u = user_named(conn, &username.key())?;
-            crate::domain::sessions::revoke_all_of_user(
-                conn,
-                now,
-                &u.id,
-                None,
-                "admin",
-                &Default::default(),
-            )
+        .write(async move |tx| {
+            let u = user_named(tx, &username.key()).await?;
+            let reason = RevocationReason::Admin;
+            let ctx = Default::default();
+            crate::domain::sessions::revoke_all_of_user(tx, now, &u.id, None, reason, &ctx).await
         })
         .await?;
     println!("revoked {n} session(s)");

@@ -8,8 +8,9 @@ use super::UsersCommand;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::domain::accounts::{self, SignupOutcome};
+use crate::domain::model::User;
+use crate::domain::repository::Tx;
 use crate::domain::{Password, Username};
-use crate::store::queries;
 use crate::store::Store;
 
 pub(super) async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -30,7 +31,7 @@ async fn add(settings: &Settings, username: String, roles: Vec<String>) -> anyho
     let store = Store::open(&settings.store.path, 1)?;
     let now = clock.now_millis();
     let outcome = store
-        .write(move |conn| accounts::create_user(conn, now, &username, hash, roles))
+        .write(async move |tx| accounts::create_user(tx, now, &username, hash, roles).await)
         .await?;
     match outcome {
         SignupOutcome::Created(u) => {
@@ -43,7 +44,7 @@ async fn add(settings: &Settings, username: String, roles: Vec<String>) -> anyho
 
 async fn list(settings: &Settings) -> anyhow::Result<()> {
     let store = Store::open(&settings.store.path, 1)?;
-    let users = store.read(queries::all_users).await?;
+    let users = store.read(async |tx| tx.all_users().await).await?;
     println!(
         "{:<36}  {:<24} {:<8} {:<20} ROLES",
         "ID", "USERNAME", "STATE", "CREATED"
@@ -74,9 +75,9 @@ async fn disable(settings: &Settings, username: String) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .key();
     store
-        .write(move |conn| {
-            let u = user_named(conn, &key)?;
-            accounts::disable_user(conn, now, &u.id, &Default::default())
+        .write(async move |tx| {
+            let u = user_named(tx, &key).await?;
+            accounts::disable_user(tx, now, &u.id, &Default::default()).await
         })
         .await?;
     println!("disabled {username}");
@@ -92,9 +93,9 @@ async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .key();
     store
-        .write(move |conn| {
-            let u = user_named(conn, &key)?;
-            accounts::delete_user(conn, now, &u.id)
+        .write(async move |tx| {
+            let u = user_named(tx, &key).await?;
+            accounts::delete_user(tx, now, &u.id).await
         })
         .await?;
     println!("deleted {username}");
@@ -102,11 +103,10 @@ async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
 }
 
 /// The user whose case-insensitive name key is `key`, or a "no such user" error.
-pub(super) fn user_named(
-    conn: &rusqlite::Connection,
-    key: &str,
-) -> anyhow::Result<queries::UserRow> {
-    queries::user_by_username_key(conn, key)?.ok_or_else(|| anyhow::anyhow!("no such user"))
+pub(super) async fn user_named(tx: &mut dyn Tx, key: &str) -> anyhow::Result<User> {
+    tx.user_by_username_key(key)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no such user"))
 }
 
 /// One line from standard input, or a hidden prompt on a terminal.

@@ -84,7 +84,9 @@ pub async fn disable_user(
     }
     sessions::revoke_all_of_user(tx, now, user_id, None, RevocationReason::UserDisabled, ctx)
         .await?;
-    let event = NewEvent::new(EventKind::UserDisabled).user(user_id).from(ctx);
+    let event = NewEvent::new(EventKind::UserDisabled)
+        .user(user_id)
+        .from(ctx);
     tx.insert_event(now, &event).await?;
     Ok(true)
 }

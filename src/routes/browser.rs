@@ -31,7 +31,8 @@ use crate::startup::AppState;
 const MAX_COOKIE_AGE_SECS: i64 = 400 * 24 * 3600;
 
 pub fn configure(t: &mut RouteTable) {
-    t.post("/browser/login", login).rate_limited(Endpoint::Browser);
+    t.post("/browser/login", login)
+        .rate_limited(Endpoint::Browser);
     t.post("/browser/refresh", refresh)
         .rate_limited(Endpoint::Browser);
     t.post("/browser/logout", logout)

@@ -16,11 +16,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness: the store answers a query and a signing key is active.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store_ok = state
-        .store
-        .read(async |tx| tx.ping().await)
-        .await
-        .is_ok();
+    let store_ok = state.store.read(async |tx| tx.ping().await).await.is_ok();
     let keys = state.keys.current(state.now());
     let key_ok = keys
         .entries

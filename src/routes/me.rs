@@ -129,8 +129,7 @@ async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let ctx = client_context(&req);
-    accounts::change_password(&state, &auth, body.current_password, body.new_password, ctx)
-        .await?;
+    accounts::change_password(&state, &auth, body.current_password, body.new_password, ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

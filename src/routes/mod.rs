@@ -51,7 +51,12 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn add<F, Args>(&mut self, method: Method, path: &'static str, handler: F) -> &mut RouteEntry
+    pub fn add<F, Args>(
+        &mut self,
+        method: Method,
+        path: &'static str,
+        handler: F,
+    ) -> &mut RouteEntry
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
@@ -352,6 +357,10 @@ mod tests {
             assert_eq!(found.2, Some(bucket), "{method} {path}");
         }
         let limited = table.iter().filter(|(_, _, b)| b.is_some()).count();
-        assert_eq!(limited, expected.len(), "a route draws from a bucket not listed here");
+        assert_eq!(
+            limited,
+            expected.len(),
+            "a route draws from a bucket not listed here"
+        );
     }
 }

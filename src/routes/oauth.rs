@@ -19,7 +19,8 @@ use crate::startup::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.post("/oauth/token", token).rate_limited(Endpoint::Token);
-    t.post("/oauth/revoke", revoke).rate_limited(Endpoint::Revoke);
+    t.post("/oauth/revoke", revoke)
+        .rate_limited(Endpoint::Revoke);
     t.post("/oauth/introspect", introspect)
         .rate_limited(Endpoint::Introspect);
 }

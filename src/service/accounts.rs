@@ -96,7 +96,11 @@ pub async fn change_password(
 
 /// `DELETE /me` (GDPR erasure): needs the password; removes the user, sessions, tokens
 /// and events.
-pub async fn delete_account(state: &AppState, auth: &Authenticated, password: String) -> Result<(), ApiError> {
+pub async fn delete_account(
+    state: &AppState,
+    auth: &Authenticated,
+    password: String,
+) -> Result<(), ApiError> {
     let password = Password::parse_for_login(password).map_err(password_error)?;
     confirm_password(state, auth, password).await?;
     let (now, user_id) = (state.now(), auth.user.id.clone());

@@ -78,7 +78,9 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     let Some(user) = user.filter(|u| verified && u.is_enabled()) else {
         // One generic failure for unknown user, wrong password and disabled account
         // (OWASP Authentication: no enumeration). The attempted name is not stored.
-        state.throttle.record_failure(&account_key, from.ip, state.now());
+        state
+            .throttle
+            .record_failure(&account_key, from.ip, state.now());
         let mut event = NewEvent::new(EventKind::LoginFailed)
             .client(&client.id)
             .from(&from.ctx);

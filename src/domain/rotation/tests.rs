@@ -134,7 +134,8 @@ fn nothing(_: &Family) {}
 fn revoke_family(f: &Family) {
     let id = f.session_id.clone();
     run_test_job(&f.conn, async move |tx| {
-        tx.revoke_session(&id, T0 + 1, RevocationReason::Logout).await
+        tx.revoke_session(&id, T0 + 1, RevocationReason::Logout)
+            .await
     })
     .unwrap();
 }
@@ -284,7 +285,11 @@ fn rotation_rules_table() {
                 Expect::ReuseRevokes
             }
             RefreshOutcome::Rejected(r) => {
-                assert_eq!(after.head_generation, before.head_generation, "{}", case.name);
+                assert_eq!(
+                    after.head_generation, before.head_generation,
+                    "{}",
+                    case.name
+                );
                 assert_eq!(after.revoked_at, before.revoked_at, "{}", case.name);
                 Expect::Rejected(r)
             }

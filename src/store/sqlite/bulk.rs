@@ -36,7 +36,10 @@ impl BulkLoad {
     }
 
     /// Runs `job` as one transaction.
-    pub fn batch<T>(&mut self, job: impl AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    pub fn batch<T>(
+        &mut self,
+        job: impl AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         let tx = self.conn.transaction()?;
         let out = run_now(job(&mut SqliteTx::new(&tx)))?;
         tx.commit()?;

@@ -117,11 +117,7 @@ pub fn has_logged_in_before(conn: &Connection, user_id: &str) -> anyhow::Result<
 /// time order, so the old ones are at the start); a short count means none are left.
 /// Reads at most `limit` rows, where `WHERE at < ? LIMIT` read the whole table whenever
 /// fewer than `limit` were old.
-pub fn delete_before(
-    conn: &Connection,
-    cutoff: Millis,
-    limit: u32,
-) -> anyhow::Result<usize> {
+pub fn delete_before(conn: &Connection, cutoff: Millis, limit: u32) -> anyhow::Result<usize> {
     Ok(conn
         .prepare_cached(
             "DELETE FROM events WHERE id IN (

@@ -22,8 +22,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 pub use bulk::BulkLoad;
-pub use tx::SqliteTx;
 use tx::run_now;
+pub use tx::SqliteTx;
 
 use super::{StoreError, StoreObserver, WriterStats};
 use crate::domain::repository::Tx;
@@ -116,7 +116,9 @@ impl SqliteStore {
                 let result = match (outcome, committed) {
                     (Ok(r), Ok(())) => {
                         if let Some(o) = &observer {
-                            revoked.iter().for_each(|reason| o.sessions_revoked(*reason, 1));
+                            revoked
+                                .iter()
+                                .for_each(|reason| o.sessions_revoked(*reason, 1));
                         }
                         Ok(r)
                     }

@@ -71,7 +71,11 @@ pub fn by_id(conn: &Connection, id: &str) -> anyhow::Result<Option<Session>> {
 }
 
 /// The user's sessions that are live at `now`, oldest first.
-pub fn active_of_user(conn: &Connection, user_id: &str, now: Millis) -> anyhow::Result<Vec<Session>> {
+pub fn active_of_user(
+    conn: &Connection,
+    user_id: &str,
+    now: Millis,
+) -> anyhow::Result<Vec<Session>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {SESSION_COLS} FROM sessions
          WHERE user_id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?2 AND expires_at > ?2
@@ -100,7 +104,13 @@ pub fn touch(conn: &Connection, s: &Session) -> anyhow::Result<()> {
              ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent)
          WHERE id = ?1",
     )?
-    .execute(params![s.id, s.last_active_at, s.idle_expires_at, s.ip, s.user_agent])?;
+    .execute(params![
+        s.id,
+        s.last_active_at,
+        s.idle_expires_at,
+        s.ip,
+        s.user_agent
+    ])?;
     Ok(())
 }
 
@@ -131,7 +141,12 @@ pub fn advance_head(conn: &Connection, s: &Session) -> anyhow::Result<()> {
 }
 
 /// Revokes one session if still live; returns whether it did.
-pub fn revoke(conn: &Connection, id: &str, now: Millis, reason: RevocationReason) -> anyhow::Result<bool> {
+pub fn revoke(
+    conn: &Connection,
+    id: &str,
+    now: Millis,
+    reason: RevocationReason,
+) -> anyhow::Result<bool> {
     // The sealed head is useless once the family is dead: wipe it in the same write.
     let n = conn
         .prepare_cached(

@@ -20,7 +20,8 @@ pub fn by_hash(conn: &Connection, hash: &TokenHash) -> anyhow::Result<Option<Sto
     let Some((bytes, session_id, generation, issued_at)) = row else {
         return Ok(None);
     };
-    let token_hash = TokenHash::try_from(bytes.as_slice()).context("a stored hash is not 32 bytes")?;
+    let token_hash =
+        TokenHash::try_from(bytes.as_slice()).context("a stored hash is not 32 bytes")?;
     Ok(Some(StoredToken {
         token_hash,
         session_id,
@@ -35,7 +36,12 @@ pub fn insert(conn: &Connection, t: &StoredToken) -> anyhow::Result<()> {
         "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
          VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![&t.token_hash[..], t.session_id, t.generation, t.issued_at])
+    .execute(params![
+        &t.token_hash[..],
+        t.session_id,
+        t.generation,
+        t.issued_at
+    ])
     .context("insert refresh token")?;
     Ok(())
 }

@@ -51,7 +51,8 @@ pub fn run_now<T>(job: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resul
 #[async_trait(?Send)]
 impl Tx for SqliteTx<'_> {
     async fn ping(&mut self) -> Result<()> {
-        self.conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        self.conn
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
         Ok(())
     }
 
@@ -80,7 +81,11 @@ impl Tx for SqliteTx<'_> {
     async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>> {
         sessions::by_id(self.conn, id)
     }
-    async fn active_sessions_of_user(&mut self, user_id: &str, now: Millis) -> Result<Vec<Session>> {
+    async fn active_sessions_of_user(
+        &mut self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<Session>> {
         sessions::active_of_user(self.conn, user_id, now)
     }
     async fn count_active_sessions(&mut self, now: Millis) -> Result<i64> {
@@ -95,7 +100,12 @@ impl Tx for SqliteTx<'_> {
     async fn advance_head(&mut self, session: &Session) -> Result<()> {
         sessions::advance_head(self.conn, session)
     }
-    async fn revoke_session(&mut self, id: &str, now: Millis, reason: RevocationReason) -> Result<bool> {
+    async fn revoke_session(
+        &mut self,
+        id: &str,
+        now: Millis,
+        reason: RevocationReason,
+    ) -> Result<bool> {
         let revoked = sessions::revoke(self.conn, id, now, reason)?;
         if revoked {
             self.revoked.push(reason);

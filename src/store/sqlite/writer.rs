@@ -18,7 +18,7 @@ pub const MAX_BATCH: usize = 256;
 
 pub fn run_in_savepoint<R>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> anyhow::Result<R>,
+    f: impl FnOnce() -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
     // Prepared once and cached: these run twice per write (execute_batch would parse
     // them every time).
@@ -27,7 +27,7 @@ pub fn run_in_savepoint<R>(
         Ok(())
     };
     savepoint("SAVEPOINT job")?;
-    let outcome = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+    let outcome = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(_) => Err(anyhow::anyhow!("a write job panicked")),
     };
