@@ -1,4 +1,4 @@
-//! The one error type every handler returns, mapped to the API.md error body
+//! The one error type every handler returns, mapped to the error body of docs/contract.md "Conventions"
 //! `{"error": "<code>", "error_description": "<text>"}` (RFC 6749 §5.2 style).
 
 use actix_web::http::header::{self, HeaderValue};

@@ -298,7 +298,7 @@ pub fn load_tls(tls: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
         .context("server.tls: the certificate and key do not form a usable pair")
 }
 
-/// RFC 8414 §2 and the STANDARDS: the issuer is https in production. Plain http is fine
+/// RFC 8414 §2 (docs/contract.md "Standards checklist" #34): the issuer is https in production. Plain http is fine
 /// on loopback (development) and is refused by nobody, so say so loudly.
 fn warn_if_issuer_is_not_https(settings: &Settings, addr: std::net::SocketAddr) {
     if !settings.issuer.starts_with("https://") && !addr.ip().is_loopback() {

@@ -13,7 +13,7 @@ use crate::keys::Keys;
 /// Tokens longer than this are refused before any parsing (RFC 8725 §3.x hygiene).
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
-/// RFC 9068 §2.2 claims plus `sid`, `scope` and `roles` (API.md).
+/// RFC 9068 §2.2 claims plus `sid`, `scope` and `roles` (docs/contract.md "Access token").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,

@@ -1,4 +1,4 @@
-// latchkey example SPA: browser mode (API.md "Browser mode").
+// latchkey example SPA: browser mode (docs/contract.md "Browser mode").
 // - The access token is kept in a variable, never in storage.
 // - The refresh token is an HttpOnly cookie set by latchkey; this script never sees it.
 // - Every /browser/* call sends credentials, the X-Latchkey-CSRF header and a JSON body.

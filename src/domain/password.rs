@@ -1,6 +1,6 @@
 use crate::secret::Secret;
 
-/// Byte cap checked before any hashing, so a huge password costs nothing (API.md).
+/// Byte cap checked before any hashing, so a huge password costs nothing (docs/contract.md "Conventions").
 pub const PASSWORD_MAX_BYTES: usize = 1024;
 /// ASVS v5 6.2.1: at least 8 characters.
 pub const PASSWORD_MIN_CHARS: usize = 8;

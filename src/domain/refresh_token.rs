@@ -3,7 +3,7 @@ use base64::Engine;
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// 32 bytes = 256 bits from the OS CSPRNG (RFC 9700 §4.14, ASVS v5 10.4.x; API.md asks ≥256).
+/// 32 bytes = 256 bits from the OS CSPRNG (RFC 9700 §4.14, ASVS v5 10.4.x; docs/contract.md "Standards checklist" #14).
 const TOKEN_BYTES: usize = 32;
 /// base64url without padding of 32 bytes.
 const TOKEN_CHARS: usize = 43;

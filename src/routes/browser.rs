@@ -1,4 +1,4 @@
-//! Browser (SPA) mode (API.md "Browser mode"): the access token in the JSON body, the
+//! Browser (SPA) mode (docs/contract.md "Browser mode"): the access token in the JSON body, the
 //! refresh token only in an `HttpOnly; Secure; SameSite=Strict` `__Host-` cookie that
 //! JavaScript never sees.
 //!

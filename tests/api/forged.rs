@@ -1,7 +1,7 @@
-//! The forged-token matrix (RFC 8725 §3.1, §3.10–3.12; RFC 9068 §4; STANDARDS 10): every
+//! The forged-token matrix (RFC 8725 §3.1, §3.10–3.12; RFC 9068 §4; docs/contract.md "Standards checklist" #10): every
 //! token below is refused by `/me` with 401 `invalid_token` (never 200, never 500) and
 //! reported inactive by introspection (RFC 7662 §2.2 answers `{"active":false}`, as
-//! API.md requires, rather than an error).
+//! docs/contract.md "Standards checklist" #35 requires, rather than an error).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

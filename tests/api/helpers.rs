@@ -396,7 +396,7 @@ impl TestApp {
     }
 }
 
-/// Asserts the API.md error body and returns it.
+/// Asserts the error body of docs/contract.md "Conventions" and returns it.
 pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(res.status(), status, "status");
     let body: Value = res.json().await.expect("error body is JSON");

@@ -1,4 +1,4 @@
-//! Key rotation without breakage (RFC 7517; OIDC Core §10.1.1; STANDARDS 13): a rotated
+//! Key rotation without breakage (RFC 7517; OIDC Core §10.1.1; docs/contract.md "Standards checklist" #13): a rotated
 //! key is published before it signs, a retired key stays published until every token it
 //! signed has expired and every cached JWKS has been refetched, and a running server picks
 //! up `latchkey keys …` run by an operator in another process.

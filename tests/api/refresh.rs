@@ -1,4 +1,4 @@
-//! Rotation, the reuse interval and reuse detection (API.md "Refresh rotation";
+//! Rotation, the reuse interval and reuse detection (docs/contract.md "Refresh rotation, reuse detection, revocation";
 //! RFC 9700 §4.14.2; RFC 6749 §6, §10.4).
 
 use std::collections::HashSet;

@@ -1,4 +1,4 @@
-//! Sessions people can see and control (OWASP ASVS v5 chapter 7; API.md).
+//! Sessions people can see and control (OWASP ASVS v5 chapter 7; docs/contract.md "Standards checklist" #21).
 
 use std::time::Duration;
 
@@ -529,7 +529,7 @@ async fn my_events_are_mine_newest_first_and_paginated() {
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
-/// No token, access token or password ever lands in an event (API.md "Security events").
+/// No token, access token or password ever lands in an event (docs/contract.md "Security events").
 #[tokio::test]
 async fn events_for_a_whole_flow_never_contain_a_token_or_password() {
     let app = spawn_app().await;

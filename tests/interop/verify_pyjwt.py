@@ -2,7 +2,7 @@
 
 usage: verify_pyjwt.py BASE_URL AUDIENCE < tokens
 Reads one token per line and answers one line per token: `VERIFIED {"alg":…,"kid":…}`
-when it verifies through the served JWKS and carries every claim of API.md / RFC 9068,
+when it verifies through the served JWKS and carries every claim of docs/contract.md "Access token" / RFC 9068,
 `REFUSED reason` otherwise. One PyJWKClient serves every line, as in a long-running
 resource server, so a key rotation exercises its cache and its refetch on unknown kid.
 """
