@@ -45,9 +45,13 @@ enum Command {
         tokens_per_session: u64,
         #[arg(long, default_value_t = 10)]
         sessions_per_user: u64,
-        /// Skip the security events the service would have recorded for each rotation
+        /// Skip the login events the service would have recorded
         #[arg(long)]
         no_events: bool,
+        /// Write the shape of a database from before the located token format (schema
+        /// version 5): a hashed token row and a refresh event per generation
+        #[arg(long)]
+        legacy_tokens: bool,
     },
 }
 
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             tokens_per_session,
             sessions_per_user,
             no_events,
+            legacy_tokens,
         } => {
             let hash = latchkey::passwords::hash_blocking("scale passphrase")?;
             let spec = support::FillSpec {
@@ -78,6 +83,7 @@ fn main() -> anyhow::Result<()> {
                 tokens_per_session,
                 sessions_per_user,
                 events: !no_events,
+                legacy_tokens,
             };
             let f = support::fill(&db, spec, &hash)?;
             println!(
@@ -154,6 +160,7 @@ mod tests {
             tokens_per_session: 5,
             sessions_per_user: 10,
             events: true,
+            legacy_tokens: true,
         };
         let filled = fill(&path, spec, "$argon2id$v=19$m=19456,t=2,p=1$x$y").unwrap();
         assert_eq!(
@@ -172,9 +179,12 @@ mod tests {
             sessions: 3,
             tokens_per_session: 500,
             sessions_per_user: 3,
-            events: false,
+            events: true,
+            legacy_tokens: false,
         };
-        fill(&path, spec, "h").unwrap();
+        let filled = fill(&path, spec, "h").unwrap();
+        // The located format stores no token rows and records logins only.
+        assert_eq!((filled.tokens, filled.events), (0, 3));
         let store = Store::open(&path, 1).unwrap();
         assert_eq!(live_sessions_and_heads(&store).await, (3, 499));
     }
@@ -184,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("b.db"), 1).unwrap();
         let sealer = Arc::new(Sealer::load_or_generate(dir.path()).unwrap());
-        let heads = families(&store, 4).await.unwrap();
+        let heads = families(&store, sealer.clone(), 4).await.unwrap();
         let rate = rotations_per_second(&store, sealer, heads, Duration::from_millis(200))
             .await
             .unwrap();

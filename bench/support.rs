@@ -19,7 +19,9 @@ use latchkey::domain::model::{ClientContext, NewEvent, Session, StoredToken, Use
 use latchkey::domain::repository::Tx;
 use latchkey::domain::rotation::{self, RefreshOutcome, RefreshRequest};
 use latchkey::domain::sessions::{self, LoginOutcome, NewSession};
-use latchkey::domain::{EventKind, Lifetimes, LimitPolicy, RefreshToken, Scope, Username};
+use latchkey::domain::{
+    EventKind, Lifetimes, LimitPolicy, RefreshToken, Scope, TokenHash, Username,
+};
 use latchkey::keys::Sealer;
 use latchkey::store::sqlite::BulkLoad;
 use latchkey::store::Store;
@@ -29,7 +31,11 @@ use ring::rand::SystemRandom;
 pub const DAY_MS: i64 = 86_400_000;
 
 /// `n` users with one live session each, and each session's head token.
-pub async fn families(store: &Store, n: usize) -> anyhow::Result<Vec<RefreshToken>> {
+pub async fn families(
+    store: &Store,
+    keys: Arc<Sealer>,
+    n: usize,
+) -> anyhow::Result<Vec<RefreshToken>> {
     let now = SystemClock.now_millis();
     let mut heads = Vec::with_capacity(n);
     for i in 0..n {
@@ -53,9 +59,11 @@ pub async fn families(store: &Store, n: usize) -> anyhow::Result<Vec<RefreshToke
             limit_policy: LimitPolicy::EvictOldest,
             ctx: ClientContext::default(),
         };
-        let rng = SystemRandom::new();
+        let (rng, keys) = (SystemRandom::new(), keys.clone());
         match store
-            .write(async move |tx| sessions::create_session(tx, now, &rng, &req).await)
+            .write(async move |tx| {
+                sessions::create_session(tx, now, &rng, keys.as_ref(), &req).await
+            })
             .await?
         {
             LoginOutcome::Created(created) => heads.push(created.token),
@@ -76,6 +84,8 @@ pub async fn rotate(
         client_id: None,
         scope: None,
         reuse_interval_ms: 10_000,
+        // As the service by default (events.record_refreshes = false).
+        record_event: false,
         ctx: ClientContext::default(),
     };
     let now = SystemClock.now_millis();
@@ -130,7 +140,7 @@ pub async fn store_limit(walkers: usize, duration: Duration) -> anyhow::Result<f
     let measured = async {
         let store = Store::open(&dir.join("bench.db"), 1)?;
         let sealer = Arc::new(Sealer::load_or_generate(&dir)?);
-        let heads = families(&store, walkers).await?;
+        let heads = families(&store, sealer.clone(), walkers).await?;
         rotations_per_second(&store, sealer, heads, duration).await
     }
     .await;
@@ -144,8 +154,12 @@ pub struct FillSpec {
     pub sessions: u64,
     pub tokens_per_session: u64,
     pub sessions_per_user: u64,
-    /// A login event per family and a refresh event per later generation.
+    /// A login event per family (and, with `legacy_tokens`, a refresh event per later
+    /// generation, as the service recorded before schema version 5).
     pub events: bool,
+    /// Also write a token row per generation and leave `head_hash` empty: a database
+    /// from before the located token format (schema version 5).
+    pub legacy_tokens: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -157,9 +171,9 @@ pub struct Filled {
     pub elapsed: Duration,
 }
 
-/// Fills the database at `path` with `spec.sessions` live sessions (families) of
-/// `spec.tokens_per_session` generations each. Token hashes are derived from a random
-/// seed, with no plaintext anywhere, so no filled family can be refreshed. Users share
+/// Fills the database at `path` with `spec.sessions` live sessions (families) whose
+/// heads are at generation `spec.tokens_per_session - 1`. Token hashes are derived from
+/// a random seed, with no plaintext anywhere, so no filled family can be refreshed. Users share
 /// one real argon2id hash, `password_hash`, so a benchmark may log in as them.
 pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<Filled> {
     const SESSIONS_PER_TRANSACTION: u64 = 50_000;
@@ -232,35 +246,33 @@ async fn fill_session(
         revoked_reason: None,
         head_generation: generations - 1,
         head_issued_at: head_issued,
+        head_hash: (!spec.legacy_tokens).then(|| seeded_hash(seed, index, generations - 1)),
         sealed_head: None,
     };
     tx.insert_session(&session).await?;
     filled.sessions += 1;
+    let context = ClientContext {
+        ip: session.ip.clone(),
+        user_agent: session.user_agent.clone(),
+    };
     for generation in 0..generations {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(seed);
-        ctx.update(&index.to_le_bytes());
-        ctx.update(&generation.to_le_bytes());
         let issued = created + generation * rotated_every;
-        let token_hash = ctx.finish().as_ref().try_into()?;
-        tx.insert_token(&StoredToken {
-            token_hash,
-            session_id: session.id.clone(),
-            generation,
-            issued_at: issued,
-        })
-        .await?;
-        filled.tokens += 1;
+        if spec.legacy_tokens {
+            tx.insert_token(&StoredToken {
+                token_hash: seeded_hash(seed, index, generation),
+                session_id: session.id.clone(),
+                generation,
+                issued_at: issued,
+            })
+            .await?;
+            filled.tokens += 1;
+        }
+        let kind = match generation {
+            0 => EventKind::LoginSucceeded,
+            _ if spec.legacy_tokens => EventKind::TokenRefreshed,
+            _ => continue,
+        };
         if spec.events {
-            let kind = if generation == 0 {
-                EventKind::LoginSucceeded
-            } else {
-                EventKind::TokenRefreshed
-            };
-            let context = ClientContext {
-                ip: session.ip.clone(),
-                user_agent: session.user_agent.clone(),
-            };
             let event = NewEvent::about_session(kind, &session, &context).detail(
                 serde_json::json!({"generation": generation, "within_reuse_interval": false}),
             );
@@ -269,4 +281,16 @@ async fn fill_session(
         }
     }
     Ok(())
+}
+
+/// A stand-in token hash: SHA-256 of the fill's random seed, the session's index and the
+/// generation. No token exists for it.
+fn seeded_hash(seed: &[u8], index: u64, generation: i64) -> TokenHash {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(seed);
+    ctx.update(&index.to_le_bytes());
+    ctx.update(&generation.to_le_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }

@@ -44,7 +44,9 @@ fn families(n: usize, rt: &tokio::runtime::Runtime) -> Families {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("bench.db"), 2).unwrap();
     let sealer = Arc::new(Sealer::load_or_generate(dir.path()).unwrap());
-    let heads = rt.block_on(support::families(&store, n)).unwrap();
+    let heads = rt
+        .block_on(support::families(&store, sealer.clone(), n))
+        .unwrap();
     Families {
         store,
         sealer,

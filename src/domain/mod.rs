@@ -15,7 +15,9 @@ mod vocabulary;
 pub use client_id::ClientId;
 pub use password::{Password, PasswordError};
 pub use policy::{Algorithm, Lifetimes, LimitPolicy};
-pub use refresh_token::{RefreshToken, TokenHash};
+pub use refresh_token::{
+    Forged, Locator, RefreshToken, TokenHash, TokenTagger, LOCATED_CHARS as LOCATED_TOKEN_CHARS,
+};
 pub use scope::Scope;
 pub use username::Username;
 pub use vocabulary::{EventKind, RevocationReason};

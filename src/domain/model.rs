@@ -44,6 +44,9 @@ pub struct Session {
     pub head_generation: i64,
     /// When the head was issued, which is when its parent rotated.
     pub head_issued_at: Millis,
+    /// SHA-256 of the head token when it is in the located format; `None` while the
+    /// head is a legacy token (its hash is then in the refresh-token table).
+    pub head_hash: Option<TokenHash>,
     /// The head sealed (AES-256-GCM) with its parent's hash as AAD, kept only during the
     /// reuse interval; see `domain::rotation`. Ciphertext, useless without the seal key.
     pub sealed_head: Option<Vec<u8>>,

@@ -4,9 +4,12 @@
 use ring::rand::SystemRandom;
 
 use crate::clock::Millis;
-use crate::domain::model::{ClientContext, NewEvent, Session, StoredToken, User};
+use crate::domain::model::{ClientContext, NewEvent, Session, User};
 use crate::domain::repository::Tx;
-use crate::domain::{EventKind, Lifetimes, LimitPolicy, RefreshToken, RevocationReason, Scope};
+use crate::domain::rotation::first_head;
+use crate::domain::{
+    EventKind, Lifetimes, LimitPolicy, RefreshToken, RevocationReason, Scope, TokenTagger,
+};
 
 pub struct NewSession {
     pub user_id: String,
@@ -42,6 +45,7 @@ pub async fn create_session(
     tx: &mut dyn Tx,
     now: Millis,
     rng: &SystemRandom,
+    tagger: &dyn TokenTagger,
     req: &NewSession,
 ) -> anyhow::Result<LoginOutcome> {
     let user = match tx.user_by_id(&req.user_id).await? {
@@ -60,7 +64,7 @@ pub async fn create_session(
             }
         }
     }
-    let session = Session {
+    let mut session = Session {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: user.id.clone(),
         client_id: req.client_id.clone(),
@@ -76,8 +80,10 @@ pub async fn create_session(
         revoked_reason: None,
         head_generation: 0,
         head_issued_at: now,
+        head_hash: None,
         sealed_head: None,
     };
+    let token = first_head(rng, tagger, &mut session)?;
     tx.insert_session(&session).await?;
     let network = req.ctx.ip.as_deref().and_then(network_of);
     let ua_family = req.ctx.user_agent.as_deref().map(user_agent_family);
@@ -91,14 +97,6 @@ pub async fn create_session(
             tx.insert_event(now, &event).await?;
         }
     }
-    let token = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
-    tx.insert_token(&StoredToken {
-        token_hash: token.hash(),
-        session_id: session.id.clone(),
-        generation: 0,
-        issued_at: now,
-    })
-    .await?;
     let event = NewEvent::about_session(EventKind::LoginSucceeded, &session, &req.ctx).detail(
         serde_json::json!({
             "remember_me": req.remember_me,

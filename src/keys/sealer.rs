@@ -1,12 +1,14 @@
-//! The refresh seal key: `refresh-seal.key` in `keys.dir`, 32 random bytes for
-//! AES-256-GCM, generated on first start.
+//! The refresh seal key: `refresh-seal.key` in `keys.dir`, 32 random bytes generated on
+//! first start. It seals each family's head for the reuse interval (AES-256-GCM), and a
+//! second key derived from it (HKDF-SHA256, RFC 5869) tags located refresh tokens
+//! (HMAC-SHA256), so the one file protects both and never enters the database.
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::Context;
-use ring::aead;
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::{aead, hkdf, hmac};
 
 use super::atomic_file::write_atomically;
 
@@ -17,8 +19,12 @@ const SEAL_KEY_FILE: &str = "refresh-seal.key";
 /// See `domain::rotation` for why and what it protects against.
 pub struct Sealer {
     key: aead::LessSafeKey,
+    tag_key: hmac::Key,
     rng: SystemRandom,
 }
+
+/// HKDF `info` for the token-tag key: a new purpose gets a new label, never this key.
+const TAG_KEY_INFO: &[u8] = b"latchkey refresh token tag v1";
 
 impl Sealer {
     pub fn load_or_generate(dir: &Path) -> anyhow::Result<Self> {
@@ -39,8 +45,14 @@ impl Sealer {
         };
         let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &bytes)
             .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes", path.display()))?;
+        let tag_key = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey")
+            .extract(&bytes)
+            .expand(&[TAG_KEY_INFO], hmac::HMAC_SHA256)
+            .map_err(|_| anyhow::anyhow!("cannot derive the token-tag key"))?
+            .into();
         Ok(Self {
             key: aead::LessSafeKey::new(unbound),
+            tag_key,
             rng: SystemRandom::new(),
         })
     }
@@ -79,8 +91,24 @@ impl Sealer {
     }
 }
 
-/// The rotation rules seal heads through this port (they never see the key).
-impl crate::domain::rotation::HeadSealer for Sealer {
+/// Located refresh tokens carry the first 128 bits of an HMAC-SHA256 tag.
+impl crate::domain::TokenTagger for Sealer {
+    fn tag(&self, data: &[u8]) -> [u8; 16] {
+        let tag = hmac::sign(&self.tag_key, data);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        out
+    }
+
+    fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        tag.len() == 16 && bool::from(self.tag(data).as_slice().ct_eq(tag))
+    }
+}
+
+/// The rotation rules seal heads and tag tokens through this port (they never see the
+/// key).
+impl crate::domain::rotation::RefreshKeys for Sealer {
     fn seal(&self, plain: &[u8], aad: &[u8]) -> anyhow::Result<Vec<u8>> {
         Sealer::seal(self, plain, aad)
     }

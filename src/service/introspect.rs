@@ -4,32 +4,28 @@
 
 use serde_json::{json, Value};
 
-use crate::domain::RefreshToken;
+use crate::domain::{rotation, RefreshToken};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// The introspection response for `raw` (a refresh token or an access JWT).
 pub async fn introspect(state: &AppState, raw: &str) -> Result<Value, ApiError> {
     let now = state.now();
-    if let Ok(t) = RefreshToken::parse(raw) {
-        let hash = t.hash();
+    if let Ok(token) = RefreshToken::parse(raw) {
+        let keys = state.sealer.clone();
         let found = state
             .store
             .read(async move |tx| {
-                let Some(row) = tx.token_by_hash(&hash).await? else {
+                let Some(found) = rotation::find(tx, keys.as_ref(), &token).await? else {
                     return Ok(None);
                 };
-                let Some(session) = tx.session_by_id(&row.session_id).await? else {
-                    return Ok(None);
-                };
-                let user = tx.user_by_id(&session.user_id).await?;
-                Ok(user.map(|u| (row, session, u)))
+                let user = tx.user_by_id(&found.session.user_id).await?;
+                Ok(user.map(|u| (found, u)))
             })
             .await?;
         return Ok(match found {
-            Some((row, s, u))
-                if row.generation == s.head_generation && s.is_active(now) && u.is_enabled() =>
-            {
+            Some((f, u)) if f.is_head && f.session.is_active(now) && u.is_enabled() => {
+                let s = f.session;
                 json!({
                     "active": true,
                     "token_type": "refresh_token",
@@ -39,7 +35,7 @@ pub async fn introspect(state: &AppState, raw: &str) -> Result<Value, ApiError> 
                     "sid": s.id,
                     "client_id": s.client_id,
                     "scope": s.scope.to_claim(),
-                    "iat": row.issued_at / 1000,
+                    "iat": s.head_issued_at / 1000,
                     "exp": s.ends_at() / 1000,
                 })
             }

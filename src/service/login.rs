@@ -100,10 +100,10 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         limit_policy: state.settings.session.limit_policy,
         ctx: from.ctx,
     };
-    let rng = state.rng.clone();
+    let (rng, keys) = (state.rng.clone(), state.sealer.clone());
     let outcome = state
         .store
-        .write(async move |tx| sessions::create_session(tx, now, &rng, &new).await)
+        .write(async move |tx| sessions::create_session(tx, now, &rng, keys.as_ref(), &new).await)
         .await?;
     state.metrics.login(match &outcome {
         LoginOutcome::Created(_) => "success",

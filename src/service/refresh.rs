@@ -34,6 +34,7 @@ pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued
         client_id: input.client_id.map(str::to_owned),
         scope: input.scope,
         reuse_interval_ms: state.settings.refresh.reuse_interval.as_millis_i64(),
+        record_event: state.settings.events.record_refreshes,
         ctx: input.ctx,
     };
     let (now, rng, sealer, settings) = (

@@ -3,7 +3,7 @@
 
 use super::auth::Authenticated;
 use crate::domain::model::{ClientContext, NewEvent, Session};
-use crate::domain::sessions;
+use crate::domain::{rotation, sessions};
 use crate::domain::{EventKind, RefreshToken, RevocationReason};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -16,12 +16,12 @@ pub async fn session_of_refresh_token(
     let Ok(token) = RefreshToken::parse(raw) else {
         return Ok(None);
     };
-    let hash = token.hash();
+    let keys = state.sealer.clone();
     Ok(state
         .store
-        .read(async move |tx| match tx.token_by_hash(&hash).await? {
-            Some(t) => tx.session_by_id(&t.session_id).await,
-            None => Ok(None),
+        .read(async move |tx| {
+            let found = rotation::find(tx, keys.as_ref(), &token).await?;
+            Ok(found.map(|f| f.session))
         })
         .await?)
 }

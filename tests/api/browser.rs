@@ -94,7 +94,10 @@ async fn browser_login_puts_the_refresh_token_only_in_a_host_prefixed_httponly_c
     assert!(body.get("refresh_token").is_none(), "{body}");
     assert!(!body.to_string().contains(&value));
     assert!(body["access_token"].is_string());
-    assert_eq!(value.len(), 43);
+    assert!(
+        value.starts_with("lk1_") && value.len() == 95,
+        "a located refresh token"
+    );
     // The cookie holds a real refresh token of the session in the body.
     let t = app
         .get_bearer("/me", body["access_token"].as_str().unwrap())

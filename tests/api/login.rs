@@ -18,7 +18,12 @@ async fn login_returns_the_token_response_with_no_store_headers() {
     assert_eq!(body["refresh_token_expires_in"], 14 * 86400);
     assert!(uuid::Uuid::parse_str(body["session_id"].as_str().unwrap()).is_ok());
     let rt = body["refresh_token"].as_str().unwrap();
-    assert_eq!(rt.len(), 43, "256 bits, base64url");
+    assert!(rt.starts_with("lk1_"), "a located refresh token");
+    assert_eq!(
+        rt.len(),
+        95,
+        "lk1_ and base64url of 68 bytes (a 256-bit secret)"
+    );
 }
 
 #[tokio::test]
@@ -220,24 +225,35 @@ async fn the_store_keeps_only_a_hash_of_the_refresh_token() {
     let t = app.user_with_session("alice").await;
     let db = app.db();
     let (hash, generation): (Vec<u8>, i64) = db
-        .query_row(
-            "SELECT token_hash, generation FROM refresh_tokens",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT head_hash, head_generation FROM sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!(generation, 0, "the first token of a family is generation 0");
-    assert_eq!(hash.len(), 32);
+    let digest = ring::digest::digest(&ring::digest::SHA256, t.refresh.as_bytes());
+    assert_eq!(hash, digest.as_ref(), "the head's SHA-256, nothing more");
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM refresh_tokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "located tokens keep no token rows");
     // Nothing in the file contains the token itself.
     drop(db);
+    // Nothing in the files holds the token, as text or as the bytes it encodes.
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let raw = URL_SAFE_NO_PAD
+        .decode(t.refresh.strip_prefix("lk1_").unwrap())
+        .unwrap();
+    let secret = &raw[20..52];
     for suffix in ["", "-wal"] {
         let path = format!("{}{}", app.db_path().display(), suffix);
         if let Ok(bytes) = std::fs::read(&path) {
-            let needle = t.refresh.as_bytes();
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "plaintext token found in {path}"
-            );
+            for needle in [t.refresh.as_bytes(), secret] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "the token or its secret found in {path}"
+                );
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ async fn the_readme_walkthrough_works_verbatim() {
     // The replayed parent printed the same token as R1 (two consecutive lines).
     let tokens: Vec<&&str> = lines
         .iter()
-        .filter(|l| l.len() == 43 && !l.contains(' '))
+        .filter(|l| l.starts_with("lk1_") && !l.contains(' '))
         .collect();
     assert!(
         tokens.len() >= 2 && tokens[tokens.len() - 2] == tokens[tokens.len() - 1],

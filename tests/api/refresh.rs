@@ -10,6 +10,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_app_with, TestApp, PASSWORD};
 
+fn sha256(token: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
 fn revoked_reason(app: &TestApp, session_id: &str) -> Option<String> {
     app.db()
         .query_row(
@@ -39,18 +45,16 @@ async fn rfc9700_4_14_2_each_refresh_issues_a_new_token_and_keeps_the_session() 
     assert_eq!(t1.session_id, t0.session_id);
     let (_, c) = jwt_parts(&t1.access);
     assert_eq!(c["sid"], t0.session_id.as_str());
-    // The new token is the head (generation 1); the presented one is its parent.
-    let (head, tokens): (i64, i64) = app
+    // The new token is the head (generation 1), and only its hash is kept, on the
+    // session row; the presented one is its parent.
+    let (head, hash): (i64, Vec<u8>) = app
         .db()
-        .query_row(
-            "SELECT s.head_generation, (SELECT count(*) FROM refresh_tokens t
-                 WHERE t.session_id = s.id AND t.generation IN (0, 1))
-             FROM sessions s",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT head_generation, head_hash FROM sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
-    assert_eq!((head, tokens), (1, 2));
+    assert_eq!(head, 1);
+    assert_eq!(hash, sha256(&t1.refresh));
 }
 
 #[tokio::test]
@@ -199,17 +203,16 @@ async fn fifty_concurrent_refreshes_with_the_same_head_all_get_the_same_new_toke
         tokens.insert(body["refresh_token"].as_str().unwrap().to_owned());
     }
     assert_eq!(tokens.len(), 1, "one new head for all 50");
-    let (heads, max_gen): (i64, i64) = app
+    let (head, hash): (i64, Vec<u8>) = app
         .db()
-        .query_row(
-            "SELECT (SELECT head_generation FROM sessions), count(*) FROM refresh_tokens",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT head_generation, head_hash FROM sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
+    let the_head = tokens.iter().next().unwrap();
     assert_eq!(
-        (heads, max_gen),
-        (1, 2),
+        (head, hash),
+        (1, sha256(the_head)),
         "one head at generation 1, no fork"
     );
 }
@@ -525,4 +528,77 @@ async fn housekeeping_wipes_sealed_heads_once_the_interval_has_passed() {
         "invalid_grant",
     )
     .await;
+}
+
+/// A located token (`lk1_` ‖ base64url(session ‖ generation ‖ secret ‖ tag)) for `sid`
+/// and `generation`, with a random secret and a random tag: what anyone who knows a
+/// session id (every access token's `sid`) can build without latchkey's key.
+fn forged_token(sid: &str, generation: u32) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let mut bytes = uuid::Uuid::parse_str(sid).unwrap().as_bytes().to_vec();
+    bytes.extend_from_slice(&generation.to_be_bytes());
+    bytes.extend((0..48).map(|i: u8| i.wrapping_mul(37)));
+    format!("lk1_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[tokio::test]
+async fn an_old_generation_forged_from_the_session_id_is_invalid_grant_and_revokes_nothing() {
+    let app = spawn_app().await;
+    let t0 = app.user_with_session("alice").await;
+    let t1 = app.rotate(&t0.refresh).await;
+    let t2 = app.rotate(&t1.refresh).await;
+    app.advance(Duration::from_secs(11));
+    for generation in [0, 1, 2, 3, 99] {
+        let forged = forged_token(&t0.session_id, generation);
+        assert_eq!(
+            forged.len(),
+            t2.refresh.len(),
+            "the same shape as a real token"
+        );
+        let res = app.refresh(&forged).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+        let res = app
+            .post_form("/oauth/revoke", &[("token", forged.as_str())])
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "RFC 7009 §2.2: 200 for any token"
+        );
+    }
+    assert_eq!(revoked_reason(&app, &t0.session_id), None, "not revoked");
+    assert_eq!(reuse_events(&app, &t0.session_id), 0);
+    app.rotate(&t2.refresh).await;
+}
+
+#[tokio::test]
+async fn malformed_truncated_wrong_version_and_oversized_refresh_tokens_are_invalid_grant() {
+    let app = spawn_app().await;
+    let t = app.user_with_session("alice").await;
+    assert!(
+        t.refresh.starts_with("lk1_"),
+        "new tokens use the located format"
+    );
+    let cases = [
+        ("truncated", t.refresh[..t.refresh.len() - 1].to_owned()),
+        ("one character more", format!("{}A", t.refresh)),
+        ("wrong version", t.refresh.replacen("lk1_", "lk2_", 1)),
+        (
+            "not base64url",
+            t.refresh.replacen('A', "+", 1).replacen('a', "/", 1),
+        ),
+        ("oversized", "A".repeat(4000)),
+        (
+            "an unknown session",
+            forged_token(&uuid::Uuid::new_v4().to_string(), 0),
+        ),
+    ];
+    for (name, token) in cases {
+        let res = app.refresh(&token).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{name}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_grant", "{name}");
+    }
+    app.rotate(&t.refresh).await;
 }

@@ -477,7 +477,7 @@ async fn admins_list_and_revoke_a_users_sessions_and_query_events() {
 
 #[tokio::test]
 async fn my_events_are_mine_newest_first_and_paginated() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.events.record_refreshes = true).await;
     let a = app.user_with_session("alice").await;
     let _bob = app.user_with_session("bob").await;
     app.rotate(&a.refresh).await;
@@ -532,7 +532,8 @@ async fn my_events_are_mine_newest_first_and_paginated() {
 /// No token, access token or password ever lands in an event (docs/contract.md "Security events").
 #[tokio::test]
 async fn events_for_a_whole_flow_never_contain_a_token_or_password() {
-    let app = spawn_app().await;
+    // Every refresh recorded as an event too, so refresh events are checked as well.
+    let app = spawn_app_with(|s| s.events.record_refreshes = true).await;
     let t0 = app.user_with_session("alice").await;
     let t1 = app.rotate(&t0.refresh).await;
     app.advance(Duration::from_secs(11));
@@ -670,8 +671,8 @@ async fn housekeeping_removes_dead_tokens_old_sessions_and_old_events_and_nothin
     let c = latchkey::housekeeping::cleanup(&app.state).await.unwrap();
     assert_eq!(
         (c.tokens, c.sessions, c.events),
-        (2, 0, 0),
-        "only the dead session's two tokens"
+        (0, 0, 0),
+        "located tokens leave no token rows (legacy rows: the sweep test below)"
     );
     assert_eq!(
         count("SELECT COUNT(*) FROM sessions"),
@@ -761,4 +762,35 @@ async fn housekeeping_sweeps_thousands_of_sessions_in_bounded_writes_and_misses_
     let again = latchkey::housekeeping::cleanup(&app.state).await.unwrap();
     assert_eq!((again.tokens, again.sessions), (0, 0));
     app.rotate(&real.refresh).await;
+}
+
+/// docs/contract.md "Security events": a refresh is recorded on its session (last
+/// active time, address, user agent); an event only when the address or user agent
+/// changes, or for every refresh with `events.record_refreshes = true`.
+#[tokio::test]
+async fn a_refresh_is_recorded_on_its_session_and_is_an_event_only_when_its_context_changes() {
+    let app = spawn_app().await;
+    let t0 = app.user_with_session("alice").await;
+    app.advance(Duration::from_secs(60));
+    let t1 = app.rotate(&t0.refresh).await;
+    app.rotate(&t1.refresh).await;
+    assert!(app.events_of("token_refreshed").is_empty());
+    assert!(app.events_of("session_context_changed").is_empty());
+    let list: Vec<Value> = app
+        .get_bearer("/me/sessions", &t1.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(
+        list[0]["last_active_at"].as_str().unwrap() > list[0]["created_at"].as_str().unwrap(),
+        "the refresh moved the session's last active time: {list:?}"
+    );
+    assert_eq!(list[0]["ip"], "127.0.0.1");
+
+    let recorded = spawn_app_with(|s| s.events.record_refreshes = true).await;
+    let t0 = recorded.user_with_session("bob").await;
+    recorded.rotate(&t0.refresh).await;
+    assert_eq!(recorded.events_of("token_refreshed").len(), 1);
 }

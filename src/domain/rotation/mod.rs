@@ -4,8 +4,16 @@
 //! Every function here runs inside one store transaction (`repository::Tx`), and the
 //! store serializes writes to one family: requests racing on one token see, in turn,
 //! the head, then a rotated parent. `Tx::advance_head` only moves a head that is still
-//! where it was read, and `UNIQUE (session_id, generation)` on tokens makes a fork
-//! impossible even if this logic were wrong.
+//! one generation behind, so a fork is impossible even if this logic were wrong.
+//!
+//! ## One row per rotation
+//! A located token (`lk1_…`, see `domain::refresh_token`) names its session and
+//! generation and carries a tag only latchkey can make. A refresh reads the session by
+//! primary key and compares the token's hash with the head's (`sessions.head_hash`) in
+//! constant time; a rotation rewrites that one row. Older generations keep no hash:
+//! their valid tag proves latchkey issued them, which is all reuse detection needs.
+//! Legacy tokens (issued before schema version 5) are still found by hash in
+//! `refresh_tokens` until their family rotates onto the located format.
 //!
 //! ## The reuse interval, and why the head is sealed on its parent
 //! A client whose response was lost, or two tabs refreshing at once, present the head's
@@ -28,14 +36,14 @@
 use ring::rand::SystemRandom;
 
 use crate::clock::Millis;
-use crate::domain::model::{ClientContext, NewEvent, Session, StoredToken, User};
+use crate::domain::model::{ClientContext, NewEvent, Session, User};
 use crate::domain::repository::Tx;
 use crate::domain::sessions;
-use crate::domain::{EventKind, RefreshToken, RevocationReason, Scope};
+use crate::domain::{EventKind, RefreshToken, RevocationReason, Scope, TokenTagger};
 
-/// Seals the head for its parent (AES-256-GCM under the seal key in `keys.dir`); the
-/// rules only need these two operations, not the key.
-pub trait HeadSealer: Send + Sync {
+/// The keys the rules use, without seeing them: the seal for the head (AES-256-GCM) and
+/// the tagger for located tokens (HMAC-SHA256), both under the key in `keys.dir`.
+pub trait RefreshKeys: TokenTagger {
     /// `plain` sealed with `aad` (the parent's hash) as associated data.
     fn seal(&self, plain: &[u8], aad: &[u8]) -> anyhow::Result<Vec<u8>>;
     /// The plaintext, or `None` if `sealed` was not sealed with this key and `aad`.
@@ -49,6 +57,9 @@ pub struct RefreshRequest {
     /// A narrower scope for the new access token (RFC 6749 §6), if asked for.
     pub scope: Option<Scope>,
     pub reuse_interval_ms: i64,
+    /// `events.record_refreshes`: also record every refresh as a `token_refreshed`
+    /// event (the session row records it either way).
+    pub record_event: bool,
     pub ctx: ClientContext,
 }
 
@@ -101,22 +112,80 @@ impl Rejection {
     }
 }
 
+/// A token latchkey issued, with its family: its generation, and whether it is the
+/// family's head.
+pub struct Found {
+    pub session: Session,
+    pub generation: i64,
+    pub is_head: bool,
+}
+
+/// The family a presented token belongs to, if latchkey issued it. A located token
+/// whose tag fails is refused before any read; one that claims the head's generation
+/// must also match the head's hash (constant time). A legacy token is found by hash.
+pub async fn find(
+    tx: &mut dyn Tx,
+    tagger: &dyn TokenTagger,
+    token: &RefreshToken,
+) -> anyhow::Result<Option<Found>> {
+    match token.locate(tagger) {
+        Err(_) => Ok(None),
+        Ok(Some(at)) => {
+            let Some(session) = tx.session_by_id(&at.session_id.to_string()).await? else {
+                return Ok(None);
+            };
+            let is_head = at.generation == session.head_generation
+                && session.head_hash.is_some_and(|h| token.matches(&h));
+            if at.generation >= session.head_generation && !is_head {
+                // A tag we made, for a generation that is not behind the head: only
+                // the head itself can be that, and this is not it.
+                return Ok(None);
+            }
+            Ok(Some(Found {
+                session,
+                generation: at.generation,
+                is_head,
+            }))
+        }
+        Ok(None) => {
+            let Some(row) = tx.token_by_hash(&token.hash()).await? else {
+                return Ok(None);
+            };
+            let Some(session) = tx.session_by_id(&row.session_id).await? else {
+                return Ok(None);
+            };
+            // A legacy row at the head's generation is the head only while the head
+            // has not moved onto the located format.
+            let is_head = row.generation == session.head_generation && session.head_hash.is_none();
+            if row.generation >= session.head_generation && !is_head {
+                anyhow::bail!("a stored token is not behind its family's head");
+            }
+            Ok(Some(Found {
+                session,
+                generation: row.generation,
+                is_head,
+            }))
+        }
+    }
+}
+
 /// `idle_ms(session)`: the idle timeout that applies to that session (client, remember-me).
 pub async fn refresh(
     tx: &mut dyn Tx,
     now: Millis,
     rng: &SystemRandom,
-    sealer: &dyn HeadSealer,
+    keys: &dyn RefreshKeys,
     req: &RefreshRequest,
     idle_ms: impl Fn(&Session) -> i64,
 ) -> anyhow::Result<RefreshOutcome> {
-    let hash = req.token.hash();
-    let Some(row) = tx.token_by_hash(&hash).await? else {
+    let Some(found) = find(tx, keys, &req.token).await? else {
         return Ok(RefreshOutcome::Rejected(Rejection::Unknown));
     };
-    let Some(session) = tx.session_by_id(&row.session_id).await? else {
-        return Ok(RefreshOutcome::Rejected(Rejection::Unknown));
-    };
+    let Found {
+        session,
+        generation,
+        is_head,
+    } = found;
     if !session.is_active(now) {
         return Ok(RefreshOutcome::Rejected(Rejection::SessionEnded));
     }
@@ -126,13 +195,10 @@ pub async fn refresh(
     };
 
     // Which token is this? The head, the head's parent within the interval, or reuse.
-    let replayed_head = if row.generation == session.head_generation {
+    let replayed_head = if is_head {
         None
-    } else if row.generation > session.head_generation {
-        // Cannot happen (the head is the newest generation); refuse rather than guess.
-        anyhow::bail!("a token is newer than its family's head");
     } else {
-        match grace_head(tx, now, sealer, req, &row, &session).await? {
+        match grace_head(tx, now, keys, req, generation, &session).await? {
             Some(head) => Some(head),
             None => {
                 // RFC 9700 §4.14.2: an invalidated token was presented; revoke the family.
@@ -142,7 +208,7 @@ pub async fn refresh(
                     &session,
                     &req.ctx,
                 )
-                .detail(serde_json::json!({ "presented_generation": row.generation }));
+                .detail(serde_json::json!({ "presented_generation": generation }));
                 tx.insert_event(now, &event).await?;
                 tracing::warn!(
                     session_id = %session.id,
@@ -170,16 +236,7 @@ pub async fn refresh(
         None => session.scope.clone(),
     };
 
-    let context_changed = req.ctx.ip.is_some() && req.ctx.ip != session.ip
-        || req.ctx.user_agent.is_some() && req.ctx.user_agent != session.user_agent;
-    if context_changed {
-        let event = NewEvent::about_session(EventKind::SessionContextChanged, &session, &req.ctx)
-            .detail(serde_json::json!({
-                "previous_ip": session.ip,
-                "previous_user_agent": session.user_agent,
-            }));
-        tx.insert_event(now, &event).await?;
-    }
+    record_context_change(tx, now, &session, &req.ctx).await?;
     let mut session = session;
     session.last_active_at = now;
     session.idle_expires_at = now.saturating_add(idle_ms(&session));
@@ -195,31 +252,20 @@ pub async fn refresh(
             (head, true)
         }
         None => {
-            let next = RefreshToken::generate(rng).map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
-            let generation = row.generation + 1;
-            tx.insert_token(&StoredToken {
-                token_hash: next.hash(),
-                session_id: session.id.clone(),
-                generation,
-                issued_at: now,
-            })
-            .await?;
-            // The previous head's sealed copy (on the grandparent) is replaced, not kept:
-            // only the head's immediate parent may replay.
-            session.head_generation = generation;
-            session.head_issued_at = now;
-            session.sealed_head = Some(sealer.seal(next.expose().as_bytes(), &hash)?);
+            let next = next_head(rng, keys, &mut session, now, &req.token)?;
             tx.advance_head(&session).await?;
             (next, false)
         }
     };
-    let event = NewEvent::about_session(EventKind::TokenRefreshed, &session, &req.ctx).detail(
-        serde_json::json!({
-            "generation": row.generation + 1,
-            "within_reuse_interval": grace,
-        }),
-    );
-    tx.insert_event(now, &event).await?;
+    if req.record_event {
+        let event = NewEvent::about_session(EventKind::TokenRefreshed, &session, &req.ctx).detail(
+            serde_json::json!({
+                "generation": generation + 1,
+                "within_reuse_interval": grace,
+            }),
+        );
+        tx.insert_event(now, &event).await?;
+    }
     let granted = Granted {
         session,
         user,
@@ -233,18 +279,72 @@ pub async fn refresh(
     })
 }
 
-/// The head token, if `row` is the head's immediate parent and the head was issued
-/// within the interval: opened from the session's sealed copy, which is bound (AAD) to
-/// the parent's hash, and checked against the head's stored hash.
+/// The next head of `session`, issued now: its hash and its copy sealed on `parent` go
+/// on the session (the caller writes it). The previous head's sealed copy is replaced,
+/// not kept: only the head's immediate parent may replay.
+fn next_head(
+    rng: &SystemRandom,
+    keys: &dyn RefreshKeys,
+    session: &mut Session,
+    now: Millis,
+    parent: &RefreshToken,
+) -> anyhow::Result<RefreshToken> {
+    let generation = session.head_generation + 1;
+    let id = uuid::Uuid::parse_str(&session.id)?;
+    let next = RefreshToken::issue(rng, keys, id, generation)?;
+    session.head_generation = generation;
+    session.head_issued_at = now;
+    session.head_hash = Some(next.hash());
+    session.sealed_head = Some(keys.seal(next.expose().as_bytes(), &parent.hash())?);
+    Ok(next)
+}
+
+/// The first head of a new session (generation 0).
+pub fn first_head(
+    rng: &SystemRandom,
+    tagger: &dyn TokenTagger,
+    session: &mut Session,
+) -> anyhow::Result<RefreshToken> {
+    let token = RefreshToken::issue(rng, tagger, uuid::Uuid::parse_str(&session.id)?, 0)?;
+    session.head_generation = 0;
+    session.head_hash = Some(token.hash());
+    Ok(token)
+}
+
+/// A `session_context_changed` event when the request comes from another address or
+/// user agent than the session's last one (the session row records the new ones).
+async fn record_context_change(
+    tx: &mut dyn Tx,
+    now: Millis,
+    session: &Session,
+    ctx: &ClientContext,
+) -> anyhow::Result<()> {
+    let changed = ctx.ip.is_some() && ctx.ip != session.ip
+        || ctx.user_agent.is_some() && ctx.user_agent != session.user_agent;
+    if changed {
+        let event = NewEvent::about_session(EventKind::SessionContextChanged, session, ctx).detail(
+            serde_json::json!({
+                "previous_ip": session.ip,
+                "previous_user_agent": session.user_agent,
+            }),
+        );
+        tx.insert_event(now, &event).await?;
+    }
+    Ok(())
+}
+
+/// The head token, if the presented token (of `generation`) is the head's immediate
+/// parent and the head was issued within the interval: opened from the session's sealed
+/// copy, which is bound (AAD) to the parent's hash, and checked against the head.
 async fn grace_head(
     tx: &mut dyn Tx,
     now: Millis,
-    sealer: &dyn HeadSealer,
+    keys: &dyn RefreshKeys,
     req: &RefreshRequest,
-    row: &StoredToken,
+    generation: i64,
     session: &Session,
 ) -> anyhow::Result<Option<RefreshToken>> {
-    if row.generation + 1 != session.head_generation
+    if generation + 1 != session.head_generation
         || now.saturating_sub(session.head_issued_at) > req.reuse_interval_ms
     {
         return Ok(None);
@@ -252,19 +352,19 @@ async fn grace_head(
     let Some(sealed) = &session.sealed_head else {
         return Ok(None);
     };
-    let Some(plain) = sealer.open(sealed, &row.token_hash) else {
+    let Some(plain) = keys.open(sealed, &req.token.hash()) else {
         return Ok(None);
     };
-    let Ok(text) = std::str::from_utf8(&plain) else {
+    let Ok(head) = std::str::from_utf8(&plain).map(RefreshToken::parse) else {
         return Ok(None);
     };
-    let Ok(head) = RefreshToken::parse(text) else {
+    let Ok(head) = head else {
         return Ok(None);
     };
-    let stored = tx.token_by_hash(&head.hash()).await?;
-    Ok(stored
-        .is_some_and(|t| t.session_id == session.id && t.generation == session.head_generation)
-        .then_some(head))
+    let is_head = find(tx, keys, &head)
+        .await?
+        .is_some_and(|f| f.is_head && f.session.id == session.id);
+    Ok(is_head.then_some(head))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ fn request(token: &RefreshToken) -> RefreshRequest {
         client_id: None,
         scope: None,
         reuse_interval_ms: INTERVAL_MS,
+        record_event: false,
         ctx: ClientContext::default(),
     }
 }
@@ -71,7 +72,7 @@ fn family() -> Family {
             limit_policy: LimitPolicy::EvictOldest,
             ctx: ClientContext::default(),
         };
-        match sessions::create_session(tx, T0, &rng, &new).await? {
+        match sessions::create_session(tx, T0, &rng, &sealer, &new).await? {
             LoginOutcome::Created(c) => Ok(*c),
             _ => panic!("no session"),
         }
@@ -119,7 +120,8 @@ enum Expect {
 
 struct Case {
     name: &'static str,
-    /// Which generation is presented (0, 1 or 2 = head; 9 = a token never issued).
+    /// Which generation is presented (0, 1 or 2 = head; 9 = a token never issued;
+    /// 8 = an old generation forged from the session id alone).
     generation: usize,
     /// Milliseconds after the head was issued.
     after_head_ms: i64,
@@ -237,6 +239,15 @@ const CASES: &[Case] = &[
         expect: Expect::Rejected(Rejection::SessionEnded),
     },
     Case {
+        name: "an old generation forged from the session id alone is unknown, not reuse",
+        generation: 8,
+        after_head_ms: 1_000,
+        client_id: None,
+        scope: None,
+        scene: nothing,
+        expect: Expect::Rejected(Rejection::Unknown),
+    },
+    Case {
         name: "a token never issued is unknown",
         generation: 9,
         after_head_ms: 1_000,
@@ -255,6 +266,7 @@ fn rotation_rules_table() {
         let before = session(&f);
         let token = match case.generation {
             9 => RefreshToken::generate(&SystemRandom::new()).unwrap(),
+            8 => forged_old_generation(&f),
             g => f.tokens[g].clone(),
         };
         let mut req = request(&token);
@@ -298,6 +310,46 @@ fn rotation_rules_table() {
     }
 }
 
+/// What someone who knows only the session id (every access token's `sid`) can build:
+/// a located token for generation 0 under a key that is not latchkey's.
+fn forged_old_generation(f: &Family) -> RefreshToken {
+    let other_key = tempfile::tempdir().unwrap();
+    let impostor = Sealer::load_or_generate(other_key.path()).unwrap();
+    let sid = uuid::Uuid::parse_str(&f.session_id).unwrap();
+    RefreshToken::issue(&SystemRandom::new(), &impostor, sid, 0).unwrap()
+}
+
+#[test]
+fn a_rotation_writes_no_token_row_and_no_event_unless_asked_to() {
+    let f = family();
+    let count = |sql: &str| -> i64 { f.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let events = count("SELECT count(*) FROM events");
+    let RefreshOutcome::Rotated(next) = present(&f, f.head_at + 1, request(&f.tokens[2])) else {
+        panic!("the head rotates")
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM refresh_tokens"),
+        0,
+        "no token rows"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events"),
+        events,
+        "no event per refresh"
+    );
+    // events.record_refreshes = true keeps the old behaviour.
+    let mut req = request(&next.token);
+    req.record_event = true;
+    assert!(matches!(
+        present(&f, f.head_at + 2, req),
+        RefreshOutcome::Rotated(_)
+    ));
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE kind = 'token_refreshed'"),
+        1
+    );
+}
+
 #[test]
 fn after_reuse_the_head_is_refused_too() {
     let f = family();
@@ -323,4 +375,97 @@ fn a_second_rotation_of_one_head_cannot_fork_the_family() {
     stale.head_generation = 3;
     let err = run_test_job(&f.conn, async move |tx| tx.advance_head(&stale).await);
     assert!(err.is_err(), "the head moved twice from generation 2");
+}
+
+#[test]
+fn legacy_tokens_issued_before_version_5_keep_working_until_they_rotate() {
+    // A family as version 4 stored it: generations 0 and 1 as hashed rows, 1 the head.
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+    let migrations = crate::store::sqlite::migrations::migrations();
+    migrations.to_version(&mut conn, 4).unwrap();
+    let rng = SystemRandom::new();
+    let legacy: Vec<RefreshToken> = (0..2)
+        .map(|_| RefreshToken::generate(&rng).unwrap())
+        .collect();
+    let sid = uuid::Uuid::new_v4().to_string();
+    conn.execute_batch(&format!(
+        "INSERT INTO users (id, username, username_key, password_hash, created_at)
+             VALUES ('u', 'alice', 'alice', 'h', {T0});
+         INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+             last_active_at, idle_expires_at, expires_at, head_generation, head_issued_at)
+             VALUES ('{sid}', 'u', 'app', '', 1, {T0}, {T0}, {idle}, {abs}, 1, {T0});",
+        idle = T0 + DAY_MS,
+        abs = T0 + 30 * DAY_MS
+    ))
+    .unwrap();
+    for (generation, t) in legacy.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![&t.hash()[..], sid, generation as i64, T0],
+        )
+        .unwrap();
+    }
+    // The upgrade.
+    migrations.to_latest(&mut conn).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let f = Family {
+        conn,
+        sealer: Sealer::load_or_generate(keys.path()).unwrap(),
+        _keys: keys,
+        session_id: sid,
+        user_id: "u".into(),
+        tokens: legacy.clone(),
+        head_at: T0,
+    };
+    // The legacy head rotates onto the located format…
+    let RefreshOutcome::Rotated(next) = present(&f, T0 + 1_000, request(&legacy[1])) else {
+        panic!("the legacy head rotates")
+    };
+    assert!(next.token.expose().starts_with("lk1_"));
+    assert_eq!(session(&f).head_hash, Some(next.token.hash()));
+    // …its legacy parent, within the interval, gets that same head back…
+    let RefreshOutcome::Replayed(again) = present(&f, T0 + 2_000, request(&legacy[1])) else {
+        panic!("the legacy parent replays within the interval")
+    };
+    assert_eq!(again.token, next.token);
+    // …the located head rotates on…
+    assert!(matches!(
+        present(&f, T0 + 3_000, request(&next.token)),
+        RefreshOutcome::Rotated(_)
+    ));
+    // …and replaying the oldest legacy token is reuse: the family is revoked.
+    assert!(matches!(
+        present(&f, T0 + 4_000, request(&legacy[0])),
+        RefreshOutcome::ReuseDetected
+    ));
+    assert_eq!(session(&f).revoked_reason, Some(RevocationReason::Reuse));
+}
+
+#[test]
+fn a_forged_located_token_is_refused_before_any_read_whether_or_not_its_session_exists() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let f = family();
+    let steps = Arc::new(AtomicU64::new(0));
+    let counted = steps.clone();
+    f.conn.progress_handler(
+        1,
+        Some(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            false
+        }),
+    );
+    let existing = forged_old_generation(&f);
+    let missing = {
+        let other = tempfile::tempdir().unwrap();
+        let impostor = Sealer::load_or_generate(other.path()).unwrap();
+        RefreshToken::issue(&SystemRandom::new(), &impostor, uuid::Uuid::new_v4(), 0).unwrap()
+    };
+    for token in [existing, missing] {
+        let found = run_test_job(&f.conn, async |tx| find(tx, &f.sealer, &token).await).unwrap();
+        assert!(found.is_none());
+    }
+    f.conn.progress_handler(1, None::<fn() -> bool>);
+    assert_eq!(steps.load(Ordering::Relaxed), 0, "no statement ran");
 }

@@ -116,6 +116,12 @@ CREATE INDEX events_logins_by_user ON events(user_id, at) WHERE kind = 'login_su
         // kind = ?2"). Every refresh event paid for it: without it the store rotates
         // about a fifth faster in process (BENCHMARKS.md).
         M::up("DROP INDEX events_by_kind;"),
+        // Version 5: located refresh tokens (`lk1_…`). The head's hash lives on its
+        // session, so a rotation finds the family by primary key and writes that one
+        // row; no token row is inserted. Older generations need no hash (their tag
+        // proves latchkey issued them). Legacy families keep `head_hash` NULL and their
+        // rows in refresh_tokens until they rotate; housekeeping drains those rows.
+        M::up("ALTER TABLE sessions ADD COLUMN head_hash BLOB;"),
     ])
 }
 

@@ -6,11 +6,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::clock::Millis;
 use crate::domain::model::Session;
 use crate::domain::repository::SweepStep;
-use crate::domain::{RevocationReason, Scope};
+use crate::domain::{RevocationReason, Scope, TokenHash};
 
 const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
      last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
-     head_generation, head_issued_at, sealed_head";
+     head_generation, head_issued_at, sealed_head, head_hash";
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     let scope: String = r.get(3)?;
@@ -34,6 +34,9 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         head_generation: r.get(13)?,
         head_issued_at: r.get(14)?,
         sealed_head: r.get(15)?,
+        head_hash: r
+            .get::<_, Option<Vec<u8>>>(16)?
+            .and_then(|h| TokenHash::try_from(h.as_slice()).ok()),
     })
 }
 
@@ -41,8 +44,8 @@ pub fn insert(conn: &Connection, s: &Session) -> anyhow::Result<()> {
     conn.prepare_cached(
         "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
              last_active_at, idle_expires_at, expires_at, ip, user_agent,
-             head_generation, head_issued_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             head_generation, head_issued_at, head_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         s.id,
@@ -57,7 +60,8 @@ pub fn insert(conn: &Connection, s: &Session) -> anyhow::Result<()> {
         s.ip,
         s.user_agent,
         s.head_generation,
-        s.head_issued_at
+        s.head_issued_at,
+        s.head_hash.as_ref().map(|h| &h[..])
     ])
     .context("insert session")?;
     Ok(())
@@ -114,16 +118,16 @@ pub fn touch(conn: &Connection, s: &Session) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A rotation: the family's head moves to `head_generation` (sealed on its parent for
-/// the reuse interval) and the session records activity, in one row update. The parent
-/// token row is never rewritten, so a rotation dirties as few pages as it can (see
-/// BENCHMARKS.md). Fails unless the head was one generation behind.
+/// A rotation: the family's head moves to `head_generation` (its hash, and its copy
+/// sealed on its parent for the reuse interval) and the session records activity, in
+/// one row update: the only row a rotation writes. Fails unless the head was one
+/// generation behind.
 pub fn advance_head(conn: &Connection, s: &Session) -> anyhow::Result<()> {
     let n = conn
         .prepare_cached(
             "UPDATE sessions SET last_active_at = ?2, idle_expires_at = ?3,
                  ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent),
-                 head_generation = ?6, head_issued_at = ?7, sealed_head = ?8
+                 head_generation = ?6, head_issued_at = ?7, sealed_head = ?8, head_hash = ?9
              WHERE id = ?1 AND head_generation = ?6 - 1",
         )?
         .execute(params![
@@ -134,7 +138,8 @@ pub fn advance_head(conn: &Connection, s: &Session) -> anyhow::Result<()> {
             s.user_agent,
             s.head_generation,
             s.head_issued_at,
-            s.sealed_head
+            s.sealed_head,
+            s.head_hash.as_ref().map(|h| &h[..])
         ])?;
     anyhow::ensure!(n == 1, "the head moved during the rotation");
     Ok(())
