@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::web;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Wipes every sealed successor whose reuse interval has passed, so the database holds
 /// a sealed head only for the interval (see `domain::rotation`). Returns how many.

@@ -1,6 +1,6 @@
-//! Wiring: opens the store, loads keys, starts pools, binds the listener.
+//! Wiring: builds the application state, binds the listeners, starts the background
+//! tasks.
 
-use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,103 +8,11 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context;
-use ring::rand::SystemRandom;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Settings, TlsSettings};
-use crate::domain::throttle::{LoginThrottle, ThrottleConfig};
-use crate::keys::{Keys, Sealer};
-use crate::metrics::Metrics;
-use crate::passwords::PasswordHasher;
-use crate::ratelimit::RateLimits;
 use crate::routes;
-use crate::store::Store;
-use crate::tokens::TokenService;
-
-/// Everything a request handler may use. Built once, shared by reference.
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    pub store: Store,
-    pub keys: Arc<Keys>,
-    pub tokens: TokenService,
-    pub hasher: PasswordHasher,
-    pub sealer: Arc<Sealer>,
-    pub clock: SharedClock,
-    pub rng: Arc<SystemRandom>,
-    pub throttle: LoginThrottle,
-    pub limits: RateLimits,
-}
-
-impl AppState {
-    pub fn new(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
-        let settings = Arc::new(settings);
-        let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
-        let store = Store::open_observed(
-            &settings.store.path,
-            settings.store.readers,
-            Some(metrics.clone() as Arc<dyn crate::store::StoreObserver>),
-        )?;
-        let keys = Arc::new(
-            Keys::load_or_generate(
-                &settings.keys.dir,
-                settings.keys.algorithm,
-                settings.retired_key_grace(),
-                clock.now_millis(),
-            )
-            .with_context(|| {
-                format!(
-                    "cannot load signing keys from {}",
-                    settings.keys.dir.display()
-                )
-            })?,
-        );
-        let sealer = Arc::new(
-            Sealer::load_or_generate(&settings.keys.dir)
-                .context("cannot load the refresh seal key")?,
-        );
-        let audiences: HashSet<String> = settings
-            .clients
-            .iter()
-            .map(|c| c.audience.clone())
-            .collect();
-        let tokens = TokenService::new(
-            settings.issuer.clone(),
-            audiences,
-            i64::try_from(settings.access_token.leeway.as_secs()).unwrap_or(30),
-            keys.clone(),
-            clock.clone(),
-        );
-        let l = &settings.login;
-        let throttle = LoginThrottle::new(ThrottleConfig {
-            per_account_per_hour: l.max_failures_per_account_per_hour,
-            per_ip_per_hour: l.max_failures_per_ip_per_hour,
-            free_failures: l.failures_before_delay,
-            base_delay: l.first_delay.0,
-            max_delay: l.max_delay.0,
-        });
-        let limits = RateLimits::new(&settings.rate_limits, clock.clone());
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let hasher = PasswordHasher::start(cores, 256 * cores)?;
-        Ok(Self {
-            settings,
-            metrics,
-            store,
-            keys,
-            tokens,
-            hasher,
-            sealer,
-            clock,
-            rng: Arc::new(SystemRandom::new()),
-            throttle,
-            limits,
-        })
-    }
-
-    pub fn now(&self) -> crate::clock::Millis {
-        self.clock.now_millis()
-    }
-}
+pub use crate::state::AppState;
 
 pub struct Application {
     port: u16,

@@ -56,7 +56,7 @@ async fn revoke(settings: &Settings, user: String) -> anyhow::Result<()> {
             let u = user_named(tx, &username.key()).await?;
             let reason = RevocationReason::Admin;
             let ctx = Default::default();
-            crate::domain::sessions::revoke_all_of_user(tx, now, &u.id, None, reason, &ctx).await
+            crate::domain::revocation::revoke_all_of_user(tx, now, &u.id, None, reason, &ctx).await
         })
         .await?;
     println!("revoked {n} session(s)");

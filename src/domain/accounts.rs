@@ -4,7 +4,7 @@
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, User};
 use crate::domain::repository::Tx;
-use crate::domain::sessions;
+use crate::domain::revocation;
 use crate::domain::{EventKind, RevocationReason, Username};
 
 pub enum SignupOutcome {
@@ -50,7 +50,7 @@ pub async fn change_password(
     ctx: &ClientContext,
 ) -> anyhow::Result<usize> {
     tx.set_password_hash(user_id, new_hash).await?;
-    let ended = sessions::revoke_all_of_user(
+    let ended = revocation::revoke_all_of_user(
         tx,
         now,
         user_id,
@@ -82,7 +82,7 @@ pub async fn disable_user(
     if !tx.set_disabled(user_id, now).await? {
         return Ok(true); // already disabled: nothing to end, nothing to record
     }
-    sessions::revoke_all_of_user(tx, now, user_id, None, RevocationReason::UserDisabled, ctx)
+    revocation::revoke_all_of_user(tx, now, user_id, None, RevocationReason::UserDisabled, ctx)
         .await?;
     let event = NewEvent::new(EventKind::UserDisabled)
         .user(user_id)

@@ -25,6 +25,7 @@ pub use vocabulary::{EventKind, RevocationReason};
 pub mod accounts;
 pub mod model;
 pub mod repository;
+pub mod revocation;
 pub mod rotation;
 pub mod sessions;
 pub mod throttle;

@@ -9,7 +9,7 @@ use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::service::accounts;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     // The rate limit is also what keeps the 409 for a taken name from being an

@@ -11,7 +11,7 @@ use crate::domain::model::EventQuery;
 use crate::error::ApiError;
 use crate::service::events::{page_before, page_limit};
 use crate::service::{accounts, events, sessions};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/admin/users/{id}/sessions", user_sessions);

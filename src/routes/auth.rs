@@ -13,7 +13,7 @@ use crate::domain::model::ClientContext;
 use crate::error::ApiError;
 pub use crate::service::auth::Authenticated;
 use crate::service::auth::{authenticate, authenticate_admin};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An authenticated caller with the `admin` role.
 pub struct Admin(pub Authenticated);

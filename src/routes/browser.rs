@@ -25,7 +25,7 @@ use crate::ratelimit::Endpoint;
 use crate::service::issue::{resolve_client, Issued, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
 use crate::service::{login, revoke};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis §5.5).
 const MAX_COOKIE_AGE_SECS: i64 = 400 * 24 * 3600;

@@ -13,7 +13,7 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::StreamExt;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()

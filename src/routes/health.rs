@@ -2,7 +2,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::RouteTable;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/healthz", healthz);

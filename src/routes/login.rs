@@ -10,7 +10,7 @@ use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::service::login::{self, Credentials};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.post("/login", handle).rate_limited(Endpoint::Login);

@@ -12,7 +12,7 @@ use crate::domain::model::{Event, EventQuery, Session};
 use crate::error::ApiError;
 use crate::service::events::{page_before, page_limit};
 use crate::service::{accounts, events, revoke, sessions};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/me", me);

@@ -26,7 +26,7 @@ use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder,
 
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// One route: its path and method, the handler, and the per-IP rate-limit bucket its
 /// requests draw from (checked before anything else, even the body).

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::service::refresh::{self, RefreshInput};
 use crate::service::{introspect, revoke};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.post("/oauth/token", token).rate_limited(Endpoint::Token);

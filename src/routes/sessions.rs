@@ -8,7 +8,7 @@ use super::extract::OptionalJson;
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::service::revoke::{self, LogoutScope};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.post("/logout", logout);

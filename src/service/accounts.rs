@@ -8,7 +8,7 @@ use crate::domain::{Password, PasswordError, Username};
 use crate::error::ApiError;
 use crate::passwords::HashError;
 use crate::pool::PoolError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn password_error(e: PasswordError) -> ApiError {
     ApiError::InvalidRequest(e.to_string())

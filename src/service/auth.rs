@@ -5,7 +5,7 @@
 
 use crate::domain::model::{Session, User};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tokens::AccessClaims;
 
 pub struct Authenticated {

@@ -2,7 +2,7 @@
 
 use crate::domain::model::{Event, EventQuery};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Events matching `query`, newest first.
 pub async fn list(state: &AppState, query: EventQuery) -> Result<Vec<Event>, ApiError> {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::domain::{rotation, RefreshToken};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The introspection response for `raw` (a refresh token or an access JWT).
 pub async fn introspect(state: &AppState, raw: &str) -> Result<Value, ApiError> {

@@ -8,7 +8,7 @@ use crate::config::ClientSettings;
 use crate::domain::model::{Session, User};
 use crate::domain::{RefreshToken, Scope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tokens::MintRequest;
 
 /// The token response body. `refresh_token` is taken out in browser mode, where the

@@ -11,7 +11,7 @@ use crate::domain::sessions::{self, LoginOutcome, NewSession};
 use crate::domain::throttle::Verdict;
 use crate::domain::{EventKind, Password, Scope, Username};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct Credentials {
     pub username: String,

@@ -6,7 +6,7 @@ use crate::domain::model::ClientContext;
 use crate::domain::rotation::{self, RefreshOutcome, RefreshRequest, Rejection};
 use crate::domain::{RefreshToken, Scope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct RefreshInput<'a> {
     /// The refresh token as presented (form field or cookie).

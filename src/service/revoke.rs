@@ -3,10 +3,10 @@
 
 use super::auth::Authenticated;
 use crate::domain::model::{ClientContext, NewEvent, Session};
-use crate::domain::{rotation, sessions};
+use crate::domain::{revocation, rotation};
 use crate::domain::{EventKind, RefreshToken, RevocationReason};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The session a refresh token belongs to, if it is one we issued (any generation).
 pub async fn session_of_refresh_token(
@@ -52,7 +52,7 @@ pub async fn revoke_token(
             if client_id.as_deref().is_some_and(|c| c != session.client_id) {
                 return Ok(false);
             }
-            sessions::revoke(tx, now, &session, reason, &ctx).await
+            revocation::revoke(tx, now, &session, reason, &ctx).await
         })
         .await?)
 }
@@ -104,7 +104,7 @@ pub async fn logout(
             let mut ended = 0;
             for s in tx.active_sessions_of_user(&current.user_id, now).await? {
                 if scope.ends(s.id == current.id)
-                    && sessions::revoke(tx, now, &s, reason, &ctx).await?
+                    && revocation::revoke(tx, now, &s, reason, &ctx).await?
                 {
                     ended += 1;
                 }
@@ -130,7 +130,7 @@ pub async fn end_own_session(
         .store
         .write(async move |tx| match tx.session_by_id(&session_id).await? {
             Some(s) if s.user_id == user_id && s.is_active(now) => {
-                sessions::revoke(tx, now, &s, RevocationReason::UserRevoked, &ctx).await
+                revocation::revoke(tx, now, &s, RevocationReason::UserRevoked, &ctx).await
             }
             _ => Ok(false),
         })

@@ -1,9 +1,9 @@
 //! Listing and ending sessions: a user's own devices, and the operator's views.
 
 use crate::domain::model::{ClientContext, Session};
-use crate::domain::{sessions, RevocationReason};
+use crate::domain::{revocation, RevocationReason};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The user's live sessions, oldest first.
 pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Session>, ApiError> {
@@ -44,7 +44,7 @@ pub async fn revoke_all_of_user(
             }
             let reason = RevocationReason::Admin;
             Ok(Some(
-                sessions::revoke_all_of_user(tx, now, &user_id, None, reason, &ctx).await?,
+                revocation::revoke_all_of_user(tx, now, &user_id, None, reason, &ctx).await?,
             ))
         })
         .await?

@@ -38,7 +38,7 @@ use ring::rand::SystemRandom;
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, Session, User};
 use crate::domain::repository::Tx;
-use crate::domain::sessions;
+use crate::domain::revocation;
 use crate::domain::{EventKind, RefreshToken, RevocationReason, Scope, TokenTagger};
 
 /// The keys the rules use, without seeing them: the seal for the head (AES-256-GCM) and
@@ -202,7 +202,7 @@ pub async fn refresh(
             Some(head) => Some(head),
             None => {
                 // RFC 9700 §4.14.2: an invalidated token was presented; revoke the family.
-                sessions::revoke(tx, now, &session, RevocationReason::Reuse, &req.ctx).await?;
+                revocation::revoke(tx, now, &session, RevocationReason::Reuse, &req.ctx).await?;
                 let event = NewEvent::about_session(
                     EventKind::RefreshTokenReuseDetected,
                     &session,

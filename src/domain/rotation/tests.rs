@@ -7,7 +7,7 @@ use ring::rand::SystemRandom;
 
 use super::*;
 use crate::domain::accounts::{self, SignupOutcome};
-use crate::domain::sessions::{CreatedSession, LoginOutcome, NewSession};
+use crate::domain::sessions::{self, CreatedSession, LoginOutcome, NewSession};
 use crate::domain::{Lifetimes, LimitPolicy, Username};
 use crate::keys::Sealer;
 use crate::store::sqlite::{in_memory, run_test_job};
