@@ -101,9 +101,13 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         ctx: from.ctx,
     };
     let rng = state.rng.clone();
+    // The hash that was verified: the write refuses if a password change replaced it.
+    let verified_hash = user.password_hash.clone();
     let outcome = state
         .store
-        .write(async move |tx| sessions::create_session(tx, now, &rng, &new).await)
+        .write(async move |tx| {
+            sessions::create_login_session(tx, now, &rng, &new, &verified_hash).await
+        })
         .await?;
     state.metrics.login(match &outcome {
         LoginOutcome::Created(_) => "success",
