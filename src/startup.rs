@@ -1,6 +1,5 @@
 //! Wiring: opens the store, loads keys, starts pools, binds the listener.
 
-use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,14 +62,9 @@ impl AppState {
             Sealer::load_or_generate(&settings.keys.dir)
                 .context("cannot load the refresh seal key")?,
         );
-        let audiences: HashSet<String> = settings
-            .clients
-            .iter()
-            .map(|c| c.audience.clone())
-            .collect();
         let tokens = TokenService::new(
             settings.issuer.clone(),
-            audiences,
+            settings.issued_audiences(),
             i64::try_from(settings.access_token.leeway.as_secs()).unwrap_or(30),
             keys.clone(),
             clock.clone(),
@@ -133,6 +127,13 @@ impl Application {
         warn_if_issuer_is_not_https(&settings, addr);
         let shutdown_timeout = settings.server.shutdown_timeout.as_secs();
         let client_timeout = settings.server.client_timeout.0;
+        for (path, mode) in crate::keys::loose_permissions(&settings.keys.dir) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:04o}"),
+                "a private key file is readable by group or others; chmod 600 it"
+            );
+        }
         let state = web::Data::new(AppState::new(settings, clock)?);
         let listener =
             TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;

@@ -11,7 +11,7 @@ use latchkey::domain::Algorithm;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::helpers::{kid_of, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{kid_of, spawn_app, spawn_app_with, TestApp, ISSUER};
 
 const INTEROP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 
@@ -94,8 +94,8 @@ async fn both_verifiers_follow_a_rotation(alg: Algorithm) {
     let kid_a = kid_of(&first.access);
 
     let mut verifiers = vec![
-        Verifier::start("pyjwt", &app.base, "latchkey").await,
-        Verifier::start("jose", &app.base, "latchkey").await,
+        Verifier::start("pyjwt", &app.base, ISSUER).await,
+        Verifier::start("jose", &app.base, ISSUER).await,
     ];
     for v in &mut verifiers {
         v.assert_verifies(&first.access, &kid_a).await;
@@ -144,7 +144,7 @@ async fn third_party_verifiers_refuse_a_tampered_token_and_a_wrong_audience() {
     parts[1] = String::from_utf8(payload).unwrap();
     let tampered = parts.join(".");
     for name in ["pyjwt", "jose"] {
-        let mut v = Verifier::start(name, &app.base, "latchkey").await;
+        let mut v = Verifier::start(name, &app.base, ISSUER).await;
         let verdict = v.check(&tampered).await;
         assert!(verdict.starts_with("REFUSED"), "{name}: {verdict}");
         let mut other = Verifier::start(name, &app.base, "someone-else").await;

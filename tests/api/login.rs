@@ -21,8 +21,11 @@ async fn login_returns_the_token_response_with_no_store_headers() {
     assert_eq!(rt.len(), 43, "256 bits, base64url");
 }
 
+/// RFC 9068 §2.2 claims plus `sid`, `auth_time` and `amr` (RFC 8176 §2: `pwd`). A user
+/// without roles and a login without scope carry no `roles` and no `scope` at all:
+/// RFC 9068 validators such as Authlib's refuse `"roles": []` and `"scope": ""`.
 #[tokio::test]
-async fn rfc9068_2_access_token_has_exactly_the_api_claims_and_header() {
+async fn rfc9068_2_access_token_has_exactly_the_api_claims_and_omits_empty_ones() {
     let app = spawn_app().await;
     let t = app.user_with_session("alice").await;
     let (header, claims) = jwt_parts(&t.access);
@@ -39,28 +42,35 @@ async fn rfc9068_2_access_token_has_exactly_the_api_claims_and_header() {
     assert_eq!(
         keys,
         [
+            "amr",
             "aud",
+            "auth_time",
             "client_id",
             "exp",
             "iat",
             "iss",
             "jti",
-            "roles",
-            "scope",
             "sid",
             "sub"
         ]
     );
     assert_eq!(claims["iss"], "http://127.0.0.1:8080");
-    assert_eq!(claims["aud"], "latchkey");
+    // The default client has no configured audience: its tokens are for latchkey
+    // itself, whose audience is the issuer (docs/contract.md "Audiences").
+    assert_eq!(claims["aud"], "http://127.0.0.1:8080");
     assert_eq!(claims["client_id"], "default");
     assert_eq!(claims["sid"], t.session_id.as_str());
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         900
     );
-    assert_eq!(claims["roles"], json!([]));
-    assert_eq!(claims["scope"], "");
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    // auth_time is the login's, and a refresh keeps it.
+    assert_eq!(claims["auth_time"], claims["iat"]);
+    app.advance(std::time::Duration::from_secs(120));
+    let later = jwt_parts(&app.rotate(&t.refresh).await.access).1;
+    assert_eq!(later["auth_time"], claims["auth_time"]);
+    assert!(later["iat"].as_i64() > claims["iat"].as_i64());
 }
 
 #[tokio::test]
