@@ -14,6 +14,9 @@ pub enum ApiError {
     InvalidGrant(String),
     #[error("{0}")]
     InvalidScope(String),
+    /// RFC 8707 §2: a `resource` the client may not have a token for.
+    #[error("{0}")]
+    InvalidTarget(String),
     #[error("the grant type is not supported; use refresh_token")]
     UnsupportedGrantType,
     /// `basic`: the client authenticated with HTTP Basic, so 401 carries a challenge
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::InvalidGrant(_) => "invalid_grant",
             ApiError::InvalidScope(_) => "invalid_scope",
+            ApiError::InvalidTarget(_) => "invalid_target",
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
             ApiError::InvalidClient { .. } => "invalid_client",
             ApiError::InvalidCredentials => "invalid_credentials",
@@ -104,6 +108,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidRequest(_)
             | ApiError::InvalidGrant(_)
             | ApiError::InvalidScope(_)
+            | ApiError::InvalidTarget(_)
             | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             ApiError::InvalidClient { .. }
             | ApiError::InvalidCredentials

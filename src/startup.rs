@@ -41,6 +41,13 @@ impl Application {
         warn_if_issuer_is_not_https(&settings, addr);
         let shutdown_timeout = settings.server.shutdown_timeout.as_secs();
         let client_timeout = settings.server.client_timeout.0;
+        for (path, mode) in crate::keys::loose_permissions(&settings.keys.dir) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:04o}"),
+                "a private key file is readable by group or others; chmod 600 it"
+            );
+        }
         let state = web::Data::new(AppState::new(settings, clock)?);
         let listener =
             TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;

@@ -2,7 +2,6 @@
 //! start, shared by reference. Its own module so that `service` and `routes` depend on
 //! it without depending on the wiring in `startup` (which depends on them).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -60,14 +59,9 @@ impl AppState {
             Sealer::load_or_generate(&settings.keys.dir)
                 .context("cannot load the refresh seal key")?,
         );
-        let audiences: HashSet<String> = settings
-            .clients
-            .iter()
-            .map(|c| c.audience.clone())
-            .collect();
         let tokens = TokenService::new(
             settings.issuer.clone(),
-            audiences,
+            settings.issued_audiences(),
             i64::try_from(settings.access_token.leeway.as_secs()).unwrap_or(30),
             keys.clone(),
             clock.clone(),

@@ -1,4 +1,4 @@
-//! `latchkey keys list|generate|rotate|retire|import` (docs/contract.md "Command line").
+//! `latchkey keys list|generate|rotate|retire|revoke|import` (docs/contract.md "Command line").
 //! Every change goes through `crate::keys`, which locks `keys.dir` and replaces its
 //! manifest atomically, so a running server picks it up on its next reload.
 
@@ -45,6 +45,7 @@ pub(super) fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<(
             now: at_once,
         } => import(&t, &file, alg, at_once),
         KeysCommand::Retire { kid } => retire(&t, &kid),
+        KeysCommand::Revoke { kid } => revoke(&t, &kid),
     }
 }
 
@@ -62,6 +63,9 @@ fn list(t: &KeyTimes<'_>) -> anyhow::Result<()> {
         t.now,
     )?;
     let set = keys.current(t.now);
+    if let Err(e) = keys::read_manifest(t.dir)?.check_schedule(t.now_dt, t.grace) {
+        eprintln!("latchkey: warning: the key schedule is broken: {e}");
+    }
     println!(
         "  {:<43} {:<6} {:<8} {:<20} {:<20} {:<20} LEAVES JWKS",
         "KID", "ALG", "STATE", "CREATED", "SIGNS FROM", "RETIRES"
@@ -86,7 +90,8 @@ fn list(t: &KeyTimes<'_>) -> anyhow::Result<()> {
 
 /// A key that signs at once.
 fn generate(t: &KeyTimes<'_>, alg: Option<Algorithm>) -> anyhow::Result<()> {
-    let entry = keys::generate(t.dir, alg.unwrap_or(t.settings.keys.algorithm), t.now_dt)?;
+    let alg = alg.unwrap_or(t.settings.keys.algorithm);
+    let entry = keys::generate(t.dir, alg, t.now_dt, t.grace)?;
     println!("{}", entry.kid);
     Ok(())
 }
@@ -94,7 +99,8 @@ fn generate(t: &KeyTimes<'_>, alg: Option<Algorithm>) -> anyhow::Result<()> {
 /// Stages a new key: published now, signing after `keys.publish_ahead` (or at once).
 fn rotate(t: &KeyTimes<'_>, alg: Option<Algorithm>, at_once: bool) -> anyhow::Result<()> {
     let alg = alg.unwrap_or(t.settings.keys.algorithm);
-    let (entry, retiring) = keys::rotate(t.dir, alg, None, t.now_dt, t.ahead(at_once))?;
+    let ahead = t.ahead(at_once);
+    let (entry, retiring) = keys::rotate(t.dir, alg, None, t.now_dt, ahead, t.grace)?;
     report_rotation(&entry, &retiring, t.grace);
     Ok(())
 }
@@ -104,7 +110,8 @@ fn import(t: &KeyTimes<'_>, file: &Path, alg: Algorithm, at_once: bool) -> anyho
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let der = keys::pkcs8_from_pem(&text)?;
-    let (entry, retiring) = keys::rotate(t.dir, alg, Some(der), t.now_dt, t.ahead(at_once))?;
+    let ahead = t.ahead(at_once);
+    let (entry, retiring) = keys::rotate(t.dir, alg, Some(der), t.now_dt, ahead, t.grace)?;
     report_rotation(&entry, &retiring, t.grace);
     Ok(())
 }
@@ -121,6 +128,20 @@ fn retire(t: &KeyTimes<'_>, kid: &str) -> anyhow::Result<()> {
         keys::Retired::Already(since) => {
             println!("{kid} was already retired at {}", at(since))
         }
+    }
+    Ok(())
+}
+
+/// Revokes a compromised key: out of the JWKS, and its tokens refused, by every running
+/// instance at its next manifest reload.
+fn revoke(t: &KeyTimes<'_>, kid: &str) -> anyhow::Result<()> {
+    match keys::revoke(t.dir, kid, t.now_dt, t.grace)? {
+        keys::Revoked::Now => println!(
+            "{kid} is revoked: running servers drop it from the JWKS and refuse its tokens \
+             within keys.reload_interval ({}s; SIGHUP applies it at once)",
+            t.settings.keys.reload_interval.as_secs()
+        ),
+        keys::Revoked::Already(since) => println!("{kid} was already revoked at {}", at(since)),
     }
     Ok(())
 }

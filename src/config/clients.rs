@@ -10,13 +10,38 @@ use super::{ConfigError, HumanDuration};
 use crate::domain::ClientId;
 use crate::secret::Secret;
 
+/// `clients[].audience`: one audience or a list (docs/contract.md "Audiences").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AudienceSetting {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl AudienceSetting {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            AudienceSetting::One(a) => vec![a.clone()],
+            AudienceSetting::Many(list) => list.clone(),
+        }
+    }
+}
+
+impl From<&str> for AudienceSetting {
+    fn from(a: &str) -> Self {
+        AudienceSetting::One(a.to_owned())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
     pub id: String,
-    /// The `aud` of access tokens issued to this client.
-    #[serde(default = "default_audience")]
-    pub audience: String,
+    /// The `aud` of access tokens issued to this client: one or several audiences.
+    /// Unset: the issuer, i.e. tokens for latchkey's own routes
+    /// (`Settings::audiences_of`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<AudienceSetting>,
     /// Scopes this client may request; a request for anything else is refused.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -35,15 +60,11 @@ pub struct ClientSettings {
     pub absolute_lifetime_no_remember: Option<HumanDuration>,
 }
 
-fn default_audience() -> String {
-    "latchkey".into()
-}
-
 impl ClientSettings {
     pub fn named(id: &str) -> Self {
         Self {
             id: id.into(),
-            audience: default_audience(),
+            audience: None,
             scopes: Vec::new(),
             allowed_origins: Vec::new(),
             access_token_ttl: None,
@@ -72,11 +93,8 @@ impl ClientSettings {
         }
         ClientId::parse(&self.id)
             .map_err(|e| ConfigError(format!("client id {:?}: {e}", self.id)))?;
-        if self.audience.is_empty() {
-            return Err(ConfigError(format!(
-                "client {:?} has an empty audience",
-                self.id
-            )));
+        if let Some(audience) = &self.audience {
+            validate_audiences(&format!("client {:?}", self.id), &audience.to_vec())?;
         }
         Ok(())
     }
@@ -97,11 +115,31 @@ pub(super) fn validate_clients(clients: &[ClientSettings]) -> Result<(), ConfigE
     Ok(())
 }
 
+/// At least one audience, none empty, none twice.
+fn validate_audiences(owner: &str, audiences: &[String]) -> Result<(), ConfigError> {
+    if audiences.is_empty() {
+        return Err(ConfigError(format!("{owner} lists no audience")));
+    }
+    let mut seen = HashSet::new();
+    for a in audiences {
+        if a.is_empty() {
+            return Err(ConfigError(format!("{owner} has an empty audience")));
+        }
+        if !seen.insert(a) {
+            return Err(ConfigError(format!("{owner} lists audience {a:?} twice")));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceServerSettings {
     pub id: String,
     pub secret: Secret<String>,
+    /// Introspection tells this resource server only about access tokens whose `aud`
+    /// includes one of these (docs/contract.md "Audiences").
+    pub audiences: Vec<String>,
 }
 
 impl fmt::Debug for ResourceServerSettings {
@@ -109,6 +147,7 @@ impl fmt::Debug for ResourceServerSettings {
         f.debug_struct("ResourceServerSettings")
             .field("id", &self.id)
             .field("secret", &self.secret)
+            .field("audiences", &self.audiences)
             .finish()
     }
 }
@@ -121,7 +160,13 @@ impl ResourceServerSettings {
                 self.id
             )));
         }
-        Ok(())
+        validate_audiences(
+            &format!(
+                "resource server {:?} (resource_servers[].audiences)",
+                self.id
+            ),
+            &self.audiences,
+        )
     }
 }
 

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Lifetimes;
 
 pub use browser::BrowserSettings;
-pub use clients::{ClientSettings, ResourceServerSettings};
+pub use clients::{AudienceSetting, ClientSettings, ResourceServerSettings};
 pub use duration::HumanDuration;
 pub use events::EventSettings;
 pub use keys::KeySettings;
@@ -135,6 +135,23 @@ impl Settings {
         clients::validate_resource_servers(&self.resource_servers)?;
         self.session.validate()?;
         self.access_token.validate()?;
+        self.validate_key_timing()?;
+        Ok(())
+    }
+
+    /// RFC 7517 / OIDC Core §10.1.1 (docs/contract.md "Standards checklist" #13): a new
+    /// key must be published at least one JWKS cache lifetime before it signs, or a
+    /// verifier holding a cached JWKS meets a token from a key it does not know yet.
+    fn validate_key_timing(&self) -> Result<(), ConfigError> {
+        let (ahead, max_age) = (self.publish_ahead(), self.keys.jwks_max_age);
+        if ahead.0 < max_age.0 {
+            return Err(ConfigError(format!(
+                "keys.publish_ahead ({}s) is shorter than keys.jwks_max_age ({}s): verifiers \
+                 with a cached JWKS would see tokens from a key they do not have yet",
+                ahead.as_secs(),
+                max_age.as_secs()
+            )));
+        }
         Ok(())
     }
 
@@ -148,6 +165,23 @@ impl Settings {
 
     pub fn client(&self, id: &str) -> Option<&ClientSettings> {
         self.clients.iter().find(|c| c.id == id)
+    }
+
+    /// The audiences of `client`'s access tokens: its `audience`, or the issuer when it
+    /// has none (docs/contract.md "Audiences").
+    pub fn audiences_of(&self, client: &ClientSettings) -> Vec<String> {
+        client
+            .audience
+            .as_ref()
+            .map_or_else(|| vec![self.issuer.clone()], AudienceSetting::to_vec)
+    }
+
+    /// Every audience latchkey issues tokens for.
+    pub fn issued_audiences(&self) -> std::collections::HashSet<String> {
+        self.clients
+            .iter()
+            .flat_map(|c| self.audiences_of(c))
+            .collect()
     }
 
     /// The longest access-token lifetime of any client.

@@ -34,14 +34,16 @@ const NEW_DEVICE_WINDOW_MS: i64 = 30 * 86_400 * 1000;
 
 pub enum LoginOutcome {
     Created(Box<CreatedSession>),
-    /// The account vanished or was disabled between the password check and this write.
+    /// The account vanished, was disabled, or had its password changed between the
+    /// password check and this write.
     UserUnavailable,
     /// `limit_policy = "reject"` and the user is at `max_per_user`.
     LimitReached,
 }
 
 /// Starts a new family with its generation-0 token. Every login gets a new session id
-/// (ASVS v4 3.2.1: no session fixation).
+/// (ASVS v4 3.2.1: no session fixation). For a session that a password check opens, use
+/// [`create_login_session`].
 pub async fn create_session(
     tx: &mut dyn Tx,
     now: Millis,
@@ -49,8 +51,42 @@ pub async fn create_session(
     tagger: &dyn TokenTagger,
     req: &NewSession,
 ) -> anyhow::Result<LoginOutcome> {
+    create(tx, now, rng, tagger, req, None).await
+}
+
+/// [`create_session`] for a login that verified `verified_hash` (the user's argon2 PHC
+/// string as it was read for the check). The check runs outside the writer, so a
+/// password change may commit in between; the change ends every other session
+/// (docs/contract.md "Endpoints", `/me/password`) but cannot see this one yet. So the
+/// write refuses unless the stored hash is still the one verified: a login made with the
+/// old password never outlives the change.
+pub async fn create_login_session(
+    tx: &mut dyn Tx,
+    now: Millis,
+    rng: &SystemRandom,
+    tagger: &dyn TokenTagger,
+    req: &NewSession,
+    verified_hash: &str,
+) -> anyhow::Result<LoginOutcome> {
+    create(tx, now, rng, tagger, req, Some(verified_hash)).await
+}
+
+async fn create(
+    tx: &mut dyn Tx,
+    now: Millis,
+    rng: &SystemRandom,
+    tagger: &dyn TokenTagger,
+    req: &NewSession,
+    verified_hash: Option<&str>,
+) -> anyhow::Result<LoginOutcome> {
     let user = match tx.user_by_id(&req.user_id).await? {
-        Some(u) if u.is_enabled() => u,
+        Some(u)
+            if u.is_enabled()
+                && verified_hash
+                    .is_none_or(|h| same_bytes(h.as_bytes(), u.password_hash.as_bytes())) =>
+        {
+            u
+        }
         _ => return Ok(LoginOutcome::UserUnavailable),
     };
     let active = tx.active_sessions_of_user(&user.id, now).await?;
@@ -111,6 +147,13 @@ pub async fn create_session(
         user,
         token,
     })))
+}
+
+/// Equal contents, compared in constant time (hashes are not secrets, but there is no
+/// reason to time them either).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// The network a login came from, coarsely: the IPv4 /24 or IPv6 /48.

@@ -1,13 +1,15 @@
-//! The changes behind `latchkey keys generate|rotate|retire|import` (`import` rotates to
-//! a key read by `pkcs8_from_pem`): each is one change to the manifest under its file
-//! lock. Running instances pick the result up on their next reload.
+//! The changes behind `latchkey keys generate|rotate|retire|revoke|import` (`import`
+//! rotates to a key read by `pkcs8_from_pem`): each is one change to the manifest under
+//! its file lock, refused unless some key signs at every moment of the resulting
+//! schedule (`Manifest::check_schedule`). Running instances pick the result up on their
+//! next reload.
 
 use std::path::Path;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 
-use super::manifest::{with_locked_manifest, KeyEntry, KeyState};
+use super::manifest::{with_locked_manifest, KeyEntry};
 use super::pem::{add_key, generate_der, generate_key};
 use crate::domain::Algorithm;
 
@@ -22,6 +24,7 @@ pub fn rotate(
     der: Option<Vec<u8>>,
     now: DateTime<Utc>,
     publish_ahead: chrono::Duration,
+    retired_grace: chrono::Duration,
 ) -> anyhow::Result<(KeyEntry, Vec<String>)> {
     let der = match der {
         Some(der) => der,
@@ -35,12 +38,13 @@ pub fn rotate(
         }
         let mut retiring = Vec::new();
         for old in &mut manifest.keys {
-            if old.retired_at.is_none_or(|r| r > signs_from) {
+            if old.revoked_at.is_none() && old.retired_at.is_none_or(|r| r > signs_from) {
                 old.retired_at = Some(signs_from);
                 retiring.push(old.kid.clone());
             }
         }
         manifest.keys.push(entry.clone());
+        manifest.check_schedule(now, retired_grace)?;
         Ok((entry, retiring))
     })
 }
@@ -54,9 +58,11 @@ pub enum Retired {
     Already(DateTime<Utc>),
 }
 
-/// Stops `kid` signing at once. It stays published (and verifies) until every token it
-/// signed has expired and every cached JWKS has been refetched. Refuses to leave the
-/// service with no key to sign with.
+/// Stops `kid` signing at once. It stays published (and verifies the tokens it signed
+/// before now) until every token it signed has expired and every cached JWKS has been
+/// refetched. Refused if some moment of the resulting schedule would have no key to sign
+/// with, now or later (e.g. retiring a staged key whose predecessor retires when it was
+/// due to start signing).
 pub fn retire(
     dir: &Path,
     kid: &str,
@@ -67,30 +73,65 @@ pub fn retire(
         let Some(i) = manifest.keys.iter().position(|k| k.kid == kid) else {
             bail!("no key with kid {kid:?} (see `latchkey keys list`)");
         };
+        if manifest.keys[i].revoked_at.is_some() {
+            bail!("{kid} is revoked; it neither signs nor verifies");
+        }
         if let Some(r) = manifest.keys[i].retired_at.filter(|r| *r <= now) {
             return Ok(Retired::Already(r));
         }
-        let another_signs = manifest
-            .keys
-            .iter()
-            .enumerate()
-            .any(|(j, k)| j != i && k.state(now, retired_grace) == KeyState::Active);
-        if !another_signs {
-            bail!(
-                "{kid} is the only key that can sign; run `latchkey keys rotate` and retire it \
-                 once the new key signs (or `latchkey keys rotate --now` if it is compromised)"
-            );
-        }
         manifest.keys[i].retired_at = Some(now);
+        manifest
+            .check_schedule(now, retired_grace)
+            .map_err(|e| anyhow::anyhow!("cannot retire {kid}: {e}"))?;
         Ok(Retired::Now(now + retired_grace))
     })
 }
 
+/// What `latchkey keys revoke KID` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// Revoked now: out of the JWKS and refused for verification by every instance at
+    /// its next reload.
+    Now,
+    /// It was already revoked (at the given time); nothing changed.
+    Already(DateTime<Utc>),
+}
+
+/// Revokes a compromised key: unlike retirement there is no grace, so tokens it signed
+/// stop verifying as soon as each instance reloads the manifest (`keys.reload_interval`,
+/// or at once on SIGHUP), and it leaves the JWKS. Refused if no other key would sign.
+pub fn revoke(
+    dir: &Path,
+    kid: &str,
+    now: DateTime<Utc>,
+    retired_grace: chrono::Duration,
+) -> anyhow::Result<Revoked> {
+    with_locked_manifest(dir, |manifest| {
+        let Some(i) = manifest.keys.iter().position(|k| k.kid == kid) else {
+            bail!("no key with kid {kid:?} (see `latchkey keys list`)");
+        };
+        if let Some(r) = manifest.keys[i].revoked_at {
+            return Ok(Revoked::Already(r));
+        }
+        manifest.keys[i].revoked_at = Some(now);
+        manifest
+            .check_schedule(now, retired_grace)
+            .map_err(|e| anyhow::anyhow!("cannot revoke {kid}: {e}"))?;
+        Ok(Revoked::Now)
+    })
+}
+
 /// `latchkey keys generate`: a new key that signs at once (the newest active key signs).
-pub fn generate(dir: &Path, alg: Algorithm, now: DateTime<Utc>) -> anyhow::Result<KeyEntry> {
+pub fn generate(
+    dir: &Path,
+    alg: Algorithm,
+    now: DateTime<Utc>,
+    retired_grace: chrono::Duration,
+) -> anyhow::Result<KeyEntry> {
     with_locked_manifest(dir, |manifest| {
         let entry = generate_key(dir, alg, now, now)?;
         manifest.keys.push(entry.clone());
+        manifest.check_schedule(now, retired_grace)?;
         Ok(entry)
     })
 }
@@ -119,6 +160,7 @@ mod tests {
             None,
             at(t0),
             chrono::Duration::minutes(10),
+            chrono::Duration::minutes(20),
         )
         .unwrap();
         assert_eq!(retiring, vec![a.clone()]);
@@ -157,8 +199,8 @@ mod tests {
                 .unwrap();
         let a = keys.current(t0).signing.kid.clone();
         let err = retire(dir.path(), &a, at(t0), grace).unwrap_err();
-        assert!(err.to_string().contains("only key that can sign"), "{err}");
-        let b = generate(dir.path(), Algorithm::ES256, at(t0 + 1)).unwrap();
+        assert!(err.to_string().contains("no key that signs now"), "{err}");
+        let b = generate(dir.path(), Algorithm::ES256, at(t0 + 1), grace).unwrap();
         keys.reload(t0 + 1).unwrap();
         assert_eq!(keys.current(t0 + 1).signing.kid, b.kid);
         assert_eq!(
@@ -170,8 +212,71 @@ mod tests {
             Retired::Already(at(t0 + 2))
         );
         keys.reload(t0 + 3).unwrap();
-        let states: Vec<KeyState> = keys.current(t0 + 3).entries.iter().map(|e| e.1).collect();
-        assert_eq!(states, vec![KeyState::Retired, KeyState::Active]);
+        let states: Vec<crate::keys::KeyState> =
+            keys.current(t0 + 3).entries.iter().map(|e| e.1).collect();
+        assert_eq!(
+            states,
+            vec![
+                crate::keys::KeyState::Retired,
+                crate::keys::KeyState::Active
+            ]
+        );
         assert!(retire(dir.path(), "no-such-kid", at(t0), grace).is_err());
+    }
+
+    #[test]
+    fn retiring_a_staged_key_whose_predecessor_retires_when_it_was_due_to_sign_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_800_000_000_000;
+        let grace = chrono::Duration::minutes(20);
+        let ahead = chrono::Duration::minutes(10);
+        Keys::load_or_generate(dir.path(), Algorithm::ES256, grace.to_std().unwrap(), t0).unwrap();
+        let (b, _) = rotate(dir.path(), Algorithm::ES256, None, at(t0), ahead, grace).unwrap();
+        // Now A signs and B does not, so a check of "now" alone would allow this; but
+        // from t0 + 10 min A is retired and B would be too.
+        let err = retire(dir.path(), &b.kid, at(t0 + 1), grace).unwrap_err();
+        assert!(err.to_string().contains("no key that signs from"), "{err}");
+        let manifest = crate::keys::read_manifest(dir.path()).unwrap();
+        assert!(manifest
+            .keys
+            .iter()
+            .all(|k| k.kid != b.kid || k.retired_at.is_none()));
+        manifest.check_schedule(at(t0 + 2), grace).unwrap();
+    }
+
+    #[test]
+    fn a_revoked_key_is_revoked_whatever_the_clock_and_revoking_the_last_signer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_800_000_000_000;
+        let grace = chrono::Duration::minutes(20);
+        let keys =
+            Keys::load_or_generate(dir.path(), Algorithm::ES256, grace.to_std().unwrap(), t0)
+                .unwrap();
+        let a = keys.current(t0).signing.kid.clone();
+        let err = revoke(dir.path(), &a, at(t0), grace).unwrap_err();
+        assert!(err.to_string().contains("no key that signs now"), "{err}");
+        let (b, _) = rotate(
+            dir.path(),
+            Algorithm::ES256,
+            None,
+            at(t0),
+            chrono::Duration::zero(),
+            grace,
+        )
+        .unwrap();
+        assert_eq!(
+            revoke(dir.path(), &a, at(t0 + 5), grace).unwrap(),
+            Revoked::Now
+        );
+        assert_eq!(
+            revoke(dir.path(), &a, at(t0 + 6), grace).unwrap(),
+            Revoked::Already(at(t0 + 5))
+        );
+        keys.reload(t0 + 6).unwrap();
+        // Even at a moment before the revocation (another instance's slow clock).
+        let set = keys.current(t0 + 1);
+        assert!(set.verifying_key(&a).is_none());
+        assert!(!String::from_utf8_lossy(&set.jwks).contains(&a));
+        assert_eq!(set.signing.kid, b.kid);
     }
 }

@@ -24,6 +24,8 @@ use crate::domain::Algorithm;
 pub struct KeySet {
     pub signing: Arc<SigningKey>,
     by_kid: HashMap<String, Arc<SigningKey>>,
+    /// When each published key retired (or is due to), in ms.
+    retired_at: HashMap<String, Millis>,
     pub jwks: Vec<u8>,
     pub etag: String,
     pub entries: Vec<(KeyEntry, KeyState)>,
@@ -36,6 +38,12 @@ impl KeySet {
     /// A key that may verify tokens (published: staged, active or retired-in-grace).
     pub fn verifying_key(&self, kid: &str) -> Option<&Arc<SigningKey>> {
         self.by_kid.get(kid)
+    }
+
+    /// When `kid` stopped (or is due to stop) signing. A token that says it was issued
+    /// after that was not signed by latchkey while the key was in service.
+    pub fn retired_at(&self, kid: &str) -> Option<Millis> {
+        self.retired_at.get(kid).copied()
     }
 
     pub fn algorithms(&self) -> Vec<&'static str> {
@@ -157,6 +165,7 @@ impl Keys {
     fn build(&self, manifest: &Manifest, now: Millis) -> anyhow::Result<KeySet> {
         let now_dt = crate::clock::to_datetime(now);
         let mut by_kid = HashMap::new();
+        let mut retired_at = HashMap::new();
         let mut signing: Option<(DateTime<Utc>, Arc<SigningKey>)> = None;
         let mut entries = Vec::new();
         let mut jwks_keys = Vec::new();
@@ -167,8 +176,11 @@ impl Keys {
             if let Some(t) = entry.next_transition(now_dt, self.retired_grace) {
                 valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
             }
-            if state == KeyState::Expired {
+            if matches!(state, KeyState::Expired | KeyState::Revoked) {
                 continue;
+            }
+            if let Some(r) = entry.retired_at {
+                retired_at.insert(entry.kid.clone(), r.timestamp_millis());
             }
             let key = self.parsed_key(entry)?;
             // The newest active key signs; older active ones still verify.
@@ -192,6 +204,7 @@ impl Keys {
         Ok(KeySet {
             signing,
             by_kid,
+            retired_at,
             jwks,
             etag,
             entries,
@@ -226,6 +239,7 @@ fn placeholder_set() -> KeySet {
     KeySet {
         signing: Arc::new(key),
         by_kid: HashMap::new(),
+        retired_at: HashMap::new(),
         jwks: b"{\"keys\":[]}".to_vec(),
         etag: "\"empty\"".into(),
         entries: Vec::new(),

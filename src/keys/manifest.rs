@@ -22,6 +22,10 @@ pub struct KeyEntry {
     pub signs_from: DateTime<Utc>,
     #[serde(default)]
     pub retired_at: Option<DateTime<Utc>>,
+    /// Set by `latchkey keys revoke` (a compromised key): from then on the key neither
+    /// signs, nor verifies, nor is published, whatever the other dates say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,6 +35,7 @@ pub enum KeyState {
     Active,
     Retired,
     Expired,
+    Revoked,
 }
 
 impl KeyState {
@@ -40,6 +45,7 @@ impl KeyState {
             KeyState::Active => "active",
             KeyState::Retired => "retired",
             KeyState::Expired => "expired",
+            KeyState::Revoked => "revoked",
         }
     }
 }
@@ -48,7 +54,12 @@ impl KeyEntry {
     /// `retired_grace`: how long a retired key stays published (longest token TTL +
     /// JWKS max-age). `retired_at` may lie in the future: `keys rotate` schedules the old
     /// key's retirement for the moment the new one starts signing.
+    /// A revoked key is revoked at every moment (not from `revoked_at` on): instances
+    /// whose clocks disagree must not disagree about a compromised key.
     pub fn state(&self, now: DateTime<Utc>, retired_grace: chrono::Duration) -> KeyState {
+        if self.revoked_at.is_some() {
+            return KeyState::Revoked;
+        }
         match self.retired_at {
             Some(r) if now >= r + retired_grace => KeyState::Expired,
             Some(r) if now >= r => KeyState::Retired,
@@ -60,7 +71,8 @@ impl KeyEntry {
     /// When this key leaves the JWKS (RFC 7517; OIDC Core §10.1.1: only after every token
     /// it signed has expired and every cached JWKS has been refetched).
     pub fn unpublished_at(&self, retired_grace: chrono::Duration) -> Option<DateTime<Utc>> {
-        self.retired_at.map(|r| r + retired_grace)
+        self.revoked_at
+            .or_else(|| self.retired_at.map(|r| r + retired_grace))
     }
 
     /// The next moment after `now` at which this key's state changes.
@@ -69,6 +81,9 @@ impl KeyEntry {
         now: DateTime<Utc>,
         retired_grace: chrono::Duration,
     ) -> Option<DateTime<Utc>> {
+        if self.revoked_at.is_some() {
+            return None;
+        }
         [
             Some(self.signs_from),
             self.retired_at,
@@ -84,6 +99,56 @@ impl KeyEntry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Manifest {
     pub keys: Vec<KeyEntry>,
+}
+
+impl Manifest {
+    /// The whole future schedule, not just `now`: from `now` on, at every moment some key
+    /// signs. States only change at a key's transitions, so checking `now` and each later
+    /// transition covers every moment. Every `latchkey keys` change must leave this true
+    /// (a staged key retired before it signs, or a key revoked with no successor, would
+    /// otherwise leave the service with nothing to sign with once its time came).
+    pub fn check_schedule(
+        &self,
+        now: DateTime<Utc>,
+        retired_grace: chrono::Duration,
+    ) -> anyhow::Result<()> {
+        let mut moments: Vec<DateTime<Utc>> = self
+            .keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    Some(k.signs_from),
+                    k.retired_at,
+                    k.unpublished_at(retired_grace),
+                ]
+            })
+            .flatten()
+            .filter(|t| *t > now)
+            .collect();
+        moments.push(now);
+        moments.sort_unstable();
+        for t in moments {
+            let signs = self
+                .keys
+                .iter()
+                .any(|k| k.state(t, retired_grace) == KeyState::Active);
+            if !signs {
+                let when = if t == now {
+                    "now".to_owned()
+                } else {
+                    format!(
+                        "from {}",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )
+                };
+                anyhow::bail!(
+                    "this would leave no key that signs {when}; keep a key that signs \
+                     (`latchkey keys rotate --now` adds one that signs at once)"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {

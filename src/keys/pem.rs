@@ -106,6 +106,7 @@ pub(super) fn add_key(
         created_at: now,
         signs_from,
         retired_at: None,
+        revoked_at: None,
     })
 }
 

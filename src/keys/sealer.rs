@@ -12,7 +12,7 @@ use ring::{aead, hkdf, hmac};
 
 use super::atomic_file::write_atomically;
 
-const SEAL_KEY_FILE: &str = "refresh-seal.key";
+pub(super) const SEAL_KEY_FILE: &str = "refresh-seal.key";
 
 /// Seals a family's newest refresh token on its parent for the reuse interval
 /// (AES-256-GCM from ring under a key kept in `keys.dir`, never in the database).

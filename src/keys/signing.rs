@@ -62,11 +62,16 @@ impl SigningKey {
         jwt.push('.');
         jwt.push_str(&payload);
         let sig = match &self.signer {
-            Signer::Ecdsa(kp) => kp
-                .sign(rng, jwt.as_bytes())
-                .map_err(|_| anyhow::anyhow!("ECDSA signing failed"))?
-                .as_ref()
-                .to_vec(),
+            Signer::Ecdsa(kp) => {
+                let mut sig = kp
+                    .sign(rng, jwt.as_bytes())
+                    .map_err(|_| anyhow::anyhow!("ECDSA signing failed"))?
+                    .as_ref()
+                    .to_vec();
+                // The verifier accepts only low S (one valid string per token).
+                p256_normalize_s(&mut sig[32..]);
+                sig
+            }
             Signer::Ed25519(kp) => kp.sign(jwt.as_bytes()).as_ref().to_vec(),
             Signer::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public().modulus_len()];
@@ -78,6 +83,38 @@ impl SigningKey {
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
         Ok(jwt)
+    }
+}
+
+/// The order n of the P-256 group (SEC 2 §2.4.2), big-endian.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// n / 2, rounded down: the largest S a canonical (low-S) signature may have.
+const P256_HALF_N: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether a 32-byte big-endian S is at most n/2. ECDSA signatures are malleable:
+/// (r, s) and (r, n − s) verify alike, so accepting both would give one token two valid
+/// strings; latchkey accepts only the low one.
+pub fn p256_s_is_low(s: &[u8]) -> bool {
+    s.len() == 32 && s <= P256_HALF_N.as_slice()
+}
+
+/// Replaces a high S by n − S (the same signature's low-S twin).
+fn p256_normalize_s(s: &mut [u8]) {
+    if s.len() != 32 || p256_s_is_low(s) {
+        return;
+    }
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        s[i] = (d + (borrow << 8)) as u8;
     }
 }
 
@@ -113,6 +150,44 @@ fn parse_pkcs8(alg: Algorithm, der: &[u8]) -> anyhow::Result<(Signer, Jwk)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn es256_signatures_always_have_a_low_s_and_still_verify() {
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = SigningKey::from_pkcs8(None, Algorithm::ES256, doc.as_ref()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        // Unnormalized, about half of all signatures would have a high S.
+        for i in 0..64 {
+            let jwt = key.sign_jwt(&serde_json::json!({ "i": i }), &rng).unwrap();
+            let sig = URL_SAFE_NO_PAD
+                .decode(jwt.rsplit('.').next().unwrap())
+                .unwrap();
+            assert!(p256_s_is_low(&sig[32..]), "signature {i} has a high S");
+            jsonwebtoken::decode::<serde_json::Value>(&jwt, &key.decoding, &validation)
+                .expect("the normalized signature verifies");
+        }
+    }
+
+    #[test]
+    fn the_twin_of_a_low_s_is_high_and_normalizes_back() {
+        let mut s = [0u8; 32];
+        s[31] = 5;
+        let mut twin = s;
+        // n − 5 is high; normalizing it gives 5 back.
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let d = i16::from(P256_N[i]) - i16::from(twin[i]) - borrow;
+            borrow = i16::from(d < 0);
+            twin[i] = (d + (borrow << 8)) as u8;
+        }
+        assert!(!p256_s_is_low(&twin));
+        p256_normalize_s(&mut twin);
+        assert_eq!(twin, s);
+        assert!(p256_s_is_low(&P256_HALF_N));
+    }
 
     #[test]
     fn ed25519_keys_sign_jwts_with_the_cached_header() {

@@ -87,9 +87,13 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 /// Parameters of an `/oauth/*` request, from an `application/x-www-form-urlencoded` body
 /// (as RFC 6749 clients send) or a JSON object of strings.
 /// RFC 6749 §3.2: a parameter sent twice is `invalid_request`; empty values count as
-/// omitted; unknown parameters are ignored.
+/// omitted; unknown parameters are ignored. The exception is RFC 8707's `resource`,
+/// which may be repeated (in JSON: a string or an array of strings).
 #[derive(Debug, Default)]
-pub struct OAuthParams(HashMap<String, String>);
+pub struct OAuthParams(HashMap<String, String>, HashMap<String, Vec<String>>);
+
+/// Parameters that may appear more than once (RFC 8707 §2: `resource`).
+const REPEATABLE: [&str; 1] = ["resource"];
 
 impl OAuthParams {
     /// The body parser on raw input, for the fuzz target (`fuzz/`): what the extractor
@@ -105,6 +109,14 @@ impl OAuthParams {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every non-empty value of a repeatable parameter, in order.
+    pub fn get_all(&self, name: &str) -> Vec<String> {
+        self.1
+            .get(name)
+            .map(|v| v.iter().filter(|s| !s.is_empty()).cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn require(&self, name: &str) -> Result<&str, ApiError> {
         self.get(name)
             .ok_or_else(|| ApiError::InvalidRequest(format!("missing parameter: {name}")))
@@ -112,14 +124,19 @@ impl OAuthParams {
 
     fn from_pairs(pairs: impl Iterator<Item = (String, String)>) -> Result<Self, ApiError> {
         let mut map = HashMap::new();
+        let mut multi: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in pairs {
+            if REPEATABLE.contains(&k.as_str()) {
+                multi.entry(k).or_default().push(v);
+                continue;
+            }
             if map.insert(k.clone(), v).is_some() {
                 return Err(ApiError::InvalidRequest(format!(
                     "parameter {k} is repeated"
                 )));
             }
         }
-        Ok(Self(map))
+        Ok(Self(map, multi))
     }
 
     fn parse(content_type: Option<mime::Mime>, body: &[u8]) -> Result<Self, ApiError> {
@@ -140,6 +157,16 @@ impl OAuthParams {
                 match v {
                     serde_json::Value::String(s) => pairs.push((k, s)),
                     serde_json::Value::Null => {}
+                    serde_json::Value::Array(items) if REPEATABLE.contains(&k.as_str()) => {
+                        for item in items {
+                            let serde_json::Value::String(s) = item else {
+                                return Err(ApiError::InvalidRequest(format!(
+                                    "parameter {k} must be a string or an array of strings"
+                                )));
+                            };
+                            pairs.push((k.clone(), s));
+                        }
+                    }
                     _ => {
                         return Err(ApiError::InvalidRequest(format!(
                             "parameter {k} must be a string"
@@ -294,6 +321,24 @@ mod tests {
     fn rfc6749_3_2_repeated_parameters_are_invalid_request() {
         let err = OAuthParams::parse(form(), b"grant_type=a&grant_type=b").unwrap_err();
         assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn rfc8707_2_resource_may_be_repeated_in_a_form_or_be_a_json_array() {
+        let p = OAuthParams::parse(form(), b"resource=a&grant_type=x&resource=b").unwrap();
+        assert_eq!(p.get_all("resource"), ["a", "b"]);
+        let p = OAuthParams::parse(
+            Some(mime::APPLICATION_JSON),
+            br#"{"resource":["a","b"],"grant_type":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.get_all("resource"), ["a", "b"]);
+        let p = OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"resource":"a"}"#).unwrap();
+        assert_eq!(p.get_all("resource"), ["a"]);
+        assert!(OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"resource":[1]}"#).is_err());
+        // Other parameters still may not be repeated or be arrays.
+        assert!(OAuthParams::parse(form(), b"scope=a&scope=b").is_err());
+        assert!(OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"scope":["a"]}"#).is_err());
     }
 
     #[test]

@@ -27,6 +27,29 @@ pub struct LoginBody {
     pub remember_me: Option<bool>,
     #[serde(default)]
     pub scope: Option<String>,
+    /// RFC 8707 resource indicators: one string or an array of strings.
+    #[serde(default)]
+    pub resource: Option<OneOrMany>,
+}
+
+/// A JSON member that may be one string or an array of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
 }
 
 impl From<LoginBody> for Credentials {
@@ -37,6 +60,7 @@ impl From<LoginBody> for Credentials {
             client_id: b.client_id,
             remember_me: b.remember_me,
             scope: b.scope,
+            resource: b.resource.map(OneOrMany::into_vec).unwrap_or_default(),
         }
     }
 }

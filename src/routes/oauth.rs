@@ -37,6 +37,8 @@ async fn token(
     }
     let input = RefreshInput {
         raw_token: params.require("refresh_token")?,
+        // Omitted: the client the token was issued to (docs/contract.md "Refresh
+        // rotation, reuse detection, revocation", client binding).
         client_id: params.get("client_id"),
         scope: params
             .get("scope")
@@ -45,46 +47,100 @@ async fn token(
             .map_err(|e| ApiError::InvalidScope(e.into()))?,
         ctx: client_context(&req),
     };
-    let issued = refresh::refresh(&state, input).await?;
+    let resource = params.get_all("resource");
+    let issued = refresh::refresh_for(&state, input, &resource).await?;
     Ok(no_store_json(&issued.body))
 }
 
-/// RFC 7009: always 200; revokes the whole session of a refresh or access token.
+/// RFC 7009: always 200; revokes the whole session of a refresh or access token. A
+/// public client names itself with `client_id` (optional); a resource server
+/// authenticates (HTTP Basic or `client_secret_post`) and may revoke only access tokens
+/// meant for it.
 async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    params: OAuthParams,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let basic = basic_credentials(&req)?;
+    let params = OAuthParams::from_request(&req, &mut payload.into_inner()).await?;
     let raw = params.require("token")?;
     // RFC 7009 §2.1: the hint is only a hint; a wrong one changes nothing.
-    let client_id = params.get("client_id").map(str::to_owned);
-    let reason = RevocationReason::Revoked;
-    revoke::revoke_token(&state, raw, client_id, client_context(&req), reason).await?;
+    let ctx = client_context(&req);
+    match caller(&params, basic)? {
+        Some((presented, by_basic)) => {
+            let rs = introspect::authenticate_resource_server(&state, &presented)
+                .ok_or(ApiError::InvalidClient { basic: by_basic })?;
+            revoke::revoke_for_resource_server(&state, rs, raw, ctx).await?;
+        }
+        None => {
+            let client_id = params.get("client_id").map(str::to_owned);
+            let reason = RevocationReason::Revoked;
+            revoke::revoke_token(&state, raw, client_id, ctx, reason).await?;
+        }
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
 }
 
-/// RFC 7662, for configured resource servers (HTTP Basic).
+/// RFC 7662, for configured resource servers: HTTP Basic (checked before the body is
+/// read) or `client_id` + `client_secret` in the body (RFC 6749 §2.3.1).
 async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    // RFC 7662 §2.1: authenticate before looking at the body at all.
-    authenticate_resource_server(&state, &req)?;
-    let params = OAuthParams::from_request(&req, &mut payload.into_inner()).await?;
-    let body = introspect::introspect(&state, params.require("token")?).await?;
+    let unauthorized = || ApiError::InvalidClient { basic: true };
+    let basic = basic_credentials(&req)?;
+    // RFC 7662 §2.1: with Basic, authenticate before looking at the body at all.
+    if let Some(presented) = &basic {
+        introspect::authenticate_resource_server(&state, presented).ok_or_else(unauthorized)?;
+    }
+    // Without credentials, an unreadable body is still "not authenticated" (401).
+    let from_body = basic.is_none();
+    let params = match OAuthParams::from_request(&req, &mut payload.into_inner()).await {
+        Ok(p) => p,
+        Err(_) if from_body => return Err(unauthorized()),
+        Err(e) => return Err(e),
+    };
+    let (presented, _) = caller(&params, basic)?.ok_or_else(unauthorized)?;
+    let rs =
+        introspect::authenticate_resource_server(&state, &presented).ok_or_else(unauthorized)?;
+    let body = introspect::introspect(&state, rs, params.require("token")?).await?;
     Ok(no_store_json(&body))
 }
 
-fn authenticate_resource_server(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+/// The credentials a request carries, and whether they came by HTTP Basic. RFC 6749
+/// §2.3 has a client use one method per request; when a request sends both, HTTP Basic
+/// is the one checked and a `client_secret` in the body is ignored.
+fn caller(
+    params: &OAuthParams,
+    basic: Option<introspect::Presented>,
+) -> Result<Option<(introspect::Presented, bool)>, ApiError> {
+    match (basic, params.get("client_secret")) {
+        (Some(b), _) => Ok(Some((b, true))),
+        (None, Some(secret)) => {
+            let id = params.get("client_id").unwrap_or_default();
+            let pairs = vec![(id.to_owned(), secret.to_owned())];
+            Ok(Some((introspect::Presented { pairs }, false)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// HTTP Basic credentials (RFC 7617), if the request has an `Authorization` header; a
+/// header that is not well-formed Basic is 401. RFC 6749 §2.3.1 says id and secret are
+/// form-urlencoded first, but many clients (Authlib, `requests`' `auth=`, `curl -u`)
+/// send them raw, so both readings are offered; `+`, `%` and `&` in a secret then work
+/// either way.
+fn basic_credentials(req: &HttpRequest) -> Result<Option<introspect::Presented>, ApiError> {
     let unauthorized = ApiError::InvalidClient { basic: true };
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::InvalidClient { basic: true })?;
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidClient { basic: true })?;
     let Some((scheme, encoded)) = value.split_once(' ') else {
         return Err(unauthorized);
     };
@@ -99,31 +155,16 @@ fn authenticate_resource_server(state: &AppState, req: &HttpRequest) -> Result<(
     let Some((id, secret)) = decoded.split_once(':') else {
         return Err(unauthorized);
     };
-    // RFC 6749 §2.3.1: id and secret are form-urlencoded inside Basic.
-    let decode = |s: &str| -> String {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+    let form_decode = |s: &str| -> Option<String> {
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
     };
-    let (id, secret) = (decode(id), decode(secret));
-    let ok = state.settings.resource_servers.iter().any(|rs| {
-        rs.id == id && constant_time_eq(rs.secret.expose().as_bytes(), secret.as_bytes())
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(unauthorized)
+    let mut pairs = vec![(id.to_owned(), secret.to_owned())];
+    if let (Some(i), Some(s)) = (form_decode(id), form_decode(secret)) {
+        pairs.push((i, s));
     }
-}
-
-/// Compares SHA-256 digests so neither length nor content leaks through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let da = ring::digest::digest(&ring::digest::SHA256, a);
-    let db = ring::digest::digest(&ring::digest::SHA256, b);
-    da.as_ref()
-        .iter()
-        .zip(db.as_ref())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    Ok(Some(introspect::Presented { pairs }))
 }

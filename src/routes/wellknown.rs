@@ -42,7 +42,13 @@ async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
 }
 
 /// RFC 8414 §2 metadata. `issuer` is the configured issuer byte for byte, the same
-/// string every token carries in `iss`. Empty arrays are omitted.
+/// string every token carries in `iss`. Empty arrays are omitted, and so is
+/// `response_types_supported`: latchkey has no authorization endpoint, so the list would
+/// be empty (RFC 8414 §3.2; erratum 7793 makes it required only with one).
+///
+/// `/.well-known/openid-configuration` serves this same document so that discovery
+/// clients which only try that path find latchkey; it is not an OpenID Provider and
+/// publishes no ID-token fields (docs/contract.md "Endpoints").
 async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     let issuer = state.settings.issuer.as_str();
     let base = issuer.trim_end_matches('/');
@@ -72,15 +78,15 @@ async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         "token_endpoint_auth_methods_supported".into(),
         json!(["none"]),
     );
+    // Public clients revoke with no secret; resource servers authenticate either way.
     m.insert(
         "revocation_endpoint_auth_methods_supported".into(),
-        json!(["none"]),
+        json!(["none", "client_secret_basic", "client_secret_post"]),
     );
     m.insert(
         "introspection_endpoint_auth_methods_supported".into(),
-        json!(["client_secret_basic"]),
+        json!(["client_secret_basic", "client_secret_post"]),
     );
-    m.insert("id_token_signing_alg_values_supported".into(), json!(algs));
     m.insert(
         "access_token_signing_alg_values_supported".into(),
         json!(algs),

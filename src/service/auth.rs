@@ -6,7 +6,7 @@
 use crate::domain::model::{Session, User};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tokens::AccessClaims;
+use crate::tokens::{AccessClaims, Audience};
 
 pub struct Authenticated {
     pub claims: AccessClaims,
@@ -20,10 +20,21 @@ impl Authenticated {
     }
 }
 
+/// A caller of latchkey's self-service routes (`/me*`, `/logout`): the token's `aud`
+/// must include the issuer (docs/contract.md "Audiences"), so a token minted for a
+/// resource server cannot act on latchkey.
 pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Authenticated, ApiError> {
+    authenticate_for(state, bearer, Audience::Issuer).await
+}
+
+async fn authenticate_for(
+    state: &AppState,
+    bearer: &str,
+    audience: Audience<'_>,
+) -> Result<Authenticated, ApiError> {
     let claims = state
         .tokens
-        .verify(bearer)
+        .verify(bearer, audience)
         .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
     let now = state.now();
     let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
@@ -47,9 +58,11 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Authenticate
     }
 }
 
-/// [`authenticate`], and the user must have the `admin` role (403 otherwise).
+/// An admin (`/admin/*`): the token's `aud` must be the issuer alone, so no token a
+/// resource server has seen can act as an admin (401 otherwise), and the user must have
+/// the `admin` role (403 otherwise).
 pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authenticated, ApiError> {
-    let auth = authenticate(state, bearer).await?;
+    let auth = authenticate_for(state, bearer, Audience::IssuerOnly).await?;
     if auth.has_role("admin") {
         Ok(auth)
     } else {

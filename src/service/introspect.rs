@@ -1,50 +1,71 @@
 //! RFC 7662 introspection for resource servers: answers from the store, so a
 //! revocation shows at once. Anything not active is `{"active":false}` and nothing else
-//! (RFC 7662 §2.2).
+//! (RFC 7662 §2.2). Also how a resource server proves who it is, here and at revocation.
 
 use serde_json::{json, Value};
 
-use crate::domain::{rotation, RefreshToken};
+use crate::config::ResourceServerSettings;
+use crate::domain::RefreshToken;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tokens::Audience;
 
-/// The introspection response for `raw` (a refresh token or an access JWT).
-pub async fn introspect(state: &AppState, raw: &str) -> Result<Value, ApiError> {
-    let now = state.now();
-    if let Ok(token) = RefreshToken::parse(raw) {
-        let keys = state.sealer.clone();
-        let found = state
-            .store
-            .read(async move |tx| {
-                let Some(found) = rotation::find(tx, keys.as_ref(), &token).await? else {
-                    return Ok(None);
-                };
-                let user = tx.user_by_id(&found.session.user_id).await?;
-                Ok(user.map(|u| (found, u)))
-            })
-            .await?;
-        return Ok(match found {
-            Some((f, u)) if f.is_head && f.session.is_active(now) && u.is_enabled() => {
-                let s = f.session;
-                json!({
-                    "active": true,
-                    "token_type": "refresh_token",
-                    "iss": state.settings.issuer,
-                    "sub": s.user_id,
-                    "username": u.username,
-                    "sid": s.id,
-                    "client_id": s.client_id,
-                    "scope": s.scope.to_claim(),
-                    "iat": s.head_issued_at / 1000,
-                    "exp": s.ends_at() / 1000,
-                })
-            }
-            _ => inactive(),
-        });
+/// Credentials a caller presented as a resource server: each pair is one reading of
+/// what was sent (HTTP Basic is tried both form-decoded, as RFC 6749 §2.3.1 asks, and
+/// raw, as Authlib, `requests` and `curl -u` send it).
+pub struct Presented {
+    pub pairs: Vec<(String, String)>,
+}
+
+/// The resource server these credentials belong to. Every configured server is compared
+/// against every reading, without an early exit, through SHA-256 digests: the time taken
+/// depends on neither which part matched nor how much of it (docs/contract.md "Standards
+/// checklist" #29).
+pub fn authenticate_resource_server<'a>(
+    state: &'a AppState,
+    presented: &Presented,
+) -> Option<&'a ResourceServerSettings> {
+    let mut found = None;
+    for rs in &state.settings.resource_servers {
+        let mut matched = false;
+        for (id, secret) in &presented.pairs {
+            let id_ok = constant_time_eq(rs.id.as_bytes(), id.as_bytes());
+            let secret_ok = constant_time_eq(rs.secret.expose().as_bytes(), secret.as_bytes());
+            matched |= id_ok & secret_ok;
+        }
+        if matched && found.is_none() {
+            found = Some(rs);
+        }
     }
+    found
+}
 
+/// Compares SHA-256 digests so neither length nor content leaks through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let da = ring::digest::digest(&ring::digest::SHA256, a);
+    let db = ring::digest::digest(&ring::digest::SHA256, b);
+    da.as_ref()
+        .iter()
+        .zip(db.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The introspection response for `raw`, as `rs` may see it: an access JWT whose `aud`
+/// includes one of `rs.audiences` and whose session is live. Refresh tokens are
+/// latchkey's own business and answer inactive, as do other audiences' access tokens
+/// (docs/contract.md "Audiences").
+pub async fn introspect(
+    state: &AppState,
+    rs: &ResourceServerSettings,
+    raw: &str,
+) -> Result<Value, ApiError> {
+    let now = state.now();
+    if RefreshToken::parse(raw).is_ok() {
+        return Ok(inactive());
+    }
     // The issuer is the authority on expiry: no leeway here (RFC 7662 §2.2).
-    let Ok(claims) = state.tokens.verify(raw) else {
+    let Ok(claims) = state.tokens.verify(raw, Audience::AnyOf(&rs.audiences)) else {
         return Ok(inactive());
     };
     if claims.exp <= now / 1000 {
@@ -65,6 +86,7 @@ pub async fn introspect(state: &AppState, raw: &str) -> Result<Value, ApiError> 
     let Some(user) = live else {
         return Ok(inactive());
     };
+    // The claims as the token carries them (empty `scope` and `roles` left out).
     let mut body = serde_json::to_value(&claims).map_err(ApiError::internal)?;
     if let Value::Object(m) = &mut body {
         m.insert("active".into(), json!(true));

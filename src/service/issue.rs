@@ -42,13 +42,17 @@ impl Issued {
     }
 }
 
-/// Mints an access token for `session` and builds the response around `refresh`.
+/// Mints an access token for `session` and builds the response around `refresh`. The
+/// token's audiences: the client's, or the subset named by `resource` (RFC 8707; see
+/// [`audiences_for`]).
+#[allow(clippy::too_many_arguments)]
 pub fn issue(
     state: &AppState,
     client: &ClientSettings,
     session: Session,
     user: &User,
     scope: &Scope,
+    audiences: Vec<String>,
     refresh: RefreshToken,
     now: Millis,
 ) -> Result<Issued, ApiError> {
@@ -60,9 +64,10 @@ pub fn issue(
         .tokens
         .mint(MintRequest {
             user_id: &user.id,
-            audience: &client.audience,
+            audiences,
             client_id: &client.id,
             session_id: &session.id,
+            authenticated_at: session.created_at,
             scope: scope.clone(),
             roles: user.roles.clone(),
             ttl_secs: ttl.min(session_left.max(1)),
@@ -82,6 +87,34 @@ pub fn issue(
         refresh,
         session,
     })
+}
+
+/// The audiences of an access token for `client`: all of its audiences, or, when the
+/// request names `resource`s (RFC 8707 §2, repeatable), exactly those, each of which must
+/// be one of the client's (docs/contract.md "Audiences"); anything else is 400
+/// `invalid_target`. The narrowing applies to the access token of this response only:
+/// the session may ask for any subset of the client's audiences at its next refresh.
+pub fn audiences_for(
+    state: &AppState,
+    client: &ClientSettings,
+    resource: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let allowed = state.settings.audiences_of(client);
+    if resource.is_empty() {
+        return Ok(allowed);
+    }
+    let mut narrowed: Vec<String> = Vec::with_capacity(resource.len());
+    for r in resource {
+        if !allowed.contains(r) {
+            return Err(ApiError::InvalidTarget(
+                "a requested resource is not an audience of this client".into(),
+            ));
+        }
+        if !narrowed.contains(r) {
+            narrowed.push(r.clone());
+        }
+    }
+    Ok(narrowed)
 }
 
 /// The configured client a request names, or `default` when it names none.

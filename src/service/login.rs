@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::issue::{issue, resolve_client, Issued};
+use super::issue::{audiences_for, issue, resolve_client, Issued};
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent};
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
@@ -19,6 +19,8 @@ pub struct Credentials {
     pub client_id: Option<String>,
     pub remember_me: Option<bool>,
     pub scope: Option<String>,
+    /// RFC 8707 resource indicators narrowing the access token's audiences.
+    pub resource: Vec<String>,
 }
 
 /// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
@@ -46,6 +48,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
             "the requested scope is not allowed for this client".into(),
         ));
     }
+    let audiences = audiences_for(state, &client, &input.resource)?;
     let remember_me = input.remember_me.unwrap_or(true);
 
     // Throttling is keyed by the name asked for, existing or not, and decided before
@@ -101,9 +104,13 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         ctx: from.ctx,
     };
     let (rng, keys) = (state.rng.clone(), state.sealer.clone());
+    // The hash that was verified: the write refuses if a password change replaced it.
+    let verified_hash = user.password_hash.clone();
     let outcome = state
         .store
-        .write(async move |tx| sessions::create_session(tx, now, &rng, keys.as_ref(), &new).await)
+        .write(async move |tx| {
+            sessions::create_login_session(tx, now, &rng, keys.as_ref(), &new, &verified_hash).await
+        })
         .await?;
     state.metrics.login(match &outcome {
         LoginOutcome::Created(_) => "success",
@@ -114,7 +121,9 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         LoginOutcome::Created(c) => {
             state.throttle.record_success(&account_key, from.ip);
             let scope = c.session.scope.clone();
-            issue(state, &client, c.session, &c.user, &scope, c.token, now)
+            issue(
+                state, &client, c.session, &c.user, &scope, audiences, c.token, now,
+            )
         }
         LoginOutcome::UserUnavailable => Err(ApiError::InvalidCredentials),
         LoginOutcome::LimitReached => Err(ApiError::Conflict(format!(

@@ -1,7 +1,7 @@
 //! The refresh grant: rotation with a grace interval and reuse detection (the rules are
 //! in `domain::rotation`; docs/contract.md "Refresh rotation").
 
-use super::issue::{issue, Issued};
+use super::issue::{audiences_for, issue, Issued};
 use crate::domain::model::ClientContext;
 use crate::domain::rotation::{self, RefreshOutcome, RefreshRequest, Rejection};
 use crate::domain::{RefreshToken, Scope};
@@ -19,6 +19,16 @@ pub struct RefreshInput<'a> {
 }
 
 pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued, ApiError> {
+    refresh_for(state, input, &[]).await
+}
+
+/// [`refresh`], the access token narrowed to the `resource`s asked for (RFC 8707 §2.2;
+/// none: every audience of the session's client).
+pub async fn refresh_for(
+    state: &AppState,
+    input: RefreshInput<'_>,
+    resource: &[String],
+) -> Result<Issued, ApiError> {
     let Ok(token) = RefreshToken::parse(input.raw_token) else {
         return Err(ApiError::InvalidGrant(
             Rejection::Unknown.description().into(),
@@ -27,6 +37,15 @@ pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued
     if let Some(id) = input.client_id {
         if state.settings.client(id).is_none() {
             return Err(ApiError::InvalidClient { basic: false });
+        }
+    }
+    if !resource.is_empty() {
+        // A bad `resource` must fail before the token rotates, or the client would lose
+        // the new token with the error. A session's client never changes, so reading it
+        // ahead of the write is safe.
+        let session = super::revoke::session_of_refresh_token(state, input.raw_token).await?;
+        if let Some(client) = session.and_then(|s| state.settings.client(&s.client_id)) {
+            audiences_for(state, client, resource)?;
         }
     }
     let request = RefreshRequest {
@@ -74,12 +93,14 @@ pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued
         .client(&granted.session.client_id)
         .cloned()
         .ok_or_else(|| ApiError::InvalidGrant("the client no longer exists".into()))?;
+    let audiences = audiences_for(state, &client, resource)?;
     issue(
         state,
         &client,
         granted.session,
         &granted.user,
         &granted.scope,
+        audiences,
         granted.token,
         now,
     )

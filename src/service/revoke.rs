@@ -7,6 +7,7 @@ use crate::domain::{revocation, rotation};
 use crate::domain::{EventKind, RefreshToken, RevocationReason};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tokens::Audience;
 
 /// The session a refresh token belongs to, if it is one we issued (any generation).
 pub async fn session_of_refresh_token(
@@ -37,7 +38,11 @@ pub async fn revoke_token(
 ) -> Result<bool, ApiError> {
     let session_id = match RefreshToken::parse(raw) {
         Ok(_) => session_of_refresh_token(state, raw).await?.map(|s| s.id),
-        Err(_) => state.tokens.verify(raw).ok().map(|c| c.sid),
+        Err(_) => state
+            .tokens
+            .verify(raw, Audience::Issued)
+            .ok()
+            .map(|c| c.sid),
     };
     let Some(session_id) = session_id else {
         return Ok(false);
@@ -53,6 +58,34 @@ pub async fn revoke_token(
                 return Ok(false);
             }
             revocation::revoke(tx, now, &session, reason, &ctx).await
+        })
+        .await?)
+}
+
+/// Revocation by an authenticated resource server (RFC 7009 §2.1: a client may revoke
+/// only tokens issued to it): an access token whose `aud` includes one of `rs`'s
+/// audiences ends its session. Anything else (a refresh token, another audience's token)
+/// is left alone and, like an unknown token, still answers 200. Whether one was revoked.
+pub async fn revoke_for_resource_server(
+    state: &AppState,
+    rs: &crate::config::ResourceServerSettings,
+    raw: &str,
+    ctx: ClientContext,
+) -> Result<bool, ApiError> {
+    if RefreshToken::parse(raw).is_ok() {
+        return Ok(false);
+    }
+    let Ok(claims) = state.tokens.verify(raw, Audience::AnyOf(&rs.audiences)) else {
+        return Ok(false);
+    };
+    let now = state.now();
+    Ok(state
+        .store
+        .write(async move |tx| match tx.session_by_id(&claims.sid).await? {
+            Some(session) => {
+                revocation::revoke(tx, now, &session, RevocationReason::Revoked, &ctx).await
+            }
+            None => Ok(false),
         })
         .await?)
 }

@@ -24,11 +24,40 @@ fn encode(header: &Value, claims: &Value) -> String {
     )
 }
 
-/// Signs with an ES256 key pair (the server's own, or an attacker's).
+/// The order n of the P-256 group (SEC 2 §2.4.2), big-endian.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// The other S of an ECDSA signature: n − S (the signature's "twin", which verifies too).
+fn flip_s(sig: &mut [u8]) {
+    let s = &mut sig[32..];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        s[i] = (d + (borrow << 8)) as u8;
+    }
+}
+
+/// Signs with an ES256 key pair (the server's own, or an attacker's), with a low S as
+/// latchkey's verifier requires, so each test's token differs only by its one flaw.
 fn sign_es256(key: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
     let input = encode(header, claims);
-    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-    format!("{input}.{}", b64(sig.as_ref()))
+    let mut sig = key
+        .sign(&SystemRandom::new(), input.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    if sig[32] > 0x7f {
+        // Certainly above n/2 (whose first byte is 0x7f); the twin is below it.
+        flip_s(&mut sig);
+    } else if sig[32] == 0x7f {
+        // Too close to n/2 to tell by one byte: sign again.
+        return sign_es256(key, header, claims);
+    }
+    format!("{input}.{}", b64(&sig))
 }
 
 /// The server's signing key, read from its key folder as an attacker with the private
@@ -328,5 +357,65 @@ async fn an_8_kib_token_is_refused_before_it_is_parsed() {
     assert!(big.len() > 8 * 1024);
     f.assert_refused("8 KiB", &big).await;
     f.assert_refused("8 KiB of garbage", &"A".repeat(8 * 1024))
+        .await;
+}
+
+/// RFC 7518 §3.4 signatures are R ‖ S; (R, n − S) verifies too. latchkey signs with low
+/// S and refuses the high-S twin, so a token has exactly one valid string (a replay
+/// cache or a revocation list keyed by the token's text cannot be sidestepped).
+#[tokio::test]
+async fn es256_high_s_twin_of_a_genuine_token_is_refused() {
+    let f = Fixture::new().await;
+    let (input, sig) = f.genuine.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    assert_eq!(sig.len(), 64);
+    flip_s(&mut sig);
+    let twin = format!("{input}.{}", b64(&sig));
+    assert_ne!(twin, f.genuine);
+    f.assert_refused("high-S twin", &twin).await;
+    // Every token latchkey signs is the low-S one.
+    for _ in 0..16 {
+        let t = f.app.login("alice").await;
+        assert_eq!(
+            f.app.get_bearer("/me", &t.access).await.status(),
+            StatusCode::OK
+        );
+    }
+}
+
+/// RFC 7515 §4.1.11: a recipient must refuse a JWS whose `crit` lists an extension it
+/// does not understand; latchkey understands none.
+#[tokio::test]
+async fn rfc7515_4_1_11_a_crit_header_is_refused() {
+    let f = Fixture::new().await;
+    for crit in [
+        json!(["exp"]),
+        json!(["b64"]),
+        json!(["urn:example:unknown"]),
+        json!([]),
+    ] {
+        let t = f.signed(json!({ "crit": crit.clone() }), json!({}));
+        f.assert_refused(&format!("crit {crit}"), &t).await;
+    }
+}
+
+/// A retired key signed nothing after its retirement. A token it "signed" later (with a
+/// key that left service, e.g. one being phased out because it leaked) is refused even
+/// while the key still verifies the tokens it did sign.
+#[tokio::test]
+async fn a_token_issued_after_its_keys_retirement_is_refused() {
+    let f = Fixture::new().await;
+    let kid_b = f.app.keys_cli(&["rotate", "--now"]).await.trim().to_owned();
+    f.app.wait_for_jwks(&kid_b, true).await;
+    f.app.catch_up_with_wall_clock();
+    f.app.advance(std::time::Duration::from_secs(60));
+    // The genuine token, issued before the retirement, still verifies.
+    assert_eq!(
+        f.app.get_bearer("/me", &f.genuine).await.status(),
+        StatusCode::OK
+    );
+    let now = f.now();
+    let late = f.signed(json!({}), json!({"iat": now, "exp": now + 600}));
+    f.assert_refused("iat after the key's retirement", &late)
         .await;
 }

@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const RS_ID: &str = "orders-api";
 pub const RS_SECRET: &str = "orders-api-secret-0123456789";
+/// The audience of the `mobile` test client's tokens (a resource server's API).
+pub const API_AUDIENCE: &str = "https://api.example.com";
+/// The test server's issuer, which is also the audience of the `default` client.
+pub const ISSUER: &str = "http://127.0.0.1:8080";
 
 pub struct TestApp {
     pub base: String,
@@ -73,12 +77,15 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     // Tests see another process's `latchkey keys …` within a tenth of a second.
     s.keys.reload_interval = HumanDuration(Duration::from_millis(100));
     let mut mobile = ClientSettings::named("mobile");
-    mobile.audience = "https://api.example.com".into();
+    mobile.audience = Some(API_AUDIENCE.into());
     mobile.scopes = vec!["read".into(), "write".into()];
     s.clients.push(mobile);
+    // The resource server introspects the API's tokens and, so that tests can ask about
+    // the default client's tokens too, latchkey's own (the issuer).
     s.resource_servers.push(ResourceServerSettings {
         id: RS_ID.into(),
         secret: Secret::new(RS_SECRET.into()),
+        audiences: vec![API_AUDIENCE.into(), s.issuer.clone()],
     });
     s
 }

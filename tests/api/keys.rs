@@ -15,6 +15,8 @@ const PUBLISH_AHEAD: Duration = Duration::from_secs(60);
 async fn app() -> TestApp {
     spawn_app_with(|s| {
         s.keys.publish_ahead = Some(latchkey::config::HumanDuration(PUBLISH_AHEAD));
+        // A key is published at least one JWKS cache lifetime before it signs.
+        s.keys.jwks_max_age = latchkey::config::HumanDuration(PUBLISH_AHEAD / 2);
     })
     .await
 }
@@ -130,7 +132,7 @@ async fn retiring_the_only_signing_key_is_refused_with_one_line_and_exit_code_2(
     let out = app.cli(&["keys", "retire", &kid_of(&t.access)], "").await;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("only key that can sign"), "{err}");
+    assert!(err.contains("no key that signs now"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let out = app.cli(&["keys", "retire", "../../etc/passwd"], "").await;
     assert_eq!(out.status.code(), Some(2));
@@ -258,4 +260,85 @@ async fn no_request_fails_while_keys_are_rotated_and_retired_under_load() {
     for token in minted {
         assert_eq!(app.get_bearer("/me", &token).await.status(), StatusCode::OK);
     }
+}
+
+/// Every `keys` command checks the whole future schedule (RFC 7517; OIDC Core §10.1.1:
+/// some key must sign at every moment). After `keys rotate`, retiring the staged key,
+/// or the active one before the staged key signs, would leave no signer: refused, with
+/// the manifest unchanged, and `keys list` and `check-config` keep working.
+#[tokio::test]
+async fn retiring_a_staged_key_or_its_predecessor_early_is_refused_because_no_key_would_sign_later()
+{
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let kid_a = kid_of(&t.access);
+    let kid_b = app.keys_cli(&["rotate"]).await.trim().to_owned();
+    let manifest = std::fs::read(app.settings.keys.dir.join("manifest.json")).unwrap();
+    for (kid, when) in [
+        (&kid_b, "no key that signs from"),
+        (&kid_a, "no key that signs now"),
+    ] {
+        let out = app.cli(&["keys", "retire", kid], "").await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "retire {kid}: {err}");
+        assert!(err.contains(when), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert_eq!(
+        std::fs::read(app.settings.keys.dir.join("manifest.json")).unwrap(),
+        manifest,
+        "a refused command leaves the manifest as it was"
+    );
+    let list = app.keys_cli(&["list"]).await;
+    assert!(list.contains(&kid_b), "{list}");
+    let out = app.cli(&["check-config"], "").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `latchkey keys revoke KID` (a compromised key): out of the JWKS and its tokens
+/// refused by the running server within `keys.reload_interval`, with no grace, unlike
+/// retirement. Revoking the only key that signs is refused.
+#[tokio::test]
+async fn a_revoked_key_leaves_the_jwks_and_its_tokens_are_refused_at_once() {
+    let app = app().await;
+    let old = app.user_with_session("alice").await;
+    let kid_a = kid_of(&old.access);
+    let out = app.cli(&["keys", "revoke", &kid_a], "").await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the only signer cannot be revoked"
+    );
+
+    let kid_b = app.keys_cli(&["rotate", "--now"]).await.trim().to_owned();
+    app.wait_for_jwks(&kid_b, true).await;
+    app.catch_up_with_wall_clock();
+    // Retired, A would keep verifying its tokens for the grace; revoked, it stops.
+    assert_eq!(
+        app.get_bearer("/me", &old.access).await.status(),
+        StatusCode::OK
+    );
+    let said = app.keys_cli(&["revoke", &kid_a]).await;
+    assert!(said.contains("revoked"), "{said}");
+    app.wait_for_jwks(&kid_a, false).await;
+    let res = app.get_bearer("/me", &old.access).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.introspect(&old.access).await,
+        serde_json::json!({"active": false})
+    );
+    // The session itself is fine: a refresh gets a token from the new key.
+    let fresh = app.rotate(&old.refresh).await;
+    assert_eq!(kid_of(&fresh.access), kid_b);
+    wait_until_listed_as(&app, &kid_a, "revoked").await;
+    let list = app.keys_cli(&["list"]).await;
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&kid_a) && l.contains(" revoked ")),
+        "{list}"
+    );
 }

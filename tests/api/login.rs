@@ -26,8 +26,11 @@ async fn login_returns_the_token_response_with_no_store_headers() {
     );
 }
 
+/// RFC 9068 §2.2 claims plus `sid`, `auth_time` and `amr` (RFC 8176 §2: `pwd`). A user
+/// without roles and a login without scope carry no `roles` and no `scope` at all:
+/// RFC 9068 validators such as Authlib's refuse `"roles": []` and `"scope": ""`.
 #[tokio::test]
-async fn rfc9068_2_access_token_has_exactly_the_api_claims_and_header() {
+async fn rfc9068_2_access_token_has_exactly_the_api_claims_and_omits_empty_ones() {
     let app = spawn_app().await;
     let t = app.user_with_session("alice").await;
     let (header, claims) = jwt_parts(&t.access);
@@ -44,28 +47,35 @@ async fn rfc9068_2_access_token_has_exactly_the_api_claims_and_header() {
     assert_eq!(
         keys,
         [
+            "amr",
             "aud",
+            "auth_time",
             "client_id",
             "exp",
             "iat",
             "iss",
             "jti",
-            "roles",
-            "scope",
             "sid",
             "sub"
         ]
     );
     assert_eq!(claims["iss"], "http://127.0.0.1:8080");
-    assert_eq!(claims["aud"], "latchkey");
+    // The default client has no configured audience: its tokens are for latchkey
+    // itself, whose audience is the issuer (docs/contract.md "Audiences").
+    assert_eq!(claims["aud"], "http://127.0.0.1:8080");
     assert_eq!(claims["client_id"], "default");
     assert_eq!(claims["sid"], t.session_id.as_str());
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         900
     );
-    assert_eq!(claims["roles"], json!([]));
-    assert_eq!(claims["scope"], "");
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    // auth_time is the login's, and a refresh keeps it.
+    assert_eq!(claims["auth_time"], claims["iat"]);
+    app.advance(std::time::Duration::from_secs(120));
+    let later = jwt_parts(&app.rotate(&t.refresh).await.access).1;
+    assert_eq!(later["auth_time"], claims["auth_time"]);
+    assert!(later["iat"].as_i64() > claims["iat"].as_i64());
 }
 
 #[tokio::test]
@@ -256,4 +266,52 @@ async fn the_store_keeps_only_a_hash_of_the_refresh_token() {
             }
         }
     }
+}
+
+/// docs/contract.md "Standards checklist" #21 (ASVS v5 7.4.3): other sessions end after a
+/// password change, so no session opened with the old password may outlive it. Login
+/// checks the password outside the store's writer; a change that commits between that
+/// check and the session-creating write must make the write refuse, or the login opens a
+/// session the change never saw. Many rounds, with the login started at offsets that
+/// sweep across the change's own hashing, so some land in that window.
+#[tokio::test]
+async fn asvs_7_4_3_no_session_opened_with_the_old_password_survives_a_concurrent_change() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        // Logins with a just-replaced password fail; keep throttling out of the race.
+        s.login.failures_before_delay = 1_000;
+    })
+    .await;
+    let changer = app.user_with_session("alice").await;
+    let mut password = PASSWORD.to_owned();
+    let (mut logged_in, mut survivors) = (0, 0);
+    for round in 0..40u64 {
+        let new = format!("{PASSWORD} round {round}");
+        let change_body = json!({"current_password": password, "new_password": new});
+        let change = app.post_bearer("/me/password", &changer.access, &change_body);
+        let login = async {
+            tokio::time::sleep(std::time::Duration::from_millis((round % 20) * 5)).await;
+            app.post_json(
+                "/login",
+                &json!({"username": "alice", "password": password}),
+            )
+            .await
+        };
+        let (changed, login) = tokio::join!(change, login);
+        assert_eq!(changed.status(), StatusCode::NO_CONTENT, "round {round}");
+        if login.status() == StatusCode::OK {
+            logged_in += 1;
+            let body: Value = login.json().await.unwrap();
+            let refresh = body["refresh_token"].as_str().unwrap();
+            if app.refresh(refresh).await.status() == StatusCode::OK {
+                survivors += 1;
+            }
+        } else {
+            assert_eq!(login.status(), StatusCode::UNAUTHORIZED, "round {round}");
+        }
+        password = new;
+    }
+    assert_eq!(
+        survivors, 0,
+        "{survivors} of {logged_in} sessions opened with the old password still refresh after the change"
+    );
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod audiences;
 mod browser;
 mod crash;
 mod forged;

@@ -467,6 +467,13 @@ fn every_misconfiguration_is_one_clear_line_and_exit_code_2() {
             "database",
         ),
         (
+            // RFC 7517 / OIDC Core §10.1.1: published at least one cache lifetime early.
+            "publish_ahead shorter than jwks_max_age",
+            "[keys]\njwks_max_age = \"5m\"\npublish_ahead = \"1m\"\n".into(),
+            vec![],
+            "keys.publish_ahead",
+        ),
+        (
             "TLS files missing",
             "[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n"
                 .into(),
@@ -489,6 +496,52 @@ fn every_misconfiguration_is_one_clear_line_and_exit_code_2() {
     }
 }
 
+/// Private key files readable by group or others: `check-config` still passes (exit 0,
+/// `configuration ok`) but warns, naming each file and its mode.
+#[cfg(unix)]
+#[test]
+fn check_config_warns_about_key_and_seal_files_that_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("check-config")
+            .current_dir(dir.path())
+            .env("LATCHKEY_KEYS__DIR", &keys)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success());
+    assert!(
+        !String::from_utf8_lossy(&first.stderr).contains("warning"),
+        "latchkey writes its key files 0600: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let seal = keys.join("refresh-seal.key");
+    let pem = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pem"))
+        .unwrap();
+    std::fs::set_permissions(&seal, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok"));
+    for (file, mode) in [(&seal, "0640"), (&pem, "0644")] {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("warning") && l.contains(&name) && l.contains(mode)),
+            "no warning for {name}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn every_subcommand_has_help() {
     for args in [
@@ -505,6 +558,7 @@ fn every_subcommand_has_help() {
         vec!["keys", "generate", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["keys", "retire", "--help"],
+        vec!["keys", "revoke", "--help"],
         vec!["keys", "import", "--help"],
         vec!["sessions", "--help"],
         vec!["sessions", "list", "--help"],
@@ -565,6 +619,8 @@ fn the_sample_config_documents_every_key_and_passes_check_config() {
             "server.tls.key",
             "resource_servers.id",
             "resource_servers.secret",
+            "resource_servers.audiences",
+            "clients.audience",
         ]
         .map(String::from),
     );

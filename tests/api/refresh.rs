@@ -602,3 +602,51 @@ async fn malformed_truncated_wrong_version_and_oversized_refresh_tokens_are_inva
     }
     app.rotate(&t.refresh).await;
 }
+
+/// RFC 6749 §6, §10.4 (docs/contract.md "Refresh rotation, reuse detection,
+/// revocation"): clients are public, so a refresh token is bound to the client it was
+/// issued to. A request naming no client acts as that client (not as `default`), one
+/// naming another client is `invalid_grant`; README and openapi.yaml say exactly that.
+#[tokio::test]
+async fn rfc6749_10_4_an_omitted_client_id_means_the_client_the_token_was_issued_to() {
+    let app = spawn_app().await;
+    app.signup("alice", PASSWORD).await;
+    let body: Value = app
+        .login_as("alice", json!({"client_id": "mobile"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refreshed = app.rotate(body["refresh_token"].as_str().unwrap()).await;
+    let (_, claims) = jwt_parts(&refreshed.access);
+    assert_eq!(claims["client_id"], "mobile", "not the default client");
+    assert_eq!(claims["aud"], crate::helpers::API_AUDIENCE);
+    let res = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refreshed.refresh),
+                ("client_id", "default"),
+            ],
+        )
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+
+    // The documents agree with the behaviour.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let spec = std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap();
+    for (name, text) in [("README.md", &readme), ("openapi.yaml", &spec)] {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            !flat.contains("omitted `client_id` means the client `default`;")
+                && !flat.contains("`client_id` omitted means the client named `default`;"),
+            "{name} still says an omitted client_id always means `default`"
+        );
+        assert!(
+            flat.contains("the client the token was issued to"),
+            "{name} does not say what an omitted client_id means on /oauth/token"
+        );
+    }
+}

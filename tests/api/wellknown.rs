@@ -51,7 +51,7 @@ async fn jwks_answers_if_none_match_with_304() {
 }
 
 #[tokio::test]
-async fn rfc8414_metadata_issuer_matches_token_iss_byte_for_byte() {
+async fn rfc8414_metadata_issuer_matches_token_iss_and_carries_no_id_token_fields() {
     let app = spawn_app().await;
     let t = app.user_with_session("alice").await;
     let (header, claims) = jwt_parts(&t.access);
@@ -77,11 +77,34 @@ async fn rfc8414_metadata_issuer_matches_token_iss_byte_for_byte() {
                 "{k}"
             );
         }
-        assert!(m["token_endpoint_auth_methods_supported"].is_array());
         assert_eq!(
-            m["id_token_signing_alg_values_supported"],
+            m["token_endpoint_auth_methods_supported"],
+            serde_json::json!(["none"])
+        );
+        // Resource servers authenticate by Basic or in the body (client_secret_post,
+        // openid-client v6's default); public clients revoke with no secret.
+        assert_eq!(
+            m["introspection_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post"])
+        );
+        assert_eq!(
+            m["revocation_endpoint_auth_methods_supported"],
+            serde_json::json!(["none", "client_secret_basic", "client_secret_post"])
+        );
+        assert_eq!(
+            m["access_token_signing_alg_values_supported"],
             serde_json::json!(["ES256"])
         );
+        // latchkey issues no ID tokens, so no ID-token field; and it has no authorization
+        // endpoint, so no response types (RFC 8414 §3.2, erratum 7793).
+        for absent in [
+            "id_token_signing_alg_values_supported",
+            "subject_types_supported",
+            "userinfo_endpoint",
+            "response_types_supported",
+        ] {
+            assert!(m.get(absent).is_none(), "{path} has {absent}");
+        }
         // RFC 8414 §2: arrays with no elements are omitted.
         for (k, v) in m.as_object().unwrap() {
             if let Some(a) = v.as_array() {
@@ -89,6 +112,20 @@ async fn rfc8414_metadata_issuer_matches_token_iss_byte_for_byte() {
             }
         }
     }
+    // Both paths serve one document.
+    let a: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a, b);
     // The token's kid is in the JWKS.
     let jwks: Value = app
         .get("/.well-known/jwks.json")

@@ -22,10 +22,13 @@ for await (const line of createInterface({ input: process.stdin })) {
       audience,
       typ: 'at+jwt',
       algorithms: ['ES256', 'EdDSA', 'RS256'],
-      requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'sid', 'scope', 'roles'],
+      requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'sid', 'auth_time', 'amr'],
     });
-    if (!Array.isArray(payload.roles) || typeof payload.scope !== 'string') {
-      console.log('REFUSED roles must be an array and scope a string');
+    // scope and roles are omitted when empty; present, they are never empty.
+    if ('roles' in payload && !(Array.isArray(payload.roles) && payload.roles.length > 0)) {
+      console.log('REFUSED roles must be a non-empty array when present');
+    } else if ('scope' in payload && !(typeof payload.scope === 'string' && payload.scope !== '')) {
+      console.log('REFUSED scope must be a non-empty string when present');
     } else {
       console.log('VERIFIED ' + JSON.stringify({ alg: protectedHeader.alg, kid: protectedHeader.kid }));
     }

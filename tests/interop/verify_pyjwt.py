@@ -29,11 +29,14 @@ def check(client: PyJWKClient, metadata: dict, token: str, audience: str) -> str
         issuer=metadata["issuer"],
         options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
     )
-    for claim in ["client_id", "sid", "scope", "roles"]:
+    for claim in ["client_id", "sid", "auth_time", "amr"]:
         if claim not in claims:
             return f"REFUSED missing claim {claim}"
-    if not isinstance(claims["roles"], list) or not isinstance(claims["scope"], str):
-        return "REFUSED roles must be an array and scope a string"
+    # scope and roles are omitted when empty; present, they are never empty.
+    if "roles" in claims and not (isinstance(claims["roles"], list) and claims["roles"]):
+        return "REFUSED roles must be a non-empty array when present"
+    if "scope" in claims and not (isinstance(claims["scope"], str) and claims["scope"]):
+        return "REFUSED scope must be a non-empty string when present"
     return "VERIFIED " + json.dumps({"alg": header["alg"], "kid": header["kid"]})
 
 
