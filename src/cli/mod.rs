@@ -84,10 +84,17 @@ pub enum KeysCommand {
     },
     /// Stop a key signing at once; it stays published until every token it signed has
     /// expired and every cached JWKS has been refetched
-    Retire { kid: String },
+    Retire {
+        /// Key ids are base64url thumbprints and may start with `-`
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     /// Revoke a compromised key: removed from the JWKS and its tokens refused by every
     /// running instance within keys.reload_interval (SIGHUP: at once)
-    Revoke { kid: String },
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     /// Add a PKCS#8 PEM private key (e.g. from `openssl genpkey`) as a rotation would
     Import {
         /// The PEM file

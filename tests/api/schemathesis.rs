@@ -18,8 +18,22 @@ const CONFIG: &str = concat!(
 );
 const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
 
-/// Runs `st run` with `filters`; returns (exit code, cases generated, output).
+/// Runs `st run` with `filters`; returns (exit code, cases generated, output). A run
+/// that failed only on an error inside the tool itself (a "Runtime Error" traceback in
+/// Hypothesis, no FAILURES section: seen once as "AST constructor recursion depth
+/// mismatch" under heavy load) is run once more; any finding about the server fails.
 async fn schemathesis(app: &TestApp, token: &str, filters: &[&str]) -> (i32, u64, String) {
+    let first = schemathesis_once(app, token, filters).await;
+    let tool_error_only =
+        first.0 != 0 && first.2.contains("Runtime Error") && !first.2.contains("FAILURES");
+    if !tool_error_only {
+        return first;
+    }
+    eprintln!("schemathesis failed inside the tool, not on the server; running it again");
+    schemathesis_once(app, token, filters).await
+}
+
+async fn schemathesis_once(app: &TestApp, token: &str, filters: &[&str]) -> (i32, u64, String) {
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261122".into());
     let examples = std::env::var("SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "100".into());
     let out = tokio::process::Command::new("python3")
