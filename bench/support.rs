@@ -187,7 +187,7 @@ pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<
                         created_at: now - 30 * DAY_MS,
                         disabled_at: None,
                     };
-                    tx.insert_user(&user, &name).await?;
+                    tx.insert_user(&user, &name, &name).await?;
                     f.users += 1;
                 }
                 fill_session(tx, &uid, s, now, spec, &seed, &mut f).await?;

@@ -9,11 +9,15 @@ use crate::domain::{EventKind, RevocationReason, Username};
 
 pub enum SignupOutcome {
     Created(User),
+    /// Another account has this name's key (RFC 8265 UsernameCaseMapped).
     Taken,
+    /// Another account's name looks like this one (same UTS #39 skeleton).
+    Confusable,
 }
 
-/// Inserts a user unless the (case-insensitive) name is taken. `password_hash` is a PHC
-/// string computed before the write, off the writer thread.
+/// Inserts a user unless the name is taken or looks like a taken one (see
+/// `domain/username.rs`). `password_hash` is a PHC string computed before the write,
+/// off the writer thread.
 pub async fn create_user(
     tx: &mut dyn Tx,
     now: Millis,
@@ -24,6 +28,9 @@ pub async fn create_user(
     if tx.user_by_username_key(&username.key()).await?.is_some() {
         return Ok(SignupOutcome::Taken);
     }
+    if tx.username_skeleton_taken(&username.skeleton()).await? {
+        return Ok(SignupOutcome::Confusable);
+    }
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         username: username.as_str().to_owned(),
@@ -32,7 +39,8 @@ pub async fn create_user(
         created_at: now,
         disabled_at: None,
     };
-    tx.insert_user(&user, &username.key()).await?;
+    tx.insert_user(&user, &username.key(), &username.skeleton())
+        .await?;
     tx.insert_event(now, &NewEvent::new(EventKind::UserCreated).user(&user.id))
         .await?;
     Ok(SignupOutcome::Created(user))

@@ -34,7 +34,10 @@ pub trait Tx {
     /// By `Username::key` (the case-insensitive form).
     async fn user_by_username_key(&mut self, key: &str) -> Result<Option<User>>;
     async fn all_users(&mut self) -> Result<Vec<User>>;
-    async fn insert_user(&mut self, user: &User, username_key: &str) -> Result<()>;
+    /// `username_key` and `skeleton` are `Username::key` and `Username::skeleton`.
+    async fn insert_user(&mut self, user: &User, username_key: &str, skeleton: &str) -> Result<()>;
+    /// Whether an existing user's name has this confusable skeleton.
+    async fn username_skeleton_taken(&mut self, skeleton: &str) -> Result<bool>;
     async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()>;
     /// Marks the user disabled; `false` if it already was (or does not exist).
     async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool>;

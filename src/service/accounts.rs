@@ -41,6 +41,9 @@ pub async fn signup(state: &AppState, username: &str, password: String) -> Resul
     match outcome {
         SignupOutcome::Created(user) => Ok(user),
         SignupOutcome::Taken => Err(ApiError::Conflict("that username is taken".into())),
+        SignupOutcome::Confusable => Err(ApiError::Conflict(
+            "that username looks like an existing one; choose another".into(),
+        )),
     }
 }
 

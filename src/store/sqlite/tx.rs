@@ -65,8 +65,11 @@ impl Tx for SqliteTx<'_> {
     async fn all_users(&mut self) -> Result<Vec<User>> {
         users::all(self.conn)
     }
-    async fn insert_user(&mut self, user: &User, username_key: &str) -> Result<()> {
-        users::insert(self.conn, user, username_key)
+    async fn insert_user(&mut self, user: &User, username_key: &str, skeleton: &str) -> Result<()> {
+        users::insert(self.conn, user, username_key, skeleton)
+    }
+    async fn username_skeleton_taken(&mut self, skeleton: &str) -> Result<bool> {
+        users::skeleton_taken(self.conn, skeleton)
     }
     async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()> {
         users::set_password_hash(self.conn, user_id, hash)
