@@ -260,6 +260,7 @@ async fn fill_session(
             let context = ClientContext {
                 ip: session.ip.clone(),
                 user_agent: session.user_agent.clone(),
+                admin: None,
             };
             let event = NewEvent::about_session(kind, &session, &context).detail(
                 serde_json::json!({"generation": generation, "within_reuse_interval": false}),

@@ -55,7 +55,7 @@ async fn revoke(settings: &Settings, user: String) -> anyhow::Result<()> {
         .write(async move |tx| {
             let u = user_named(tx, &key).await?;
             let reason = RevocationReason::Admin;
-            let ctx = Default::default();
+            let ctx = crate::domain::model::ClientContext::operator();
             crate::domain::sessions::revoke_all_of_user(tx, now, &u.id, None, reason, &ctx).await
         })
         .await?;

@@ -76,7 +76,8 @@ async fn disable(settings: &Settings, username: String) -> anyhow::Result<()> {
     store
         .write(async move |tx| {
             let u = user_named(tx, &key).await?;
-            accounts::disable_user(tx, now, &u.id, &Default::default()).await
+            let ctx = crate::domain::model::ClientContext::operator();
+            accounts::disable_user(tx, now, &u.id, &ctx).await
         })
         .await?;
     println!("disabled {username}");

@@ -99,13 +99,16 @@ pub async fn disable_user(
     Ok(true)
 }
 
-/// GDPR erasure: the user row, its sessions and tokens and its events are deleted. An
-/// anonymous `user_deleted` event (no user id, no name) records that an erasure
-/// happened. `false` if there is no such user.
+/// GDPR erasure: the user row, its sessions and tokens and its events are deleted (its
+/// `login_failed` and `login_throttled` events among them), and the store's files are
+/// scrubbed of them once this commits. An anonymous `user_deleted` event (no user id,
+/// no name, no address) records that an erasure happened. `false` if there is no such
+/// user.
 pub async fn delete_user(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
     if !tx.delete_user(user_id).await? {
         return Ok(false);
     }
+    tx.scrub_after_commit().await?;
     tx.insert_event(now, &NewEvent::new(EventKind::UserDeleted))
         .await?;
     Ok(true)

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::origin;
+use super::extract::JsonBody;
 use super::responses::no_store_json;
 use super::RouteTable;
 use crate::error::ApiError;
@@ -27,6 +28,9 @@ pub struct LoginBody {
     pub remember_me: Option<bool>,
     #[serde(default)]
     pub scope: Option<String>,
+    /// Apps: the `device_token` of an earlier login (browser mode uses a cookie).
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
 impl From<LoginBody> for Credentials {
@@ -37,6 +41,7 @@ impl From<LoginBody> for Credentials {
             client_id: b.client_id,
             remember_me: b.remember_me,
             scope: b.scope,
+            device_token: b.device_token,
         }
     }
 }
@@ -44,7 +49,7 @@ impl From<LoginBody> for Credentials {
 async fn handle(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let issued = login::login(&state, body.into_inner().into(), origin(&req)).await?;
     Ok(no_store_json(&issued.body))

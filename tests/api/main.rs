@@ -7,6 +7,7 @@ mod abuse;
 mod browser;
 mod crash;
 mod forged;
+mod hardening;
 mod health;
 mod interop;
 mod keys;

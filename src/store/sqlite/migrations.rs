@@ -130,6 +130,19 @@ CREATE INDEX users_by_skeleton ON users(username_skeleton);
 "#,
             rekey_usernames,
         ),
+        // Version 6: the administrator who acted on a user's account (disabled it, ended
+        // its sessions) is recorded apart from the user's own request fields, so an
+        // admin's IP and user agent never show in that user's `/me/events`; only
+        // `/admin/events` shows the actor. Erasing the admin wipes these through
+        // events_by_actor (partial: only admin actions are in it).
+        M::up(
+            r#"
+ALTER TABLE events ADD COLUMN actor_id TEXT;
+ALTER TABLE events ADD COLUMN actor_ip TEXT;
+ALTER TABLE events ADD COLUMN actor_user_agent TEXT;
+CREATE INDEX events_by_actor ON events(actor_id) WHERE actor_id IS NOT NULL;
+"#,
+        ),
     ])
 }
 

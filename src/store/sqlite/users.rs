@@ -87,11 +87,17 @@ pub fn set_disabled(conn: &Connection, user_id: &str, now: Millis) -> anyhow::Re
         > 0)
 }
 
-/// Deletes the user; sessions and tokens go with it (ON DELETE CASCADE), and the
-/// user's events are erased.
+/// Deletes the user; sessions and tokens go with it (ON DELETE CASCADE), the user's
+/// events are erased, and where they acted as an administrator on other users' events
+/// their id, IP and user agent are wiped from those events' actor.
 pub fn delete(conn: &Connection, user_id: &str) -> anyhow::Result<bool> {
     conn.prepare_cached("DELETE FROM events WHERE user_id = ?1")?
         .execute([user_id])?;
+    conn.prepare_cached(
+        "UPDATE events SET actor_id = NULL, actor_ip = NULL, actor_user_agent = NULL
+         WHERE actor_id = ?1",
+    )?
+    .execute([user_id])?;
     Ok(conn
         .prepare_cached("DELETE FROM users WHERE id = ?1")?
         .execute([user_id])?
