@@ -340,16 +340,16 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = is_json(req);
-        let raw = RawBody::from_request(req, payload);
-        Box::pin(async move {
-            if !json {
-                return Err(ApiError::UnsupportedMediaType(
+        // The content type first: a body that will be refused is not read.
+        if !is_json(req) {
+            return Box::pin(async {
+                Err(ApiError::UnsupportedMediaType(
                     "the body must be application/json".into(),
-                ));
-            }
-            parse_object(&raw.await?.0).map(Self)
-        })
+                ))
+            });
+        }
+        let raw = RawBody::from_request(req, payload);
+        Box::pin(async move { parse_object(&raw.await?.0).map(Self) })
     }
 }
 
