@@ -201,7 +201,7 @@ pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<
                         created_at: now - 30 * DAY_MS,
                         disabled_at: None,
                     };
-                    tx.insert_user(&user, &name).await?;
+                    tx.insert_user(&user, &name, &name).await?;
                     f.users += 1;
                 }
                 fill_session(tx, &uid, s, now, spec, &seed, &mut f).await?;
@@ -254,6 +254,7 @@ async fn fill_session(
     let context = ClientContext {
         ip: session.ip.clone(),
         user_agent: session.user_agent.clone(),
+        admin: None,
     };
     for generation in 0..generations {
         let issued = created + generation * rotated_every;

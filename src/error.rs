@@ -6,6 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+/// Total bytes of request header names and values accepted; more is 431 with the error
+/// body (`routes::limit_headers`).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -41,6 +45,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request headers are larger than {0} bytes")]
     HeadersTooLarge(usize),
+    /// The request body did not arrive within `server.client_timeout`; the connection
+    /// is closed after this answer.
+    #[error("the request body took too long to arrive")]
+    RequestTimeout,
     #[error("too many requests; retry later")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the server is busy; retry later")]
@@ -79,6 +87,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::HeadersTooLarge(_) => "invalid_request",
+            ApiError::RequestTimeout => "invalid_request",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "temporarily_unavailable",
             ApiError::Internal(_) => "server_error",
@@ -87,6 +96,30 @@ impl ApiError {
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         ApiError::Internal(e.into())
+    }
+
+    /// The error to render for a response of `status` that some layer outside our
+    /// handlers produced without the error body (the CORS layer refusing a preflight,
+    /// say). The description is generic: nothing of the request is repeated.
+    pub fn for_status(status: StatusCode, body_limit: usize) -> Self {
+        match status.as_u16() {
+            401 => ApiError::InvalidToken("authentication is required".into()),
+            403 => ApiError::Forbidden("this request is not allowed".into()),
+            404 => ApiError::NotFound("no such endpoint".into()),
+            405 => ApiError::MethodNotAllowed("this method is not allowed here".into()),
+            408 => ApiError::RequestTimeout,
+            413 => ApiError::PayloadTooLarge(body_limit),
+            415 => ApiError::UnsupportedMediaType("this content type is not accepted".into()),
+            431 => ApiError::HeadersTooLarge(MAX_HEADER_BYTES),
+            429 => ApiError::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            400..=499 => ApiError::InvalidRequest("the request was refused".into()),
+            503 => ApiError::Unavailable {
+                retry_after_secs: 1,
+            },
+            _ => ApiError::Internal(anyhow::anyhow!("a {status} response had no error body")),
+        }
     }
 }
 
@@ -120,6 +153,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,6 +185,10 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { retry_after_secs }
             | ApiError::Unavailable { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            ApiError::RequestTimeout => {
+                // The rest of the body may still be on its way: end the connection.
+                res.force_close();
             }
             _ => {}
         }

@@ -8,6 +8,9 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use crate::domain::Password;
 use crate::pool::{PoolError, WorkerPool};
 
@@ -63,6 +66,23 @@ pub struct PasswordHasher {
     pool: WorkerPool<Memory>,
     /// Verified against when the user does not exist, so timing does not reveal it.
     dummy_hash: std::sync::Arc<String>,
+    /// Accounts with a check queued or running (see [`PasswordHasher::slot`]).
+    checking: Arc<Mutex<HashSet<String>>>,
+}
+
+/// An account's one place in the argon2 queue; freed when dropped.
+pub struct CheckSlot {
+    account: String,
+    checking: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for CheckSlot {
+    fn drop(&mut self) {
+        self.checking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.account);
+    }
 }
 
 impl PasswordHasher {
@@ -75,6 +95,19 @@ impl PasswordHasher {
         Ok(Self {
             pool,
             dummy_hash: std::sync::Arc::new(dummy),
+            checking: Arc::default(),
+        })
+    }
+
+    /// Fair sharing of the queue: at most one password check per account (by name key)
+    /// is queued or running at a time. `None` while another one is; the caller answers
+    /// 429 at once instead of queueing, so a flood of guesses against one account, or
+    /// through one access token, takes one place in the queue however large it is.
+    pub fn slot(&self, account: &str) -> Option<CheckSlot> {
+        let mut checking = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        checking.insert(account.to_owned()).then(|| CheckSlot {
+            account: account.to_owned(),
+            checking: self.checking.clone(),
         })
     }
 
@@ -229,6 +262,19 @@ mod tests {
         .to_string();
         assert!(verify_with(&mut memory, "old password!", &weaker));
         assert!(!verify_with(&mut memory, "old password?", &weaker));
+    }
+
+    #[test]
+    fn one_check_slot_per_account_at_a_time() {
+        let h = PasswordHasher::start(1, 4).unwrap();
+        let first = h.slot("alice").expect("free");
+        assert!(
+            h.slot("alice").is_none(),
+            "alice already has a check queued"
+        );
+        assert!(h.slot("bob").is_some(), "other accounts are not held up");
+        drop(first);
+        assert!(h.slot("alice").is_some(), "freed when the check ends");
     }
 
     #[tokio::test]

@@ -39,6 +39,7 @@ impl Application {
         };
         let tls = settings.server.tls.as_ref().map(load_tls).transpose()?;
         warn_if_issuer_is_not_https(&settings, addr);
+        warn_if_metrics_are_public(&settings, addr);
         let shutdown_timeout = settings.server.shutdown_timeout.as_secs();
         let client_timeout = settings.server.client_timeout.0;
         for (path, mode) in crate::keys::loose_permissions(&settings.keys.dir) {
@@ -62,9 +63,11 @@ impl Application {
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(routes::extract::query_config())
                 .app_data(routes::extract::path_config())
+                .wrap(middleware::from_fn(routes::body_deadline))
                 .wrap(middleware::from_fn(routes::limit_headers))
                 .wrap(routes::security_headers(hsts))
                 .wrap(routes::cors(&app_state))
+                .wrap(middleware::from_fn(routes::response_hygiene))
                 .wrap(middleware::from_fn(routes::log_request))
                 .configure(|cfg| routes::table().register(cfg))
                 .default_service(web::to(routes::no_such_endpoint))
@@ -211,6 +214,20 @@ pub fn load_tls(tls: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("server.tls: the certificate and key do not form a usable pair")
+}
+
+/// `/metrics` on the main listener tells anyone who can reach it request counts, login
+/// outcomes and session numbers: fine on loopback, worth a warning anywhere else.
+fn warn_if_metrics_are_public(settings: &Settings, addr: std::net::SocketAddr) {
+    if settings.server.metrics_bind.is_none() {
+        tracing::warn!(
+            bind = %addr,
+            "GET /metrics is served on the main listener: anyone who can reach it sees \
+             request, login and session counts; set server.metrics_bind (e.g. \
+             \"127.0.0.1:9090\") to serve /metrics, /healthz and /readyz on a separate \
+             address, and block /metrics at the proxy"
+        );
+    }
 }
 
 /// RFC 8414 §2 (docs/contract.md "Standards checklist" #34): the issuer is https in production. Plain http is fine

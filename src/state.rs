@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::throttle::{LoginThrottle, ThrottleConfig};
-use crate::keys::{Keys, Sealer};
+use crate::keys::{DeviceKey, Keys, Sealer};
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
 use crate::ratelimit::RateLimits;
@@ -26,6 +26,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
     pub sealer: Arc<Sealer>,
+    /// Signs and checks device tokens (login throttling's trusted clients).
+    pub devices: Arc<DeviceKey>,
     pub clock: SharedClock,
     pub rng: Arc<SystemRandom>,
     pub throttle: LoginThrottle,
@@ -59,6 +61,10 @@ impl AppState {
             Sealer::load_or_generate(&settings.keys.dir)
                 .context("cannot load the refresh seal key")?,
         );
+        let devices = Arc::new(
+            DeviceKey::load_or_generate(&settings.keys.dir)
+                .context("cannot load the device token key")?,
+        );
         let tokens = TokenService::new(
             settings.issuer.clone(),
             settings.issued_audiences(),
@@ -85,6 +91,7 @@ impl AppState {
             tokens,
             hasher,
             sealer,
+            devices,
             clock,
             rng: Arc::new(SystemRandom::new()),
             throttle,

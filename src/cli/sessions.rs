@@ -20,7 +20,7 @@ async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
     let clock = SystemClock;
     let store = Store::open(&settings.store.path, 1)?;
     let now = clock.now_millis();
-    let key = Username::parse(&user).map_err(anyhow::Error::msg)?.key();
+    let key = Username::lookup_key(&user);
     let list = store
         .read(async move |tx| {
             let u = user_named(tx, &key).await?;
@@ -48,14 +48,14 @@ async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
 /// Ends every session of a user (reason `admin`); safe while the server runs.
 async fn revoke(settings: &Settings, user: String) -> anyhow::Result<()> {
     let clock = SystemClock;
-    let username = Username::parse(&user).map_err(anyhow::Error::msg)?;
+    let key = Username::lookup_key(&user);
     let store = Store::open(&settings.store.path, 1)?;
     let now = clock.now_millis();
     let n = store
         .write(async move |tx| {
-            let u = user_named(tx, &username.key()).await?;
+            let u = user_named(tx, &key).await?;
             let reason = RevocationReason::Admin;
-            let ctx = Default::default();
+            let ctx = crate::domain::model::ClientContext::operator();
             crate::domain::revocation::revoke_all_of_user(tx, now, &u.id, None, reason, &ctx).await
         })
         .await?;

@@ -39,6 +39,7 @@ async fn add(settings: &Settings, username: String, roles: Vec<String>) -> anyho
             Ok(())
         }
         SignupOutcome::Taken => bail!("that username is taken"),
+        SignupOutcome::Confusable => bail!("that username looks like an existing one"),
     }
 }
 
@@ -71,13 +72,12 @@ async fn disable(settings: &Settings, username: String) -> anyhow::Result<()> {
     let clock = SystemClock;
     let store = Store::open(&settings.store.path, 1)?;
     let now = clock.now_millis();
-    let key = Username::parse(&username)
-        .map_err(anyhow::Error::msg)?
-        .key();
+    let key = Username::lookup_key(&username);
     store
         .write(async move |tx| {
             let u = user_named(tx, &key).await?;
-            accounts::disable_user(tx, now, &u.id, &Default::default()).await
+            let ctx = crate::domain::model::ClientContext::operator();
+            accounts::disable_user(tx, now, &u.id, &ctx).await
         })
         .await?;
     println!("disabled {username}");
@@ -89,9 +89,7 @@ async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
     let clock = SystemClock;
     let store = Store::open(&settings.store.path, 1)?;
     let now = clock.now_millis();
-    let key = Username::parse(&username)
-        .map_err(anyhow::Error::msg)?
-        .key();
+    let key = Username::lookup_key(&username);
     store
         .write(async move |tx| {
             let u = user_named(tx, &key).await?;

@@ -39,7 +39,7 @@ pub use keys::KeySettings;
 pub use logging::{LogFormat, LogSettings};
 pub use login::LoginSettings;
 pub use rate_limits::{RateLimit, RateLimitSettings};
-pub use server::{ServerSettings, TlsSettings};
+pub use server::{ForwardedHeader, ServerSettings, TlsSettings};
 pub use session::SessionSettings;
 pub use store::StoreSettings;
 pub use tokens::{AccessTokenSettings, RefreshSettings};

@@ -18,6 +18,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which header the trusted proxies set. Only that one is read: a proxy that sets
+    /// one passes the other through from the client untouched.
+    pub forwarded_header: ForwardedHeader,
     /// Serve `/metrics` (and `/healthz`, `/readyz`) on this separate address instead of
     /// the main one, e.g. `127.0.0.1:9090` for a scraper on the host only.
     pub metrics_bind: Option<String>,
@@ -25,9 +28,21 @@ pub struct ServerSettings {
     pub tls: Option<TlsSettings>,
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
     pub shutdown_timeout: HumanDuration,
-    /// How long a client has to send a request's head (slow clients get 408 and are
-    /// disconnected).
+    /// How long a client has to send a request's head, and then its body (slow clients
+    /// get 408 and are disconnected).
     pub client_timeout: HumanDuration,
+}
+
+/// The header that carries the client's address through `server.trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (the de facto standard; nginx, Caddy).
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1, …` (RFC 7239).
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +61,7 @@ impl Default for ServerSettings {
             body_limit: 16 * 1024,
             workers: 0,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             metrics_bind: None,
             tls: None,
             shutdown_timeout: HumanDuration::secs(30),

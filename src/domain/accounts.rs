@@ -9,11 +9,15 @@ use crate::domain::{EventKind, RevocationReason, Username};
 
 pub enum SignupOutcome {
     Created(User),
+    /// Another account has this name's key (RFC 8265 UsernameCaseMapped).
     Taken,
+    /// Another account's name looks like this one (same UTS #39 skeleton).
+    Confusable,
 }
 
-/// Inserts a user unless the (case-insensitive) name is taken. `password_hash` is a PHC
-/// string computed before the write, off the writer thread.
+/// Inserts a user unless the name is taken or looks like a taken one (see
+/// `domain/username.rs`). `password_hash` is a PHC string computed before the write,
+/// off the writer thread.
 pub async fn create_user(
     tx: &mut dyn Tx,
     now: Millis,
@@ -24,6 +28,9 @@ pub async fn create_user(
     if tx.user_by_username_key(&username.key()).await?.is_some() {
         return Ok(SignupOutcome::Taken);
     }
+    if tx.username_skeleton_taken(&username.skeleton()).await? {
+        return Ok(SignupOutcome::Confusable);
+    }
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         username: username.as_str().to_owned(),
@@ -32,7 +39,8 @@ pub async fn create_user(
         created_at: now,
         disabled_at: None,
     };
-    tx.insert_user(&user, &username.key()).await?;
+    tx.insert_user(&user, &username.key(), &username.skeleton())
+        .await?;
     tx.insert_event(now, &NewEvent::new(EventKind::UserCreated).user(&user.id))
         .await?;
     Ok(SignupOutcome::Created(user))
@@ -91,13 +99,16 @@ pub async fn disable_user(
     Ok(true)
 }
 
-/// GDPR erasure: the user row, its sessions and tokens and its events are deleted. An
-/// anonymous `user_deleted` event (no user id, no name) records that an erasure
-/// happened. `false` if there is no such user.
+/// GDPR erasure: the user row, its sessions and tokens and its events are deleted (its
+/// `login_failed` and `login_throttled` events among them), and the store's files are
+/// scrubbed of them once this commits. An anonymous `user_deleted` event (no user id,
+/// no name, no address) records that an erasure happened. `false` if there is no such
+/// user.
 pub async fn delete_user(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
     if !tx.delete_user(user_id).await? {
         return Ok(false);
     }
+    tx.scrub_after_commit().await?;
     tx.insert_event(now, &NewEvent::new(EventKind::UserDeleted))
         .await?;
     Ok(true)

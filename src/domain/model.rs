@@ -78,6 +78,43 @@ pub struct StoredToken {
 pub struct ClientContext {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Set when an administrator (or the operator's CLI) acts on another user's
+    /// account: events about that user then carry none of the administrator's address
+    /// or user agent in their own fields, only `"by": "administrator"` in the detail;
+    /// who did it goes into the event's actor, which only the admin view shows.
+    pub admin: Option<Actor>,
+}
+
+impl ClientContext {
+    /// An administrator's request (`ctx`), acting on someone else's account.
+    pub fn administrator(user_id: &str, ctx: ClientContext) -> Self {
+        Self {
+            ip: None,
+            user_agent: None,
+            admin: Some(Actor {
+                user_id: Some(user_id.to_owned()),
+                ip: ctx.ip,
+                user_agent: ctx.user_agent,
+            }),
+        }
+    }
+
+    /// The operator at the command line acting on a user's account.
+    pub fn operator() -> Self {
+        Self {
+            admin: Some(Actor::default()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Who acted on another user's account: an administrator's user id, IP and user agent
+/// (none of them for the operator's CLI). Shown only in the admin view of events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// A security event to record. Never put a token or password in any field.
@@ -90,6 +127,8 @@ pub struct NewEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// An administrator acting on this event's user (see [`ClientContext::admin`]).
+    pub actor: Option<Actor>,
 }
 
 impl NewEvent {
@@ -103,6 +142,7 @@ impl NewEvent {
             ip: None,
             user_agent: None,
             detail: None,
+            actor: None,
         }
     }
 
@@ -133,10 +173,24 @@ impl NewEvent {
     pub fn from(mut self, ctx: &ClientContext) -> Self {
         self.ip = ctx.ip.clone();
         self.user_agent = ctx.user_agent.clone();
+        if let Some(actor) = &ctx.admin {
+            self.ip = None;
+            self.user_agent = None;
+            self.actor = Some(actor.clone());
+            let detail = self.detail.take().unwrap_or_else(|| serde_json::json!({}));
+            return self.detail(detail);
+        }
         self
     }
 
-    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+    /// Sets the detail; an event with an administrator as actor also says so there
+    /// (`"by": "administrator"`), which is all its user sees of who did it.
+    pub fn detail(mut self, mut detail: serde_json::Value) -> Self {
+        if self.actor.is_some() {
+            if let Some(obj) = detail.as_object_mut() {
+                obj.insert("by".into(), "administrator".into());
+            }
+        }
         self.detail = Some(detail);
         self
     }
@@ -155,6 +209,8 @@ pub struct Event {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// Who acted, when an administrator did (admin view only).
+    pub actor: Option<Actor>,
 }
 
 /// Filters for reading events, newest first; `before` is an event id (the cursor).

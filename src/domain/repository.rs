@@ -34,12 +34,21 @@ pub trait Tx {
     /// By `Username::key` (the case-insensitive form).
     async fn user_by_username_key(&mut self, key: &str) -> Result<Option<User>>;
     async fn all_users(&mut self) -> Result<Vec<User>>;
-    async fn insert_user(&mut self, user: &User, username_key: &str) -> Result<()>;
+    /// `username_key` and `skeleton` are `Username::key` and `Username::skeleton`.
+    async fn insert_user(&mut self, user: &User, username_key: &str, skeleton: &str) -> Result<()>;
+    /// Whether an existing user's name has this confusable skeleton.
+    async fn username_skeleton_taken(&mut self, skeleton: &str) -> Result<bool>;
     async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()>;
     /// Marks the user disabled; `false` if it already was (or does not exist).
     async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool>;
-    /// Deletes the user with its sessions, tokens and events; `false` if none.
+    /// Deletes the user with its sessions, tokens and events, and forgets them as the
+    /// actor of other users' events; `false` if none.
     async fn delete_user(&mut self, user_id: &str) -> Result<bool>;
+    /// Once this transaction commits, remove what it deleted from the store's files too
+    /// before the write returns (erasure: deleted rows must not linger in free pages or
+    /// a log). SQLite: deleted content is zeroed as it goes (`secure_delete`), and this
+    /// asks for a WAL checkpoint that truncates the log.
+    async fn scrub_after_commit(&mut self) -> Result<()>;
 
     // Sessions.
     async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>>;
@@ -84,7 +93,6 @@ pub trait Tx {
     async fn insert_event(&mut self, at: Millis, event: &NewEvent) -> Result<()>;
     async fn events(&mut self, query: &EventQuery) -> Result<Vec<Event>>;
     async fn has_logged_in_before(&mut self, user_id: &str) -> Result<bool>;
-    async fn logged_in_from(&mut self, user_id: &str, ip: &str, since: Millis) -> Result<bool>;
     /// Whether the user logged in from this network and browser family since `since`.
     async fn seen_device(
         &mut self,

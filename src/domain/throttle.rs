@@ -1,19 +1,33 @@
 //! Login throttling (OWASP Authentication cheat sheet; ASVS v4 2.2.1, v5 6.3): failed
-//! logins are counted per account, per client IP, and per (account, IP) pair.
+//! password checks are counted per account, per trusted device, per client IP, and per
+//! (account, IP) pair. Every password check goes through it: `/login`,
+//! `/browser/login`, `/me/password` and `DELETE /me` (`service/password_check.rs`).
 //!
-//! - **Per account**: the times of the failures of the last hour (at most
-//!   `max_failures_per_account_per_hour` of them), so no more than that many failures
-//!   reach the password check in any sliding hour, whoever makes them.
+//! - **Per account, untrusted clients**: the times of the failures of the last hour (at
+//!   most `max_failures_per_account_per_hour` of them) from clients without a trusted
+//!   device, so no more than that many such failures reach the password check in any
+//!   sliding hour, whoever makes them.
+//! - **Per trusted device** (OWASP "Slow Down Online Guessing Attacks with Device
+//!   Cookies"): a client that presents a valid device token for the account (one it
+//!   earned by a successful login), or an authenticated session re-checking its own
+//!   password, is exempt from the account-wide limit above; its failures count against
+//!   its own device instead, with the same hourly limit. A device over its limit is
+//!   locked out: its attempts are refused until the hour has passed, as OWASP's
+//!   algorithm rejects a device cookie on the lockout list (it does not fall back to
+//!   the untrusted allowance, so a stolen token or cookie buys no extra guesses).
 //! - **Per IP**: a leaky bucket of `per_ip_per_hour` draining at that rate, across all
 //!   accounts (credential stuffing from one address).
 //! - **Per (account, IP)**: growing delays. After `free_failures` failures the next
 //!   attempt from that address must wait `base_delay`, then twice that, up to
 //!   `max_delay`.
 //!
-//! Why this does not lock victims out: the per-account limit is high (a person never
-//! reaches 100 failures an hour) and drains continuously, so nothing is ever locked
-//! "until an admin acts"; the growing delays fall on the attacker's own address, not on
-//! the victim's; and a successful login resets the account's counters. Accounts are
+//! Why this does not lock victims out: an attacker who fills the account-wide limit
+//! locks out only untrusted clients; the owner's devices that have logged in before
+//! keep their own allowance, whatever their address (mobile and carrier-NAT users change
+//! addresses all the time, and an attacker behind the owner's NAT shares them). The
+//! limit drains continuously, so nothing is ever locked "until an admin acts"; the
+//! growing delays fall on the attacker's own address; and a successful check resets the
+//! account's counters. Accounts are
 //! keyed by the normalised *name asked for*, whether or not it exists, so throttling
 //! behaves identically for unknown names (no enumeration).
 //!
@@ -51,14 +65,16 @@ pub enum Verdict {
     Allowed,
     /// Refused; `newly` is true for the first refusal after a period of being allowed
     /// (so the caller records one event per episode, not one per attempt).
-    /// `account_only`: only the per-account limit refused it, so the caller may let
-    /// through an address the account has logged in from before (see `login`).
     Throttled {
         retry_after_secs: u64,
         newly: bool,
-        account_only: bool,
     },
 }
+
+/// A trusted client: a device that logged in to the account before (its device token's
+/// id), or an authenticated session. Opaque; only compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceId(pub [u8; 16]);
 
 /// A leaky bucket: `level` failures, draining at `per_hour`.
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +133,7 @@ impl From<IpAddr> for IpKey {
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
     accounts: Mutex<HashMap<String, Recent>>,
+    devices: Mutex<HashMap<DeviceId, Recent>>,
     ips: Mutex<HashMap<IpKey, Bucket>>,
     pairs: Mutex<HashMap<(String, IpKey), Pair>>,
 }
@@ -134,32 +151,47 @@ impl LoginThrottle {
         Self {
             cfg,
             accounts: Mutex::new(HashMap::new()),
+            devices: Mutex::new(HashMap::new()),
             ips: Mutex::new(HashMap::new()),
             pairs: Mutex::new(HashMap::new()),
         }
     }
 
     /// Whether an attempt for `account` from `ip` may go on to the password check.
-    pub fn check(&self, account: &str, ip: Option<IpAddr>, now: Millis) -> Verdict {
+    /// `device`: the trusted client it comes from, if any (a verified device token, or
+    /// the authenticated session), which exempts it from the account-wide limit.
+    pub fn check(
+        &self,
+        account: &str,
+        ip: Option<IpAddr>,
+        device: Option<DeviceId>,
+        now: Millis,
+    ) -> Verdict {
         let ip = ip.map(IpKey::from);
         let mut wait_ms: f64 = 0.0;
         let mut newly = false;
-        let account_ms: f64;
-        // Whether a limit other than the account's refused it.
-        let mut other_refused = false;
-        {
-            let mut accounts = lock(&self.accounts);
-            if let Some(r) = accounts.get_mut(account) {
-                r.forget_before(now - HOUR_MS as i64);
-                if r.times.len() >= self.cfg.per_account_per_hour as usize {
-                    // Allowed again when the oldest failure of the hour leaves it.
-                    let oldest = r.times.front().copied().unwrap_or(now);
-                    wait_ms = wait_ms.max((oldest + HOUR_MS as i64 - now) as f64);
-                    newly |= !r.refused;
-                    r.refused = true;
+        // A trusted device answers for itself; anything else for the account.
+        let over_limit = |r: &mut Recent, wait_ms: &mut f64, newly: &mut bool| {
+            r.forget_before(now - HOUR_MS as i64);
+            if r.times.len() >= self.cfg.per_account_per_hour as usize {
+                // Allowed again when the oldest failure of the hour leaves it.
+                let oldest = r.times.front().copied().unwrap_or(now);
+                *wait_ms = wait_ms.max((oldest + HOUR_MS as i64 - now) as f64);
+                *newly |= !r.refused;
+                r.refused = true;
+            }
+        };
+        match device {
+            Some(device) => {
+                if let Some(r) = lock(&self.devices).get_mut(&device) {
+                    over_limit(r, &mut wait_ms, &mut newly);
                 }
             }
-            account_ms = wait_ms;
+            None => {
+                if let Some(r) = lock(&self.accounts).get_mut(account) {
+                    over_limit(r, &mut wait_ms, &mut newly);
+                }
+            }
         }
         if let Some(ip) = ip {
             let mut ips = lock(&self.ips);
@@ -170,7 +202,6 @@ impl LoginThrottle {
                     wait_ms = wait_ms.max(over * HOUR_MS / f64::from(self.cfg.per_ip_per_hour));
                     newly |= !b.refused;
                     b.refused = true;
-                    other_refused = true;
                 }
             }
             drop(ips);
@@ -182,7 +213,6 @@ impl LoginThrottle {
                     wait_ms = wait_ms.max(gap - since);
                     newly |= !p.refused;
                     p.refused = true;
-                    other_refused = true;
                 }
             }
         }
@@ -190,7 +220,6 @@ impl LoginThrottle {
             Verdict::Throttled {
                 retry_after_secs: secs_ceil(wait_ms),
                 newly,
-                account_only: account_ms > 0.0 && !other_refused,
             }
         } else {
             Verdict::Allowed
@@ -209,21 +238,29 @@ impl LoginThrottle {
             .min(self.cfg.max_delay)
     }
 
-    pub fn record_failure(&self, account: &str, ip: Option<IpAddr>, now: Millis) {
+    /// A failed check: counted on the trusted device it came from, otherwise on the
+    /// account; and on the address and the pair.
+    pub fn record_failure(
+        &self,
+        account: &str,
+        ip: Option<IpAddr>,
+        device: Option<DeviceId>,
+        now: Millis,
+    ) {
         let ip = ip.map(IpKey::from);
-        {
+        let limit = self.cfg.per_account_per_hour as usize;
+        if let Some(device) = device {
+            let mut devices = lock(&self.devices);
+            if devices.len() >= MAX_ENTRIES {
+                prune_recent(&mut devices, now);
+            }
+            push_failure(devices.entry(device).or_default(), now, limit);
+        } else {
             let mut accounts = lock(&self.accounts);
             if accounts.len() >= MAX_ENTRIES {
-                prune_accounts(&mut accounts, now);
+                prune_recent(&mut accounts, now);
             }
-            let r = accounts.entry(account.to_owned()).or_default();
-            r.forget_before(now - HOUR_MS as i64);
-            r.times.push_back(now);
-            // Never more than the limit are kept: the check only needs the oldest of them.
-            while r.times.len() > self.cfg.per_account_per_hour as usize {
-                r.times.pop_front();
-            }
-            r.refused = false;
+            push_failure(accounts.entry(account.to_owned()).or_default(), now, limit);
         }
         if let Some(ip) = ip {
             {
@@ -257,25 +294,37 @@ impl LoginThrottle {
         }
     }
 
-    /// A successful login clears the account's counter and its pair with this address
-    /// (the address's own counter keeps draining: one good login must not launder a
-    /// stuffing run across other accounts).
-    pub fn record_success(&self, account: &str, ip: Option<IpAddr>) {
+    /// A successful check clears the account's counter, the device's, and the pair with
+    /// this address (the address's own counter keeps draining: one good login must not
+    /// launder a stuffing run across other accounts).
+    pub fn record_success(&self, account: &str, ip: Option<IpAddr>, device: Option<DeviceId>) {
         lock(&self.accounts).remove(account);
+        if let Some(device) = device {
+            lock(&self.devices).remove(&device);
+        }
         if let Some(ip) = ip {
             lock(&self.pairs).remove(&(account.to_owned(), IpKey::from(ip)));
         }
     }
 
+    /// Forgets everything kept under an account name (its erasure: the name is personal
+    /// data, and must not stay in memory either).
+    pub fn forget(&self, account: &str) {
+        lock(&self.accounts).remove(account);
+        lock(&self.pairs).retain(|(name, _), _| name != account);
+    }
+
     /// Drops entries that have drained to nothing (housekeeping); returns how many remain.
     pub fn prune(&self, now: Millis) -> usize {
         let mut accounts = lock(&self.accounts);
-        prune_accounts(&mut accounts, now);
+        prune_recent(&mut accounts, now);
+        let mut devices = lock(&self.devices);
+        prune_recent(&mut devices, now);
         let mut ips = lock(&self.ips);
         ips.retain(|_, b| b.drained(now, self.cfg.per_ip_per_hour) > 0.0);
         let mut pairs = lock(&self.pairs);
         self.prune_pairs(&mut pairs, now);
-        accounts.len() + ips.len() + pairs.len()
+        accounts.len() + devices.len() + ips.len() + pairs.len()
     }
 
     fn prune_pairs(&self, pairs: &mut HashMap<(String, IpKey), Pair>, now: Millis) {
@@ -291,7 +340,17 @@ impl LoginThrottle {
     }
 }
 
-fn prune_accounts(accounts: &mut HashMap<String, Recent>, now: Millis) {
+fn push_failure(r: &mut Recent, now: Millis, limit: usize) {
+    r.forget_before(now - HOUR_MS as i64);
+    r.times.push_back(now);
+    // Never more than the limit are kept: the check only needs the oldest of them.
+    while r.times.len() > limit {
+        r.times.pop_front();
+    }
+    r.refused = false;
+}
+
+fn prune_recent<K: Eq + Hash>(accounts: &mut HashMap<K, Recent>, now: Millis) {
     accounts.retain(|_, r| {
         r.forget_before(now - HOUR_MS as i64);
         !r.times.is_empty()
@@ -345,33 +404,31 @@ mod tests {
     fn asvs_2_2_1_the_account_limit_counts_failures_from_every_address() {
         let t = LoginThrottle::new(cfg());
         for i in 0..10u8 {
-            assert_eq!(t.check("alice", ip(i), 0), Verdict::Allowed);
-            t.record_failure("alice", ip(i), 0);
+            assert_eq!(t.check("alice", ip(i), None, 0), Verdict::Allowed);
+            t.record_failure("alice", ip(i), None, 0);
         }
-        match t.check("alice", ip(99), 0) {
+        match t.check("alice", ip(99), None, 0) {
             Verdict::Throttled {
                 retry_after_secs,
                 newly,
-                account_only,
             } => {
                 assert!(newly);
-                assert!(account_only, "address 99 has no failures of its own");
                 // Allowed again an hour after the oldest failure.
                 assert_eq!(retry_after_secs, 3600);
             }
             v => panic!("{v:?}"),
         }
         assert!(matches!(
-            t.check("alice", ip(99), 1),
+            t.check("alice", ip(99), None, 1),
             Verdict::Throttled { newly: false, .. }
         ));
         assert!(matches!(
-            t.check("alice", ip(99), 3_599_999),
+            t.check("alice", ip(99), None, 3_599_999),
             Verdict::Throttled { .. }
         ));
-        assert_eq!(t.check("alice", ip(99), 3_600_000), Verdict::Allowed);
+        assert_eq!(t.check("alice", ip(99), None, 3_600_000), Verdict::Allowed);
         // Another account is untouched.
-        assert_eq!(t.check("bob", ip(99), 0), Verdict::Allowed);
+        assert_eq!(t.check("bob", ip(99), None, 0), Verdict::Allowed);
     }
 
     #[test]
@@ -379,29 +436,28 @@ mod tests {
         let t = LoginThrottle::new(cfg());
         let mut now = 0;
         for _ in 0..3 {
-            t.record_failure("alice", ip(1), now);
+            t.record_failure("alice", ip(1), None, now);
         }
         assert!(matches!(
-            t.check("alice", ip(1), now),
+            t.check("alice", ip(1), None, now),
             Verdict::Throttled {
                 retry_after_secs: 1,
-                account_only: false,
                 ..
             }
         ));
-        assert_eq!(t.check("alice", ip(2), now), Verdict::Allowed);
+        assert_eq!(t.check("alice", ip(2), None, now), Verdict::Allowed);
         let mut gaps = Vec::new();
         for _ in 0..8 {
             let Verdict::Throttled {
                 retry_after_secs, ..
-            } = t.check("alice", ip(1), now)
+            } = t.check("alice", ip(1), None, now)
             else {
                 panic!("a delay is owed");
             };
             gaps.push(retry_after_secs);
             now += retry_after_secs as i64 * 1000;
-            assert_eq!(t.check("alice", ip(1), now), Verdict::Allowed);
-            t.record_failure("alice", ip(1), now);
+            assert_eq!(t.check("alice", ip(1), None, now), Verdict::Allowed);
+            t.record_failure("alice", ip(1), None, now);
         }
         // 1, 2, 4, … doubling, capped at max_delay (60 s), until the account limit
         // (10 an hour) takes over.
@@ -412,27 +468,27 @@ mod tests {
     fn a_success_resets_the_account_and_the_pair() {
         let t = LoginThrottle::new(cfg());
         for _ in 0..10 {
-            t.record_failure("alice", ip(1), 0);
+            t.record_failure("alice", ip(1), None, 0);
         }
         assert!(matches!(
-            t.check("alice", ip(1), 0),
+            t.check("alice", ip(1), None, 0),
             Verdict::Throttled { .. }
         ));
-        t.record_success("alice", ip(1));
-        assert_eq!(t.check("alice", ip(1), 0), Verdict::Allowed);
+        t.record_success("alice", ip(1), None);
+        assert_eq!(t.check("alice", ip(1), None, 0), Verdict::Allowed);
     }
 
     #[test]
     fn the_per_ip_limit_counts_failures_across_accounts() {
         let t = LoginThrottle::new(cfg());
         for i in 0..50 {
-            t.record_failure(&format!("user{i}"), ip(7), 0);
+            t.record_failure(&format!("user{i}"), ip(7), None, 0);
         }
         assert!(matches!(
-            t.check("someone-new", ip(7), 0),
+            t.check("someone-new", ip(7), None, 0),
             Verdict::Throttled { .. }
         ));
-        assert_eq!(t.check("someone-new", ip(8), 0), Verdict::Allowed);
+        assert_eq!(t.check("someone-new", ip(8), None, 0), Verdict::Allowed);
     }
 
     #[test]
@@ -449,9 +505,59 @@ mod tests {
     #[test]
     fn prune_forgets_drained_entries() {
         let t = LoginThrottle::new(cfg());
-        t.record_failure("alice", ip(1), 0);
-        assert_eq!(t.prune(0), 3);
+        t.record_failure("alice", ip(1), None, 0);
+        t.record_failure("alice", ip(1), Some(DeviceId([1; 16])), 0);
+        assert_eq!(t.prune(0), 4);
         assert_eq!(t.prune(2 * 3_600_000), 0);
+    }
+
+    #[test]
+    fn owasp_device_cookies_a_trusted_device_is_exempt_from_the_account_lockout() {
+        let t = LoginThrottle::new(cfg());
+        let owner = Some(DeviceId([7; 16]));
+        for i in 0..10u8 {
+            t.record_failure("alice", ip(i), None, 0);
+        }
+        assert!(matches!(
+            t.check("alice", ip(50), None, 0),
+            Verdict::Throttled { .. }
+        ));
+        assert_eq!(t.check("alice", ip(50), owner, 0), Verdict::Allowed);
+        // The device's own failures count on the device, not the account...
+        for _ in 0..10 {
+            assert_eq!(t.check("alice", ip(51), owner, 0), Verdict::Allowed);
+            t.record_failure("alice", ip(51), owner, 0);
+            lock(&t.pairs).clear();
+        }
+        // ...until it is locked out itself (OWASP: a device cookie on the lockout list is
+        // rejected), while untrusted clients keep the account's allowance.
+        assert!(matches!(
+            t.check("alice", ip(52), owner, 0),
+            Verdict::Throttled { .. }
+        ));
+        t.record_success("alice", ip(1), None);
+        assert!(matches!(
+            t.check("alice", ip(52), owner, 0),
+            Verdict::Throttled { .. }
+        ));
+        assert_eq!(t.check("alice", ip(53), None, 0), Verdict::Allowed);
+        // Another account's lockout does not touch this device's allowance elsewhere.
+        assert_eq!(
+            t.check("bob", ip(52), Some(DeviceId([8; 16])), 0),
+            Verdict::Allowed
+        );
+    }
+
+    #[test]
+    fn forget_drops_every_entry_kept_under_a_name() {
+        let t = LoginThrottle::new(cfg());
+        t.record_failure("alice", ip(1), None, 0);
+        t.record_failure("alice", ip(2), None, 0);
+        t.record_failure("bob", ip(1), None, 0);
+        t.forget("alice");
+        assert!(!lock(&t.accounts).contains_key("alice"));
+        assert!(lock(&t.pairs).keys().all(|(name, _)| name != "alice"));
+        assert!(lock(&t.accounts).contains_key("bob"));
     }
 
     proptest! {
@@ -466,12 +572,12 @@ mod tests {
             let mut allowed_failures: Vec<i64> = Vec::new();
             for (dt, succeed, addr) in steps {
                 now += dt as i64;
-                if t.check("alice", ip(addr), now) == Verdict::Allowed {
+                if t.check("alice", ip(addr), None, now) == Verdict::Allowed {
                     if succeed {
-                        t.record_success("alice", ip(addr));
+                        t.record_success("alice", ip(addr), None);
                         allowed_failures.clear();
                     } else {
-                        t.record_failure("alice", ip(addr), now);
+                        t.record_failure("alice", ip(addr), None, now);
                         allowed_failures.push(now);
                     }
                 }

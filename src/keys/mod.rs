@@ -14,10 +14,12 @@
 //! - `admin`: `latchkey keys generate|rotate|retire|revoke|import`;
 //! - `pem`: key files (PKCS#8 PEM) and key generation;
 //! - `sealer`: the AES-256-GCM key that seals refresh tokens;
+//! - `device`: the HMAC key that signs device tokens (login throttling);
 //! - `jwk`: public JWKs; `atomic_file`: crash-safe writes in `keys.dir`.
 
 mod admin;
 mod atomic_file;
+mod device;
 mod jwk;
 mod keyset;
 mod manifest;
@@ -27,6 +29,7 @@ mod signing;
 
 pub use self::pem::{generate_der, pkcs8_from_pem};
 pub use admin::{generate, retire, revoke, rotate, Retired, Revoked};
+pub use device::{DeviceKey, DEVICE_TOKEN_TTL_SECS};
 pub use jwk::Jwk;
 pub use keyset::{KeySet, Keys};
 pub use manifest::{read_manifest, with_locked_manifest, KeyEntry, KeyState, Manifest};

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::JsonBody;
 use super::RouteTable;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
@@ -25,7 +26,7 @@ pub struct SignupBody {
 
 async fn signup(
     state: web::Data<AppState>,
-    body: web::Json<SignupBody>,
+    body: JsonBody<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let user = accounts::signup(&state, &body.username, body.password).await?;

@@ -5,9 +5,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{client_context, Admin};
-use super::me::{events_json, parse_time, session_json};
+use super::me::{admin_events_json, parse_time, session_json};
+use super::responses::no_store_json;
 use super::RouteTable;
-use crate::domain::model::EventQuery;
+use crate::domain::model::{ClientContext, EventQuery};
 use crate::error::ApiError;
 use crate::service::events::{page_before, page_limit};
 use crate::service::{accounts, events, sessions};
@@ -27,7 +28,7 @@ async fn user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     let list = sessions::sessions_of_user(&state, path.into_inner()).await?;
     let body: Vec<Value> = list.iter().map(|s| session_json(s, None)).collect();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(no_store_json(&body))
 }
 
 /// User-wide revocation.
@@ -35,9 +36,12 @@ async fn revoke_user_sessions(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    _admin: Admin,
+    Admin(admin): Admin,
 ) -> Result<HttpResponse, ApiError> {
-    sessions::revoke_all_of_user(&state, path.into_inner(), client_context(&req)).await?;
+    // The admin's own address and user agent go into the events' actor, not the
+    // user's fields (docs/contract.md "Security events").
+    let ctx = ClientContext::administrator(&admin.user.id, client_context(&req));
+    sessions::revoke_all_of_user(&state, path.into_inner(), ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -47,7 +51,8 @@ async fn disable_user(
     path: web::Path<String>,
     Admin(admin): Admin,
 ) -> Result<HttpResponse, ApiError> {
-    accounts::disable_user(&state, &admin, path.into_inner(), client_context(&req)).await?;
+    let ctx = ClientContext::administrator(&admin.user.id, client_context(&req));
+    accounts::disable_user(&state, &admin, path.into_inner(), ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -78,5 +83,7 @@ async fn list_events(
         before: page_before(p.before)?,
         limit: page_limit(p.limit)?,
     };
-    Ok(HttpResponse::Ok().json(events_json(&events::list(&state, query).await?)))
+    Ok(no_store_json(&admin_events_json(
+        &events::list(&state, query).await?,
+    )))
 }

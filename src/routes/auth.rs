@@ -9,6 +9,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use crate::config::ForwardedHeader;
 use crate::domain::model::ClientContext;
 use crate::error::ApiError;
 pub use crate::service::auth::Authenticated;
@@ -74,29 +75,27 @@ pub fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
 }
 
 /// The client's address: the peer, or, when the peer is one of
-/// `server.trusted_proxies`, the right-most `X-Forwarded-For` address that is not itself
-/// a trusted proxy (left-most entries are client-controlled and never believed alone).
+/// `server.trusted_proxies`, the right-most entry of `server.forwarded_header` that is
+/// not itself a trusted proxy, and the peer if that entry is not an address (see
+/// `client_addr`: left-most entries are client-controlled and never believed).
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
-    let trusted = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.settings.server.trusted_proxies.clone())
-        .unwrap_or_default();
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    let mut ip = peer;
-    if peer.as_ref().is_some_and(is_trusted) {
-        let forwarded: Vec<IpAddr> = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|p| p.trim().parse().ok())
-            .collect();
-        if let Some(client) = forwarded.iter().rev().find(|a| !is_trusted(a)) {
-            ip = Some(*client);
-        }
-    }
-    ip
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return peer;
+    };
+    let server = &state.settings.server;
+    let is_trusted = |ip: &IpAddr| server.trusted_proxies.iter().any(|n| n.contains(ip));
+    let name = match server.forwarded_header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    // A header line that is not text cannot be read, so it ends the walk like an
+    // entry that is not an address.
+    let lines = req
+        .headers()
+        .get_all(name)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    super::client_addr::client_ip(peer, is_trusted, server.forwarded_header, lines)
 }
 
 pub fn client_context(req: &HttpRequest) -> ClientContext {
@@ -106,7 +105,11 @@ pub fn client_context(req: &HttpRequest) -> ClientContext {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    ClientContext { ip, user_agent }
+    ClientContext {
+        ip,
+        user_agent,
+        admin: None,
+    }
 }
 
 /// Where a login attempt came from (events, sessions and throttling).

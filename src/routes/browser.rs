@@ -15,12 +15,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::{client_context, origin};
-use super::extract::describe_json_error;
+use super::extract::{parse_object, RawBody};
 use super::login::LoginBody;
 use super::RouteTable;
 use crate::domain::model::Session;
 use crate::domain::{RefreshToken, RevocationReason, Scope};
 use crate::error::ApiError;
+use crate::keys::DEVICE_TOKEN_TTL_SECS;
 use crate::ratelimit::Endpoint;
 use crate::service::issue::{resolve_client, Issued, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
@@ -31,8 +32,11 @@ use crate::state::AppState;
 const MAX_COOKIE_AGE_SECS: i64 = 400 * 24 * 3600;
 
 pub fn configure(t: &mut RouteTable) {
+    // It checks a password, so it also draws from the login bucket (docs/contract.md
+    // "Login throttling"): the browser bucket alone would let it sidestep `/login`'s.
     t.post("/browser/login", login)
-        .rate_limited(Endpoint::Browser);
+        .rate_limited(Endpoint::Browser)
+        .rate_limited(Endpoint::Login);
     t.post("/browser/refresh", refresh)
         .rate_limited(Endpoint::Browser);
     t.post("/browser/logout", logout)
@@ -91,17 +95,66 @@ fn origin_allowed_for(state: &AppState, client_id: &str, origin: &str) -> Result
     }
 }
 
+/// The body through the one JSON parser every endpoint uses ([`parse_object`]); an
+/// empty body counts as `{}`.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    // An object, not just anything serde would map onto a struct (it accepts arrays).
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))?;
-    serde_json::from_value(serde_json::Value::Object(object))
-        .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))
+    parse_object(body)
+}
+
+/// The value of the one cookie named `name`; `Err` when the request carries it more
+/// than once (`Cookie: X=attacker; X=victim`: which one a server reads is a guess, so
+/// none is read).
+fn single_cookie(req: &HttpRequest, name: &str) -> Result<Option<String>, ()> {
+    let Ok(cookies) = req.cookies() else {
+        return Ok(None);
+    };
+    let mut found = cookies.iter().filter(|c| c.name() == name);
+    let first = found.next().map(|c| c.value().to_owned());
+    if found.next().is_some() {
+        return Err(());
+    }
+    Ok(first)
+}
+
+/// An error answer that also clears the refresh cookie (a dead or ambiguous cookie is
+/// of no use to the browser, and would only be sent again).
+fn clearing(state: &AppState, err: &ApiError) -> HttpResponse {
+    let mut res = actix_web::ResponseError::error_response(err);
+    if let Ok(v) = header::HeaderValue::from_str(&clearing_cookie(state).to_string()) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// The refresh cookie's value, or the 400 (cookie cleared) for a request carrying more
+/// than one.
+fn refresh_cookie_of(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<String>, Box<HttpResponse>> {
+    single_cookie(req, &state.settings.browser.cookie_name).map_err(|()| {
+        Box::new(clearing(
+            state,
+            &ApiError::InvalidRequest("more than one refresh cookie was sent".into()),
+        ))
+    })
+}
+
+/// The device cookie: a long-lived `HttpOnly` `__Host-` cookie holding the device token
+/// a successful login earned (docs/contract.md "Login throttling").
+fn device_cookie(state: &AppState, token: String) -> Cookie<'static> {
+    Cookie::build(state.settings.browser.device_cookie_name.clone(), token)
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(CookieDuration::seconds(DEVICE_TOKEN_TTL_SECS))
+        .finish()
 }
 
 /// The refresh cookie: `__Host-` name, `HttpOnly; Secure; SameSite=Strict; Path=/`.
@@ -144,28 +197,38 @@ fn admit<T: serde::de::DeserializeOwned>(
     Ok((origin, parse_json(body)?))
 }
 
-/// The token response without the refresh token, which goes only into the cookie.
+/// The token response without the refresh token, which goes only into the cookie (and
+/// without the device token, which goes into the device cookie).
 fn token_reply(state: &AppState, issued: Issued) -> HttpResponse {
     let cookie = refresh_cookie(state, &issued.refresh, &issued.session);
-    let body: TokenResponse = issued.for_browser().body;
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
+    let mut body: TokenResponse = issued.for_browser().body;
+    let device = body.device_token.take().map(|t| device_cookie(state, t));
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
-        .cookie(cookie)
-        .json(&body)
+        .cookie(cookie);
+    if let Some(device) = device {
+        res.cookie(device);
+    }
+    res.json(&body)
 }
 
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    let (request_origin, credentials): (_, LoginBody) = admit(&state, &req, &body)?;
+    let (request_origin, credentials): (_, LoginBody) = admit(&state, &req, &body.0)?;
     let client_id = resolve_client(&state, credentials.client_id.as_deref())?
         .id
         .clone();
     origin_allowed_for(&state, &client_id, &request_origin)?;
-    let issued = login::login(&state, credentials.into(), origin(&req)).await?;
+    let mut credentials: login::Credentials = credentials.into();
+    // The device token travels in its cookie here, never in the body; two device
+    // cookies are no device token at all.
+    credentials.device_token =
+        single_cookie(&req, &state.settings.browser.device_cookie_name).unwrap_or(None);
+    let issued = login::login(&state, credentials, origin(&req)).await?;
     Ok(token_reply(&state, issued))
 }
 
@@ -178,12 +241,9 @@ struct RefreshBody {
 /// The cookie's refresh token and its session, if the token is one we issued.
 async fn session_of_cookie(
     state: &AppState,
-    req: &HttpRequest,
+    raw: Option<String>,
 ) -> Result<Option<(String, Session)>, ApiError> {
-    let Some(raw) = req
-        .cookie(&state.settings.browser.cookie_name)
-        .map(|c| c.value().to_owned())
-    else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     let session = revoke::session_of_refresh_token(state, &raw).await?;
@@ -193,9 +253,9 @@ async fn session_of_cookie(
 async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    let (origin, asked): (_, RefreshBody) = admit(&state, &req, &body)?;
+    let (origin, asked): (_, RefreshBody) = admit(&state, &req, &body.0)?;
     let scope = asked
         .scope
         .as_deref()
@@ -203,10 +263,13 @@ async fn refresh(
         .map(Scope::parse)
         .transpose()
         .map_err(|e| ApiError::InvalidScope(e.into()))?;
-    let Some((raw, session)) = session_of_cookie(&state, &req).await? else {
-        return Err(ApiError::InvalidGrant(
-            "no valid refresh cookie; sign in again".into(),
-        ));
+    let raw = match refresh_cookie_of(&state, &req) {
+        Ok(raw) => raw,
+        Err(res) => return Ok(*res),
+    };
+    let Some((raw, session)) = session_of_cookie(&state, raw).await? else {
+        let dead = ApiError::InvalidGrant("no valid refresh cookie; sign in again".into());
+        return Ok(clearing(&state, &dead));
     };
     // The Origin must belong to the session's own client, checked before rotating.
     origin_allowed_for(&state, &session.client_id, &origin)?;
@@ -216,17 +279,26 @@ async fn refresh(
         scope,
         ctx: client_context(&req),
     };
-    let issued = refresh::refresh(&state, input).await?;
-    Ok(token_reply(&state, issued))
+    match refresh::refresh(&state, input).await {
+        Ok(issued) => Ok(token_reply(&state, issued)),
+        // The cookie's token is dead (ended session, reuse, expiry): clear it.
+        Err(e @ ApiError::InvalidGrant(_)) => Ok(clearing(&state, &e)),
+        Err(e) => Err(e),
+    }
 }
 
 async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    let (origin, _): (_, serde_json::Map<String, serde_json::Value>) = admit(&state, &req, &body)?;
-    if let Some((raw, session)) = session_of_cookie(&state, &req).await? {
+    let (origin, _): (_, serde_json::Map<String, serde_json::Value>) =
+        admit(&state, &req, &body.0)?;
+    let raw = match refresh_cookie_of(&state, &req) {
+        Ok(raw) => raw,
+        Err(res) => return Ok(*res),
+    };
+    if let Some((raw, session)) = session_of_cookie(&state, raw).await? {
         origin_allowed_for(&state, &session.client_id, &origin)?;
         let (client_id, ctx) = (Some(session.client_id.clone()), client_context(&req));
         revoke::revoke_token(&state, &raw, client_id, ctx, RevocationReason::Logout).await?;

@@ -1,16 +1,20 @@
 //! Request-body extraction that fails with the API error body: 413 over the limit, 415
-//! for other content types, 400 for malformed or mistyped input — never a 500.
+//! for other content types, 408 when the body does not arrive in time, 400 for
+//! malformed or mistyped input — never a 500. Every JSON body is parsed by one parser
+//! ([`parse_object`]), so `/login` and `/browser/login` refuse the same things.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::error::JsonPayloadError;
+use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -45,6 +49,10 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
             ApiError::UnsupportedMediaType("the body must be application/json".into())
         }
         JsonPayloadError::Deserialize(e) => ApiError::InvalidRequest(describe_json_error(&e)),
+        JsonPayloadError::Payload(e) => match payload_error(e) {
+            ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(limit),
+            other => other,
+        },
         JsonPayloadError::Serialize(e) => ApiError::internal(e),
         other => ApiError::InvalidRequest(format!("cannot read the body: {other}")),
     }
@@ -209,6 +217,54 @@ fn body_limit(req: &HttpRequest) -> usize {
         .map_or(16 * 1024, |s| s.settings.server.body_limit)
 }
 
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// A request body stream with a deadline: once `deadline` has passed without the body
+/// having ended, it fails with a `TimedOut` error, which extraction turns into 408.
+/// The `body_deadline` middleware puts it on every request, so a client that trickles
+/// its body (one byte every few seconds) is cut off like one that trickles its head.
+pub struct Deadline {
+    inner: Payload,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl Deadline {
+    pub fn new(inner: Payload, within: Duration) -> Self {
+        Self {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(within)),
+            expired: false,
+        }
+    }
+}
+
+impl Stream for Deadline {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
 fn content_type(req: &HttpRequest) -> Option<mime::Mime> {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -248,21 +304,79 @@ impl FromRequest for OAuthParams {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = body_limit(req);
         let content_type = content_type(req);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let raw = RawBody::from_request(req, payload);
+        Box::pin(async move { Self::parse(content_type, &raw.await?.0) })
+    }
+}
+
+/// The JSON parser of every JSON body: a JSON object (an array or a bare value is not
+/// a body serde should map onto a struct) in which no member appears twice (a
+/// `serde_json::Map` would keep the last, a struct would refuse only the members it
+/// knows), then `T`. 400 `invalid_request` otherwise, without echoing the input.
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let PairsInOrder(pairs) = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))?;
+    let mut seen = HashSet::with_capacity(pairs.len());
+    if let Some((repeated, _)) = pairs.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        let name: String = repeated.chars().take(64).collect();
+        return Err(ApiError::InvalidRequest(format!(
+            "member {name} appears more than once"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    content_type(req).is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+}
+
+/// The raw body, read within `server.body_limit` (413, also for a declared
+/// `Content-Length` over it, before reading) and its deadline (408).
+pub struct RawBody(pub Bytes);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = body_limit(req);
+        let declared = declared_length(req);
         let mut payload = payload.take();
         Box::pin(async move {
             if declared.is_some_and(|n| n > limit) {
                 return Err(ApiError::PayloadTooLarge(limit));
             }
-            let body = read_limited(&mut payload, limit).await?;
-            Self::parse(content_type, &body)
+            read_limited(&mut payload, limit).await.map(Self)
         })
+    }
+}
+
+/// A JSON object body (`application/json` or `…+json`, else 415), parsed by
+/// [`parse_object`].
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        // The content type first: a body that will be refused is not read.
+        if !is_json(req) {
+            return Box::pin(async {
+                Err(ApiError::UnsupportedMediaType(
+                    "the body must be application/json".into(),
+                ))
+            });
+        }
+        let raw = RawBody::from_request(req, payload);
+        Box::pin(async move { parse_object(&raw.await?.0).map(Self) })
     }
 }
 
@@ -275,12 +389,10 @@ impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for Optiona
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = body_limit(req);
-        let is_json = content_type(req)
-            .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
-        let mut payload = payload.take();
+        let is_json = is_json(req);
+        let raw = RawBody::from_request(req, payload);
         Box::pin(async move {
-            let body = read_limited(&mut payload, limit).await?;
+            let body = raw.await?.0;
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Self(T::default()));
             }
@@ -289,18 +401,30 @@ impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for Optiona
                     "the body must be application/json".into(),
                 ));
             }
-            serde_json::from_slice(&body)
-                .map(Self)
-                .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))
+            parse_object(&body).map(Self)
         })
+    }
+}
+
+/// A body-stream failure: 408 when its deadline passed ([`Deadline`]), 413 when
+/// actix's own limit stopped it, 400 otherwise.
+fn payload_error(e: PayloadError) -> ApiError {
+    match e {
+        PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            ApiError::RequestTimeout
+        }
+        PayloadError::Overflow => ApiError::PayloadTooLarge(0),
+        other => ApiError::InvalidRequest(format!("cannot read the body: {other}")),
     }
 }
 
 async fn read_limited(payload: &mut Payload, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::InvalidRequest(format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| match payload_error(e) {
+            ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(limit),
+            other => other,
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -387,6 +511,31 @@ mod tests {
             describe_json_error(&e),
             "invalid request body: missing field password"
         );
+    }
+
+    #[test]
+    fn one_json_parser_refuses_repeated_members_and_non_objects() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            username: String,
+        }
+        let ok: T = parse_object(br#"{"username":"a","other":1}"#).unwrap();
+        assert_eq!(ok.username, "a");
+        for bad in [
+            br#"{"username":"a","username":"b"}"#.as_slice(),
+            br#"{"username":"a","x":1,"x":2}"#,
+            br#"["a"]"#,
+            b"\"a\"",
+        ] {
+            let e = parse_object::<T>(bad).unwrap_err();
+            assert_eq!(
+                e.code(),
+                "invalid_request",
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::origin;
+use super::extract::JsonBody;
 use super::responses::no_store_json;
 use super::RouteTable;
 use crate::error::ApiError;
@@ -30,6 +31,9 @@ pub struct LoginBody {
     /// RFC 8707 resource indicators: one string or an array of strings.
     #[serde(default)]
     pub resource: Option<OneOrMany>,
+    /// Apps: the `device_token` of an earlier login (browser mode uses a cookie).
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
 /// A JSON member that may be one string or an array of strings.
@@ -61,6 +65,7 @@ impl From<LoginBody> for Credentials {
             remember_me: b.remember_me,
             scope: b.scope,
             resource: b.resource.map(OneOrMany::into_vec).unwrap_or_default(),
+            device_token: b.device_token,
         }
     }
 }
@@ -68,7 +73,7 @@ impl From<LoginBody> for Credentials {
 async fn handle(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let issued = login::login(&state, body.into_inner().into(), origin(&req)).await?;
     Ok(no_store_json(&issued.body))

@@ -5,26 +5,32 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{client_context, Authenticated};
+use super::auth::{client_context, origin, Authenticated};
+use super::extract::JsonBody;
+use super::responses::no_store_json;
 use super::RouteTable;
 use crate::clock::{rfc3339, Millis};
 use crate::domain::model::{Event, EventQuery, Session};
 use crate::error::ApiError;
+use crate::ratelimit::Endpoint;
 use crate::service::events::{page_before, page_limit};
 use crate::service::{accounts, events, revoke, sessions};
 use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/me", me);
-    t.delete("/me", delete_me);
-    t.post("/me/password", change_password);
+    // Both check a password: they draw from the login bucket (docs/contract.md
+    // "Login throttling").
+    t.delete("/me", delete_me).rate_limited(Endpoint::Login);
+    t.post("/me/password", change_password)
+        .rate_limited(Endpoint::Login);
     t.get("/me/sessions", list_sessions);
     t.delete("/me/sessions/{id}", delete_session);
     t.get("/me/events", my_events);
 }
 
 async fn me(auth: Authenticated) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
+    no_store_json(&json!({
         "id": auth.user.id,
         "username": auth.user.username,
         "roles": auth.user.roles,
@@ -51,24 +57,44 @@ pub fn session_json(s: &Session, current: Option<&str>) -> Value {
     v
 }
 
+/// Events as their user sees them: never who the administrator was, if one acted
+/// (only `"by": "administrator"` in the detail).
 pub fn events_json(events: &[Event]) -> Value {
-    let list: Vec<Value> = events
+    Value::Array(events.iter().map(event_json).collect())
+}
+
+/// Events as an admin sees them: with `actor` (`user_id`, `ip`, `user_agent`) where an
+/// administrator or the operator's CLI acted on the user's account.
+pub fn admin_events_json(events: &[Event]) -> Value {
+    let list = events
         .iter()
         .map(|e| {
-            json!({
-                "id": e.id,
-                "type": e.kind,
-                "at": rfc3339(e.at),
-                "user_id": e.user_id,
-                "session_id": e.session_id,
-                "client_id": e.client_id,
-                "ip": e.ip,
-                "user_agent": e.user_agent,
-                "detail": e.detail,
-            })
+            let mut v = event_json(e);
+            if let Some(a) = &e.actor {
+                v["actor"] = json!({
+                    "user_id": a.user_id,
+                    "ip": a.ip,
+                    "user_agent": a.user_agent,
+                });
+            }
+            v
         })
         .collect();
     Value::Array(list)
+}
+
+fn event_json(e: &Event) -> Value {
+    json!({
+        "id": e.id,
+        "type": e.kind,
+        "at": rfc3339(e.at),
+        "user_id": e.user_id,
+        "session_id": e.session_id,
+        "client_id": e.client_id,
+        "ip": e.ip,
+        "user_agent": e.user_agent,
+        "detail": e.detail,
+    })
 }
 
 async fn list_sessions(
@@ -80,7 +106,7 @@ async fn list_sessions(
         .iter()
         .map(|s| session_json(s, Some(&auth.session.id)))
         .collect();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(no_store_json(&body))
 }
 
 async fn delete_session(
@@ -111,7 +137,9 @@ async fn my_events(
         limit: page_limit(params.limit)?,
         ..Default::default()
     };
-    Ok(HttpResponse::Ok().json(events_json(&events::list(&state, query).await?)))
+    Ok(no_store_json(&events_json(
+        &events::list(&state, query).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -124,12 +152,19 @@ pub struct PasswordChange {
 async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<PasswordChange>,
+    body: JsonBody<PasswordChange>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let ctx = client_context(&req);
-    accounts::change_password(&state, &auth, body.current_password, body.new_password, ctx).await?;
+    let from = origin(&req);
+    accounts::change_password(
+        &state,
+        &auth,
+        body.current_password,
+        body.new_password,
+        from,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -141,10 +176,11 @@ pub struct DeleteMe {
 /// GDPR erasure: needs the password; removes the user, sessions, tokens and events.
 async fn delete_me(
     state: web::Data<AppState>,
-    body: web::Json<DeleteMe>,
+    req: HttpRequest,
+    body: JsonBody<DeleteMe>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    accounts::delete_account(&state, &auth, body.into_inner().password).await?;
+    accounts::delete_account(&state, &auth, body.into_inner().password, origin(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod browser;
+pub mod client_addr;
 pub mod extract;
 pub mod health;
 pub mod login;
@@ -28,19 +29,21 @@ use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::state::AppState;
 
-/// One route: its path and method, the handler, and the per-IP rate-limit bucket its
+/// One route: its path and method, the handler, and the per-IP rate-limit buckets its
 /// requests draw from (checked before anything else, even the body).
 pub struct RouteEntry {
     path: &'static str,
     method: Method,
     route: Route,
-    bucket: Option<Endpoint>,
+    buckets: Vec<Endpoint>,
 }
 
 impl RouteEntry {
-    /// Requests to this route draw from `bucket` (429 with `Retry-After` when empty).
+    /// Requests to this route draw from `bucket` (429 with `Retry-After` when empty),
+    /// in addition to any bucket named before: a route that checks a password draws
+    /// from `Endpoint::Login` whatever else it draws from.
     pub fn rate_limited(&mut self, bucket: Endpoint) -> &mut Self {
-        self.bucket = Some(bucket);
+        self.buckets.push(bucket);
         self
     }
 }
@@ -66,7 +69,7 @@ impl RouteTable {
             path,
             method: method.clone(),
             route: web::method(method).to(handler),
-            bucket: None,
+            buckets: Vec::new(),
         });
         self.entries.last_mut().expect("just pushed")
     }
@@ -106,11 +109,11 @@ impl RouteTable {
             .collect()
     }
 
-    /// `(METHOD, path, bucket)` for every route.
-    pub fn buckets(&self) -> Vec<(String, &'static str, Option<Endpoint>)> {
+    /// `(METHOD, path, buckets)` for every route.
+    pub fn buckets(&self) -> Vec<(String, &'static str, Vec<Endpoint>)> {
         self.entries
             .iter()
-            .map(|e| (e.method.to_string(), e.path, e.bucket))
+            .map(|e| (e.method.to_string(), e.path, e.buckets.clone()))
             .collect()
     }
 
@@ -133,13 +136,15 @@ impl RouteTable {
                 .collect::<Vec<_>>()
                 .join(", ");
             for e in mine {
-                resource = resource.route(match e.bucket {
-                    Some(bucket) => e.route.wrap(middleware::from_fn(
+                resource = resource.route(if e.buckets.is_empty() {
+                    e.route
+                } else {
+                    let buckets = e.buckets;
+                    e.route.wrap(middleware::from_fn(
                         move |req: ServiceRequest, next: Next<BoxBody>| {
-                            rate_limited(bucket, req, next)
+                            rate_limited(buckets.clone(), req, next)
                         },
-                    )),
-                    None => e.route,
+                    ))
                 });
             }
             // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
@@ -151,17 +156,20 @@ impl RouteTable {
     }
 }
 
-/// Draws one request from the client address's `bucket`; 429 when it is empty.
+/// Draws one request from each of the client address's `buckets`; 429 when one is
+/// empty.
 async fn rate_limited(
-    bucket: Endpoint,
+    buckets: Vec<Endpoint>,
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
         let ip = auth::client_ip(req.request());
-        if let Err(e) = state.limits.check(bucket, ip) {
-            let res = actix_web::ResponseError::error_response(&e);
-            return Ok(req.into_response(res));
+        for bucket in buckets {
+            if let Err(e) = state.limits.check(bucket, ip) {
+                let res = actix_web::ResponseError::error_response(&e);
+                return Ok(req.into_response(res));
+            }
         }
     }
     next.call(req).await
@@ -308,9 +316,77 @@ pub async fn log_request(
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// Puts a deadline on every request's body: it must have arrived within
+/// `server.client_timeout` of the head (as the head must within that of the connection),
+/// or extraction answers 408 and the connection is closed (`extract::Deadline`).
+pub async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let within = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(std::time::Duration::from_secs(5), |s| {
+            s.settings.server.client_timeout.0
+        });
+    let payload = actix_web::HttpMessage::take_payload(&mut req);
+    let stream: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>,
+            >,
+        >,
+    > = Box::pin(extract::Deadline::new(payload, within));
+    req.set_payload(actix_web::dev::Payload::from(stream));
+    next.call(req).await
+}
+
+/// Outside CORS, on every response: (1) every error carries the JSON error body of
+/// docs/contract.md "Conventions" — the CORS layer refuses a preflight with a plain-text
+/// 400, and anything else not rendered by `ApiError` is rendered again here; (2)
+/// `Access-Control-Allow-Credentials` (and `-Expose-Headers`) only beside an
+/// `Access-Control-Allow-Origin`, i.e. only for an allowed origin (actix-cors adds them
+/// to every response).
+pub async fn response_hygiene(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let body_limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(16 * 1024, |s| s.settings.server.body_limit);
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    let headers = res.headers_mut();
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+        headers.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
+    }
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !json {
+        let err = ApiError::for_status(status, body_limit);
+        let (req, old) = res.into_parts();
+        let mut new = actix_web::ResponseError::error_response(&err);
+        // Keep what the layers inside added (CORS `Vary`, security headers, Allow).
+        for (name, value) in old.headers() {
+            if !new.headers().contains_key(name)
+                && name != header::CONTENT_TYPE
+                && name != header::CONTENT_LENGTH
+            {
+                new.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        *new.status_mut() = status;
+        return Ok(ServiceResponse::new(req, new));
+    }
+    Ok(res)
+}
+
 /// Total bytes of request header names and values accepted; more is 431 with the error
 /// body (actix's own limit is far larger, and answers without one).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub use crate::error::MAX_HEADER_BYTES;
 
 /// Refuses oversized request heads before any handler runs.
 pub async fn limit_headers(
@@ -337,16 +413,21 @@ mod tests {
     #[test]
     fn every_unauthenticated_state_changing_route_draws_from_a_rate_limit_bucket() {
         // docs/contract.md "Standards checklist" #19: revocation is rate-limited like the
-        // token endpoint; login, signup and the browser endpoints are brute-force targets.
-        let expected = [
-            ("POST", "/signup", Endpoint::Signup),
-            ("POST", "/login", Endpoint::Login),
-            ("POST", "/oauth/token", Endpoint::Token),
-            ("POST", "/oauth/revoke", Endpoint::Revoke),
-            ("POST", "/oauth/introspect", Endpoint::Introspect),
-            ("POST", "/browser/login", Endpoint::Browser),
-            ("POST", "/browser/refresh", Endpoint::Browser),
-            ("POST", "/browser/logout", Endpoint::Browser),
+        // token endpoint; login, signup and the browser endpoints are brute-force targets;
+        // and every route that checks a password draws from the login bucket
+        // (docs/contract.md "Login throttling").
+        use Endpoint::*;
+        let expected: [(&str, &str, &[Endpoint]); 10] = [
+            ("POST", "/signup", &[Signup]),
+            ("POST", "/login", &[Login]),
+            ("POST", "/oauth/token", &[Token]),
+            ("POST", "/oauth/revoke", &[Revoke]),
+            ("POST", "/oauth/introspect", &[Introspect]),
+            ("POST", "/browser/login", &[Browser, Login]),
+            ("POST", "/browser/refresh", &[Browser]),
+            ("POST", "/browser/logout", &[Browser]),
+            ("POST", "/me/password", &[Login]),
+            ("DELETE", "/me", &[Login]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {
@@ -354,9 +435,9 @@ mod tests {
                 .iter()
                 .find(|(m, p, _)| m == method && *p == path)
                 .unwrap_or_else(|| panic!("{method} {path} is not routed"));
-            assert_eq!(found.2, Some(bucket), "{method} {path}");
+            assert_eq!(found.2, bucket, "{method} {path}");
         }
-        let limited = table.iter().filter(|(_, _, b)| b.is_some()).count();
+        let limited = table.iter().filter(|(_, _, b)| !b.is_empty()).count();
         assert_eq!(
             limited,
             expected.len(),

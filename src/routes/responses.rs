@@ -4,7 +4,9 @@ use actix_web::http::header;
 use actix_web::HttpResponse;
 use serde::Serialize;
 
-/// 200 JSON with `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+/// 200 JSON with `Cache-Control: no-store` and `Pragma: no-cache`: token responses
+/// (RFC 6749 §5.1), and a user's own data (`/me*`, `/admin/*`: OWASP Session Management,
+/// "Web Content Caching"), which no shared or browser cache may keep.
 pub fn no_store_json(body: &impl Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -1,27 +1,18 @@
 //! Accounts: signing up, changing the password, erasure, and an operator disabling one.
 
 use super::auth::Authenticated;
+use super::login::Origin;
+use super::password_check::hash_error;
+use super::password_check::{self, session_device, Attempt, Purpose};
 use crate::config::Registration;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::model::{ClientContext, User};
 use crate::domain::{Password, PasswordError, Username};
 use crate::error::ApiError;
-use crate::passwords::HashError;
-use crate::pool::PoolError;
 use crate::state::AppState;
 
 pub fn password_error(e: PasswordError) -> ApiError {
     ApiError::InvalidRequest(e.to_string())
-}
-
-/// A full argon2 queue is 429 (retry shortly), anything else internal.
-pub fn hash_error(e: HashError) -> ApiError {
-    match e {
-        HashError::Pool(PoolError::Full(_)) => ApiError::TooManyRequests {
-            retry_after_secs: 1,
-        },
-        other => ApiError::internal(other),
-    }
 }
 
 /// `POST /signup`: 409 if the (case-insensitive) name is taken.
@@ -41,25 +32,36 @@ pub async fn signup(state: &AppState, username: &str, password: String) -> Resul
     match outcome {
         SignupOutcome::Created(user) => Ok(user),
         SignupOutcome::Taken => Err(ApiError::Conflict("that username is taken".into())),
+        SignupOutcome::Confusable => Err(ApiError::Conflict(
+            "that username looks like an existing one; choose another".into(),
+        )),
     }
 }
 
-/// Checks the caller's password (ASVS v5 6.2.3: sensitive changes need it); 401 if wrong.
+/// Checks the caller's password (ASVS v5 6.2.3: sensitive changes need it); 401 if
+/// wrong. Through the same throttling, events and queue as a login
+/// (`service/password_check.rs`); the session counts as the trusted client, so an
+/// attacker flooding `/login` does not stop its owner changing the password.
 async fn confirm_password(
     state: &AppState,
     auth: &Authenticated,
     given: Password,
+    purpose: Purpose,
+    from: Origin,
 ) -> Result<(), ApiError> {
-    let ok = state
-        .hasher
-        .verify(given, Some(auth.user.password_hash.clone()))
+    let attempt = Attempt {
+        account_key: Username::lookup_key(&auth.user.username),
+        ip: from.ip,
+        device: Some(session_device(&auth.session.id)),
+        purpose,
+        client_id: auth.session.client_id.clone(),
+        session_id: Some(auth.session.id.clone()),
+        ctx: from.ctx,
+    };
+    password_check::admit(state, attempt)
+        .await?
+        .check(given, Some(&auth.user))
         .await
-        .map_err(hash_error)?;
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidCredentials)
-    }
 }
 
 /// `POST /me/password`: needs the current password; ends every other session.
@@ -68,11 +70,12 @@ pub async fn change_password(
     auth: &Authenticated,
     current: String,
     new: String,
-    ctx: ClientContext,
+    from: Origin,
 ) -> Result<(), ApiError> {
     let current = Password::parse_for_login(current).map_err(password_error)?;
     let new = Password::parse(new).map_err(password_error)?;
-    confirm_password(state, auth, current).await?;
+    let ctx = from.ctx.clone();
+    confirm_password(state, auth, current, Purpose::PasswordChange, from).await?;
     let hash = state.hasher.hash(new).await.map_err(hash_error)?;
     let now = state.now();
     let session = auth.session.clone();
@@ -95,19 +98,24 @@ pub async fn change_password(
 }
 
 /// `DELETE /me` (GDPR erasure): needs the password; removes the user, sessions, tokens
-/// and events.
+/// and events, from the database files too (see `accounts::delete_user`), and what the
+/// login throttle kept under the name.
 pub async fn delete_account(
     state: &AppState,
     auth: &Authenticated,
     password: String,
+    from: Origin,
 ) -> Result<(), ApiError> {
     let password = Password::parse_for_login(password).map_err(password_error)?;
-    confirm_password(state, auth, password).await?;
+    confirm_password(state, auth, password, Purpose::Erasure, from).await?;
     let (now, user_id) = (state.now(), auth.user.id.clone());
     state
         .store
         .write(async move |tx| accounts::delete_user(tx, now, &user_id).await)
         .await?;
+    state
+        .throttle
+        .forget(&Username::lookup_key(&auth.user.username));
     Ok(())
 }
 

@@ -24,6 +24,10 @@ pub struct TokenResponse {
     pub session_id: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// Logins only: the device token to send back with the next login to this account
+    /// (docs/contract.md "Login throttling"). Browser mode moves it into a cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 /// What a login or refresh hands out: the response body, the refresh token (for the
@@ -81,6 +85,7 @@ pub fn issue(
         refresh_token_expires_in: session_left,
         session_id: session.id.clone(),
         scope,
+        device_token: None,
     };
     Ok(Issued {
         body,

@@ -5,11 +5,10 @@
 use std::net::IpAddr;
 
 use super::issue::{audiences_for, issue, resolve_client, Issued};
-use crate::clock::Millis;
-use crate::domain::model::{ClientContext, NewEvent};
+use super::password_check::{self, Attempt, Purpose};
+use crate::domain::model::ClientContext;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
-use crate::domain::throttle::Verdict;
-use crate::domain::{EventKind, Password, Scope, Username};
+use crate::domain::{Password, Scope, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -21,6 +20,9 @@ pub struct Credentials {
     pub scope: Option<String>,
     /// RFC 8707 resource indicators narrowing the access token's audiences.
     pub resource: Vec<String>,
+    /// The device token of an earlier login to this account (OWASP device cookies):
+    /// the body's `device_token`, or the browser's device cookie.
+    pub device_token: Option<String>,
 }
 
 /// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
@@ -53,43 +55,36 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
 
     // Throttling is keyed by the name asked for, existing or not, and decided before
     // any lookup or hashing: a throttled attempt looks and takes the same for every name.
-    let parsed_name = Username::parse(&input.username).ok();
-    let account_key = parsed_name
-        .as_ref()
-        .map_or_else(|| input.username.to_lowercase(), |n| n.key());
+    // A valid device token for this name (from an earlier successful login) makes this
+    // a trusted client, exempt from the account-wide lockout (docs/contract.md
+    // "Login throttling").
+    let account_key = Username::lookup_key(&input.username);
     let now = state.now();
-    refuse_if_throttled(state, &account_key, &client.id, &from, now).await?;
+    let device = input
+        .device_token
+        .as_deref()
+        .and_then(|t| state.devices.verify(t, &account_key, now));
+    let admitted = password_check::admit(
+        state,
+        Attempt {
+            account_key: account_key.clone(),
+            ip: from.ip,
+            device,
+            purpose: Purpose::Login,
+            client_id: client.id.clone(),
+            session_id: None,
+            ctx: from.ctx.clone(),
+        },
+    )
+    .await?;
 
-    // An unparseable name cannot exist; it still costs one (dummy) hash below.
-    let user = match parsed_name {
-        Some(name) => {
-            let key = name.key();
-            state
-                .store
-                .read(async move |tx| tx.user_by_username_key(&key).await)
-                .await?
-        }
-        None => None,
-    };
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let known_user_id = user.as_ref().map(|u| u.id.clone());
-    let verified = state
-        .hasher
-        .verify(password, stored_hash)
-        .await
-        .map_err(super::accounts::hash_error)?;
-    let Some(user) = user.filter(|u| verified && u.is_enabled()) else {
-        // One generic failure for unknown user, wrong password and disabled account
-        // (OWASP Authentication: no enumeration). The attempted name is not stored.
-        state
-            .throttle
-            .record_failure(&account_key, from.ip, state.now());
-        let mut event = NewEvent::new(EventKind::LoginFailed)
-            .client(&client.id)
-            .from(&from.ctx);
-        event.user_id = known_user_id;
-        record(state, event).await?;
-        state.metrics.login("failure");
+    let key = account_key.clone();
+    let user = state
+        .store
+        .read(async move |tx| tx.user_by_username_key(&key).await)
+        .await?;
+    admitted.check(password, user.as_ref()).await?;
+    let Some(user) = user else {
         return Err(ApiError::InvalidCredentials);
     };
 
@@ -119,11 +114,18 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     });
     match outcome {
         LoginOutcome::Created(c) => {
-            state.throttle.record_success(&account_key, from.ip);
             let scope = c.session.scope.clone();
-            issue(
+            let mut issued = issue(
                 state, &client, c.session, &c.user, &scope, audiences, c.token, now,
-            )
+            )?;
+            // A new device token with every successful login (OWASP device cookies).
+            issued.body.device_token = Some(
+                state
+                    .devices
+                    .issue(&account_key, now)
+                    .map_err(ApiError::Internal)?,
+            );
+            Ok(issued)
         }
         LoginOutcome::UserUnavailable => Err(ApiError::InvalidCredentials),
         LoginOutcome::LimitReached => Err(ApiError::Conflict(format!(
@@ -131,67 +133,4 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
             state.settings.session.max_per_user
         ))),
     }
-}
-
-/// 429 while the account or address is over its failure limit. OWASP's answer to
-/// lockout as a denial of service: while only the account is over its limit, an address
-/// it logged in from successfully in the last 30 days may still try (its own failures
-/// are still delayed and counted).
-async fn refuse_if_throttled(
-    state: &AppState,
-    account_key: &str,
-    client_id: &str,
-    from: &Origin,
-    now: Millis,
-) -> Result<(), ApiError> {
-    let Verdict::Throttled {
-        retry_after_secs,
-        newly,
-        account_only,
-    } = state.throttle.check(account_key, from.ip, now)
-    else {
-        return Ok(());
-    };
-    let user_id = if account_only || newly {
-        let key = account_key.to_owned();
-        state
-            .store
-            .read(async move |tx| Ok(tx.user_by_username_key(&key).await?.map(|u| u.id)))
-            .await?
-    } else {
-        None
-    };
-    if account_only {
-        if let (Some(ip), Some(id)) = (from.ctx.ip.clone(), user_id.clone()) {
-            let since = now - 30 * 24 * 3_600_000;
-            let known = state
-                .store
-                .read(async move |tx| tx.logged_in_from(&id, &ip, since).await)
-                .await?;
-            if known {
-                return Ok(());
-            }
-        }
-    }
-    if newly {
-        // One `login_throttled` event per throttling episode (not per refused attempt,
-        // which an attacker could use to flood the events table).
-        let mut event = NewEvent::new(EventKind::LoginThrottled)
-            .client(client_id)
-            .from(&from.ctx);
-        event.user_id = user_id;
-        record(state, event).await?;
-    }
-    state.metrics.login("throttled");
-    Err(ApiError::TooManyRequests { retry_after_secs })
-}
-
-/// Records one security event in its own write.
-pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
-    let now = state.now();
-    state
-        .store
-        .write(async move |tx| tx.insert_event(now, &event).await)
-        .await?;
-    Ok(())
 }

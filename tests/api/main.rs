@@ -8,6 +8,7 @@ mod audiences;
 mod browser;
 mod crash;
 mod forged;
+mod hardening;
 mod health;
 mod interop;
 mod keys;

@@ -122,7 +122,62 @@ CREATE INDEX events_logins_by_user ON events(user_id, at) WHERE kind = 'login_su
         // proves latchkey issued them). Legacy families keep `head_hash` NULL and their
         // rows in refresh_tokens until they rotate; housekeeping drains those rows.
         M::up("ALTER TABLE sessions ADD COLUMN head_hash BLOB;"),
+        // Version 6: usernames under RFC 8265 (domain/username.rs). `username_key` becomes
+        // the UsernameCaseMapped form (width-mapped, lower case, NFC) instead of plain
+        // lower case, and `username_skeleton` (UTS #39) lets signup refuse a name that
+        // only looks like an existing one (Cyrillic "аlice" beside "alice"). The hook
+        // recomputes both for existing rows; a name the profile refuses keeps its old
+        // key (login falls back to it) and gets the skeleton of that key. Not UNIQUE:
+        // rows from before may already collide, and signup checks it itself.
+        M::up_with_hook(
+            r#"
+ALTER TABLE users ADD COLUMN username_skeleton TEXT NOT NULL DEFAULT '';
+CREATE INDEX users_by_skeleton ON users(username_skeleton);
+"#,
+            rekey_usernames,
+        ),
+        // Version 7: the administrator who acted on a user's account (disabled it, ended
+        // its sessions) is recorded apart from the user's own request fields, so an
+        // admin's IP and user agent never show in that user's `/me/events`; only
+        // `/admin/events` shows the actor. Erasing the admin wipes these through
+        // events_by_actor (partial: only admin actions are in it).
+        M::up(
+            r#"
+ALTER TABLE events ADD COLUMN actor_id TEXT;
+ALTER TABLE events ADD COLUMN actor_ip TEXT;
+ALTER TABLE events ADD COLUMN actor_user_agent TEXT;
+CREATE INDEX events_by_actor ON events(actor_id) WHERE actor_id IS NOT NULL;
+"#,
+        ),
     ])
+}
+
+/// Version 5's data step: every user's key and skeleton under the RFC 8265 profile.
+fn rekey_usernames(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
+    use crate::domain::username::{skeleton_of, Username};
+    let rows: Vec<(String, String, String)> = tx
+        .prepare("SELECT id, username, username_key FROM users ORDER BY created_at, id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, username, old_key) in rows {
+        let (key, skeleton) = match Username::parse(&username) {
+            Ok(name) => (name.key(), name.skeleton()),
+            Err(_) => (old_key.clone(), skeleton_of(&old_key)),
+        };
+        // Two old names can share a new key (`ａｌｉｃｅ` beside `alice`): the older
+        // keeps it, the newer keeps its old key.
+        let rekeyed = tx.execute(
+            "UPDATE users SET username_key = ?2, username_skeleton = ?3 WHERE id = ?1",
+            rusqlite::params![id, key, skeleton],
+        );
+        if rekeyed.is_err() {
+            tx.execute(
+                "UPDATE users SET username_skeleton = ?2 WHERE id = ?1",
+                rusqlite::params![id, skeleton_of(&old_key)],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,6 +187,40 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         super::migrations().validate().expect("valid migrations");
+    }
+
+    #[test]
+    fn version_6_rekeys_usernames_under_rfc_8265_and_keeps_colliding_old_keys() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let migrations = super::migrations();
+        migrations.to_version(&mut conn, 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES
+                 ('a', 'Alice', 'alice', 'h', 1),
+                 ('b', 'ＡＬＩＣＥ', 'ａｌｉｃｅ', 'h', 2),
+                 ('c', 'bob\u{200b}', 'bob\u{200b}', 'h', 3),
+                 ('d', 'Ｃａｒｏｌ', 'ｃａｒｏｌ', 'h', 4);",
+        )
+        .unwrap();
+        migrations.to_latest(&mut conn).unwrap();
+        let rows: Vec<(String, String, String)> = conn
+            .prepare("SELECT id, username_key, username_skeleton FROM users ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0], ("a".into(), "alice".into(), "alice".into()));
+        assert_eq!(
+            rows[1].1, "ａｌｉｃｅ",
+            "the newer of two colliding names keeps its key"
+        );
+        assert_eq!(
+            rows[2].1, "bob\u{200b}",
+            "a name the profile refuses keeps its key"
+        );
+        assert_eq!(rows[3].1, "carol");
+        assert_eq!(rows[3].2, "carol");
     }
 
     #[test]

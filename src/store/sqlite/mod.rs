@@ -33,8 +33,8 @@ use crate::pool::WorkerPool;
 const WRITE_QUEUE: usize = 8192;
 
 /// Runs one write inside the batch transaction; returns what to tell its caller once the
-/// batch has committed (or failed).
-type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// batch has committed (or failed), and whether the files must be scrubbed first.
+type WriteJob = Box<dyn FnOnce(&Connection) -> (Completion, bool) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
 
 #[derive(Clone)]
@@ -111,24 +111,27 @@ impl SqliteStore {
         let job: WriteJob = Box::new(move |conn: &Connection| {
             let mut tx = SqliteTx::new(conn);
             let outcome = writer::run_in_savepoint(conn, || run_now(f(&mut tx)));
-            let revoked = tx.into_revoked();
-            Box::new(move |committed: Result<(), Arc<anyhow::Error>>| {
-                let result = match (outcome, committed) {
-                    (Ok(r), Ok(())) => {
-                        if let Some(o) = &observer {
-                            revoked
-                                .iter()
-                                .for_each(|reason| o.sessions_revoked(*reason, 1));
+            let (revoked, scrub) = tx.into_after_commit();
+            let scrub = scrub && outcome.is_ok();
+            let completion: Completion =
+                Box::new(move |committed: Result<(), Arc<anyhow::Error>>| {
+                    let result = match (outcome, committed) {
+                        (Ok(r), Ok(())) => {
+                            if let Some(o) = &observer {
+                                revoked
+                                    .iter()
+                                    .for_each(|reason| o.sessions_revoked(*reason, 1));
+                            }
+                            Ok(r)
                         }
-                        Ok(r)
-                    }
-                    (Err(e), _) => Err(StoreError::Failed(e)),
-                    (Ok(_), Err(e)) => {
-                        Err(StoreError::Failed(anyhow::anyhow!("commit failed: {e:#}")))
-                    }
-                };
-                let _ = reply.send(result);
-            })
+                        (Err(e), _) => Err(StoreError::Failed(e)),
+                        (Ok(_), Err(e)) => {
+                            Err(StoreError::Failed(anyhow::anyhow!("commit failed: {e:#}")))
+                        }
+                    };
+                    let _ = reply.send(result);
+                });
+            (completion, scrub)
         });
         match self.writer.try_send(job) {
             Ok(()) => {}
@@ -163,6 +166,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Erasure (docs/contract.md "Endpoints", DELETE /me): deleted rows are overwritten
+    // with zeros, not left in free space for a dump of the file to find.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())

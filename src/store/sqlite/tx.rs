@@ -20,6 +20,8 @@ pub struct SqliteTx<'c> {
     conn: &'c Connection,
     /// Sessions this job revoked, reported once its batch has committed.
     revoked: Vec<RevocationReason>,
+    /// The job asked for a checkpoint after its commit (`scrub_after_commit`).
+    scrub: bool,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -27,11 +29,14 @@ impl<'c> SqliteTx<'c> {
         Self {
             conn,
             revoked: Vec::new(),
+            scrub: false,
         }
     }
 
-    pub fn into_revoked(self) -> Vec<RevocationReason> {
-        self.revoked
+    /// What the writer acts on after the commit: revocations to report, and whether to
+    /// scrub the files.
+    pub fn into_after_commit(self) -> (Vec<RevocationReason>, bool) {
+        (self.revoked, self.scrub)
     }
 }
 
@@ -65,8 +70,15 @@ impl Tx for SqliteTx<'_> {
     async fn all_users(&mut self) -> Result<Vec<User>> {
         users::all(self.conn)
     }
-    async fn insert_user(&mut self, user: &User, username_key: &str) -> Result<()> {
-        users::insert(self.conn, user, username_key)
+    async fn insert_user(&mut self, user: &User, username_key: &str, skeleton: &str) -> Result<()> {
+        users::insert(self.conn, user, username_key, skeleton)
+    }
+    async fn username_skeleton_taken(&mut self, skeleton: &str) -> Result<bool> {
+        users::skeleton_taken(self.conn, skeleton)
+    }
+    async fn scrub_after_commit(&mut self) -> Result<()> {
+        self.scrub = true;
+        Ok(())
     }
     async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()> {
         users::set_password_hash(self.conn, user_id, hash)
@@ -140,9 +152,6 @@ impl Tx for SqliteTx<'_> {
     }
     async fn has_logged_in_before(&mut self, user_id: &str) -> Result<bool> {
         events::has_logged_in_before(self.conn, user_id)
-    }
-    async fn logged_in_from(&mut self, user_id: &str, ip: &str, since: Millis) -> Result<bool> {
-        events::logged_in_from(self.conn, user_id, ip, since)
     }
     async fn seen_device(
         &mut self,

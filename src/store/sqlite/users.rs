@@ -42,22 +42,36 @@ pub fn all(conn: &Connection) -> anyhow::Result<Vec<User>> {
     Ok(rows)
 }
 
-pub fn insert(conn: &Connection, user: &User, username_key: &str) -> anyhow::Result<()> {
+pub fn insert(
+    conn: &Connection,
+    user: &User,
+    username_key: &str,
+    skeleton: &str,
+) -> anyhow::Result<()> {
     let roles = serde_json::to_string(&user.roles)?;
     conn.prepare_cached(
-        "INSERT INTO users (id, username, username_key, password_hash, roles, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO users (id, username, username_key, username_skeleton, password_hash,
+             roles, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         user.id,
         user.username,
         username_key,
+        skeleton,
         user.password_hash,
         roles,
         user.created_at
     ])
     .context("insert user")?;
     Ok(())
+}
+
+/// Whether some user's name has this confusable skeleton (`users_by_skeleton`).
+pub fn skeleton_taken(conn: &Connection, skeleton: &str) -> anyhow::Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE username_skeleton = ?1)")?
+        .query_row([skeleton], |r| r.get(0))?)
 }
 
 pub fn set_password_hash(conn: &Connection, user_id: &str, hash: &str) -> anyhow::Result<()> {
@@ -73,11 +87,17 @@ pub fn set_disabled(conn: &Connection, user_id: &str, now: Millis) -> anyhow::Re
         > 0)
 }
 
-/// Deletes the user; sessions and tokens go with it (ON DELETE CASCADE), and the
-/// user's events are erased.
+/// Deletes the user; sessions and tokens go with it (ON DELETE CASCADE), the user's
+/// events are erased, and where they acted as an administrator on other users' events
+/// their id, IP and user agent are wiped from those events' actor.
 pub fn delete(conn: &Connection, user_id: &str) -> anyhow::Result<bool> {
     conn.prepare_cached("DELETE FROM events WHERE user_id = ?1")?
         .execute([user_id])?;
+    conn.prepare_cached(
+        "UPDATE events SET actor_id = NULL, actor_ip = NULL, actor_user_agent = NULL
+         WHERE actor_id = ?1",
+    )?
+    .execute([user_id])?;
     Ok(conn
         .prepare_cached("DELETE FROM users WHERE id = ?1")?
         .execute([user_id])?

@@ -44,6 +44,22 @@ pub fn run_in_savepoint<R>(
     }
 }
 
+/// Copies the WAL into the database and truncates it to nothing, so rows a job erased
+/// (already zeroed by `secure_delete` in their new page images) leave no older page
+/// image behind in the log. Runs between batches, outside any transaction; waits (busy
+/// timeout) for readers still on an older snapshot. A checkpoint that cannot finish is
+/// logged; the next erasure or SQLite's own checkpoints catch up.
+fn checkpoint_truncate(conn: &Connection) {
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    match result {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!("the WAL checkpoint after an erasure was blocked by a reader"),
+        Err(e) => tracing::error!(error = %e, "the WAL checkpoint after an erasure failed"),
+    }
+}
+
 pub fn writer_loop(
     conn: Connection,
     rx: Receiver<WriteJob>,
@@ -65,9 +81,22 @@ pub fn writer_loop(
         let completions: Vec<Completion>;
         let committed = match conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
-                completions = batch.into_iter().map(|job| job(&conn)).collect();
+                let mut scrub = false;
+                completions = batch
+                    .into_iter()
+                    .map(|job| {
+                        let (completion, wants_scrub) = job(&conn);
+                        scrub |= wants_scrub;
+                        completion
+                    })
+                    .collect();
                 match conn.execute_batch("COMMIT") {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        if scrub {
+                            checkpoint_truncate(&conn);
+                        }
+                        Ok(())
+                    }
                     Err(e) => {
                         let _ = conn.execute_batch("ROLLBACK");
                         Err(Arc::new(anyhow::Error::from(e).context("COMMIT failed")))

@@ -1,0 +1,179 @@
+//! The one way a password is checked. `/login`, `/browser/login`, `/me/password` and
+//! `DELETE /me` all come through here, so every check meets the same login throttling
+//! (`domain::throttle`), records the same `login_failed` and `login_throttled` events,
+//! and takes its turn on the argon2 pool fairly: at most one check per account is queued
+//! or running at a time, so one account (or one stolen access token) cannot fill the
+//! queue and starve everyone else's logins (docs/contract.md "Standards checklist" #30;
+//! OWASP Authentication cheat sheet, "Protect Against Automated Attacks").
+//!
+//! Hook for the second factor (docs/contract.md "Planned"): MFA enrolment and removal
+//! (`POST /me/mfa/totp`, `DELETE /me/mfa/totp`) check the password, and must do it
+//! through [`admit`] with a new [`Purpose`]; wrong TOTP codes should be recorded through
+//! [`Admitted`] the same way, since they feed the same throttling.
+
+use std::net::IpAddr;
+
+use crate::domain::model::{ClientContext, NewEvent, User};
+use crate::domain::throttle::{DeviceId, Verdict};
+use crate::domain::{EventKind, Password};
+use crate::error::ApiError;
+use crate::passwords::CheckSlot;
+use crate::state::AppState;
+
+/// Why the password is being checked (the `purpose` of a `login_failed` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `/login`, `/browser/login`.
+    Login,
+    /// `POST /me/password`: the current password.
+    PasswordChange,
+    /// `DELETE /me`.
+    Erasure,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Login => "login",
+            Purpose::PasswordChange => "password_change",
+            Purpose::Erasure => "erasure",
+        }
+    }
+}
+
+/// One password check about to happen.
+pub struct Attempt {
+    /// The account's name key (`Username::lookup_key`), existing or not: throttling
+    /// counts by it, so a throttled attempt looks the same for every name.
+    pub account_key: String,
+    /// The client's address (throttling).
+    pub ip: Option<IpAddr>,
+    /// The trusted client it comes from: a verified device token, or the session.
+    pub device: Option<DeviceId>,
+    pub purpose: Purpose,
+    pub client_id: String,
+    pub session_id: Option<String>,
+    /// For the events.
+    pub ctx: ClientContext,
+}
+
+/// An attempt the throttle let through, holding its account's one check slot.
+pub struct Admitted<'a> {
+    state: &'a AppState,
+    attempt: Attempt,
+    _slot: CheckSlot,
+}
+
+/// Lets `attempt` go on to the password check, or refuses it with 429 and
+/// `Retry-After`: while its account, device, address or pair is throttled (recording
+/// one `login_throttled` event per episode), or while another check of the same account
+/// is queued or running (retry in a second).
+pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, ApiError> {
+    let now = state.now();
+    let verdict = state
+        .throttle
+        .check(&attempt.account_key, attempt.ip, attempt.device, now);
+    if let Verdict::Throttled {
+        retry_after_secs,
+        newly,
+    } = verdict
+    {
+        if newly {
+            // One `login_throttled` event per throttling episode (not per refused
+            // attempt, which an attacker could use to flood the events table).
+            let key = attempt.account_key.clone();
+            let user_id = state
+                .store
+                .read(async move |tx| Ok(tx.user_by_username_key(&key).await?.map(|u| u.id)))
+                .await?;
+            let mut event = event_of(EventKind::LoginThrottled, &attempt);
+            event.user_id = user_id;
+            record(state, event).await?;
+        }
+        state.metrics.login("throttled");
+        return Err(ApiError::TooManyRequests { retry_after_secs });
+    }
+    let Some(slot) = state.hasher.slot(&attempt.account_key) else {
+        state.metrics.login("throttled");
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: 1,
+        });
+    };
+    Ok(Admitted {
+        state,
+        attempt,
+        _slot: slot,
+    })
+}
+
+impl Admitted<'_> {
+    /// Checks `password` against `user`'s hash (or a dummy hash when there is no such
+    /// user, so both take one argon2 run). Succeeds only for an existing, enabled user
+    /// with that password; anything else is one generic 401 (OWASP Authentication: no
+    /// enumeration), counted by the throttle and recorded as `login_failed` (with the
+    /// user id when the account exists; never the attempted name).
+    pub async fn check(self, password: Password, user: Option<&User>) -> Result<(), ApiError> {
+        let state = self.state;
+        let verified = state
+            .hasher
+            .verify(password, user.map(|u| u.password_hash.clone()))
+            .await
+            .map_err(hash_error)?;
+        let a = &self.attempt;
+        if verified && user.is_some_and(User::is_enabled) {
+            state
+                .throttle
+                .record_success(&a.account_key, a.ip, a.device);
+            return Ok(());
+        }
+        state
+            .throttle
+            .record_failure(&a.account_key, a.ip, a.device, state.now());
+        let mut event = event_of(EventKind::LoginFailed, a)
+            .detail(serde_json::json!({ "purpose": a.purpose.as_str() }));
+        event.user_id = user.map(|u| u.id.clone());
+        record(state, event).await?;
+        state.metrics.login("failure");
+        Err(ApiError::InvalidCredentials)
+    }
+}
+
+fn event_of(kind: EventKind, a: &Attempt) -> NewEvent {
+    let mut event = NewEvent::new(kind).client(&a.client_id).from(&a.ctx);
+    event.session_id = a.session_id.clone();
+    event
+}
+
+/// Records one security event in its own write.
+pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
+    let now = state.now();
+    state
+        .store
+        .write(async move |tx| tx.insert_event(now, &event).await)
+        .await?;
+    Ok(())
+}
+
+/// The trusted-client id of an authenticated session re-checking its own password: a
+/// session proves an earlier successful login, as a device token does.
+pub fn session_device(session_id: &str) -> DeviceId {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("session\0{session_id}").as_bytes(),
+    );
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest.as_ref()[..16]);
+    DeviceId(id)
+}
+
+/// A full argon2 queue is 429 (retry shortly), anything else internal.
+pub fn hash_error(e: crate::passwords::HashError) -> ApiError {
+    match e {
+        crate::passwords::HashError::Pool(crate::pool::PoolError::Full(_)) => {
+            ApiError::TooManyRequests {
+                retry_after_secs: 1,
+            }
+        }
+        other => ApiError::internal(other),
+    }
+}
