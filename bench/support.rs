@@ -58,6 +58,7 @@ pub async fn families(
             max_per_user: 10,
             limit_policy: LimitPolicy::EvictOldest,
             ctx: ClientContext::default(),
+            checked_hash: None,
         };
         let (rng, keys) = (SystemRandom::new(), keys.clone());
         match store

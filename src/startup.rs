@@ -34,6 +34,8 @@ pub struct AppState {
     pub rng: Arc<SystemRandom>,
     pub throttle: LoginThrottle,
     pub limits: RateLimits,
+    /// Outgoing mail (account recovery): a bounded queue, delivered in the background.
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 impl AppState {
@@ -84,6 +86,7 @@ impl AppState {
             max_delay: l.max_delay.0,
         });
         let limits = RateLimits::new(&settings.rate_limits, clock.clone());
+        let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, metrics.clone())?);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasher::start(cores, 256 * cores)?;
         Ok(Self {
@@ -98,6 +101,7 @@ impl AppState {
             rng: Arc::new(SystemRandom::new()),
             throttle,
             limits,
+            mailer,
         })
     }
 
@@ -188,6 +192,7 @@ impl Application {
             }
             None => (None, None),
         };
+        state.mailer.spawn_worker()?;
         crate::housekeeping::spawn(state.clone());
         crate::housekeeping::spawn_key_reloader(state.clone());
         tracing::info!(%addr, port, tls = hsts, metrics_port, "latchkey listening");

@@ -20,6 +20,9 @@ pub struct NewSession {
     pub max_per_user: u32,
     pub limit_policy: LimitPolicy,
     pub ctx: ClientContext,
+    /// The password hash the login checked: if the password changed (a reset, a
+    /// change) since, the login is refused rather than outliving the change.
+    pub checked_hash: Option<String>,
 }
 
 pub struct CreatedSession {
@@ -33,7 +36,8 @@ const NEW_DEVICE_WINDOW_MS: i64 = 30 * 86_400 * 1000;
 
 pub enum LoginOutcome {
     Created(Box<CreatedSession>),
-    /// The account vanished or was disabled between the password check and this write.
+    /// The account vanished, was disabled or had its password changed between the
+    /// password check and this write.
     UserUnavailable,
     /// `limit_policy = "reject"` and the user is at `max_per_user`.
     LimitReached,
@@ -49,7 +53,15 @@ pub async fn create_session(
     req: &NewSession,
 ) -> anyhow::Result<LoginOutcome> {
     let user = match tx.user_by_id(&req.user_id).await? {
-        Some(u) if u.is_enabled() => u,
+        Some(u)
+            if u.is_enabled()
+                && req
+                    .checked_hash
+                    .as_ref()
+                    .is_none_or(|h| *h == u.password_hash) =>
+        {
+            u
+        }
         _ => return Ok(LoginOutcome::UserUnavailable),
     };
     let active = tx.active_sessions_of_user(&user.id, now).await?;

@@ -12,6 +12,7 @@ pub mod login;
 pub mod me;
 pub mod metrics;
 pub mod oauth;
+pub mod recovery;
 pub mod responses;
 pub mod sessions;
 pub mod wellknown;
@@ -180,6 +181,7 @@ pub fn table() -> RouteTable {
     admin::configure(&mut t);
     browser::configure(&mut t);
     metrics::configure(&mut t);
+    recovery::configure(&mut t);
     t
 }
 

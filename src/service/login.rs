@@ -99,6 +99,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         max_per_user: state.settings.session.max_per_user,
         limit_policy: state.settings.session.limit_policy,
         ctx: from.ctx,
+        checked_hash: Some(user.password_hash.clone()),
     };
     let (rng, keys) = (state.rng.clone(), state.sealer.clone());
     let outcome = state

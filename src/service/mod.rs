@@ -9,6 +9,7 @@ pub mod events;
 pub mod introspect;
 pub mod issue;
 pub mod login;
+pub mod recovery;
 pub mod refresh;
 pub mod revoke;
 pub mod sessions;

@@ -122,6 +122,30 @@ CREATE INDEX events_logins_by_user ON events(user_id, at) WHERE kind = 'login_su
         // proves latchkey issued them). Legacy families keep `head_hash` NULL and their
         // rows in refresh_tokens until they rotate; housekeeping drains those rows.
         M::up("ALTER TABLE sessions ADD COLUMN head_hash BLOB;"),
+        // Next version (issue 20, account recovery): one optional email address per
+        // user, unique by its case-insensitive key, and the SHA-256 hashes of
+        // single-use password-reset and email-verification tokens. Both go with their
+        // user (ON DELETE CASCADE), so erasure removes them.
+        M::up(
+            r#"
+CREATE TABLE user_emails (
+    user_id     TEXT PRIMARY KEY NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email       TEXT NOT NULL,
+    email_key   TEXT NOT NULL UNIQUE,
+    verified_at INTEGER
+) STRICT;
+CREATE TABLE account_tokens (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL,
+    email_key  TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX account_tokens_by_user ON account_tokens(user_id, purpose, created_at);
+CREATE INDEX account_tokens_by_expiry ON account_tokens(expires_at);
+"#,
+        ),
     ])
 }
 
