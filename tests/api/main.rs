@@ -2,6 +2,7 @@
 //! real server over HTTP on a random port with its own temporary database.
 
 mod helpers;
+mod mail_sink;
 
 mod abuse;
 mod browser;
@@ -16,6 +17,7 @@ mod model;
 mod openapi;
 mod operations;
 mod readme;
+mod recovery;
 mod refresh;
 mod revoke;
 mod schemathesis;
