@@ -29,7 +29,6 @@ pub const FORGOT_MESSAGE: &str = "if that account exists and has a verified emai
      a link to reset its password has been sent to it";
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ForgotBody {
     #[serde(default)]
     username: Option<String>,

@@ -214,12 +214,11 @@ pub async fn forgot_password(
 ) -> Result<(), ApiError> {
     let (lookup, throttle_key) = match (input.username, input.email) {
         (Some(name), None) => {
-            if name.len() > crate::domain::username::USERNAME_MAX_BYTES {
-                return Err(ApiError::InvalidRequest(
-                    "username must be at most 256 bytes".into(),
-                ));
-            }
-            let key = Username::parse(&name).map_or_else(|_| name.to_lowercase(), |n| n.key());
+            // A name no account can have (empty, padded, control characters, too long)
+            // is refused by its shape alone, which says nothing about any account.
+            let key = Username::parse(&name)
+                .map_err(|e| ApiError::InvalidRequest(e.into()))?
+                .key();
             (Lookup::Username(key.clone()), key)
         }
         (None, Some(email)) => {
