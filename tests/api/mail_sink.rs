@@ -88,6 +88,11 @@ impl SmtpSink {
         Self { child, port, dir }
     }
 
+    /// The folder the messages are written to (one JSON file each).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }

@@ -24,4 +24,5 @@ mod schemathesis;
 mod sessions;
 mod signup;
 mod spa;
+mod spa_recovery;
 mod wellknown;
