@@ -17,10 +17,17 @@ use crate::error::ApiError;
 use crate::mail::MailKind;
 use crate::startup::AppState;
 
-/// The login-throttle key that failed reset and verification tokens count against: the
-/// address's own budget of failures is shared with its login attempts, and one address
-/// guessing tokens meets growing delays (OWASP Forgot Password: rate-limit the endpoints).
-const TOKEN_GUESS_KEY: &str = "\u{0}account-token";
+/// The login-throttle "account" that wrong reset and verification tokens count
+/// against: one per address (so nobody can use up everyone's budget), while the
+/// address's own failure budget is the one its logins use, and one address guessing
+/// tokens meets growing delays (OWASP Forgot Password cheat sheet: rate-limit the
+/// endpoints). A name no username can have (it starts with a control character).
+fn token_guess_key(from: &Origin) -> String {
+    match from.ip {
+        Some(ip) => format!("\u{0}account-token {ip}"),
+        None => "\u{0}account-token".to_owned(),
+    }
+}
 
 fn minutes(d: crate::config::HumanDuration) -> u64 {
     (d.as_secs() / 60).max(1)
@@ -173,13 +180,13 @@ fn refuse_if_throttled(state: &AppState, key: &str, from: &Origin) -> Result<(),
 fn bad_token(state: &AppState, from: &Origin, what: &str) -> ApiError {
     state
         .throttle
-        .record_failure(TOKEN_GUESS_KEY, from.ip, state.now());
+        .record_failure(&token_guess_key(from), from.ip, state.now());
     ApiError::InvalidGrant(format!("the {what} token is invalid, used or expired"))
 }
 
 /// `POST /email/verify`: 204, or 400 `invalid_grant` for a bad, used or expired token.
 pub async fn verify_email(state: &AppState, token: &str, from: Origin) -> Result<(), ApiError> {
-    refuse_if_throttled(state, TOKEN_GUESS_KEY, &from)?;
+    refuse_if_throttled(state, &token_guess_key(&from), &from)?;
     let Some(secret) = AccountSecret::parse(token) else {
         return Err(bad_token(state, &from, "verification"));
     };
@@ -266,7 +273,7 @@ pub async fn reset_password(
     new_password: String,
     from: Origin,
 ) -> Result<(), ApiError> {
-    refuse_if_throttled(state, TOKEN_GUESS_KEY, &from)?;
+    refuse_if_throttled(state, &token_guess_key(&from), &from)?;
     let Some(secret) = AccountSecret::parse(token) else {
         return Err(bad_token(state, &from, "reset"));
     };

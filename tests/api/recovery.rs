@@ -792,3 +792,59 @@ async fn no_token_appears_in_the_server_log() {
     }
     assert!(!logs.contains(NEW_PASSWORD) && !logs.contains(PASSWORD));
 }
+
+/// `mail.transport = "log"` (development): a loud warning at start, and the message,
+/// link included, in the log. With neither SMTP nor the log transport, a warning says
+/// no mail will be sent, and `/password/forgot` still answers 202.
+#[tokio::test]
+async fn the_log_transport_warns_at_start_and_writes_the_mail_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = Served::start_in(dir.path(), &[("LATCHKEY_MAIL__TRANSPORT", "log")]);
+    let client = reqwest::Client::new();
+    let res = client
+        .post(served.url("/signup"))
+        .json(&json!({"username": "jo", "password": PASSWORD, "email": "jo@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = served.logs();
+        if logs.contains("verify-email#token=") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    served.terminate();
+    served.wait();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("mail.transport"))
+        .expect("a warning about the log transport");
+    assert!(
+        warning.contains("WARN") && warning.contains("never use this in production"),
+        "{warning}"
+    );
+    assert!(
+        logs.contains("verify-email#token="),
+        "the mail is in the log: {logs}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = Served::start_in(dir.path(), &[]);
+    let res = client
+        .post(served.url("/password/forgot"))
+        .json(&json!({"username": "anyone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    served.terminate();
+    served.wait();
+    assert!(
+        served.logs().contains("mail.smtp_url is not set"),
+        "{}",
+        served.logs()
+    );
+}
