@@ -349,6 +349,10 @@ mod tests {
             ("POST", "/browser/login", Endpoint::Browser),
             ("POST", "/browser/refresh", Endpoint::Browser),
             ("POST", "/browser/logout", Endpoint::Browser),
+            // docs/contract.md "Email and account recovery".
+            ("POST", "/password/forgot", Endpoint::Recovery),
+            ("POST", "/password/reset", Endpoint::Recovery),
+            ("POST", "/email/verify", Endpoint::Recovery),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {
