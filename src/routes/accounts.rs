@@ -22,7 +22,7 @@ pub struct SignupBody {
     username: String,
     password: String,
     /// Optional (docs/contract.md "Email and account recovery"); mailed a link to verify.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::recovery::optional_string")]
     email: Option<String>,
 }
 

@@ -28,11 +28,17 @@ pub fn configure(t: &mut RouteTable) {
 pub const FORGOT_MESSAGE: &str = "if that account exists and has a verified email address, \
      a link to reset its password has been sent to it";
 
+/// An optional string member: absent is `None`, but `null` (or any non-string) is
+/// refused as the schema says (openapi.yaml), rather than read as absent.
+pub fn optional_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
 pub struct ForgotBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_string")]
     username: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_string")]
     email: Option<String>,
 }
 

@@ -848,3 +848,23 @@ async fn the_log_transport_warns_at_start_and_writes_the_mail_to_the_log() {
         served.logs()
     );
 }
+
+/// `null` is not a missing member: `email` and `username` are strings when present.
+#[tokio::test]
+async fn null_members_are_refused() {
+    let app = spawn_app_with(|_| {}).await;
+    let res = app
+        .post_json(
+            "/signup",
+            &json!({"username": "kim", "password": PASSWORD, "email": null}),
+        )
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let res = app
+        .post_json(
+            "/password/forgot",
+            &json!({"username": null, "email": "kim@example.com"}),
+        )
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
