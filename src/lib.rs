@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod housekeeping;
 pub mod keys;
+pub mod mail;
 pub mod metrics;
 pub mod passwords;
 pub mod pool;

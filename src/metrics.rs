@@ -27,6 +27,8 @@ pub struct Metrics {
     pub active_sessions_counted_at: std::sync::atomic::AtomicI64,
     writer_batch_size: Histogram,
     writer_commit_seconds: Histogram,
+    mail_sent: IntCounterVec,
+    mail_failed: IntCounterVec,
 }
 
 fn counter_vec(
@@ -116,6 +118,18 @@ impl Metrics {
             ]),
         )?;
         r.register(Box::new(writer_commit_seconds.clone()))?;
+        let mail_sent = counter_vec(
+            &r,
+            "latchkey_mail_sent_total",
+            "Mail handed to the SMTP server (or the log transport), by kind.",
+            &["kind"],
+        )?;
+        let mail_failed = counter_vec(
+            &r,
+            "latchkey_mail_failed_total",
+            "Mail given up on, by kind and reason (queue_full, rejected, gave_up).",
+            &["kind", "reason"],
+        )?;
         Ok(Self {
             registry: r,
             http_requests,
@@ -130,6 +144,8 @@ impl Metrics {
             active_sessions_counted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             writer_batch_size,
             writer_commit_seconds,
+            mail_sent,
+            mail_failed,
         })
     }
 
@@ -159,6 +175,14 @@ impl Metrics {
                 .with_label_values(&[reason])
                 .inc_by(sessions as u64);
         }
+    }
+
+    pub fn mail_sent(&self, kind: &str) {
+        self.mail_sent.with_label_values(&[kind]).inc();
+    }
+
+    pub fn mail_failed(&self, kind: &str, reason: &str) {
+        self.mail_failed.with_label_values(&[kind, reason]).inc();
     }
 
     pub fn render(&self) -> anyhow::Result<String> {

@@ -42,16 +42,19 @@ pub enum Endpoint {
     Revoke,
     Introspect,
     Browser,
+    /// `/password/forgot`, `/password/reset`, `/email/verify`.
+    Recovery,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 6] = [
+    const ALL: [Endpoint; 7] = [
         Endpoint::Signup,
         Endpoint::Login,
         Endpoint::Token,
         Endpoint::Revoke,
         Endpoint::Introspect,
         Endpoint::Browser,
+        Endpoint::Recovery,
     ];
 }
 
@@ -63,6 +66,7 @@ pub struct RateLimits {
     revoke: Limiter,
     introspect: Limiter,
     browser: Limiter,
+    recovery: Limiter,
 }
 
 fn limiter(limit: RateLimit, clock: &AppClock) -> Limiter {
@@ -82,6 +86,7 @@ impl RateLimits {
             revoke: limiter(settings.revoke, &clock),
             introspect: limiter(settings.introspect, &clock),
             browser: limiter(settings.browser, &clock),
+            recovery: limiter(settings.recovery, &clock),
             clock,
         }
     }
@@ -94,6 +99,7 @@ impl RateLimits {
             Endpoint::Revoke => &self.revoke,
             Endpoint::Introspect => &self.introspect,
             Endpoint::Browser => &self.browser,
+            Endpoint::Recovery => &self.recovery,
         }
     }
 

@@ -106,6 +106,7 @@ impl Application {
             }
             None => (None, None),
         };
+        state.mailer.spawn_worker()?;
         crate::housekeeping::spawn(state.clone());
         crate::housekeeping::spawn_key_reloader(state.clone());
         tracing::info!(%addr, port, tls = hsts, metrics_port, "latchkey listening");

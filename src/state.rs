@@ -32,6 +32,8 @@ pub struct AppState {
     pub rng: Arc<SystemRandom>,
     pub throttle: LoginThrottle,
     pub limits: RateLimits,
+    /// Outgoing mail (account recovery): a bounded queue, delivered in the background.
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             max_delay: l.max_delay.0,
         });
         let limits = RateLimits::new(&settings.rate_limits, clock.clone());
+        let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, metrics.clone())?);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasher::start(cores, 256 * cores)?;
         Ok(Self {
@@ -96,6 +99,7 @@ impl AppState {
             rng: Arc::new(SystemRandom::new()),
             throttle,
             limits,
+            mailer,
         })
     }
 

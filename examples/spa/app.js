@@ -35,6 +35,8 @@ function signedOut(message) {
   accessToken = null;
   clearTimeout(refreshTimer);
   $('signed-in').hidden = true;
+  $('forgot-form').hidden = true;
+  $('reset-form').hidden = true;
   $('login-form').hidden = false;
   status(message || 'Signed out.');
 }
@@ -128,6 +130,71 @@ $('logout').addEventListener('click', async () => {
   signedOut();
 });
 
+// Account recovery (docs/contract.md "Email and account recovery"). Plain JSON calls:
+// no cookie and no session are involved. The reset link is
+// …/#reset-password&token=TOKEN (mail.reset_url); the token stays in the fragment, so it
+// never reaches a server log or a Referer, and is removed from the address bar at once.
+let resetToken = null;
+
+function showRecovery() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (params.has('reset-password') && params.get('token')) {
+    resetToken = params.get('token');
+    history.replaceState(null, '', location.pathname + location.search);
+    $('login-form').hidden = true;
+    $('forgot-form').hidden = true;
+    $('reset-form').hidden = false;
+    status('Choose a new password.');
+    return true;
+  }
+  if (location.hash === '#forgot') {
+    $('login-form').hidden = true;
+    $('reset-form').hidden = true;
+    $('forgot-form').hidden = false;
+    $('forgot-result').textContent = '';
+    status('Forgot password.');
+    return true;
+  }
+  return false;
+}
+
+async function jsonCall(path, body) {
+  return fetch(API + path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+$('forgot-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const who = new FormData(event.target).get('who').trim();
+  const res = await jsonCall('/password/forgot', who.includes('@') ? { email: who } : { username: who });
+  $('forgot-result').textContent = res.status === 202
+    ? 'If that account has a verified email address, a link is on its way. Check your mail.'
+    : res.status === 429 ? 'Too many requests; wait a moment.' : 'Please check what you typed.';
+});
+
+$('reset-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const password = new FormData(event.target).get('new_password');
+  const res = await jsonCall('/password/reset', { token: resetToken, new_password: password });
+  if (res.status === 204) {
+    resetToken = null;
+    event.target.reset();
+    signedOut('Your password has been changed and every session ended. Please sign in.');
+    return;
+  }
+  const body = await res.json().catch(() => ({}));
+  $('reset-result').textContent = body.error === 'invalid_grant'
+    ? 'This link is invalid, used or expired. Ask for a new one.'
+    : (body.error_description || 'The password was refused.');
+});
+
+window.addEventListener('hashchange', () => {
+  if (!showRecovery() && !accessToken) signedOut('Please sign in.');
+});
+
 // For the end-to-end test (and the curious): trigger a refresh, read what the page knows.
 window.latchkey = {
   refresh,
@@ -135,4 +202,6 @@ window.latchkey = {
 };
 
 // After a reload the access token is gone; the cookie brings the session back.
-refresh().then((ok) => { if (!ok) signedOut('Please sign in.'); });
+if (!showRecovery()) {
+  refresh().then((ok) => { if (!ok) signedOut('Please sign in.'); });
+}

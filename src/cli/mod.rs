@@ -51,6 +51,9 @@ pub enum UsersCommand {
     Disable { username: String },
     /// Delete a user with their sessions, tokens and events (erasure)
     Delete { username: String },
+    /// Start a password reset for support staff: prints a one-time reset link
+    /// (mail.reset_url, valid for mail.reset_ttl) and records the request as an event
+    ResetPassword { username: String },
     /// Create a user; the password is read from standard input (or a prompt), never argv
     Add {
         username: String,

@@ -1,4 +1,4 @@
-//! `latchkey users add|list|disable|delete` (docs/contract.md "Command line").
+//! `latchkey users add|list|disable|delete|reset-password` (docs/contract.md "Command line").
 
 use std::io::{BufRead, IsTerminal};
 
@@ -19,6 +19,7 @@ pub(super) async fn run(command: UsersCommand, settings: &Settings) -> anyhow::R
         UsersCommand::List => list(settings).await,
         UsersCommand::Disable { username } => disable(settings, username).await,
         UsersCommand::Delete { username } => delete(settings, username).await,
+        UsersCommand::ResetPassword { username } => reset_password(settings, username).await,
     }
 }
 
@@ -98,6 +99,48 @@ async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
         .await?;
     println!("deleted {username}");
     Ok(())
+}
+
+/// Issues a reset token for the user and prints the one-time link (docs/contract.md
+/// "Email and account recovery"); no verified address is needed, since support staff
+/// hand the link over themselves.
+async fn reset_password(settings: &Settings, username: String) -> anyhow::Result<()> {
+    use crate::domain::email::AccountSecret;
+    use crate::domain::recovery::{self, AdminReset, StartedBy};
+    let clock = SystemClock;
+    let store = Store::open(&settings.store.path, 1)?;
+    let now = clock.now_millis();
+    let key = Username::parse(&username)
+        .map_err(anyhow::Error::msg)?
+        .key();
+    let secret = AccountSecret::generate(&ring::rand::SystemRandom::new())?;
+    let ttl = settings.mail.reset_ttl.as_millis_i64();
+    let s = secret.clone();
+    let outcome = store
+        .write(async move |tx| {
+            let u = user_named(tx, &key).await?;
+            recovery::start_reset_for(tx, now, &u.id, &s, ttl, StartedBy::Cli).await
+        })
+        .await?;
+    match outcome {
+        AdminReset::Started(_) => {
+            println!(
+                "{}",
+                crate::config::MailSettings::link(
+                    settings.mail.reset_url.as_deref(),
+                    &settings.issuer,
+                    "reset-password",
+                    secret.expose(),
+                )
+            );
+            eprintln!(
+                "one-time link for {username}, valid for {}; give it to the user only",
+                humantime::format_duration(settings.mail.reset_ttl.0)
+            );
+            Ok(())
+        }
+        AdminReset::NoSuchUser | AdminReset::NoVerifiedEmail => bail!("no such user"),
+    }
 }
 
 /// The user whose case-insensitive name key is `key`, or a "no such user" error.

@@ -15,6 +15,7 @@ mod events;
 mod keys;
 mod logging;
 mod login;
+mod mail;
 mod rate_limits;
 mod server;
 mod session;
@@ -38,6 +39,7 @@ pub use events::EventSettings;
 pub use keys::KeySettings;
 pub use logging::{LogFormat, LogSettings};
 pub use login::LoginSettings;
+pub use mail::{MailSettings, MailTransport};
 pub use rate_limits::{RateLimit, RateLimitSettings};
 pub use server::{ForwardedHeader, ServerSettings, TlsSettings};
 pub use session::SessionSettings;
@@ -70,6 +72,7 @@ pub struct Settings {
     pub resource_servers: Vec<ResourceServerSettings>,
     pub events: EventSettings,
     pub log: LogSettings,
+    pub mail: MailSettings,
 }
 
 impl Default for Settings {
@@ -90,6 +93,7 @@ impl Default for Settings {
             resource_servers: Vec::new(),
             events: EventSettings::default(),
             log: LogSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -135,6 +139,7 @@ impl Settings {
         clients::validate_resource_servers(&self.resource_servers)?;
         self.session.validate()?;
         self.access_token.validate()?;
+        self.mail.validate()?;
         self.validate_key_timing()?;
         Ok(())
     }

@@ -29,6 +29,8 @@ pub struct RateLimitSettings {
     pub revoke: RateLimit,
     pub introspect: RateLimit,
     pub browser: RateLimit,
+    /// `/password/forgot`, `/password/reset`, `/email/verify`.
+    pub recovery: RateLimit,
 }
 
 impl Default for RateLimitSettings {
@@ -40,6 +42,7 @@ impl Default for RateLimitSettings {
             revoke: RateLimit::new(120, 30),
             introspect: RateLimit::new(3000, 500),
             browser: RateLimit::new(300, 60),
+            recovery: RateLimit::new(10, 5),
         }
     }
 }
@@ -53,6 +56,7 @@ impl RateLimitSettings {
             ("revoke", self.revoke),
             ("introspect", self.introspect),
             ("browser", self.browser),
+            ("recovery", self.recovery),
         ] {
             if limit.per_minute == 0 || limit.burst == 0 {
                 return Err(ConfigError(format!(

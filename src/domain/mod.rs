@@ -23,7 +23,9 @@ pub use username::Username;
 pub use vocabulary::{EventKind, RevocationReason};
 
 pub mod accounts;
+pub mod email;
 pub mod model;
+pub mod recovery;
 pub mod repository;
 pub mod revocation;
 pub mod rotation;

@@ -223,3 +223,41 @@ pub struct EventQuery {
     pub before: Option<i64>,
     pub limit: u32,
 }
+
+/// A user's email address (docs/contract.md "Email and account recovery"): at most one
+/// per user, unique by its case-insensitive key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEmail {
+    pub user_id: String,
+    /// As the user gave it (trimmed, domain lower-cased).
+    pub email: String,
+    pub verified_at: Option<Millis>,
+}
+
+/// What a single-use account token (password reset, email verification) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    Reset,
+    Verify,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::Reset => "reset",
+            TokenPurpose::Verify => "verify",
+        }
+    }
+}
+
+/// What the store keeps of a reset or verification token: its SHA-256, never the token.
+#[derive(Debug, Clone)]
+pub struct AccountToken {
+    pub token_hash: TokenHash,
+    pub user_id: String,
+    pub purpose: TokenPurpose,
+    /// For a verification token: the key of the address it verifies.
+    pub email_key: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}

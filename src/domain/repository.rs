@@ -10,7 +10,9 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
-use crate::domain::model::{Event, EventQuery, NewEvent, Session, StoredToken, User};
+use crate::domain::model::{
+    AccountToken, Event, EventQuery, NewEvent, Session, StoredToken, TokenPurpose, User, UserEmail,
+};
 use crate::domain::{RevocationReason, TokenHash};
 
 pub type Result<T> = anyhow::Result<T>;
@@ -104,4 +106,35 @@ pub trait Tx {
     /// Deletes events older than `cutoff` among the oldest `limit`; a short count means
     /// none are left.
     async fn delete_events_before(&mut self, cutoff: Millis, limit: u32) -> Result<usize>;
+
+    // Email addresses and account tokens (docs/contract.md "Email and account recovery").
+    async fn email_of_user(&mut self, user_id: &str) -> Result<Option<UserEmail>>;
+    /// The owner of an address, by its case-insensitive key.
+    async fn user_by_email_key(&mut self, email_key: &str) -> Result<Option<User>>;
+    /// Sets (or replaces) the user's address, unverified.
+    async fn set_email(&mut self, email: &UserEmail, email_key: &str) -> Result<()>;
+    /// Marks the user's address verified if its key is still `email_key`; `false` if not.
+    async fn mark_email_verified(
+        &mut self,
+        user_id: &str,
+        email_key: &str,
+        now: Millis,
+    ) -> Result<bool>;
+    async fn insert_account_token(&mut self, token: &AccountToken) -> Result<()>;
+    async fn account_token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<AccountToken>>;
+    /// Deletes every token of `purpose` the user holds; returns how many.
+    async fn delete_account_tokens(
+        &mut self,
+        user_id: &str,
+        purpose: TokenPurpose,
+    ) -> Result<usize>;
+    /// How many tokens of `purpose` were issued to the user since `since`.
+    async fn count_account_tokens_since(
+        &mut self,
+        user_id: &str,
+        purpose: TokenPurpose,
+        since: Millis,
+    ) -> Result<u32>;
+    /// Housekeeping: deletes tokens that expired before `cutoff`; returns how many.
+    async fn delete_account_tokens_expired_before(&mut self, cutoff: Millis) -> Result<usize>;
 }

@@ -62,6 +62,8 @@ words! {
         PasswordChange = "password_change",
         /// The account was disabled.
         UserDisabled = "user_disabled",
+        /// The password was set with a reset token: every session ends.
+        PasswordReset = "password_reset",
     }
 }
 
@@ -81,6 +83,10 @@ words! {
         PasswordChanged = "password_changed",
         UserDisabled = "user_disabled",
         UserDeleted = "user_deleted",
+        EmailChanged = "email_changed",
+        EmailVerified = "email_verified",
+        PasswordResetRequested = "password_reset_requested",
+        PasswordReset = "password_reset",
     }
 }
 

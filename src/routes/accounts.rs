@@ -22,6 +22,9 @@ pub fn configure(t: &mut RouteTable) {
 pub struct SignupBody {
     username: String,
     password: String,
+    /// Optional (docs/contract.md "Email and account recovery"); mailed a link to verify.
+    #[serde(default, deserialize_with = "crate::routes::recovery::optional_string")]
+    email: Option<String>,
 }
 
 async fn signup(
@@ -29,6 +32,22 @@ async fn signup(
     body: JsonBody<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    if let Some(email) = body.email.as_deref() {
+        let (user, email) = crate::service::recovery::signup_with_email(
+            &state,
+            &body.username,
+            body.password,
+            email,
+        )
+        .await?;
+        return Ok(HttpResponse::Created().json(json!({
+            "id": user.id,
+            "username": user.username,
+            "created_at": rfc3339(user.created_at),
+            "email": email.as_str(),
+            "email_verified": false,
+        })));
+    }
     let user = accounts::signup(&state, &body.username, body.password).await?;
     Ok(HttpResponse::Created().json(json!({
         "id": user.id,

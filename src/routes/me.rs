@@ -29,13 +29,17 @@ pub fn configure(t: &mut RouteTable) {
     t.get("/me/events", my_events);
 }
 
-async fn me(auth: Authenticated) -> HttpResponse {
-    no_store_json(&json!({
+async fn me(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+    // docs/contract.md "Email and account recovery": the address and whether it is verified.
+    let email = crate::service::recovery::email_of(&state, &auth.user.id).await?;
+    Ok(no_store_json(&json!({
         "id": auth.user.id,
         "username": auth.user.username,
         "roles": auth.user.roles,
         "created_at": rfc3339(auth.user.created_at),
-    }))
+        "email": email.as_ref().map(|e| e.email.as_str()),
+        "email_verified": email.is_some_and(|e| e.verified_at.is_some()),
+    })))
 }
 
 /// A session as users and admins see it. `current` only for the caller's own list.

@@ -13,6 +13,7 @@ pub mod login;
 pub mod me;
 pub mod metrics;
 pub mod oauth;
+pub mod recovery;
 pub mod responses;
 pub mod sessions;
 pub mod wellknown;
@@ -188,6 +189,7 @@ pub fn table() -> RouteTable {
     admin::configure(&mut t);
     browser::configure(&mut t);
     metrics::configure(&mut t);
+    recovery::configure(&mut t);
     t
 }
 
@@ -417,7 +419,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 10] = [
+        let expected: [(&str, &str, &[Endpoint]); 14] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -428,6 +430,11 @@ mod tests {
             ("POST", "/browser/logout", &[Browser]),
             ("POST", "/me/password", &[Login]),
             ("DELETE", "/me", &[Login]),
+            // docs/contract.md "Email and account recovery".
+            ("POST", "/password/forgot", &[Recovery]),
+            ("POST", "/password/reset", &[Recovery]),
+            ("POST", "/email/verify", &[Recovery]),
+            ("POST", "/me/email", &[Login]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {

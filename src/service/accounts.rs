@@ -42,7 +42,7 @@ pub async fn signup(state: &AppState, username: &str, password: String) -> Resul
 /// wrong. Through the same throttling, events and queue as a login
 /// (`service/password_check.rs`); the session counts as the trusted client, so an
 /// attacker flooding `/login` does not stop its owner changing the password.
-async fn confirm_password(
+pub(crate) async fn confirm_password(
     state: &AppState,
     auth: &Authenticated,
     given: Password,

@@ -10,6 +10,7 @@ pub mod introspect;
 pub mod issue;
 pub mod login;
 pub mod password_check;
+pub mod recovery;
 pub mod refresh;
 pub mod revoke;
 pub mod sessions;

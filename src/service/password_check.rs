@@ -29,6 +29,8 @@ pub enum Purpose {
     PasswordChange,
     /// `DELETE /me`.
     Erasure,
+    /// `POST /me/email`.
+    EmailChange,
 }
 
 impl Purpose {
@@ -37,6 +39,7 @@ impl Purpose {
             Purpose::Login => "login",
             Purpose::PasswordChange => "password_change",
             Purpose::Erasure => "erasure",
+            Purpose::EmailChange => "email_change",
         }
     }
 }

@@ -73,6 +73,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
         revoke: unlimited,
         introspect: unlimited,
         browser: unlimited,
+        recovery: unlimited,
     };
     // Tests see another process's `latchkey keys …` within a tenth of a second.
     s.keys.reload_interval = HumanDuration(Duration::from_millis(100));

@@ -317,8 +317,7 @@ async fn asvs_7_4_3_no_session_opened_with_the_old_password_survives_a_concurren
             // 401 (old password, or the write saw the change), or 429 when the change's
             // check held the account's place in the argon2 queue.
             assert!(
-                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS]
-                    .contains(&login.status()),
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&login.status()),
                 "round {round}: {}",
                 login.status()
             );

@@ -2,6 +2,7 @@
 //! real server over HTTP on a random port with its own temporary database.
 
 mod helpers;
+mod mail_sink;
 
 mod abuse;
 mod audiences;
@@ -18,10 +19,12 @@ mod model;
 mod openapi;
 mod operations;
 mod readme;
+mod recovery;
 mod refresh;
 mod revoke;
 mod schemathesis;
 mod sessions;
 mod signup;
 mod spa;
+mod spa_recovery;
 mod wellknown;

@@ -149,10 +149,34 @@ ALTER TABLE events ADD COLUMN actor_user_agent TEXT;
 CREATE INDEX events_by_actor ON events(actor_id) WHERE actor_id IS NOT NULL;
 "#,
         ),
+        // Version 8 (account recovery): one optional email address per
+        // user, unique by its case-insensitive key, and the SHA-256 hashes of
+        // single-use password-reset and email-verification tokens. Both go with their
+        // user (ON DELETE CASCADE), so erasure removes them.
+        M::up(
+            r#"
+CREATE TABLE user_emails (
+    user_id     TEXT PRIMARY KEY NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email       TEXT NOT NULL,
+    email_key   TEXT NOT NULL UNIQUE,
+    verified_at INTEGER
+) STRICT;
+CREATE TABLE account_tokens (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL,
+    email_key  TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX account_tokens_by_user ON account_tokens(user_id, purpose, created_at);
+CREATE INDEX account_tokens_by_expiry ON account_tokens(expires_at);
+"#,
+        ),
     ])
 }
 
-/// Version 5's data step: every user's key and skeleton under the RFC 8265 profile.
+/// Version 6's data step: every user's key and skeleton under the RFC 8265 profile.
 fn rekey_usernames(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     use crate::domain::username::{skeleton_of, Username};
     let rows: Vec<(String, String, String)> = tx

@@ -2,7 +2,9 @@
 //! connections on a bounded pool, and the domain's `Tx` port over a connection (`tx`).
 //! Nothing here blocks an async worker. rusqlite appears nowhere outside this folder.
 
+mod account_tokens;
 mod bulk;
+mod emails;
 mod events;
 pub mod migrations;
 mod sessions;

@@ -10,9 +10,11 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use rusqlite::Connection;
 
-use super::{events, sessions, tokens, users};
+use super::{account_tokens, emails, events, sessions, tokens, users};
 use crate::clock::Millis;
-use crate::domain::model::{Event, EventQuery, NewEvent, Session, StoredToken, User};
+use crate::domain::model::{
+    AccountToken, Event, EventQuery, NewEvent, Session, StoredToken, TokenPurpose, User, UserEmail,
+};
 use crate::domain::repository::{Result, SweepStep, Tx};
 use crate::domain::{RevocationReason, TokenHash};
 
@@ -164,5 +166,47 @@ impl Tx for SqliteTx<'_> {
     }
     async fn delete_events_before(&mut self, cutoff: Millis, limit: u32) -> Result<usize> {
         events::delete_before(self.conn, cutoff, limit)
+    }
+
+    async fn email_of_user(&mut self, user_id: &str) -> Result<Option<UserEmail>> {
+        emails::of_user(self.conn, user_id)
+    }
+    async fn user_by_email_key(&mut self, email_key: &str) -> Result<Option<User>> {
+        emails::user_by_key(self.conn, email_key)
+    }
+    async fn set_email(&mut self, email: &UserEmail, email_key: &str) -> Result<()> {
+        emails::set(self.conn, email, email_key)
+    }
+    async fn mark_email_verified(
+        &mut self,
+        user_id: &str,
+        email_key: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        emails::mark_verified(self.conn, user_id, email_key, now)
+    }
+    async fn insert_account_token(&mut self, token: &AccountToken) -> Result<()> {
+        account_tokens::insert(self.conn, token)
+    }
+    async fn account_token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<AccountToken>> {
+        account_tokens::by_hash(self.conn, hash)
+    }
+    async fn delete_account_tokens(
+        &mut self,
+        user_id: &str,
+        purpose: TokenPurpose,
+    ) -> Result<usize> {
+        account_tokens::delete_of_user(self.conn, user_id, purpose)
+    }
+    async fn count_account_tokens_since(
+        &mut self,
+        user_id: &str,
+        purpose: TokenPurpose,
+        since: Millis,
+    ) -> Result<u32> {
+        account_tokens::count_since(self.conn, user_id, purpose, since)
+    }
+    async fn delete_account_tokens_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
+        account_tokens::delete_expired_before(self.conn, cutoff)
     }
 }

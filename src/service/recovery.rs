@@ -1,0 +1,325 @@
+//! Account recovery (docs/contract.md "Email and account recovery"; OWASP Forgot
+//! Password cheat sheet): the user's email address and its verification, forgot and
+//! reset password, and resets started by an operator.
+
+use super::accounts::password_error;
+use super::auth::Authenticated;
+use super::login::Origin;
+use super::password_check::hash_error;
+use crate::config::{MailSettings, Registration};
+use crate::domain::email::{AccountSecret, Email};
+use crate::domain::model::{User, UserEmail};
+use crate::domain::recovery::{
+    self, AdminReset, Lookup, ResetMail, SetEmailOutcome, SignupWithEmail, StartedBy,
+};
+use crate::domain::throttle::Verdict;
+use crate::domain::{Password, Username};
+use crate::error::ApiError;
+use crate::mail::MailKind;
+use crate::state::AppState;
+
+/// The login-throttle "account" that wrong reset and verification tokens count
+/// against: one per address (so nobody can use up everyone's budget), while the
+/// address's own failure budget is the one its logins use, and one address guessing
+/// tokens meets growing delays (OWASP Forgot Password cheat sheet: rate-limit the
+/// endpoints). A name no username can have (it starts with a control character).
+fn token_guess_key(from: &Origin) -> String {
+    match from.ip {
+        Some(ip) => format!("\u{0}account-token {ip}"),
+        None => "\u{0}account-token".to_owned(),
+    }
+}
+
+fn minutes(d: crate::config::HumanDuration) -> u64 {
+    (d.as_secs() / 60).max(1)
+}
+
+fn reset_link(state: &AppState, secret: &AccountSecret) -> String {
+    let m = &state.settings.mail;
+    MailSettings::link(
+        m.reset_url.as_deref(),
+        &state.settings.issuer,
+        "reset-password",
+        secret.expose(),
+    )
+}
+
+fn verify_link(state: &AppState, secret: &AccountSecret) -> String {
+    let m = &state.settings.mail;
+    MailSettings::link(
+        m.verify_url.as_deref(),
+        &state.settings.issuer,
+        "verify-email",
+        secret.expose(),
+    )
+}
+
+fn parse_email(s: &str) -> Result<Email, ApiError> {
+    Email::parse(s).map_err(|e| ApiError::InvalidRequest(e.into()))
+}
+
+fn send_verification(state: &AppState, username: &str, to: &Email, secret: &AccountSecret) {
+    let content = state.mailer.templates().render(
+        MailKind::Verify,
+        username,
+        &verify_link(state, secret),
+        minutes(state.settings.mail.verify_ttl),
+    );
+    state
+        .mailer
+        .enqueue(MailKind::Verify, to.as_str().to_owned(), content);
+}
+
+fn send_reset(state: &AppState, mail: &ResetMail, secret: &AccountSecret) {
+    let content = state.mailer.templates().render(
+        MailKind::Reset,
+        &mail.username,
+        &reset_link(state, secret),
+        minutes(state.settings.mail.reset_ttl),
+    );
+    state
+        .mailer
+        .enqueue(MailKind::Reset, mail.to.clone(), content);
+}
+
+/// `POST /signup` with an `email`: 409 if the name or the address is taken. The
+/// address starts unverified and a verification link is mailed.
+pub async fn signup_with_email(
+    state: &AppState,
+    username: &str,
+    password: String,
+    email: &str,
+) -> Result<(User, Email), ApiError> {
+    if state.settings.registration == Registration::Closed {
+        return Err(ApiError::Forbidden("registration is closed".into()));
+    }
+    let username = Username::parse(username).map_err(|e| ApiError::InvalidRequest(e.into()))?;
+    let email = parse_email(email)?;
+    let password = Password::parse(password).map_err(password_error)?;
+    let hash = state.hasher.hash(password).await.map_err(hash_error)?;
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let (now, ttl) = (state.now(), state.settings.mail.verify_ttl.as_millis_i64());
+    let (e, s) = (email.clone(), secret.clone());
+    let outcome = state
+        .store
+        .write(async move |tx| {
+            recovery::create_user_with_email(tx, now, &username, hash, &e, &s, ttl).await
+        })
+        .await?;
+    match outcome {
+        SignupWithEmail::Created(user) => {
+            send_verification(state, &user.username, &email, &secret);
+            Ok((user, email))
+        }
+        SignupWithEmail::UsernameTaken => Err(ApiError::Conflict("that username is taken".into())),
+        SignupWithEmail::EmailTaken => Err(ApiError::Conflict(
+            "that email address belongs to another account".into(),
+        )),
+    }
+}
+
+/// The user's address, for `/me`.
+pub async fn email_of(state: &AppState, user_id: &str) -> Result<Option<UserEmail>, ApiError> {
+    let id = user_id.to_owned();
+    Ok(state
+        .store
+        .read(async move |tx| tx.email_of_user(&id).await)
+        .await?)
+}
+
+/// `POST /me/email`: needs the password (ASVS v5 6.2.3: sensitive changes need it);
+/// sets or replaces the address, unverified, and mails a verification link to it.
+pub async fn set_email(
+    state: &AppState,
+    auth: &Authenticated,
+    email: &str,
+    password: String,
+    from: Origin,
+) -> Result<UserEmail, ApiError> {
+    let password = Password::parse_for_login(password).map_err(password_error)?;
+    let email = parse_email(email)?;
+    let ctx = from.ctx.clone();
+    // Throttled and recorded like every other password check.
+    let purpose = super::password_check::Purpose::EmailChange;
+    super::accounts::confirm_password(state, auth, password, purpose, from).await?;
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let (now, ttl) = (state.now(), state.settings.mail.verify_ttl.as_millis_i64());
+    let (user_id, e, s) = (auth.user.id.clone(), email.clone(), secret.clone());
+    let outcome = state
+        .store
+        .write(async move |tx| recovery::set_email(tx, now, &user_id, &e, &s, ttl, &ctx).await)
+        .await?;
+    match outcome {
+        SetEmailOutcome::Set => {
+            send_verification(state, &auth.user.username, &email, &secret);
+            Ok(UserEmail {
+                user_id: auth.user.id.clone(),
+                email: email.as_str().to_owned(),
+                verified_at: None,
+            })
+        }
+        SetEmailOutcome::Taken => Err(ApiError::Conflict(
+            "that email address belongs to another account".into(),
+        )),
+    }
+}
+
+/// 429 while the address (or account key) is throttled by login throttling.
+fn refuse_if_throttled(state: &AppState, key: &str, from: &Origin) -> Result<(), ApiError> {
+    match state.throttle.check(key, from.ip, None, state.now()) {
+        Verdict::Allowed => Ok(()),
+        Verdict::Throttled {
+            retry_after_secs, ..
+        } => Err(ApiError::TooManyRequests { retry_after_secs }),
+    }
+}
+
+fn bad_token(state: &AppState, from: &Origin, what: &str) -> ApiError {
+    state
+        .throttle
+        .record_failure(&token_guess_key(from), from.ip, None, state.now());
+    ApiError::InvalidGrant(format!("the {what} token is invalid, used or expired"))
+}
+
+/// `POST /email/verify`: 204, or 400 `invalid_grant` for a bad, used or expired token.
+pub async fn verify_email(state: &AppState, token: &str, from: Origin) -> Result<(), ApiError> {
+    refuse_if_throttled(state, &token_guess_key(&from), &from)?;
+    let Some(secret) = AccountSecret::parse(token) else {
+        return Err(bad_token(state, &from, "verification"));
+    };
+    let now = state.now();
+    let ctx = from.ctx.clone();
+    let ok = state
+        .store
+        .write(async move |tx| recovery::verify_email(tx, now, &secret, &ctx).await)
+        .await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_token(state, &from, "verification"))
+    }
+}
+
+/// What `/password/forgot` names: a username or an email address.
+pub struct ForgotInput {
+    pub username: Option<String>,
+    pub email: Option<String>,
+}
+
+/// `POST /password/forgot`: always the same answer (the caller sends 202) whether or
+/// not the account exists, is enabled or has a verified address, after the same work:
+/// a token is drawn and hashed, one write looks the account up (and stores the token's
+/// hash only if it qualifies), the mail is rendered, and the mail is only queued, never
+/// sent inline (OWASP Forgot Password: "consistent response … uniform time").
+pub async fn forgot_password(
+    state: &AppState,
+    input: ForgotInput,
+    from: Origin,
+) -> Result<(), ApiError> {
+    let (lookup, throttle_key) = match (input.username, input.email) {
+        (Some(name), None) => {
+            // A name no account can have (empty, padded, control characters, too long)
+            // is refused by its shape alone, which says nothing about any account.
+            let key = Username::parse(&name)
+                .map_err(|e| ApiError::InvalidRequest(e.into()))?
+                .key();
+            (Lookup::Username(key.clone()), key)
+        }
+        (None, Some(email)) => {
+            let key = parse_email(&email)?.key();
+            (Lookup::Email(key.clone()), key)
+        }
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give either username or email".into(),
+            ))
+        }
+    };
+    // Counted with login throttling: an account or address refused logins is refused
+    // here too, the same way for every name.
+    refuse_if_throttled(state, &throttle_key, &from)?;
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let now = state.now();
+    let ttl = state.settings.mail.reset_ttl.as_millis_i64();
+    let max = state.settings.mail.max_resets_per_account_per_hour;
+    let (s, ctx) = (secret.clone(), from.ctx.clone());
+    let found = state
+        .store
+        .write(async move |tx| recovery::request_reset(tx, now, &lookup, &s, ttl, max, &ctx).await)
+        .await?;
+    match found {
+        Some(mail) => send_reset(state, &mail, &secret),
+        None => {
+            // The same rendering, for nobody.
+            let _ = state.mailer.templates().render(
+                MailKind::Reset,
+                "",
+                &reset_link(state, &secret),
+                minutes(state.settings.mail.reset_ttl),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `POST /password/reset`: the new password passes the signup policy; the token must
+/// be live. Sets the password, spends every reset token of the user, ends every session.
+pub async fn reset_password(
+    state: &AppState,
+    token: &str,
+    new_password: String,
+    from: Origin,
+) -> Result<(), ApiError> {
+    refuse_if_throttled(state, &token_guess_key(&from), &from)?;
+    let Some(secret) = AccountSecret::parse(token) else {
+        return Err(bad_token(state, &from, "reset"));
+    };
+    let password = Password::parse(new_password).map_err(password_error)?;
+    // Check the token before hashing, so a wrong token costs no argon2 run.
+    let now = state.now();
+    let s = secret.clone();
+    let live = state
+        .store
+        .read(async move |tx| recovery::reset_token_is_live(tx, now, &s).await)
+        .await?;
+    if !live {
+        return Err(bad_token(state, &from, "reset"));
+    }
+    let hash = state.hasher.hash(password).await.map_err(hash_error)?;
+    let now = state.now();
+    let ctx = from.ctx.clone();
+    let done = state
+        .store
+        .write(async move |tx| recovery::reset_password(tx, now, &secret, &hash, &ctx).await)
+        .await?;
+    match done {
+        Some(_) => Ok(()),
+        // Spent by a concurrent reset, or expired meanwhile.
+        None => Err(bad_token(state, &from, "reset")),
+    }
+}
+
+/// `POST /admin/users/{id}/password-reset`: mails a reset link to the user's verified
+/// address. 404 for no such user, 409 when there is no verified address to mail.
+pub async fn admin_reset(state: &AppState, user_id: String) -> Result<(), ApiError> {
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let now = state.now();
+    let ttl = state.settings.mail.reset_ttl.as_millis_i64();
+    let s = secret.clone();
+    let outcome = state
+        .store
+        .write(async move |tx| {
+            recovery::start_reset_for(tx, now, &user_id, &s, ttl, StartedBy::Admin).await
+        })
+        .await?;
+    match outcome {
+        AdminReset::Started(mail) => {
+            send_reset(state, &mail, &secret);
+            Ok(())
+        }
+        AdminReset::NoSuchUser => Err(super::sessions::no_such_user()),
+        AdminReset::NoVerifiedEmail => Err(ApiError::Conflict(
+            "the user has no verified email address to send a reset link to".into(),
+        )),
+    }
+}
