@@ -201,51 +201,19 @@ pub async fn refresh(
         match grace_head(tx, now, keys, req, generation, &session).await? {
             Some(head) => Some(head),
             None => {
-                // RFC 9700 §4.14.2: an invalidated token was presented; revoke the family.
-                revocation::revoke(tx, now, &session, RevocationReason::Reuse, &req.ctx).await?;
-                let event = NewEvent::about_session(
-                    EventKind::RefreshTokenReuseDetected,
-                    &session,
-                    &req.ctx,
-                )
-                .detail(serde_json::json!({ "presented_generation": generation }));
-                tx.insert_event(now, &event).await?;
-                tracing::warn!(
-                    session_id = %session.id,
-                    "refresh token reuse detected; session revoked"
-                );
+                revoke_for_reuse(tx, now, &session, generation, &req.ctx).await?;
                 return Ok(RefreshOutcome::ReuseDetected);
             }
         }
     };
-
-    // RFC 6749 §6, §10.4: a refresh token is bound to the client it was issued to.
-    if req
-        .client_id
-        .as_deref()
-        .is_some_and(|c| c != session.client_id)
-    {
-        return Ok(RefreshOutcome::Rejected(Rejection::OtherClient));
-    }
-    // RFC 6749 §6: a refresh may keep or narrow the scope, never widen it.
-    let scope = match &req.scope {
-        Some(asked) if !asked.is_subset_of(&session.scope) => {
-            return Ok(RefreshOutcome::Rejected(Rejection::ScopeTooWide))
-        }
-        Some(asked) => asked.clone(),
-        None => session.scope.clone(),
+    let scope = match permitted_scope(req, &session) {
+        Ok(scope) => scope,
+        Err(rejection) => return Ok(RefreshOutcome::Rejected(rejection)),
     };
 
     record_context_change(tx, now, &session, &req.ctx).await?;
     let mut session = session;
-    session.last_active_at = now;
-    session.idle_expires_at = now.saturating_add(idle_ms(&session));
-    if req.ctx.ip.is_some() {
-        session.ip = req.ctx.ip.clone();
-    }
-    if req.ctx.user_agent.is_some() {
-        session.user_agent = req.ctx.user_agent.clone();
-    }
+    record_activity(&mut session, now, idle_ms(&session), &req.ctx);
     let (token, grace) = match replayed_head {
         Some(head) => {
             tx.touch_session(&session).await?;
@@ -277,6 +245,53 @@ pub async fn refresh(
     } else {
         RefreshOutcome::Rotated(granted)
     })
+}
+
+/// RFC 9700 §4.14.2: an invalidated token was presented; the whole family is revoked
+/// and the reuse recorded.
+async fn revoke_for_reuse(
+    tx: &mut dyn Tx,
+    now: Millis,
+    session: &Session,
+    generation: i64,
+    ctx: &ClientContext,
+) -> anyhow::Result<()> {
+    revocation::revoke(tx, now, session, RevocationReason::Reuse, ctx).await?;
+    let event = NewEvent::about_session(EventKind::RefreshTokenReuseDetected, session, ctx)
+        .detail(serde_json::json!({ "presented_generation": generation }));
+    tx.insert_event(now, &event).await?;
+    tracing::warn!(session_id = %session.id, "refresh token reuse detected; session revoked");
+    Ok(())
+}
+
+/// The scope the new access token may carry: the session's, or the narrower one asked
+/// for (RFC 6749 §6), and only for the client the token was issued to (RFC 6749 §10.4).
+fn permitted_scope(req: &RefreshRequest, session: &Session) -> Result<Scope, Rejection> {
+    if req
+        .client_id
+        .as_deref()
+        .is_some_and(|c| c != session.client_id)
+    {
+        return Err(Rejection::OtherClient);
+    }
+    match &req.scope {
+        Some(asked) if !asked.is_subset_of(&session.scope) => Err(Rejection::ScopeTooWide),
+        Some(asked) => Ok(asked.clone()),
+        None => Ok(session.scope.clone()),
+    }
+}
+
+/// A refresh is recorded on its session: last active now, the idle expiry moved (never
+/// the absolute one), and the client's address and user agent when known.
+fn record_activity(session: &mut Session, now: Millis, idle_ms: i64, ctx: &ClientContext) {
+    session.last_active_at = now;
+    session.idle_expires_at = now.saturating_add(idle_ms);
+    if ctx.ip.is_some() {
+        session.ip = ctx.ip.clone();
+    }
+    if ctx.user_agent.is_some() {
+        session.user_agent = ctx.user_agent.clone();
+    }
 }
 
 /// The next head of `session`, issued now: its hash and its copy sealed on `parent` go
