@@ -13,6 +13,7 @@ use ring::rand::SystemRandom;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Settings, TlsSettings};
 use crate::domain::throttle::{LoginThrottle, ThrottleConfig};
+use crate::feed::RevocationFeed;
 use crate::keys::{Keys, Sealer};
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
@@ -34,16 +35,21 @@ pub struct AppState {
     pub rng: Arc<SystemRandom>,
     pub throttle: LoginThrottle,
     pub limits: RateLimits,
+    pub feed: Arc<RevocationFeed>,
 }
 
 impl AppState {
     pub fn new(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+        let feed = Arc::new(RevocationFeed::new(settings.revocation_horizon()));
         let store = Store::open_observed(
             &settings.store.path,
             settings.store.readers,
-            Some(metrics.clone() as Arc<dyn crate::store::StoreObserver>),
+            Some(Arc::new(crate::store::Observers(vec![
+                metrics.clone() as Arc<dyn crate::store::StoreObserver>,
+                feed.clone() as Arc<dyn crate::store::StoreObserver>,
+            ]))),
         )?;
         let keys = Arc::new(
             Keys::load_or_generate(
@@ -98,6 +104,7 @@ impl AppState {
             rng: Arc::new(SystemRandom::new()),
             throttle,
             limits,
+            feed,
         })
     }
 
@@ -134,6 +141,12 @@ impl Application {
         let shutdown_timeout = settings.server.shutdown_timeout.as_secs();
         let client_timeout = settings.server.client_timeout.0;
         let state = web::Data::new(AppState::new(settings, clock)?);
+        // The feed holds every revocation inside the horizon before the first request.
+        state
+            .feed
+            .catch_up(&state.store, state.now())
+            .await
+            .context("cannot read the revocation log")?;
         let listener =
             TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         let port = listener.local_addr()?.port();
@@ -190,6 +203,7 @@ impl Application {
         };
         crate::housekeeping::spawn(state.clone());
         crate::housekeeping::spawn_key_reloader(state.clone());
+        crate::feed::spawn_follower(state.feed.clone(), state.store.clone(), state.clock.clone());
         tracing::info!(%addr, port, tls = hsts, metrics_port, "latchkey listening");
         Ok(Self {
             port,
@@ -233,9 +247,14 @@ impl Application {
     /// requests finish (up to `server.shutdown_timeout`), flush the writer, return.
     pub async fn run_until_signalled(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let feed = self.state.feed.clone();
         tokio::spawn(async move {
             wait_for_termination().await;
             tracing::info!("shutting down: finishing in-flight requests");
+            // Revocation streams never finish by themselves: end them, and their
+            // clients reconnect (with Last-Event-ID) to another instance or to this one
+            // once it is back.
+            feed.close();
             handle.stop(true).await;
         });
         let result = self.run_until_stopped().await;

@@ -95,7 +95,7 @@ pub async fn disable_user(
 /// anonymous `user_deleted` event (no user id, no name) records that an erasure
 /// happened. `false` if there is no such user.
 pub async fn delete_user(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
-    if !tx.delete_user(user_id).await? {
+    if !tx.delete_user(user_id, now).await? {
         return Ok(false);
     }
     tx.insert_event(now, &NewEvent::new(EventKind::UserDeleted))

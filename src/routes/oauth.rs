@@ -78,7 +78,10 @@ async fn introspect(
     Ok(no_store_json(&body))
 }
 
-fn authenticate_resource_server(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn authenticate_resource_server(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<(), ApiError> {
     let unauthorized = ApiError::InvalidClient { basic: true };
     let value = req
         .headers()

@@ -10,6 +10,7 @@ pub mod introspect;
 pub mod issue;
 pub mod login;
 pub mod refresh;
+pub mod revocations;
 pub mod revoke;
 pub mod sessions;
 

@@ -17,6 +17,7 @@ mod openapi;
 mod operations;
 mod readme;
 mod refresh;
+mod revocations;
 mod revoke;
 mod schemathesis;
 mod sessions;

@@ -5,6 +5,7 @@
 mod bulk;
 mod events;
 pub mod migrations;
+mod revocations;
 mod sessions;
 mod tokens;
 mod tx;
@@ -111,7 +112,7 @@ impl SqliteStore {
         let job: WriteJob = Box::new(move |conn: &Connection| {
             let mut tx = SqliteTx::new(conn);
             let outcome = writer::run_in_savepoint(conn, || run_now(f(&mut tx)));
-            let revoked = tx.into_revoked();
+            let (revoked, logged) = tx.into_revoked();
             Box::new(move |committed: Result<(), Arc<anyhow::Error>>| {
                 let result = match (outcome, committed) {
                     (Ok(r), Ok(())) => {
@@ -119,6 +120,9 @@ impl SqliteStore {
                             revoked
                                 .iter()
                                 .for_each(|reason| o.sessions_revoked(*reason, 1));
+                            if logged > 0 {
+                                o.revocations_logged(logged);
+                            }
                         }
                         Ok(r)
                     }

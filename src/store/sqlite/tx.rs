@@ -10,9 +10,9 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use rusqlite::Connection;
 
-use super::{events, sessions, tokens, users};
+use super::{events, revocations, sessions, tokens, users};
 use crate::clock::Millis;
-use crate::domain::model::{Event, EventQuery, NewEvent, Session, StoredToken, User};
+use crate::domain::model::{Event, EventQuery, NewEvent, Revocation, Session, StoredToken, User};
 use crate::domain::repository::{Result, SweepStep, Tx};
 use crate::domain::{RevocationReason, TokenHash};
 
@@ -20,6 +20,8 @@ pub struct SqliteTx<'c> {
     conn: &'c Connection,
     /// Sessions this job revoked, reported once its batch has committed.
     revoked: Vec<RevocationReason>,
+    /// Entries this job appended to the revocation log (revocations and erasures).
+    logged: usize,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -27,11 +29,14 @@ impl<'c> SqliteTx<'c> {
         Self {
             conn,
             revoked: Vec::new(),
+            logged: 0,
         }
     }
 
-    pub fn into_revoked(self) -> Vec<RevocationReason> {
-        self.revoked
+    /// The reasons of the sessions this job revoked, and how many entries it appended
+    /// to the revocation log.
+    pub fn into_revoked(self) -> (Vec<RevocationReason>, usize) {
+        (self.revoked, self.logged)
     }
 }
 
@@ -74,8 +79,15 @@ impl Tx for SqliteTx<'_> {
     async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool> {
         users::set_disabled(self.conn, user_id, now)
     }
-    async fn delete_user(&mut self, user_id: &str) -> Result<bool> {
-        users::delete(self.conn, user_id)
+    async fn delete_user(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+        // Erasure deletes the session rows, not the access tokens already issued: the
+        // live sessions enter the log first (docs/contract.md "Revocation feed").
+        let logged = revocations::append_live_sessions_of_user(self.conn, user_id, now)?;
+        let deleted = users::delete(self.conn, user_id)?;
+        if deleted {
+            self.logged += logged;
+        }
+        Ok(deleted)
     }
 
     async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>> {
@@ -108,7 +120,9 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<bool> {
         let revoked = sessions::revoke(self.conn, id, now, reason)?;
         if revoked {
+            revocations::append(self.conn, id, now)?;
             self.revoked.push(reason);
+            self.logged += 1;
         }
         Ok(revoked)
     }
@@ -123,6 +137,18 @@ impl Tx for SqliteTx<'_> {
         ended_before: Millis,
     ) -> Result<SweepStep> {
         sessions::sweep(self.conn, after, limit, now, ended_before)
+    }
+
+    async fn revocations_after(
+        &mut self,
+        after: i64,
+        since: Millis,
+        limit: u32,
+    ) -> Result<Vec<Revocation>> {
+        revocations::after(self.conn, after, since, limit)
+    }
+    async fn prune_revocations(&mut self, cutoff: Millis, limit: u32) -> Result<usize> {
+        revocations::prune(self.conn, cutoff, limit)
     }
 
     async fn token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<StoredToken>> {
