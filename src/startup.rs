@@ -113,6 +113,21 @@ impl AppState {
     }
 }
 
+/// See [`Application::stop_handle`].
+pub struct StopHandle {
+    server: actix_web::dev::ServerHandle,
+    feed: Arc<RevocationFeed>,
+}
+
+impl StopHandle {
+    /// Ends the revocation streams, stops accepting connections and waits for the
+    /// requests in flight.
+    pub async fn stop(self) {
+        self.feed.close();
+        self.server.stop(true).await;
+    }
+}
+
 pub struct Application {
     port: u16,
     metrics_port: Option<u16>,
@@ -225,6 +240,14 @@ impl Application {
 
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
+    }
+
+    /// Stops this server from elsewhere (tests, embedders), as a signal would.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            feed: self.state.feed.clone(),
+        }
     }
 
     /// Serves until the server is stopped, then lets the writer commit what is queued.
