@@ -232,8 +232,6 @@ fn render(
     entries: &VecDeque<Entry>,
     key: (i64, i64, usize),
 ) -> Snapshot {
-    // Session ids are UUIDs (no escaping needed), but render through serde_json anyway:
-    // a log row is data.
     let mut body = String::with_capacity(128 + entries.len() * 39);
     body.push_str("{\"issuer\":");
     body.push_str(&serde_json::Value::from(issuer).to_string());
@@ -245,12 +243,24 @@ fn render(
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&serde_json::Value::from(&*e.session_id).to_string());
+        push_json_string(&mut body, &e.session_id);
     }
     body.push_str("]}");
     Snapshot {
         etag: format!("W/\"{}-{}-{}\"", key.0, key.1, key.2),
         body: Bytes::from(body),
+    }
+}
+
+/// Session ids are UUIDs, which need no escaping; anything else in the log goes
+/// through serde_json (a log row is data).
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
     }
 }
 
@@ -289,10 +299,11 @@ pub fn spawn_follower(
 
 /// One stream event per entry (the SSE wire format, WHATWG HTML §9.2).
 pub fn event(e: &Entry) -> String {
+    let mut sid = String::with_capacity(40);
+    push_json_string(&mut sid, &e.session_id);
     format!(
-        "id: {}\nevent: revoked\ndata: {{\"sid\":{},\"revoked_at\":{}}}\n\n",
+        "id: {}\nevent: revoked\ndata: {{\"sid\":{sid},\"revoked_at\":{}}}\n\n",
         e.seq,
-        serde_json::Value::from(&*e.session_id),
         e.revoked_at / 1000
     )
 }
@@ -341,6 +352,23 @@ mod tests {
         assert_ne!(c.etag, a.etag);
         let doc: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
         assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn ids_that_are_not_uuids_are_escaped_in_the_document_and_the_events() {
+        let feed = feed_with(0);
+        feed.lock().entries.push_back(Entry {
+            seq: 1,
+            session_id: "a\"b\\c\n".into(),
+            revoked_at: 1_000_000,
+        });
+        let doc: serde_json::Value =
+            serde_json::from_slice(&feed.snapshot("i", 1_000_000).body).unwrap();
+        assert_eq!(doc["sessions"][0], "a\"b\\c\n");
+        let e = event(&feed.after(0, 1)[0]);
+        let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(data["sid"], "a\"b\\c\n");
     }
 
     #[test]

@@ -295,3 +295,82 @@ async fn metadata_advertises_the_feed() {
         format!("{}/revocations", app.settings.issuer)
     );
 }
+
+/// BENCHMARKS.md "Revocation feed": body size and serving cost of `GET /revocations`
+/// with `n` sessions revoked inside the horizon, over HTTP against the test server.
+/// `cargo test --test api measure_feed -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn measure_feed_with_100k_revoked_sessions() {
+    for n in [10_000i64, 100_000] {
+        let app = spawn_app().await;
+        {
+            let db = rusqlite::Connection::open(app.db_path()).unwrap();
+            db.busy_timeout(Duration::from_secs(10)).unwrap();
+            let now = app.state.now();
+            let tx = db.unchecked_transaction().unwrap();
+            {
+                let mut st = tx
+                    .prepare("INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2)")
+                    .unwrap();
+                for i in 0..n {
+                    st.execute(rusqlite::params![uuid_like(i), now - 1000])
+                        .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        // The follower reads the log within a second, 5,000 rows per read.
+        let t = std::time::Instant::now();
+        while app.state.feed.len() < n as usize {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let follow = t.elapsed();
+
+        let t = std::time::Instant::now();
+        let res = app.get_as_resource_server("/revocations").await;
+        let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+        let body = res.bytes().await.unwrap();
+        let first = t.elapsed();
+        let rounds = 20;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let res = app.get_as_resource_server("/revocations").await;
+            assert_eq!(res.bytes().await.unwrap().len(), body.len());
+        }
+        let cached = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let res = app
+                .client
+                .get(app.url("/revocations"))
+                .basic_auth(RS_ID, Some(crate::helpers::RS_SECRET))
+                .header("if-none-match", &etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+        }
+        let not_modified = t.elapsed() / rounds;
+        // A new stream replays the whole horizon.
+        let t = std::time::Instant::now();
+        let mut stream = app.revocation_stream(None).await;
+        let mut events = 0;
+        while events < n {
+            stream.next_event(Duration::from_secs(30)).await.unwrap();
+            events += 1;
+        }
+        let replay = t.elapsed();
+        println!(
+            "{n} revoked: body {} bytes ({:.1} B/session), follower load {follow:?}, \
+             first GET {first:?}, cached GET {cached:?}, 304 {not_modified:?}, \
+             stream replay {replay:?}",
+            body.len(),
+            body.len() as f64 / n as f64
+        );
+    }
+}
+
+fn uuid_like(i: i64) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}

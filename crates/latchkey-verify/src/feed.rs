@@ -254,3 +254,67 @@ impl Follower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_stay_until_their_tokens_cannot_be_accepted() {
+        let r = Revoked::new(Duration::from_secs(30));
+        lock(&r.inner).horizon = 930;
+        let sid = "5f0c2d1e-8a4b-4c3d-9e2f-1a2b3c4d5e6f";
+        r.insert(sid, unix_now());
+        r.insert("not-a-uuid", unix_now());
+        assert!(r.contains(sid) && r.contains("not-a-uuid"));
+        assert!(!r.contains("5f0c2d1e-8a4b-4c3d-9e2f-000000000000"));
+        r.insert("old", unix_now() - 961);
+        assert_eq!(r.len(), 3);
+        r.prune();
+        assert_eq!(r.len(), 2);
+    }
+
+    fn rss_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * 4096
+    }
+
+    /// BENCHMARKS.md "Revocation feed": memory and lookup cost of the revoked set.
+    /// `cargo test --release -p latchkey-verify --lib measure -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn measure_revoked_set() {
+        for n in [100_000usize, 1_000_000] {
+            let before = rss_bytes();
+            let r = Revoked::new(Duration::from_secs(30));
+            let sids: Vec<String> = (0..n).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            let sids_bytes = rss_bytes();
+            let now = unix_now();
+            for s in &sids {
+                r.insert(s, now);
+            }
+            let after = rss_bytes();
+            let probe: Vec<String> = (0..100_000)
+                .map(|_| uuid::Uuid::new_v4().to_string())
+                .collect();
+            let t = Instant::now();
+            let mut hits = 0;
+            for (i, p) in probe.iter().enumerate() {
+                hits += usize::from(r.contains(p));
+                hits += usize::from(r.contains(&sids[i % n]));
+            }
+            let per = t.elapsed() / 200_000;
+            assert_eq!(hits, 100_000);
+            println!(
+                "{n} revoked sids: set {} MiB (process grew {} MiB incl. the test's strings), lookup {per:?}",
+                (after - sids_bytes) / (1 << 20),
+                (after - before) / (1 << 20)
+            );
+        }
+    }
+}
