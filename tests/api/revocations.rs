@@ -185,7 +185,9 @@ async fn every_revocation_path_reaches_the_document_and_the_stream() {
     expected.push(("CLI sessions revoke", k.session_id.clone()));
 
     let sids: Vec<&str> = expected.iter().map(|(_, s)| s.as_str()).collect();
-    let events = stream.expect_sids(&sids, WITHIN).await;
+    // Generous: the one-second figure is a_revocation_reaches_an_open_stream_within_a_
+    // second's; this test runs beside the rest of the suite on shared cores.
+    let events = stream.expect_sids(&sids, Duration::from_secs(5)).await;
     // Numbers increase: a reader that saw n has seen everything before it.
     assert!(events.windows(2).all(|w| w[0].id < w[1].id), "{events:?}");
 

@@ -31,6 +31,10 @@ fn free_port() -> u16 {
 }
 
 async fn start(dir: &Path, port: u16) -> Latchkey {
+    start_with(dir, port, |_| {}).await
+}
+
+async fn start_with(dir: &Path, port: u16, configure: impl FnOnce(&mut Settings)) -> Latchkey {
     let mut s = Settings {
         issuer: format!("http://127.0.0.1:{port}"),
         ..Settings::default()
@@ -45,6 +49,7 @@ async fn start(dir: &Path, port: u16) -> Latchkey {
         id: RS_ID.into(),
         secret: Secret::new(RS_SECRET.into()),
     });
+    configure(&mut s);
     let app = Application::build(s).await.expect("latchkey starts");
     let stop = app.stop_handle();
     tokio::spawn(app.run_until_stopped());
@@ -273,4 +278,31 @@ async fn a_stale_feed_refuses_or_accepts_per_configuration() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(refusing.verify(&access).await, Err(VerifyError::FeedStale));
     assert!(accepting.verify(&access).await.is_ok());
+}
+
+/// BENCHMARKS.md "Revocation feed": verifications per second on one core through the
+/// crate (signature, claims, feed lookup), per algorithm.
+/// `cargo test --release -p latchkey-verify --test e2e measure -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn measure_verifications_per_second() {
+    use latchkey::domain::Algorithm;
+    for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+        let dir = tempfile::tempdir().unwrap();
+        let lk = start_with(dir.path(), free_port(), |s| s.keys.algorithm = alg).await;
+        let (access, _, _) = lk.session("alice").await;
+        let v = lk.verifier().build().await.unwrap();
+        v.verify(&access).await.unwrap();
+        let n = 20_000;
+        let t = Instant::now();
+        for _ in 0..n {
+            v.verify(&access).await.unwrap();
+        }
+        let took = t.elapsed();
+        println!(
+            "{alg:?}: {:.0} verifications/s on one core ({:?} each)",
+            n as f64 / took.as_secs_f64(),
+            took / n
+        );
+    }
 }
