@@ -306,3 +306,49 @@ async fn measure_verifications_per_second() {
         );
     }
 }
+
+/// The actix-web extractor: 401 with the RFC 6750 challenge, or the claims.
+#[cfg(feature = "actix")]
+#[actix_web::test]
+async fn the_actix_extractor_answers_401_with_a_bearer_challenge() {
+    use actix_web::{test, web, App, HttpResponse};
+    use latchkey_verify::Claims;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lk = start(dir.path(), free_port()).await;
+    let v = lk.verifier().build().await.unwrap();
+    let (access, _, sid) = lk.session("alice").await;
+    let app = test::init_service(App::new().app_data(web::Data::new(v.clone())).route(
+        "/orders",
+        web::get().to(|c: Claims| async move { HttpResponse::Ok().body(c.sid) }),
+    ))
+    .await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/orders").to_request()).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
+
+    let req = |token: &str| {
+        test::TestRequest::get()
+            .uri("/orders")
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .to_request()
+    };
+    let res = test::call_service(&app, req(&access)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(test::read_body(res).await, sid.as_bytes());
+
+    lk.post("/logout", Some(&access), json!({})).await;
+    until_revoked(&v, &access, Duration::from_secs(2)).await;
+    let res = test::call_service(&app, req(&access)).await;
+    assert_eq!(res.status(), 401);
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+}
