@@ -23,6 +23,7 @@ pub struct Cleanup {
     pub tokens: usize,
     pub sessions: usize,
     pub events: usize,
+    pub revocations: usize,
 }
 
 /// Sessions one housekeeping write looks at, and events one write deletes at most: each
@@ -31,7 +32,8 @@ const SWEEP: u32 = 500;
 const CHUNK: u32 = 2_000;
 
 /// Deletes the tokens of ended sessions (useless once the session has ended), sessions
-/// ended longer ago than `session.retention`, and events older than `events.retention`,
+/// ended longer ago than `session.retention`, revocation-log entries past the feed's
+/// horizon, and events older than `events.retention`,
 /// so the database does not grow without bound. Sessions are swept in rowid order, a
 /// bounded range per write (see `Tx::sweep_sessions`).
 pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
@@ -39,6 +41,19 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
     let now = state.now();
     let session_cutoff = now - state.settings.session.retention.as_millis_i64();
     let event_cutoff = now - state.settings.events.retention.as_millis_i64();
+    // Log entries that have left the feed's horizon can never be served again.
+    let horizon = i64::try_from(state.settings.revocation_horizon().as_millis()).unwrap_or(0);
+    let revocation_cutoff = now - horizon;
+    loop {
+        let n = state
+            .store
+            .write(async move |tx| tx.prune_revocations(revocation_cutoff, CHUNK).await)
+            .await?;
+        total.revocations += n;
+        if n < CHUNK as usize {
+            break;
+        }
+    }
     let mut after = i64::MIN;
     loop {
         let step = state

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod housekeeping;
 pub mod keys;
 pub mod mail;

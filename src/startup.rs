@@ -11,8 +11,24 @@ use anyhow::Context;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Settings, TlsSettings};
+use crate::feed::RevocationFeed;
 use crate::routes;
 pub use crate::state::AppState;
+
+/// See [`Application::stop_handle`].
+pub struct StopHandle {
+    server: actix_web::dev::ServerHandle,
+    feed: Arc<RevocationFeed>,
+}
+
+impl StopHandle {
+    /// Ends the revocation streams, stops accepting connections and waits for the
+    /// requests in flight.
+    pub async fn stop(self) {
+        self.feed.close();
+        self.server.stop(true).await;
+    }
+}
 
 pub struct Application {
     port: u16,
@@ -50,6 +66,12 @@ impl Application {
             );
         }
         let state = web::Data::new(AppState::new(settings, clock)?);
+        // The feed holds every revocation inside the horizon before the first request.
+        state
+            .feed
+            .catch_up(&state.store, state.now())
+            .await
+            .context("cannot read the revocation log")?;
         let listener =
             TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         let port = listener.local_addr()?.port();
@@ -109,6 +131,7 @@ impl Application {
         state.mailer.spawn_worker()?;
         crate::housekeeping::spawn(state.clone());
         crate::housekeeping::spawn_key_reloader(state.clone());
+        crate::feed::spawn_follower(state.feed.clone(), state.store.clone(), state.clock.clone());
         tracing::info!(%addr, port, tls = hsts, metrics_port, "latchkey listening");
         Ok(Self {
             port,
@@ -132,6 +155,14 @@ impl Application {
         self.state.clone()
     }
 
+    /// Stops this server from elsewhere (tests, embedders), as a signal would.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            feed: self.state.feed.clone(),
+        }
+    }
+
     /// Serves until the server is stopped, then lets the writer commit what is queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let admin_handle = self.admin.as_ref().map(|a| a.handle());
@@ -152,9 +183,14 @@ impl Application {
     /// requests finish (up to `server.shutdown_timeout`), flush the writer, return.
     pub async fn run_until_signalled(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let feed = self.state.feed.clone();
         tokio::spawn(async move {
             wait_for_termination().await;
             tracing::info!("shutting down: finishing in-flight requests");
+            // Revocation streams never finish by themselves: end them, and their
+            // clients reconnect (with Last-Event-ID) to another instance or to this one
+            // once it is back.
+            feed.close();
             handle.stop(true).await;
         });
         let result = self.run_until_stopped().await;

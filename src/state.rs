@@ -10,6 +10,7 @@ use ring::rand::SystemRandom;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::throttle::{LoginThrottle, ThrottleConfig};
+use crate::feed::RevocationFeed;
 use crate::keys::{DeviceKey, Keys, Sealer};
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
@@ -34,16 +35,22 @@ pub struct AppState {
     pub limits: RateLimits,
     /// Outgoing mail (account recovery): a bounded queue, delivered in the background.
     pub mailer: Arc<crate::mail::Mailer>,
+    /// The revocation feed for offline verifiers (`/revocations`).
+    pub feed: Arc<RevocationFeed>,
 }
 
 impl AppState {
     pub fn new(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+        let feed = Arc::new(RevocationFeed::new(settings.revocation_horizon()));
         let store = Store::open_observed(
             &settings.store.path,
             settings.store.readers,
-            Some(metrics.clone() as Arc<dyn crate::store::StoreObserver>),
+            Some(Arc::new(crate::store::Observers(vec![
+                metrics.clone() as Arc<dyn crate::store::StoreObserver>,
+                feed.clone() as Arc<dyn crate::store::StoreObserver>,
+            ]))),
         )?;
         let keys = Arc::new(
             Keys::load_or_generate(
@@ -100,6 +107,7 @@ impl AppState {
             throttle,
             limits,
             mailer,
+            feed,
         })
     }
 

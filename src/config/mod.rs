@@ -17,6 +17,7 @@ mod logging;
 mod login;
 mod mail;
 mod rate_limits;
+mod revocations;
 mod server;
 mod session;
 mod store;
@@ -41,6 +42,7 @@ pub use logging::{LogFormat, LogSettings};
 pub use login::LoginSettings;
 pub use mail::{MailSettings, MailTransport};
 pub use rate_limits::{RateLimit, RateLimitSettings};
+pub use revocations::RevocationSettings;
 pub use server::{ForwardedHeader, ServerSettings, TlsSettings};
 pub use session::SessionSettings;
 pub use store::StoreSettings;
@@ -71,6 +73,7 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     pub resource_servers: Vec<ResourceServerSettings>,
     pub events: EventSettings,
+    pub revocations: RevocationSettings,
     pub log: LogSettings,
     pub mail: MailSettings,
 }
@@ -92,6 +95,7 @@ impl Default for Settings {
             clients: vec![ClientSettings::named("default")],
             resource_servers: Vec::new(),
             events: EventSettings::default(),
+            revocations: RevocationSettings::default(),
             log: LogSettings::default(),
             mail: MailSettings::default(),
         }
@@ -139,6 +143,7 @@ impl Settings {
         clients::validate_resource_servers(&self.resource_servers)?;
         self.session.validate()?;
         self.access_token.validate()?;
+        self.revocations.validate()?;
         self.mail.validate()?;
         self.validate_key_timing()?;
         Ok(())
@@ -198,6 +203,13 @@ impl Settings {
             .chain(std::iter::once(self.access_token.ttl.0))
             .max()
             .unwrap_or(self.access_token.ttl.0)
+    }
+
+    /// How long a revoked session stays in the revocation feed: the longest access-token
+    /// lifetime plus the verification leeway. After that no access token of the session
+    /// can still be accepted (docs/contract.md "Revocation feed").
+    pub fn revocation_horizon(&self) -> Duration {
+        self.longest_access_ttl() + self.access_token.leeway.0
     }
 
     /// How long a retired key stays published: every token it signed has expired and

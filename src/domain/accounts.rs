@@ -105,7 +105,7 @@ pub async fn disable_user(
 /// no name, no address) records that an erasure happened. `false` if there is no such
 /// user.
 pub async fn delete_user(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
-    if !tx.delete_user(user_id).await? {
+    if !tx.delete_user(user_id, now).await? {
         return Ok(false);
     }
     tx.scrub_after_commit().await?;

@@ -64,6 +64,15 @@ impl Session {
     }
 }
 
+/// One entry of the revocation log (docs/contract.md "Revocation feed"): a session
+/// that was revoked or erased, numbered in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub seq: i64,
+    pub session_id: String,
+    pub revoked_at: Millis,
+}
+
 /// What the store keeps of one refresh token: its hash, never the token.
 #[derive(Debug, Clone)]
 pub struct StoredToken {

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::domain::model::{
-    AccountToken, Event, EventQuery, NewEvent, Session, StoredToken, TokenPurpose, User, UserEmail,
+    AccountToken, Event, EventQuery, NewEvent, Revocation, Session, StoredToken, TokenPurpose,
+    User, UserEmail,
 };
 use crate::domain::{RevocationReason, TokenHash};
 
@@ -44,8 +45,9 @@ pub trait Tx {
     /// Marks the user disabled; `false` if it already was (or does not exist).
     async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool>;
     /// Deletes the user with its sessions, tokens and events, and forgets them as the
-    /// actor of other users' events; `false` if none.
-    async fn delete_user(&mut self, user_id: &str) -> Result<bool>;
+    /// actor of other users' events; `false` if none. The sessions still live at `now`
+    /// enter the revocation log first: their access tokens outlive the rows.
+    async fn delete_user(&mut self, user_id: &str, now: Millis) -> Result<bool>;
     /// Once this transaction commits, remove what it deleted from the store's files too
     /// before the write returns (erasure: deleted rows must not linger in free pages or
     /// a log). SQLite: deleted content is zeroed as it goes (`secure_delete`), and this
@@ -67,7 +69,8 @@ pub trait Tx {
     /// so two rotations of one head can never both succeed.
     async fn advance_head(&mut self, session: &Session) -> Result<()>;
     /// Revokes the session if it is still unrevoked (and wipes its sealed head); `true`
-    /// if it did. A backend counts the revocations it commits, by reason.
+    /// if it did. A backend counts the revocations it commits, by reason, and appends
+    /// each to the revocation log in the same transaction.
     async fn revoke_session(
         &mut self,
         id: &str,
@@ -85,6 +88,19 @@ pub trait Tx {
         now: Millis,
         ended_before: Millis,
     ) -> Result<SweepStep>;
+
+    // The revocation log (docs/contract.md "Revocation feed").
+    /// Up to `limit` entries numbered after `after` and revoked at or after `since`,
+    /// oldest first.
+    async fn revocations_after(
+        &mut self,
+        after: i64,
+        since: Millis,
+        limit: u32,
+    ) -> Result<Vec<Revocation>>;
+    /// Deletes up to `limit` entries revoked before `cutoff`; a short count means none
+    /// are left.
+    async fn prune_revocations(&mut self, cutoff: Millis, limit: u32) -> Result<usize>;
 
     // Refresh tokens (hashes only).
     async fn token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<StoredToken>>;

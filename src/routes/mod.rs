@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod recovery;
 pub mod responses;
+pub mod revocations;
 pub mod sessions;
 pub mod wellknown;
 
@@ -185,6 +186,7 @@ pub fn table() -> RouteTable {
     login::configure(&mut t);
     me::configure(&mut t);
     oauth::configure(&mut t);
+    revocations::configure(&mut t);
     sessions::configure(&mut t);
     admin::configure(&mut t);
     browser::configure(&mut t);

@@ -110,6 +110,17 @@ async fn introspect(
     Ok(no_store_json(&body))
 }
 
+/// The resource server a request authenticates as by HTTP Basic, for endpoints that take
+/// no body (the revocation feed); 401 `invalid_client` otherwise.
+pub(crate) fn authenticate_resource_server<'a>(
+    state: &'a AppState,
+    req: &HttpRequest,
+) -> Result<&'a crate::config::ResourceServerSettings, ApiError> {
+    let presented = basic_credentials(req)?.ok_or(ApiError::InvalidClient { basic: true })?;
+    introspect::authenticate_resource_server(state, &presented)
+        .ok_or(ApiError::InvalidClient { basic: true })
+}
+
 /// The credentials a request carries, and whether they came by HTTP Basic. RFC 6749
 /// §2.3 has a client use one method per request; when a request sends both, HTTP Basic
 /// is the one checked and a `client_secret` in the body is ignored.

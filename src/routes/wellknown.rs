@@ -71,6 +71,11 @@ async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         "introspection_endpoint".into(),
         json!(format!("{base}/oauth/introspect")),
     );
+    // docs/contract.md "Revocation feed"; `/stream` below it.
+    m.insert(
+        "latchkey_revocations_endpoint".into(),
+        json!(format!("{base}/revocations")),
+    );
     // RFC 9700 §2.4: no password grant; login is a first-party endpoint.
     m.insert("grant_types_supported".into(), json!(["refresh_token"]));
     // Public clients (SPAs, mobile apps): no client secret at the token endpoint.

@@ -12,6 +12,7 @@ pub mod login;
 pub mod password_check;
 pub mod recovery;
 pub mod refresh;
+pub mod revocations;
 pub mod revoke;
 pub mod sessions;
 

@@ -47,6 +47,24 @@ pub trait StoreObserver: Send + Sync {
     /// `n` sessions were revoked for `reason`. Every revocation goes through
     /// `Tx::revoke_session`, so this counts every path (routes, CLI, reuse detection).
     fn sessions_revoked(&self, reason: RevocationReason, n: usize);
+    /// `n` entries were appended to the revocation log (revocations and erasures): the
+    /// feed wakes to read them (docs/contract.md "Revocation feed").
+    fn revocations_logged(&self, _n: usize) {}
+}
+
+/// Several observers told the same things, in order.
+pub struct Observers(pub Vec<Arc<dyn StoreObserver>>);
+
+impl StoreObserver for Observers {
+    fn batch_committed(&self, writes: usize, took: Duration) {
+        self.0.iter().for_each(|o| o.batch_committed(writes, took));
+    }
+    fn sessions_revoked(&self, reason: RevocationReason, n: usize) {
+        self.0.iter().for_each(|o| o.sessions_revoked(reason, n));
+    }
+    fn revocations_logged(&self, n: usize) {
+        self.0.iter().for_each(|o| o.revocations_logged(n));
+    }
 }
 
 /// Counters for metrics and benchmarks.

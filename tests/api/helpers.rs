@@ -538,3 +538,120 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// An open `GET /revocations/stream`, read event by event.
+pub struct EventStream {
+    res: Response,
+    buf: String,
+}
+
+/// One stream event: its `id:` and the `sid` in its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEvent {
+    pub id: i64,
+    pub sid: String,
+}
+
+impl EventStream {
+    /// The next event (heartbeats and other comments skipped), or `None` if none came
+    /// within `within` or the stream ended.
+    pub async fn next_event(&mut self, within: Duration) -> Option<RevokedEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut data) = (None, None);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str::<Value>(v).ok();
+                    }
+                }
+                if let (Some(id), Some(data)) = (id, data) {
+                    return Some(RevokedEvent {
+                        id,
+                        sid: data["sid"].as_str()?.to_owned(),
+                    });
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.res.chunk())
+                .await
+                .ok()?
+                .ok()??;
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Events until one for each of `sids` has come, each within `within`; panics
+    /// naming the ones that did not.
+    pub async fn expect_sids(&mut self, sids: &[&str], within: Duration) -> Vec<RevokedEvent> {
+        let mut wanted: Vec<&str> = sids.to_vec();
+        let mut seen = Vec::new();
+        while !wanted.is_empty() {
+            let Some(e) = self.next_event(within).await else {
+                panic!("no event for {wanted:?} within {within:?}");
+            };
+            wanted.retain(|s| *s != e.sid);
+            seen.push(e);
+        }
+        seen
+    }
+}
+
+impl TestApp {
+    pub async fn get_as_resource_server(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .basic_auth(RS_ID, Some(RS_SECRET))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The session ids in `GET /revocations`.
+    pub async fn revoked_sids(&self) -> Vec<String> {
+        let res = self.get_as_resource_server("/revocations").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let doc: Value = res.json().await.unwrap();
+        doc["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Opens the stream, resuming after `last_event_id` if given.
+    pub async fn revocation_stream(&self, last_event_id: Option<i64>) -> EventStream {
+        let mut req = self
+            .client
+            .get(self.url("/revocations/stream"))
+            .basic_auth(RS_ID, Some(RS_SECRET));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        EventStream {
+            res,
+            buf: String::new(),
+        }
+    }
+}
+
+impl TestApp {
+    /// Waits (up to 5 s: the feed follows the store within one, but the suite shares
+    /// its cores) until `GET /revocations` lists every one of `sids`.
+    pub async fn wait_for_revoked(&self, sids: &[&str]) {
+        for _ in 0..100 {
+            let listed = self.revoked_sids().await;
+            if sids.iter().all(|s| listed.iter().any(|l| l == s)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{sids:?} did not all reach GET /revocations within 5 s");
+    }
+}

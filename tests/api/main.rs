@@ -21,6 +21,7 @@ mod operations;
 mod readme;
 mod recovery;
 mod refresh;
+mod revocations;
 mod revoke;
 mod schemathesis;
 mod sessions;

@@ -213,7 +213,8 @@ pub async fn refresh(
 
     record_context_change(tx, now, &session, &req.ctx).await?;
     let mut session = session;
-    record_activity(&mut session, now, idle_ms(&session), &req.ctx);
+    let idle = idle_ms(&session);
+    record_activity(&mut session, now, idle, &req.ctx);
     let (token, grace) = match replayed_head {
         Some(head) => {
             tx.touch_session(&session).await?;

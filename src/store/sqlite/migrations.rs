@@ -173,6 +173,23 @@ CREATE INDEX account_tokens_by_user ON account_tokens(user_id, purpose, created_
 CREATE INDEX account_tokens_by_expiry ON account_tokens(expires_at);
 "#,
         ),
+        // Version 9: the revocation log behind the feed (docs/contract.md "Revocation
+        // feed"). One row per revoked (or erased) session, numbered in commit order: the
+        // number is the stream's event id, so a reader resumes after the last one it saw.
+        // A log of its own rather than an index on sessions.revoked_at, because erasing a
+        // user deletes its session rows (and housekeeping deletes old ones) while their
+        // access tokens may still be unexpired. AUTOINCREMENT: a number is never reused,
+        // even after housekeeping prunes the rows that have left the horizon.
+        M::up(
+            r#"
+CREATE TABLE revocations (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX revocations_by_time ON revocations(revoked_at);
+"#,
+        ),
     ])
 }
 

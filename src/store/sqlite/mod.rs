@@ -7,6 +7,7 @@ mod bulk;
 mod emails;
 mod events;
 pub mod migrations;
+mod revocations;
 mod sessions;
 mod tokens;
 mod tx;
@@ -113,7 +114,7 @@ impl SqliteStore {
         let job: WriteJob = Box::new(move |conn: &Connection| {
             let mut tx = SqliteTx::new(conn);
             let outcome = writer::run_in_savepoint(conn, || run_now(f(&mut tx)));
-            let (revoked, scrub) = tx.into_after_commit();
+            let (revoked, logged, scrub) = tx.into_after_commit();
             let scrub = scrub && outcome.is_ok();
             let completion: Completion =
                 Box::new(move |committed: Result<(), Arc<anyhow::Error>>| {
@@ -123,6 +124,9 @@ impl SqliteStore {
                                 revoked
                                     .iter()
                                     .for_each(|reason| o.sessions_revoked(*reason, 1));
+                                if logged > 0 {
+                                    o.revocations_logged(logged);
+                                }
                             }
                             Ok(r)
                         }

@@ -10,10 +10,11 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use rusqlite::Connection;
 
-use super::{account_tokens, emails, events, sessions, tokens, users};
+use super::{account_tokens, emails, events, revocations, sessions, tokens, users};
 use crate::clock::Millis;
 use crate::domain::model::{
-    AccountToken, Event, EventQuery, NewEvent, Session, StoredToken, TokenPurpose, User, UserEmail,
+    AccountToken, Event, EventQuery, NewEvent, Revocation, Session, StoredToken, TokenPurpose,
+    User, UserEmail,
 };
 use crate::domain::repository::{Result, SweepStep, Tx};
 use crate::domain::{RevocationReason, TokenHash};
@@ -24,6 +25,8 @@ pub struct SqliteTx<'c> {
     revoked: Vec<RevocationReason>,
     /// The job asked for a checkpoint after its commit (`scrub_after_commit`).
     scrub: bool,
+    /// Entries this job appended to the revocation log (revocations and erasures).
+    logged: usize,
 }
 
 impl<'c> SqliteTx<'c> {
@@ -32,13 +35,14 @@ impl<'c> SqliteTx<'c> {
             conn,
             revoked: Vec::new(),
             scrub: false,
+            logged: 0,
         }
     }
 
-    /// What the writer acts on after the commit: revocations to report, and whether to
-    /// scrub the files.
-    pub fn into_after_commit(self) -> (Vec<RevocationReason>, bool) {
-        (self.revoked, self.scrub)
+    /// What the writer acts on after the commit: revocations to report, how many
+    /// entries the job appended to the revocation log, and whether to scrub the files.
+    pub fn into_after_commit(self) -> (Vec<RevocationReason>, usize, bool) {
+        (self.revoked, self.logged, self.scrub)
     }
 }
 
@@ -88,8 +92,15 @@ impl Tx for SqliteTx<'_> {
     async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool> {
         users::set_disabled(self.conn, user_id, now)
     }
-    async fn delete_user(&mut self, user_id: &str) -> Result<bool> {
-        users::delete(self.conn, user_id)
+    async fn delete_user(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+        // Erasure deletes the session rows, not the access tokens already issued: the
+        // live sessions enter the log first (docs/contract.md "Revocation feed").
+        let logged = revocations::append_live_sessions_of_user(self.conn, user_id, now)?;
+        let deleted = users::delete(self.conn, user_id)?;
+        if deleted {
+            self.logged += logged;
+        }
+        Ok(deleted)
     }
 
     async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>> {
@@ -122,7 +133,9 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<bool> {
         let revoked = sessions::revoke(self.conn, id, now, reason)?;
         if revoked {
+            revocations::append(self.conn, id, now)?;
             self.revoked.push(reason);
+            self.logged += 1;
         }
         Ok(revoked)
     }
@@ -137,6 +150,18 @@ impl Tx for SqliteTx<'_> {
         ended_before: Millis,
     ) -> Result<SweepStep> {
         sessions::sweep(self.conn, after, limit, now, ended_before)
+    }
+
+    async fn revocations_after(
+        &mut self,
+        after: i64,
+        since: Millis,
+        limit: u32,
+    ) -> Result<Vec<Revocation>> {
+        revocations::after(self.conn, after, since, limit)
+    }
+    async fn prune_revocations(&mut self, cutoff: Millis, limit: u32) -> Result<usize> {
+        revocations::prune(self.conn, cutoff, limit)
     }
 
     async fn token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<StoredToken>> {
