@@ -126,8 +126,11 @@ async fn every_revocation_path_reaches_the_document_and_the_stream() {
     expected.push(("password change", c2.session_id.clone()));
 
     // Session-cap eviction: a third login evicts the oldest.
+    // (A second apart: sessions started in the same millisecond have no oldest.)
     let e1 = app.user_with_session("evicted").await;
+    app.advance(Duration::from_secs(1));
     app.login("evicted").await;
+    app.advance(Duration::from_secs(1));
     app.login("evicted").await;
     expected.push(("eviction", e1.session_id.clone()));
 
