@@ -10,16 +10,14 @@
 //! name in it, so it carries no personal data; verifiable without a database read, so
 //! checking it costs the same for every name.
 
-use std::fs;
 use std::path::Path;
 
-use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::atomic_file::write_atomically;
+use super::atomic_file::secret_file;
 use crate::clock::Millis;
 use crate::domain::throttle::DeviceId;
 
@@ -37,24 +35,7 @@ pub struct DeviceKey {
 
 impl DeviceKey {
     pub fn load_or_generate(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join(DEVICE_KEY_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                let mut b = vec![0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut b)
-                    .map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
-                write_atomically(&path, &b, 0o600)?;
-                b
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        if bytes.len() != 32 {
-            anyhow::bail!("{} must hold exactly 32 bytes", path.display());
-        }
+        let bytes = secret_file(dir, DEVICE_KEY_FILE)?;
         Ok(Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
             rng: SystemRandom::new(),

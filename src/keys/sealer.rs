@@ -3,14 +3,12 @@
 //! second key derived from it (HKDF-SHA256, RFC 5869) tags located refresh tokens
 //! (HMAC-SHA256), so the one file protects both and never enters the database.
 
-use std::fs;
 use std::path::Path;
 
-use anyhow::Context;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{aead, hkdf, hmac};
 
-use super::atomic_file::write_atomically;
+use super::atomic_file::secret_file;
 
 pub(super) const SEAL_KEY_FILE: &str = "refresh-seal.key";
 
@@ -28,23 +26,9 @@ const TAG_KEY_INFO: &[u8] = b"latchkey refresh token tag v1";
 
 impl Sealer {
     pub fn load_or_generate(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join(SEAL_KEY_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                let mut b = vec![0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut b)
-                    .map_err(|_| anyhow::anyhow!("CSPRNG failed"))?;
-                write_atomically(&path, &b, 0o600)?;
-                b
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
+        let bytes = secret_file(dir, SEAL_KEY_FILE)?;
         let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &bytes)
-            .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes", path.display()))?;
+            .map_err(|_| anyhow::anyhow!("the refresh seal key is not an AES-256 key"))?;
         let tag_key = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey")
             .extract(&bytes)
             .expand(&[TAG_KEY_INFO], hmac::HMAC_SHA256)
