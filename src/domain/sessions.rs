@@ -12,6 +12,7 @@ use crate::domain::{
     EventKind, Lifetimes, LimitPolicy, RefreshToken, RevocationReason, Scope, TokenTagger,
 };
 
+#[derive(Clone)]
 pub struct NewSession {
     pub user_id: String,
     pub client_id: String,

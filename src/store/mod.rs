@@ -119,7 +119,7 @@ impl Store {
     /// fails, none of its changes are kept.
     pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
-        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
         R: Send + 'static,
     {
         match &self.backend {

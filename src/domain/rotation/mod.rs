@@ -50,6 +50,7 @@ pub trait RefreshKeys: TokenTagger {
     fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>>;
 }
 
+#[derive(Clone)]
 pub struct RefreshRequest {
     pub token: RefreshToken,
     /// The client that presents it; `None` means "whoever it was issued to".
