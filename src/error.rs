@@ -205,6 +205,9 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Busy => ApiError::Unavailable {
                 retry_after_secs: 1,
             },
+            crate::store::StoreError::Unavailable => ApiError::Unavailable {
+                retry_after_secs: 2,
+            },
             other => ApiError::Internal(other.into()),
         }
     }

@@ -44,8 +44,8 @@ impl AppState {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
         let feed = Arc::new(RevocationFeed::new(settings.revocation_horizon()));
-        let store = Store::open_observed(
-            &settings.store.path,
+        let store = Store::from_settings(
+            &settings.store,
             settings.store.readers,
             Some(Arc::new(crate::store::Observers(vec![
                 metrics.clone() as Arc<dyn crate::store::StoreObserver>,

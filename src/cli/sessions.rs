@@ -18,7 +18,7 @@ pub(super) async fn run(command: SessionsCommand, settings: &Settings) -> anyhow
 /// A user's active sessions, one line each.
 async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
     let clock = SystemClock;
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     let now = clock.now_millis();
     let key = Username::lookup_key(&user);
     let list = store
@@ -49,7 +49,7 @@ async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
 async fn revoke(settings: &Settings, user: String) -> anyhow::Result<()> {
     let clock = SystemClock;
     let key = Username::lookup_key(&user);
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     let now = clock.now_millis();
     let n = store
         .write(async move |tx| {

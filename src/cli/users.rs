@@ -29,7 +29,7 @@ async fn add(settings: &Settings, username: String, roles: Vec<String>) -> anyho
     let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
     let password = Password::parse(read_password()?).map_err(anyhow::Error::msg)?;
     let hash = crate::passwords::hash_blocking(password.expose())?;
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     let now = clock.now_millis();
     let outcome = store
         .write(async move |tx| accounts::create_user(tx, now, &username, hash, roles).await)
@@ -45,7 +45,7 @@ async fn add(settings: &Settings, username: String, roles: Vec<String>) -> anyho
 }
 
 async fn list(settings: &Settings) -> anyhow::Result<()> {
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     let users = store.read(async |tx| tx.all_users().await).await?;
     println!(
         "{:<36}  {:<24} {:<8} {:<20} ROLES",
@@ -71,7 +71,7 @@ async fn list(settings: &Settings) -> anyhow::Result<()> {
 /// Disables the user and ends all their sessions.
 async fn disable(settings: &Settings, username: String) -> anyhow::Result<()> {
     let clock = SystemClock;
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     let now = clock.now_millis();
     let key = Username::lookup_key(&username);
     store
@@ -88,7 +88,7 @@ async fn disable(settings: &Settings, username: String) -> anyhow::Result<()> {
 /// Erases the user with their sessions, tokens and events.
 async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
     let clock = SystemClock;
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     let now = clock.now_millis();
     let key = Username::lookup_key(&username);
     store
@@ -108,7 +108,7 @@ async fn reset_password(settings: &Settings, username: String) -> anyhow::Result
     use crate::domain::email::AccountSecret;
     use crate::domain::recovery::{self, AdminReset, StartedBy};
     let clock = SystemClock;
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     let now = clock.now_millis();
     let key = Username::parse(&username)
         .map_err(anyhow::Error::msg)?

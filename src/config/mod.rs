@@ -145,6 +145,7 @@ impl Settings {
         self.access_token.validate()?;
         self.revocations.validate()?;
         self.mail.validate()?;
+        self.store.validate()?;
         self.validate_key_timing()?;
         Ok(())
     }

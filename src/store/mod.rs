@@ -8,6 +8,7 @@
 //! pooled connection between BEGIN and COMMIT. Jobs' futures are not `Send`; the
 //! closures are.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
@@ -25,6 +26,9 @@ pub enum StoreError {
     Busy,
     #[error("the store has stopped")]
     Stopped,
+    /// The database cannot be reached (PostgreSQL down or restarting): 503.
+    #[error("the database is unavailable")]
+    Unavailable,
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -83,12 +87,37 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
     /// Opens the SQLite store at `path` with `readers` read connections.
     pub fn open(path: &Path, readers: usize) -> anyhow::Result<Self> {
         Self::open_observed(path, readers, None)
+    }
+
+    /// The store `settings` name: PostgreSQL when `store.url` is set, else the SQLite
+    /// file. `readers` sizes SQLite's read pool (the CLI needs one).
+    pub fn from_settings(
+        settings: &crate::config::StoreSettings,
+        readers: usize,
+        observer: Option<Arc<dyn StoreObserver>>,
+    ) -> anyhow::Result<Self> {
+        match settings.postgres_url() {
+            Some(url) => Ok(Self {
+                backend: Backend::Postgres(postgres::PgStore::open(
+                    url,
+                    settings.max_connections,
+                    observer,
+                )?),
+            }),
+            None => Self::open_observed(settings.sqlite_path(), readers, observer),
+        }
+    }
+
+    /// Whether many instances may share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// [`Store::open`], reporting commits to `observer`.
@@ -106,12 +135,14 @@ impl Store {
     pub fn location(&self) -> String {
         match &self.backend {
             Backend::Sqlite(s) => s.path().display().to_string(),
+            Backend::Postgres(p) => p.location().to_owned(),
         }
     }
 
     pub fn stats(&self) -> &WriterStats {
         match &self.backend {
             Backend::Sqlite(s) => s.stats(),
+            Backend::Postgres(p) => p.stats(),
         }
     }
 
@@ -124,6 +155,7 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(s) => s.write(f).await,
+            Backend::Postgres(p) => p.write(f).await,
         }
     }
 
@@ -135,6 +167,7 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(s) => s.read(f).await,
+            Backend::Postgres(p) => p.read(f).await,
         }
     }
 

@@ -60,7 +60,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     let mut s = Settings::default();
     s.server.bind = "127.0.0.1:0".into();
     s.server.workers = 2;
-    s.store.path = dir.join("db/latchkey.db");
+    s.store.path = Some(dir.join("db/latchkey.db"));
     s.store.readers = 2;
     s.keys.dir = dir.join("keys");
     // Request rate limits are tested on their own (abuse.rs); elsewhere they would

@@ -41,7 +41,7 @@ async fn start_with(dir: &Path, port: u16, configure: impl FnOnce(&mut Settings)
     };
     s.server.bind = format!("127.0.0.1:{port}");
     s.server.workers = 1;
-    s.store.path = dir.join("latchkey.db");
+    s.store.path = Some(dir.join("latchkey.db"));
     s.store.readers = 1;
     s.keys.dir = dir.join("keys");
     s.revocations.max_age = HumanDuration(Duration::from_secs(1));

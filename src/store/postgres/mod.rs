@@ -1,0 +1,338 @@
+//! The PostgreSQL backend (`store.url`): any number of latchkey instances share one
+//! database (docs/contract.md "Scale-out on PostgreSQL", docs/architecture.md).
+//!
+//! - `tokio-postgres` over a `deadpool-postgres` pool that drops broken connections
+//!   and opens new ones by itself, so service resumes when the database returns;
+//!   prepared statements are cached per connection.
+//! - Jobs run on the store's own threads (`executor`), each write in one transaction
+//!   (`tx`) committed before `write` returns (`synchronous_commit` is left on).
+//! - A write that loses a race the database detects (serialization failure, deadlock,
+//!   a unique key another instance took first) is rerun from the start, up to a few
+//!   times; the rerun sees the winner's commit and answers accordingly (a rotation race
+//!   becomes the grace answer, a signup race a 409). Never a 500.
+//! - A database that cannot be reached is `StoreError::Unavailable`: 503 with
+//!   `Retry-After`, never a 500.
+
+mod executor;
+pub mod schema;
+mod tx;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::sync::oneshot;
+use tokio_postgres::error::SqlState;
+
+pub use tx::PgTx;
+
+use super::{StoreError, StoreObserver, WriterStats};
+use crate::domain::repository::Tx;
+use executor::Executor;
+
+/// How many times a write that lost a race is run again before giving up.
+const MAX_ATTEMPTS: u32 = 8;
+/// How long a job waits for a pooled connection, and a new connection for the server.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A write whose precondition another transaction changed under it: run it again.
+#[derive(Debug, thiserror::Error)]
+#[error("a concurrent write changed the row; the job runs again")]
+pub struct Conflict;
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    exec: Executor,
+    stats: Arc<WriterStats>,
+    observer: Option<Arc<dyn StoreObserver>>,
+    /// host:port/db, for messages (never the password).
+    location: String,
+}
+
+impl PgStore {
+    /// Connects, migrates (once, whatever the number of instances starting), and starts
+    /// the pool of at most `max_connections`.
+    pub fn open(
+        url: &str,
+        max_connections: usize,
+        observer: Option<Arc<dyn StoreObserver>>,
+    ) -> anyhow::Result<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| anyhow::anyhow!("store.url is not a valid PostgreSQL URL"))?;
+        let location = describe(&config);
+        let mut config = config;
+        if config.get_application_name().is_none() {
+            config.application_name("latchkey");
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        let manager = Manager::from_config(
+            config,
+            tls()?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .context("cannot build the PostgreSQL pool")?;
+        let exec = Executor::start(2)?;
+        let store = Self {
+            pool,
+            exec,
+            stats: Arc::new(WriterStats::default()),
+            observer,
+            location,
+        };
+        store.run_blocking(async |s: PgStore| {
+            let mut conn = s.connection().await.map_err(|e| {
+                anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", s.location)
+            })?;
+            schema::migrate(&mut conn)
+                .await
+                .with_context(|| format!("cannot migrate the database at {}", s.location))?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Runs `f` on the store's threads from synchronous code (opening, the CLI, key
+    /// storage) and waits for it. Must not be called from inside those threads.
+    pub fn run_blocking<R: Send + 'static>(
+        &self,
+        f: impl AsyncFnOnce(PgStore) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let me = self.clone();
+        if !self.exec.spawn(move || async move {
+            let _ = reply.send(f(me).await);
+        }) {
+            anyhow::bail!("the store has stopped");
+        }
+        answer
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the store has stopped"))?
+    }
+
+    /// A pooled connection (must be awaited on the store's threads).
+    pub async fn connection(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            tracing::warn!(error = %e, "PostgreSQL is unavailable");
+            StoreError::Unavailable
+        })
+    }
+
+    /// Runs `f` as one transaction on the store's threads; durable before it returns.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let me = self.clone();
+        if !self.exec.spawn(move || async move {
+            let _ = reply.send(me.run_write(f).await);
+        }) {
+            return Err(StoreError::Stopped);
+        }
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    async fn run_write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Clone,
+    {
+        let mut attempt = 1;
+        loop {
+            let conn = self.connection().await?;
+            let started = Instant::now();
+            let mut tx = PgTx::write(&conn);
+            let outcome = f.clone()(&mut tx).await;
+            let opened = tx.in_transaction();
+            let (revoked, logged, scrub) = (tx.revoked, tx.logged, tx.scrub);
+            let finished = match outcome {
+                Ok(r) if opened => conn.batch_execute("COMMIT").await.map(|_| r).map_err(Into::into),
+                Ok(r) => Ok(r),
+                Err(e) => {
+                    if opened && conn.batch_execute("ROLLBACK").await.is_err() {
+                        // A connection in an unknown state never goes back to the pool.
+                        let _ = Object::take(conn);
+                        return Err(self.failed(e, attempt).unwrap_err());
+                    }
+                    Err(e)
+                }
+            };
+            match finished {
+                Ok(r) => {
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                    let took = started.elapsed();
+                    self.stats
+                        .commit_micros
+                        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                    if let Some(o) = &self.observer {
+                        o.batch_committed(1, took);
+                        revoked.iter().for_each(|reason| o.sessions_revoked(*reason, 1));
+                        if logged > 0 {
+                            o.revocations_logged(logged);
+                        }
+                    }
+                    if scrub {
+                        self.scrub(conn);
+                    }
+                    return Ok(r);
+                }
+                Err(e) => {
+                    if conn.is_closed() {
+                        let _ = Object::take(conn);
+                    } else {
+                        drop(conn);
+                    }
+                    match self.failed(e, attempt) {
+                        Ok(()) => {
+                            attempt += 1;
+                            // A short, growing pause lets the winner finish.
+                            tokio::time::sleep(Duration::from_millis(u64::from(attempt * attempt)))
+                                .await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Ok(())` if the job should run again; otherwise the error to return.
+    fn failed(&self, e: anyhow::Error, attempt: u32) -> Result<(), StoreError> {
+        let retryable = e.chain().any(|c| c.is::<Conflict>())
+            || db_code(&e).is_some_and(|code| {
+                code == &SqlState::T_R_SERIALIZATION_FAILURE
+                    || code == &SqlState::T_R_DEADLOCK_DETECTED
+                    || code == &SqlState::UNIQUE_VIOLATION
+            });
+        if retryable && attempt < MAX_ATTEMPTS {
+            return Ok(());
+        }
+        if connection_lost(&e) {
+            tracing::warn!(error = %format!("{e:#}"), "PostgreSQL is unavailable");
+            return Err(StoreError::Unavailable);
+        }
+        Err(StoreError::Failed(e))
+    }
+
+    /// Runs `f` read-only; it sees every write that has returned, on any instance.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let me = self.clone();
+        if !self.exec.spawn(move || async move {
+            let result = match me.connection().await {
+                Ok(conn) => {
+                    let outcome = f(&mut PgTx::read(&conn)).await;
+                    match outcome {
+                        Ok(r) => Ok(r),
+                        Err(e) if connection_lost(&e) => {
+                            let _ = Object::take(conn);
+                            Err(StoreError::Unavailable)
+                        }
+                        Err(e) => Err(StoreError::Failed(e)),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result);
+        }) {
+            return Err(StoreError::Stopped);
+        }
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Erasure: PostgreSQL keeps deleted rows in the table files until vacuum reclaims
+    /// them. After a user's erasure commits, vacuum the tables that held their personal
+    /// data, in the background (it cannot run inside a transaction, and the reply need
+    /// not wait for it).
+    fn scrub(&self, conn: Object) {
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn
+                .batch_execute("VACUUM users, user_emails, account_tokens, sessions, events")
+                .await
+            {
+                tracing::warn!(error = %e, "vacuum after an erasure failed");
+            }
+        });
+    }
+}
+
+fn db_code(e: &anyhow::Error) -> Option<&SqlState> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|pg| pg.code())
+}
+
+/// The connection broke or the server is going away (restart, shutdown, failover).
+fn connection_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| match c.downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) => {
+            pg.is_closed()
+                || pg.code().is_some_and(|code| {
+                    code == &SqlState::ADMIN_SHUTDOWN
+                        || code == &SqlState::CRASH_SHUTDOWN
+                        || code == &SqlState::CANNOT_CONNECT_NOW
+                        || code.code().starts_with("08")
+                })
+        }
+        None => c.is::<std::io::Error>(),
+    })
+}
+
+/// TLS to the database through rustls (ring), with the system's trusted roots; used
+/// when the URL's `sslmode` asks for it (`prefer`, the default, tries it first).
+fn tls() -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("cannot configure TLS for PostgreSQL")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("");
+    format!("postgres://{host}:{port}/{db}")
+}

@@ -1,0 +1,780 @@
+//! [`PgTx`]: the domain's `Tx` port over one pooled PostgreSQL connection. The same
+//! statements as the SQLite backend (`store/sqlite/`), in PostgreSQL's dialect.
+//!
+//! A write job runs in one READ COMMITTED transaction. `BEGIN` is not sent on its own:
+//! it goes out pipelined with the job's first statement (one round trip saved per
+//! write). Races between instances are decided by row locks, not by luck:
+//! - a write job reads a session `FOR UPDATE`, so two rotations of one head (on any
+//!   instances) run one after the other, and the second sees the first's new head and
+//!   answers with the grace rule (docs/contract.md "Refresh rotation");
+//! - a write job that lists a user's live sessions (login's session limit, sign-out
+//!   everywhere) first locks the user's row, so two logins cannot both see room for one
+//!   more session;
+//! - appends to the revocation log take a transaction-scoped advisory lock, so log
+//!   numbers are assigned in commit order and a feed reader that resumes after number
+//!   N can never miss a smaller number committed later.
+
+use async_trait::async_trait;
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::clock::Millis;
+use crate::domain::model::{
+    Actor, AccountToken, Event, EventQuery, NewEvent, Revocation, Session, StoredToken,
+    TokenPurpose, User, UserEmail,
+};
+use crate::domain::repository::{Result, SweepStep, Tx};
+use crate::domain::{RevocationReason, Scope, TokenHash};
+
+/// The advisory-lock key serializing appends to the revocation log ("lk" "rv").
+const REVOCATION_LOG_LOCK: i64 = 0x6c6b_7276;
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+pub struct PgTx<'c> {
+    client: &'c ClientWrapper,
+    /// A write job whose `BEGIN` has not gone out yet (it rides with the first statement).
+    begin_pending: bool,
+    /// A write job: sessions read are locked for the rest of it.
+    writing: bool,
+    pub(super) revoked: Vec<RevocationReason>,
+    pub(super) logged: usize,
+    pub(super) scrub: bool,
+}
+
+impl<'c> PgTx<'c> {
+    /// A write job's transaction (`BEGIN` sent with its first statement).
+    pub fn write(client: &'c ClientWrapper) -> Self {
+        Self::new(client, true)
+    }
+
+    /// A read job: statements run on their own, each seeing every committed write.
+    pub fn read(client: &'c ClientWrapper) -> Self {
+        Self::new(client, false)
+    }
+
+    fn new(client: &'c ClientWrapper, writing: bool) -> Self {
+        Self {
+            client,
+            begin_pending: writing,
+            writing,
+            revoked: Vec::new(),
+            logged: 0,
+            scrub: false,
+        }
+    }
+
+    /// Whether a transaction is open (a write job that ran at least one statement).
+    pub fn in_transaction(&self) -> bool {
+        self.writing && !self.begin_pending
+    }
+
+    async fn rows(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let st = self.client.prepare_cached(sql).await?;
+        if self.begin_pending {
+            self.begin_pending = false;
+            let (begun, rows) = tokio::join!(
+                self.client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                self.client.query(&st, params)
+            );
+            begun?;
+            return Ok(rows?);
+        }
+        Ok(self.client.query(&st, params).await?)
+    }
+
+    async fn opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        Ok(self.rows(sql, params).await?.into_iter().next())
+    }
+
+    async fn one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
+        self.opt(sql, params)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a query that returns one row returned none"))
+    }
+
+    async fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
+        let st = self.client.prepare_cached(sql).await?;
+        if self.begin_pending {
+            self.begin_pending = false;
+            let (begun, n) = tokio::join!(
+                self.client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                self.client.execute(&st, params)
+            );
+            begun?;
+            return Ok(n?);
+        }
+        Ok(self.client.execute(&st, params).await?)
+    }
+
+    async fn lock_revocation_log(&mut self) -> Result<()> {
+        self.exec("SELECT pg_advisory_xact_lock($1)", &[&REVOCATION_LOG_LOCK])
+            .await?;
+        Ok(())
+    }
+}
+
+const USER_COLS: &str = "id, username, password_hash, roles, created_at, disabled_at";
+
+fn user_from_row(r: &Row) -> Result<User> {
+    let roles: String = r.try_get(3)?;
+    Ok(User {
+        id: r.try_get(0)?,
+        username: r.try_get(1)?,
+        password_hash: r.try_get(2)?,
+        roles: serde_json::from_str(&roles).unwrap_or_default(),
+        created_at: r.try_get(4)?,
+        disabled_at: r.try_get(5)?,
+    })
+}
+
+const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
+     last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
+     head_generation, head_issued_at, sealed_head, head_hash";
+
+fn session_from_row(r: &Row) -> Result<Session> {
+    let scope: String = r.try_get(3)?;
+    let reason: Option<String> = r.try_get(12)?;
+    let head_hash: Option<Vec<u8>> = r.try_get(16)?;
+    Ok(Session {
+        id: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        client_id: r.try_get(2)?,
+        // Stored scopes were parsed when the session began.
+        scope: Scope::parse(&scope).unwrap_or_default(),
+        remember_me: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        last_active_at: r.try_get(6)?,
+        idle_expires_at: r.try_get(7)?,
+        expires_at: r.try_get(8)?,
+        ip: r.try_get(9)?,
+        user_agent: r.try_get(10)?,
+        revoked_at: r.try_get(11)?,
+        // A reason this version does not know still leaves the session revoked.
+        revoked_reason: reason.as_deref().and_then(RevocationReason::parse),
+        head_generation: r.try_get(13)?,
+        head_issued_at: r.try_get(14)?,
+        sealed_head: r.try_get(15)?,
+        head_hash: head_hash.and_then(|h| TokenHash::try_from(h.as_slice()).ok()),
+    })
+}
+
+fn hash_of(bytes: Vec<u8>) -> Result<TokenHash> {
+    TokenHash::try_from(bytes.as_slice())
+        .map_err(|_| anyhow::anyhow!("a stored hash is not 32 bytes"))
+}
+
+fn purpose_of(s: &str) -> TokenPurpose {
+    match s {
+        "verify" => TokenPurpose::Verify,
+        _ => TokenPurpose::Reset,
+    }
+}
+
+fn count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[async_trait(?Send)]
+impl Tx for PgTx<'_> {
+    async fn ping(&mut self) -> Result<()> {
+        self.one("SELECT 1::BIGINT", &[]).await?;
+        Ok(())
+    }
+
+    async fn user_by_id(&mut self, id: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+        self.opt(&sql, &[&id]).await?.as_ref().map(user_from_row).transpose()
+    }
+    async fn user_by_username_key(&mut self, key: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE username_key = $1");
+        self.opt(&sql, &[&key]).await?.as_ref().map(user_from_row).transpose()
+    }
+    async fn all_users(&mut self) -> Result<Vec<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users ORDER BY created_at, id");
+        self.rows(&sql, &[]).await?.iter().map(user_from_row).collect()
+    }
+    async fn insert_user(&mut self, user: &User, username_key: &str, skeleton: &str) -> Result<()> {
+        let roles = serde_json::to_string(&user.roles)?;
+        self.exec(
+            "INSERT INTO users (id, username, username_key, username_skeleton, password_hash,
+                 roles, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &user.id,
+                &user.username,
+                &username_key,
+                &skeleton,
+                &user.password_hash,
+                &roles,
+                &user.created_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn username_skeleton_taken(&mut self, skeleton: &str) -> Result<bool> {
+        let r = self
+            .one(
+                "SELECT EXISTS(SELECT 1 FROM users WHERE username_skeleton = $1)",
+                &[&skeleton],
+            )
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+    async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()> {
+        self.exec(
+            "UPDATE users SET password_hash = $2 WHERE id = $1",
+            &[&user_id, &hash],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+        Ok(self
+            .exec(
+                "UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
+                &[&user_id, &now],
+            )
+            .await?
+            > 0)
+    }
+    async fn delete_user(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+        // Erasure deletes the session rows, not the access tokens already issued: the
+        // live sessions enter the log first (docs/contract.md "Revocation feed").
+        self.lock_revocation_log().await?;
+        let logged = self
+            .exec(
+                "INSERT INTO revocations (session_id, revoked_at)
+                 SELECT id, $2 FROM sessions
+                 WHERE user_id = $1 AND revoked_at IS NULL
+                   AND idle_expires_at > $2 AND expires_at > $2
+                 ORDER BY created_at, id",
+                &[&user_id, &now],
+            )
+            .await?;
+        self.exec("DELETE FROM events WHERE user_id = $1", &[&user_id])
+            .await?;
+        self.exec(
+            "UPDATE events SET actor_id = NULL, actor_ip = NULL, actor_user_agent = NULL
+             WHERE actor_id = $1",
+            &[&user_id],
+        )
+        .await?;
+        let deleted = self
+            .exec("DELETE FROM users WHERE id = $1", &[&user_id])
+            .await?
+            > 0;
+        if deleted {
+            self.logged += count(logged);
+        }
+        Ok(deleted)
+    }
+    async fn scrub_after_commit(&mut self) -> Result<()> {
+        self.scrub = true;
+        Ok(())
+    }
+
+    async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>> {
+        // A write job locks the session it reads: see the module comment.
+        let sql = if self.writing {
+            format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1 FOR UPDATE")
+        } else {
+            format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1")
+        };
+        self.opt(&sql, &[&id])
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+    async fn active_sessions_of_user(
+        &mut self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<Session>> {
+        if self.writing {
+            self.exec(
+                "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+                &[&user_id],
+            )
+            .await?;
+        }
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM sessions
+             WHERE user_id = $1 AND revoked_at IS NULL AND idle_expires_at > $2 AND expires_at > $2
+             ORDER BY created_at, id"
+        );
+        self.rows(&sql, &[&user_id, &now])
+            .await?
+            .iter()
+            .map(session_from_row)
+            .collect()
+    }
+    async fn count_active_sessions(&mut self, now: Millis) -> Result<i64> {
+        let r = self
+            .one(
+                "SELECT count(*) FROM sessions
+                 WHERE revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
+                &[&now],
+            )
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+    async fn insert_session(&mut self, s: &Session) -> Result<()> {
+        let head_hash = s.head_hash.as_ref().map(|h| &h[..]);
+        self.exec(
+            "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+                 last_active_at, idle_expires_at, expires_at, ip, user_agent,
+                 head_generation, head_issued_at, head_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                &s.id,
+                &s.user_id,
+                &s.client_id,
+                &s.scope.to_claim(),
+                &s.remember_me,
+                &s.created_at,
+                &s.last_active_at,
+                &s.idle_expires_at,
+                &s.expires_at,
+                &s.ip,
+                &s.user_agent,
+                &s.head_generation,
+                &s.head_issued_at,
+                &head_hash,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn touch_session(&mut self, s: &Session) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET last_active_at = $2, idle_expires_at = $3,
+                 ip = COALESCE($4, ip), user_agent = COALESCE($5, user_agent)
+             WHERE id = $1",
+            &[
+                &s.id,
+                &s.last_active_at,
+                &s.idle_expires_at,
+                &s.ip,
+                &s.user_agent,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn advance_head(&mut self, s: &Session) -> Result<()> {
+        let head_hash = s.head_hash.as_ref().map(|h| &h[..]);
+        let n = self
+            .exec(
+                "UPDATE sessions SET last_active_at = $2, idle_expires_at = $3,
+                     ip = COALESCE($4, ip), user_agent = COALESCE($5, user_agent),
+                     head_generation = $6, head_issued_at = $7, sealed_head = $8, head_hash = $9
+                 WHERE id = $1 AND head_generation = $6::BIGINT - 1",
+                &[
+                    &s.id,
+                    &s.last_active_at,
+                    &s.idle_expires_at,
+                    &s.ip,
+                    &s.user_agent,
+                    &s.head_generation,
+                    &s.head_issued_at,
+                    &s.sealed_head,
+                    &head_hash,
+                ],
+            )
+            .await?;
+        if n != 1 {
+            // Cannot happen while the session is locked; if it does, the job is rerun.
+            return Err(super::Conflict.into());
+        }
+        Ok(())
+    }
+    async fn revoke_session(
+        &mut self,
+        id: &str,
+        now: Millis,
+        reason: RevocationReason,
+    ) -> Result<bool> {
+        // The sealed head is useless once the family is dead: wipe it in the same write.
+        let n = self
+            .exec(
+                "UPDATE sessions SET revoked_at = $2, revoked_reason = $3, sealed_head = NULL
+                 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &now, &reason.as_str()],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.lock_revocation_log().await?;
+        self.exec(
+            "INSERT INTO revocations (session_id, revoked_at) VALUES ($1, $2)",
+            &[&id, &now],
+        )
+        .await?;
+        self.revoked.push(reason);
+        self.logged += 1;
+        Ok(true)
+    }
+    async fn wipe_sealed_heads_before(&mut self, cutoff: Millis) -> Result<usize> {
+        Ok(count(
+            self.exec(
+                "UPDATE sessions SET sealed_head = NULL
+                 WHERE sealed_head IS NOT NULL AND head_issued_at < $1",
+                &[&cutoff],
+            )
+            .await?,
+        ))
+    }
+    async fn sweep_sessions(
+        &mut self,
+        after: i64,
+        limit: u32,
+        now: Millis,
+        ended_before: Millis,
+    ) -> Result<SweepStep> {
+        // As in SQLite, a bounded range of the sessions per step, in the order of the
+        // `n` column (PostgreSQL has no rowid), so each step stays small at any size.
+        let offset = i64::from(limit.saturating_sub(1));
+        let end: Option<i64> = self
+            .opt(
+                "SELECT n FROM sessions WHERE n > $1 ORDER BY n LIMIT 1 OFFSET $2",
+                &[&after, &offset],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let upto = end.unwrap_or(i64::MAX);
+        let tokens = self
+            .exec(
+                "DELETE FROM refresh_tokens WHERE session_id IN (
+                   SELECT id FROM sessions WHERE n > $2 AND n <= $3
+                     AND (revoked_at IS NOT NULL OR expires_at <= $1 OR idle_expires_at <= $1))",
+                &[&now, &after, &upto],
+            )
+            .await?;
+        let sessions = self
+            .exec(
+                "DELETE FROM sessions WHERE n > $2 AND n <= $3
+                   AND COALESCE(revoked_at, LEAST(expires_at, idle_expires_at)) < $1",
+                &[&ended_before, &after, &upto],
+            )
+            .await?;
+        Ok(SweepStep {
+            tokens: count(tokens),
+            sessions: count(sessions),
+            next: end,
+        })
+    }
+
+    async fn revocations_after(
+        &mut self,
+        after: i64,
+        since: Millis,
+        limit: u32,
+    ) -> Result<Vec<Revocation>> {
+        let rows = self
+            .rows(
+                "SELECT seq, session_id, revoked_at FROM revocations
+                 WHERE seq > $1 AND revoked_at >= $2 ORDER BY seq LIMIT $3",
+                &[&after, &since, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revocation {
+                    seq: r.try_get(0)?,
+                    session_id: r.try_get(1)?,
+                    revoked_at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+    async fn prune_revocations(&mut self, cutoff: Millis, limit: u32) -> Result<usize> {
+        Ok(count(
+            self.exec(
+                "DELETE FROM revocations WHERE seq IN (
+                   SELECT seq FROM revocations WHERE revoked_at < $1 LIMIT $2)",
+                &[&cutoff, &i64::from(limit)],
+            )
+            .await?,
+        ))
+    }
+
+    async fn token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<StoredToken>> {
+        let row = self
+            .opt(
+                "SELECT token_hash, session_id, generation, issued_at FROM refresh_tokens
+                 WHERE token_hash = $1",
+                &[&&hash[..]],
+            )
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(StoredToken {
+            token_hash: hash_of(r.try_get(0)?)?,
+            session_id: r.try_get(1)?,
+            generation: r.try_get(2)?,
+            issued_at: r.try_get(3)?,
+        }))
+    }
+    async fn insert_token(&mut self, t: &StoredToken) -> Result<()> {
+        self.exec(
+            "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
+             VALUES ($1, $2, $3, $4)",
+            &[&&t.token_hash[..], &t.session_id, &t.generation, &t.issued_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, at: Millis, e: &NewEvent) -> Result<()> {
+        let actor = e.actor.clone().unwrap_or_default();
+        self.exec(
+            "INSERT INTO events (at, kind, user_id, session_id, client_id, ip, user_agent, detail,
+                 actor_id, actor_ip, actor_user_agent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &at,
+                &e.kind.as_str(),
+                &e.user_id,
+                &e.session_id,
+                &e.client_id,
+                &e.ip,
+                &e.user_agent,
+                &e.detail,
+                &actor.user_id,
+                &actor.ip,
+                &actor.user_agent,
+            ],
+        )
+        .await?;
+        tracing::info!(
+            target: "latchkey::security",
+            event = e.kind.as_str(),
+            user_id = e.user_id.as_deref(),
+            session_id = e.session_id.as_deref(),
+            client_id = e.client_id.as_deref(),
+            detail = e.detail.as_ref().map(|d| d.to_string()).as_deref(),
+            "security event"
+        );
+        Ok(())
+    }
+    async fn events(&mut self, q: &EventQuery) -> Result<Vec<Event>> {
+        let rows = self
+            .rows(
+                "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail,
+                     actor_id, actor_ip, actor_user_agent
+                 FROM events
+                 WHERE ($1::TEXT IS NULL OR user_id = $1) AND ($2::TEXT IS NULL OR kind = $2)
+                   AND ($3::BIGINT IS NULL OR at >= $3) AND ($4::BIGINT IS NULL OR at < $4)
+                   AND ($5::BIGINT IS NULL OR id < $5)
+                 ORDER BY id DESC LIMIT $6",
+                &[
+                    &q.user_id,
+                    &q.kind,
+                    &q.since,
+                    &q.until,
+                    &q.before,
+                    &i64::from(q.limit),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: Option<serde_json::Value> = r.try_get(8)?;
+                let actor = Actor {
+                    user_id: r.try_get(9)?,
+                    ip: r.try_get(10)?,
+                    user_agent: r.try_get(11)?,
+                };
+                let by_admin = detail.as_ref().is_some_and(|d| d["by"] == "administrator");
+                Ok(Event {
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    user_id: r.try_get(3)?,
+                    session_id: r.try_get(4)?,
+                    client_id: r.try_get(5)?,
+                    ip: r.try_get(6)?,
+                    user_agent: r.try_get(7)?,
+                    detail,
+                    actor: (by_admin || actor != Actor::default()).then_some(actor),
+                })
+            })
+            .collect()
+    }
+    async fn has_logged_in_before(&mut self, user_id: &str) -> Result<bool> {
+        let r = self
+            .one(
+                "SELECT EXISTS (SELECT 1 FROM events
+                   WHERE user_id = $1 AND kind = 'login_succeeded')",
+                &[&user_id],
+            )
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+    async fn seen_device(
+        &mut self,
+        user_id: &str,
+        since: Millis,
+        network: &str,
+        ua_family: &str,
+    ) -> Result<bool> {
+        let r = self
+            .one(
+                "SELECT EXISTS (SELECT 1 FROM events
+                   WHERE user_id = $1 AND kind = 'login_succeeded' AND at >= $2
+                     AND detail ->> 'network' = $3 AND detail ->> 'ua_family' = $4)",
+                &[&user_id, &since, &network, &ua_family],
+            )
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+    async fn delete_events_before(&mut self, cutoff: Millis, limit: u32) -> Result<usize> {
+        Ok(count(
+            self.exec(
+                "DELETE FROM events WHERE id IN (
+                   SELECT id FROM (SELECT id, at FROM events ORDER BY id LIMIT $2) oldest
+                   WHERE at < $1)",
+                &[&cutoff, &i64::from(limit)],
+            )
+            .await?,
+        ))
+    }
+
+    async fn email_of_user(&mut self, user_id: &str) -> Result<Option<UserEmail>> {
+        let row = self
+            .opt(
+                "SELECT user_id, email, verified_at FROM user_emails WHERE user_id = $1",
+                &[&user_id],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(UserEmail {
+                user_id: r.try_get(0)?,
+                email: r.try_get(1)?,
+                verified_at: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+    async fn user_by_email_key(&mut self, email_key: &str) -> Result<Option<User>> {
+        let sql = format!(
+            "SELECT {} FROM users u JOIN user_emails e ON e.user_id = u.id WHERE e.email_key = $1",
+            USER_COLS
+                .split(", ")
+                .map(|c| format!("u.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.opt(&sql, &[&email_key])
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+    async fn set_email(&mut self, email: &UserEmail, email_key: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO user_emails (user_id, email, email_key, verified_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO UPDATE SET
+                 email = excluded.email, email_key = excluded.email_key,
+                 verified_at = excluded.verified_at",
+            &[&email.user_id, &email.email, &email_key, &email.verified_at],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn mark_email_verified(
+        &mut self,
+        user_id: &str,
+        email_key: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        Ok(self
+            .exec(
+                "UPDATE user_emails SET verified_at = COALESCE(verified_at, $3)
+                 WHERE user_id = $1 AND email_key = $2",
+                &[&user_id, &email_key, &now],
+            )
+            .await?
+            > 0)
+    }
+    async fn insert_account_token(&mut self, t: &AccountToken) -> Result<()> {
+        self.exec(
+            "INSERT INTO account_tokens (token_hash, user_id, purpose, email_key, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &t.token_hash.as_slice(),
+                &t.user_id,
+                &t.purpose.as_str(),
+                &t.email_key,
+                &t.created_at,
+                &t.expires_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn account_token_by_hash(&mut self, hash: &TokenHash) -> Result<Option<AccountToken>> {
+        let row = self
+            .opt(
+                "SELECT token_hash, user_id, purpose, email_key, created_at, expires_at
+                 FROM account_tokens WHERE token_hash = $1",
+                &[&hash.as_slice()],
+            )
+            .await?;
+        row.map(|r| {
+            let purpose: String = r.try_get(2)?;
+            Ok(AccountToken {
+                token_hash: hash_of(r.try_get(0)?)?,
+                user_id: r.try_get(1)?,
+                purpose: purpose_of(&purpose),
+                email_key: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+                expires_at: r.try_get(5)?,
+            })
+        })
+        .transpose()
+    }
+    async fn delete_account_tokens(
+        &mut self,
+        user_id: &str,
+        purpose: TokenPurpose,
+    ) -> Result<usize> {
+        Ok(count(
+            self.exec(
+                "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2",
+                &[&user_id, &purpose.as_str()],
+            )
+            .await?,
+        ))
+    }
+    async fn count_account_tokens_since(
+        &mut self,
+        user_id: &str,
+        purpose: TokenPurpose,
+        since: Millis,
+    ) -> Result<u32> {
+        let r = self
+            .one(
+                "SELECT count(*) FROM account_tokens
+                 WHERE user_id = $1 AND purpose = $2 AND created_at > $3",
+                &[&user_id, &purpose.as_str(), &since],
+            )
+            .await?;
+        let n: i64 = r.try_get(0)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+    async fn delete_account_tokens_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
+        Ok(count(
+            self.exec(
+                "DELETE FROM account_tokens WHERE expires_at < $1",
+                &[&cutoff],
+            )
+            .await?,
+        ))
+    }
+}
