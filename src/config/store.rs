@@ -65,10 +65,14 @@ impl StoreSettings {
             }
             if url.parse::<tokio_postgres::Config>().is_err() {
                 // The parser's message may quote the URL (and its password): say only where.
-                return Err(ConfigError("store.url is not a valid PostgreSQL URL".into()));
+                return Err(ConfigError(
+                    "store.url is not a valid PostgreSQL URL".into(),
+                ));
             }
             if self.max_connections == 0 {
-                return Err(ConfigError("store.max_connections must be at least 1".into()));
+                return Err(ConfigError(
+                    "store.max_connections must be at least 1".into(),
+                ));
             }
         }
         Ok(())

@@ -176,11 +176,8 @@ async fn owasp_no_enumeration_failures_are_byte_identical_and_so_is_throttling()
     app.signup("dora", PASSWORD).await;
     let admin = app.admin().await;
     let dora_id = app
-        .db()
-        .query_row("SELECT id FROM users WHERE username = 'dora'", [], |r| {
-            r.get::<_, String>(0)
-        })
-        .unwrap();
+        .sql()
+        .text("SELECT id FROM users WHERE username = 'dora'", &[]);
     let res = app
         .post_bearer(
             &format!("/admin/users/{dora_id}/disable"),
@@ -471,10 +468,7 @@ async fn hostile_bodies_get_a_clear_4xx_and_write_nothing() {
             .unwrap_or_else(|_| panic!("{case}: JSON error body"));
         assert!(v["error"].is_string(), "{case}");
     }
-    let users: i64 = app
-        .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .unwrap();
+    let users: i64 = app.sql().count("SELECT count(*) FROM users", &[]);
     assert_eq!(users, 0, "no partial write");
 
     // Form bodies: invalid UTF-8 and repeated parameters (RFC 6749 §3.2).

@@ -163,27 +163,23 @@ async fn browser_logout_revokes_the_session_and_clears_the_cookie() {
     assert!(attrs.iter().any(|a| a == "max-age=0"), "{attrs:?}");
     let res = browser_refresh(&app, &cookie).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
-    let revoked: i64 = app
-        .db()
-        .query_row(
-            "SELECT count(*) FROM sessions WHERE revoked_reason = 'logout'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let revoked: i64 = app.sql().count(
+        "SELECT count(*) FROM sessions WHERE revoked_reason = 'logout'",
+        &[],
+    );
     assert_eq!(revoked, 1);
 }
 
 /// Everything the store holds that a browser request could change.
 fn store_snapshot(app: &TestApp) -> (i64, i64, i64, Option<i64>) {
-    let db = app.db();
-    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let db = app.sql();
+    let count = |sql: &str| db.count(sql, &[]);
     (
         count("SELECT count(*) FROM sessions"),
         count("SELECT count(*) FROM refresh_tokens"),
         count("SELECT count(*) FROM events"),
-        db.query_row("SELECT max(last_active_at) FROM sessions", [], |r| r.get(0))
-            .unwrap(),
+        db.value("SELECT max(last_active_at) FROM sessions", &[])
+            .map(|v| v.parse().unwrap()),
     )
 }
 

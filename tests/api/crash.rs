@@ -27,11 +27,19 @@ const ENV: &[(&str, &str)] = &[
     ("LATCHKEY_RATE_LIMITS__LOGIN__BURST", "100000"),
 ];
 
-async fn start(dir: &std::path::Path) -> Served {
+/// Starts the server on `dir`'s SQLite file, or on `database` (PostgreSQL runs).
+async fn start(dir: &std::path::Path, database: Option<&str>) -> Served {
     let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || Served::start_in(&dir, ENV))
-        .await
-        .unwrap()
+    let mut env: Vec<(&str, String)> = ENV.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    if let Some(url) = database {
+        env.push(("LATCHKEY_STORE__URL", url.to_owned()));
+    }
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Served::start_in(&dir, &env)
+    })
+    .await
+    .unwrap()
 }
 
 fn kill(served: &mut Served) {
@@ -65,13 +73,14 @@ async fn sigkill_during_refresh_load_loses_no_acknowledged_rotation() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
+    let database = crate::db::postgres_run().then(crate::db::fresh_database);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
 
     // Sixteen families, each a user's session.
-    let mut served = start(dir.path()).await;
+    let mut served = start(dir.path(), database.as_deref()).await;
     let mut heads = Vec::new();
     for i in 0..FAMILIES {
         let name = format!("crash{i}");
@@ -132,7 +141,7 @@ async fn sigkill_during_refresh_load_loses_no_acknowledged_rotation() {
         acknowledged_total += acked;
 
         // Restart on the same folder, well inside the 10 s reuse interval.
-        served = start(dir.path()).await;
+        served = start(dir.path(), database.as_deref()).await;
         let mut next = Vec::new();
         for head in &shared {
             let token = head.lock().await.clone();
@@ -152,35 +161,33 @@ async fn sigkill_during_refresh_load_loses_no_acknowledged_rotation() {
     }
     kill(&mut served);
 
-    // No family lost or forked, and the file is sound.
-    let db = rusqlite::Connection::open(dir.path().join("data/latchkey.db")).unwrap();
-    let integrity: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
-    let live: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sessions WHERE revoked_at IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    // No family lost or forked, and (SQLite) the file is sound.
+    let db = match &database {
+        Some(url) => crate::db::TestDb::Postgres(url.clone()),
+        None => {
+            let path = dir.path().join("data/latchkey.db");
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let integrity: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(integrity, "ok");
+            crate::db::TestDb::Sqlite(path)
+        }
+    };
+    let live = db.count(
+        "SELECT count(*) FROM sessions WHERE revoked_at IS NULL",
+        &[],
+    );
     assert_eq!(live, FAMILIES as i64, "no family was revoked or lost");
-    let forks: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sessions WHERE head_hash IS NULL OR length(head_hash) != 32",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let forks = db.count(
+        "SELECT count(*) FROM sessions WHERE head_hash IS NULL OR length(head_hash) != 32",
+        &[],
+    );
     assert_eq!(forks, 0, "every family has exactly one head");
-    let reuse: i64 = db
-        .query_row(
-            "SELECT count(*) FROM events WHERE kind = 'refresh_token_reuse_detected'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let reuse = db.count(
+        "SELECT count(*) FROM events WHERE kind = 'refresh_token_reuse_detected'",
+        &[],
+    );
     assert_eq!(reuse, 0);
     eprintln!(
         "crash test: {rounds} SIGKILLs, {acknowledged_total} acknowledged rotations, {checked_total} heads checked after restarts, integrity ok"

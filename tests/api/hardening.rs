@@ -134,10 +134,7 @@ async fn owasp_authentication_wrong_passwords_on_account_erasure_are_throttled_a
     assert!(failed
         .iter()
         .all(|(_, d)| d.as_deref().unwrap().contains("erasure")));
-    let users: i64 = app
-        .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .unwrap();
+    let users: i64 = app.sql().count("SELECT count(*) FROM users", &[]);
     assert_eq!(users, 1, "the account is still there");
 }
 
@@ -511,10 +508,13 @@ async fn gdpr_erasure_leaves_no_username_address_or_user_agent_in_the_database_o
             .to_owned();
     }
     let access = tokens["access_token"].as_str().unwrap();
-    let db = app.db_path();
-    let wal = db.with_extension("db-wal");
-    let before = file_contains(&db, agent) + file_contains(&wal, agent);
-    assert!(before > 0, "the probe is in the files before erasure");
+    if app.on_postgres() {
+        assert!(app.sql().dump().contains(agent), "the probe is stored");
+    } else {
+        let db = app.db_path();
+        let before = file_contains(&db, agent) + file_contains(&db.with_extension("db-wal"), agent);
+        assert!(before > 0, "the probe is in the files before erasure");
+    }
     let res = app
         .client
         .delete(app.url("/me"))
@@ -526,7 +526,21 @@ async fn gdpr_erasure_leaves_no_username_address_or_user_agent_in_the_database_o
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // PostgreSQL: no row holds them (the tables are vacuumed after the erasure; its
+    // write-ahead log is the operator's to expire: docs/operations.md). SQLite: not
+    // even the file's free pages or the WAL.
+    if app.on_postgres() {
+        let dump = app.sql().dump();
+        for needle in [name, ip, agent] {
+            assert!(!dump.contains(needle), "{needle} is still stored");
+        }
+    }
+    let db = app.db_path();
+    let wal = db.with_extension("db-wal");
     for needle in [name, ip, agent] {
+        if app.on_postgres() {
+            break;
+        }
         assert_eq!(
             file_contains(&db, needle),
             0,
@@ -538,14 +552,10 @@ async fn gdpr_erasure_leaves_no_username_address_or_user_agent_in_the_database_o
             "{needle} is still in the WAL"
         );
     }
-    let failed: i64 = app
-        .db()
-        .query_row(
-            "SELECT count(*) FROM events WHERE kind = 'login_failed'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let failed: i64 = app.sql().count(
+        "SELECT count(*) FROM events WHERE kind = 'login_failed'",
+        &[],
+    );
     assert_eq!(failed, 0, "the erased account's failed logins went too");
 }
 
@@ -588,10 +598,7 @@ async fn rfc8265_usernames_that_spoof_an_existing_one_are_refused() {
             "{case}: the name is not echoed"
         );
     }
-    let users: i64 = app
-        .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .unwrap();
+    let users: i64 = app.sql().count("SELECT count(*) FROM users", &[]);
     assert_eq!(users, 2, "no look-alike account was created");
     // The same profile decides login and throttling: the fullwidth name is alice.
     let res = app.login_as("ａｌｉｃｅ", json!({})).await;
@@ -615,11 +622,8 @@ async fn owasp_logging_an_admins_address_never_appears_in_the_users_own_events()
     let user = app.user_with_session("alice").await;
     let admin = app.admin().await;
     let alice_id = app
-        .db()
-        .query_row("SELECT id FROM users WHERE username = 'alice'", [], |r| {
-            r.get::<_, String>(0)
-        })
-        .unwrap();
+        .sql()
+        .text("SELECT id FROM users WHERE username = 'alice'", &[]);
     let (admin_ip, admin_agent) = ("192.0.2.250", "AdminConsole/1.0");
     for req in [
         app.client
@@ -639,15 +643,14 @@ async fn owasp_logging_an_admins_address_never_appears_in_the_users_own_events()
     // What the user's events hold (their own view reads the same rows).
     type Row = (String, Option<String>, Option<String>, Option<String>);
     let stored: Vec<Row> = app
-        .db()
-        .prepare("SELECT kind, ip, user_agent, detail FROM events WHERE user_id = ?1")
-        .unwrap()
-        .query_map([&alice_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .sql()
+        .rows(
+            "SELECT kind, ip, user_agent, detail FROM events WHERE user_id = ?1",
+            &[&alice_id],
+        )
+        .into_iter()
+        .map(|mut r| (r.remove(0).unwrap(), r.remove(0), r.remove(0), r.remove(0)))
+        .collect();
     let by_admin: Vec<_> = stored
         .iter()
         .filter(|(kind, ..)| kind == "session_revoked" || kind == "user_disabled")
@@ -656,13 +659,8 @@ async fn owasp_logging_an_admins_address_never_appears_in_the_users_own_events()
     for (kind, ip, agent, detail) in by_admin {
         assert_eq!(ip, &None, "{kind}");
         assert_eq!(agent, &None, "{kind}");
-        assert!(
-            detail
-                .as_deref()
-                .unwrap()
-                .contains(r#""by":"administrator""#),
-            "{kind}: {detail:?}"
-        );
+        let detail: Value = serde_json::from_str(detail.as_deref().unwrap()).unwrap();
+        assert_eq!(detail["by"], "administrator", "{kind}: {detail}");
     }
     drop(user);
     // The admin view shows who did it.
@@ -687,11 +685,8 @@ async fn owasp_logging_the_user_sees_revoked_by_an_administrator_and_no_actor() 
     let user = app.user_with_session("alice").await;
     let admin = app.admin().await;
     let alice_id = app
-        .db()
-        .query_row("SELECT id FROM users WHERE username = 'alice'", [], |r| {
-            r.get::<_, String>(0)
-        })
-        .unwrap();
+        .sql()
+        .text("SELECT id FROM users WHERE username = 'alice'", &[]);
     // The admin ends every session but one the user opens afterwards, to read events.
     let res = app
         .client

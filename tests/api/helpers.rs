@@ -60,7 +60,13 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     let mut s = Settings::default();
     s.server.bind = "127.0.0.1:0".into();
     s.server.workers = 2;
-    s.store.path = Some(dir.join("db/latchkey.db"));
+    if crate::db::postgres_run() {
+        // A fresh database of its own on the run's throwaway cluster.
+        s.store.url = Some(Secret::new(crate::db::fresh_database()));
+        s.store.max_connections = 8;
+    } else {
+        s.store.path = Some(dir.join("db/latchkey.db"));
+    }
     s.store.readers = 2;
     s.keys.dir = dir.join("keys");
     // Request rate limits are tested on their own (abuse.rs); elsewhere they would
@@ -132,17 +138,23 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// The SQLite file (SQLite runs only).
     pub fn db_path(&self) -> PathBuf {
-        self.settings.store.path.clone()
+        self.settings.store.sqlite_path().to_owned()
     }
 
-    /// A read-only look at the database, as an operator (or a thief with a dump) would.
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(
-            self.db_path(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap()
+    /// A look at the database, as an operator (or a thief with a dump) would have,
+    /// whichever backend this run uses.
+    pub fn sql(&self) -> crate::db::TestDb {
+        match self.settings.store.postgres_url() {
+            Some(url) => crate::db::TestDb::Postgres(url.to_owned()),
+            None => crate::db::TestDb::Sqlite(self.db_path()),
+        }
+    }
+
+    /// Whether this app runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.settings.store.postgres_url().is_some()
     }
 
     pub fn advance(&self, by: Duration) {
@@ -256,9 +268,13 @@ impl TestApp {
     /// Runs the `latchkey` binary against this app's database and keys.
     pub async fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
         use tokio::io::AsyncWriteExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        match self.settings.store.postgres_url() {
+            Some(url) => command.env("LATCHKEY_STORE__URL", url),
+            None => command.env("LATCHKEY_STORE__PATH", self.db_path()),
+        };
+        let mut child = command
             .args(args)
-            .env("LATCHKEY_STORE__PATH", self.db_path())
             .env("LATCHKEY_KEYS__DIR", &self.settings.keys.dir)
             // What key lifecycle commands compute with: publish-ahead and the grace.
             .env(
@@ -332,13 +348,14 @@ impl TestApp {
 
     /// Every stored event of `kind`.
     pub fn events_of(&self, kind: &str) -> Vec<(Option<String>, Option<String>)> {
-        self.db()
-            .prepare("SELECT user_id, detail FROM events WHERE kind = ?1 ORDER BY id")
-            .unwrap()
-            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        self.sql()
+            .rows(
+                "SELECT user_id, detail FROM events WHERE kind = ?1 ORDER BY id",
+                &[kind],
+            )
+            .into_iter()
+            .map(|mut r| (r.remove(0), r.remove(0)))
+            .collect()
     }
 
     pub async fn signup(&self, username: &str, password: &str) -> Response {

@@ -1,6 +1,7 @@
 //! All integration tests in one binary, so the crate links once. Every test drives the
 //! real server over HTTP on a random port with its own temporary database.
 
+mod db;
 mod helpers;
 mod mail_sink;
 

@@ -184,10 +184,7 @@ async fn a_reset_mail_arrives_over_smtp_and_the_reset_ends_every_session() {
     assert_eq!(reasons.len(), 2);
     assert!(reasons.iter().all(|d| d.contains("password_reset")));
     // Only hashes are stored.
-    let stored: i64 = app
-        .db()
-        .query_row("SELECT count(*) FROM account_tokens", [], |r| r.get(0))
-        .unwrap();
+    let stored: i64 = app.sql().count("SELECT count(*) FROM account_tokens", &[]);
     assert_eq!(stored, 0, "the reset spent the user's reset tokens");
     let m = metrics(&app).await;
     assert!(
@@ -474,17 +471,11 @@ async fn an_admin_and_the_cli_start_resets() {
     verified_user(&app, &sink, "dora", "dora@example.com").await;
     let plain = app.user_with_session("plain").await;
     let dora_id: String = app
-        .db()
-        .query_row("SELECT id FROM users WHERE username = 'dora'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+        .sql()
+        .text("SELECT id FROM users WHERE username = 'dora'", &[]);
     let plain_id: String = app
-        .db()
-        .query_row("SELECT id FROM users WHERE username = 'plain'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+        .sql()
+        .text("SELECT id FROM users WHERE username = 'plain'", &[]);
 
     let n = sink.received().len();
     let path = format!("/admin/users/{dora_id}/password-reset");

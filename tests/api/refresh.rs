@@ -16,24 +16,30 @@ fn sha256(token: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// The one session's head generation and head hash.
+fn head_of_only_session(app: &TestApp) -> (i64, Vec<u8>) {
+    let row = app
+        .sql()
+        .rows("SELECT head_generation, head_hash FROM sessions", &[])
+        .remove(0);
+    (
+        row[0].as_deref().unwrap().parse().unwrap(),
+        hex::decode(row[1].as_deref().unwrap()).unwrap(),
+    )
+}
+
 fn revoked_reason(app: &TestApp, session_id: &str) -> Option<String> {
-    app.db()
-        .query_row(
-            "SELECT revoked_reason FROM sessions WHERE id = ?1",
-            [session_id],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.sql().value(
+        "SELECT revoked_reason FROM sessions WHERE id = ?1",
+        &[session_id],
+    )
 }
 
 fn reuse_events(app: &TestApp, session_id: &str) -> i64 {
-    app.db()
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE kind = 'refresh_token_reuse_detected' AND session_id = ?1",
-            [session_id],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.sql().count(
+        "SELECT COUNT(*) FROM events WHERE kind = 'refresh_token_reuse_detected' AND session_id = ?1",
+        &[session_id],
+    )
 }
 
 #[tokio::test]
@@ -47,12 +53,7 @@ async fn rfc9700_4_14_2_each_refresh_issues_a_new_token_and_keeps_the_session() 
     assert_eq!(c["sid"], t0.session_id.as_str());
     // The new token is the head (generation 1), and only its hash is kept, on the
     // session row; the presented one is its parent.
-    let (head, hash): (i64, Vec<u8>) = app
-        .db()
-        .query_row("SELECT head_generation, head_hash FROM sessions", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (head, hash): (i64, Vec<u8>) = head_of_only_session(&app);
     assert_eq!(head, 1);
     assert_eq!(hash, sha256(&t1.refresh));
 }
@@ -138,15 +139,10 @@ async fn the_heads_parent_within_the_interval_returns_the_byte_identical_head() 
     assert_ne!(again.access, t1.access, "a fresh access token");
     assert_eq!(again.session_id, t1.session_id);
     // No fork: still exactly one head, at generation 1.
-    let heads: Vec<i64> = app
-        .db()
-        .prepare("SELECT head_generation FROM sessions")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(heads, vec![1]);
+    let heads = app
+        .sql()
+        .column("SELECT head_generation FROM sessions", &[]);
+    assert_eq!(heads, vec![Some("1".to_owned())]);
     // The head still rotates normally.
     let t2 = app.rotate(&t1.refresh).await;
     assert_ne!(t2.refresh, t1.refresh);
@@ -203,12 +199,7 @@ async fn fifty_concurrent_refreshes_with_the_same_head_all_get_the_same_new_toke
         tokens.insert(body["refresh_token"].as_str().unwrap().to_owned());
     }
     assert_eq!(tokens.len(), 1, "one new head for all 50");
-    let (head, hash): (i64, Vec<u8>) = app
-        .db()
-        .query_row("SELECT head_generation, head_hash FROM sessions", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (head, hash): (i64, Vec<u8>) = head_of_only_session(&app);
     let the_head = tokens.iter().next().unwrap();
     assert_eq!(
         (head, hash),
@@ -481,15 +472,11 @@ async fn each_rotation_replaces_the_sealed_head_so_only_the_heads_parent_can_rep
     app.advance(Duration::from_secs(1));
     // Only the current head (generation 2) is sealed, for its parent t1 to replay.
     assert_eq!(app.rotate(&t1.refresh).await.refresh, t2.refresh);
-    let sealed: Vec<i64> = app
-        .db()
-        .prepare("SELECT head_generation FROM sessions WHERE sealed_head IS NOT NULL")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(sealed, vec![2]);
+    let sealed = app.sql().column(
+        "SELECT head_generation FROM sessions WHERE sealed_head IS NOT NULL",
+        &[],
+    );
+    assert_eq!(sealed, vec![Some("2".to_owned())]);
 }
 
 #[tokio::test]
@@ -498,13 +485,10 @@ async fn housekeeping_wipes_sealed_heads_once_the_interval_has_passed() {
     let t0 = app.user_with_session("alice").await;
     let _t1 = app.rotate(&t0.refresh).await;
     let sealed = |app: &TestApp| -> i64 {
-        app.db()
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE sealed_head IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+        app.sql().count(
+            "SELECT COUNT(*) FROM sessions WHERE sealed_head IS NOT NULL",
+            &[],
+        )
     };
     assert_eq!(
         latchkey::housekeeping::wipe_expired_seals(&app.state)

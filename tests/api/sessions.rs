@@ -70,14 +70,10 @@ async fn revoking_another_device_kills_its_refresh_and_it_leaves_the_list() {
     let list = sessions(&app, &a.access).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], a.session_id.as_str());
-    let reason: String = app
-        .db()
-        .query_row(
-            "SELECT revoked_reason FROM sessions WHERE id = ?1",
-            [&b.session_id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let reason = app.sql().text(
+        "SELECT revoked_reason FROM sessions WHERE id = ?1",
+        &[&b.session_id],
+    );
     assert_eq!(reason, "user_revoked");
 }
 
@@ -118,14 +114,10 @@ async fn evict_oldest_revokes_the_oldest_session_at_the_limit() {
     app.rotate(&second.refresh).await;
     let list = sessions(&app, &third.access).await;
     assert_eq!(list.len(), 2);
-    let reason: String = app
-        .db()
-        .query_row(
-            "SELECT revoked_reason FROM sessions WHERE id = ?1",
-            [&first.session_id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let reason = app.sql().text(
+        "SELECT revoked_reason FROM sessions WHERE id = ?1",
+        &[&first.session_id],
+    );
     assert_eq!(reason, "evicted");
 }
 
@@ -311,7 +303,7 @@ async fn cli_users_disable_and_list() {
 }
 
 fn rows_mentioning(app: &crate::helpers::TestApp, user_id: &str) -> i64 {
-    let db = app.db();
+    let db = app.sql();
     let mut n = 0;
     for sql in [
         "SELECT COUNT(*) FROM users WHERE id = ?1",
@@ -319,7 +311,7 @@ fn rows_mentioning(app: &crate::helpers::TestApp, user_id: &str) -> i64 {
         "SELECT COUNT(*) FROM refresh_tokens t WHERE t.session_id IN (SELECT id FROM sessions WHERE user_id = ?1)",
         "SELECT COUNT(*) FROM events WHERE user_id = ?1 OR detail LIKE '%' || ?1 || '%'",
     ] {
-        n += db.query_row(sql, [user_id], |r| r.get::<_, i64>(0)).unwrap();
+        n += db.count(sql, &[user_id]);
     }
     n
 }
@@ -352,13 +344,8 @@ async fn gdpr_erasure_leaves_no_row_for_the_user() {
         "no row mentions the erased user"
     );
     let users: i64 = app
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM users WHERE username = 'alice'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+        .sql()
+        .count("SELECT COUNT(*) FROM users WHERE username = 'alice'", &[]);
     assert_eq!(users, 0);
     assert_error(
         app.refresh(&a.refresh).await,
@@ -553,13 +540,11 @@ async fn events_for_a_whole_flow_never_contain_a_token_or_password() {
     app.post_bearer("/logout", &t2.access, &json!({"scope": "global"}))
         .await;
     let dump: String = app
-        .db()
-        .prepare("SELECT kind || ' ' || COALESCE(detail, '') || ' ' || COALESCE(ip, '') || ' ' || COALESCE(user_agent, '') FROM events")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
+        .sql()
+        .rows("SELECT kind, detail, ip, user_agent FROM events", &[])
+        .into_iter()
+        .map(|r| r.into_iter().flatten().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
         .join("\n");
     for kind in [
         "user_created",
@@ -667,7 +652,7 @@ async fn housekeeping_removes_dead_tokens_old_sessions_and_old_events_and_nothin
     let dead = app.login("alice").await;
     app.rotate(&dead.refresh).await;
     app.post_bearer("/logout", &dead.access, &json!({})).await;
-    let count = |sql: &str| -> i64 { app.db().query_row(sql, [], |r| r.get(0)).unwrap() };
+    let count = |sql: &str| -> i64 { app.sql().count(sql, &[]) };
     let c = latchkey::housekeeping::cleanup(&app.state).await.unwrap();
     assert_eq!(
         (c.tokens, c.sessions, c.events),
@@ -703,52 +688,59 @@ async fn housekeeping_sweeps_thousands_of_sessions_in_bounded_writes_and_misses_
     let app = spawn_app_with(|s| s.session.retention = HumanDuration::secs(86_400)).await;
     let real = app.user_with_session("alice").await;
     let now = app.state.now();
-    let user_id: String = app
-        .db()
-        .query_row("SELECT id FROM users", [], |r| r.get(0))
-        .unwrap();
-    let mut conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    let tx = conn.transaction().unwrap();
+    let user_id: String = app.sql().text("SELECT id FROM users", &[]);
     let (mut live, mut revoked, mut long_gone) = (0, 0, 0);
+    let (mut sessions, mut tokens) = (Vec::new(), Vec::new());
+    let long_ago = now - 3 * 86_400_000;
+    // The token hashes: the database's own 32 random bytes, in its own dialect.
+    let random32 = if app.on_postgres() {
+        "decode(md5(random()::text) || md5(random()::text), 'hex')"
+    } else {
+        "randomblob(32)"
+    };
     for i in 0..1_234i64 {
         // live, revoked just now, or ended two days ago (past the one-day retention)
         let (expires, revoked_at) = match i % 3 {
-            0 => (now + 86_400_000, None),
-            1 => (now + 86_400_000, Some(now)),
-            _ => (now - 2 * 86_400_000, None),
+            0 => (now + 86_400_000, "NULL".to_owned()),
+            1 => (now + 86_400_000, now.to_string()),
+            _ => (now - 2 * 86_400_000, "NULL".to_owned()),
         };
         match i % 3 {
             0 => live += 1,
             1 => revoked += 1,
             _ => long_gone += 1,
         }
-        let id = format!("swept-{i}");
-        tx.execute(
-            "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
-                 last_active_at, idle_expires_at, expires_at, revoked_at)
-             VALUES (?1, ?2, 'default', '', 1, ?3, ?3, ?4, ?4, ?5)",
-            rusqlite::params![id, user_id, now - 3 * 86_400_000, expires, revoked_at],
-        )
-        .unwrap();
+        sessions.push(format!(
+            "('swept-{i}', '{user_id}', 'default', '', TRUE, {long_ago}, {long_ago}, \
+             {expires}, {expires}, {revoked_at})"
+        ));
         for generation in 0..2i64 {
-            tx.execute(
-                "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
-                 VALUES (randomblob(32), ?1, ?2, ?3)",
-                rusqlite::params![id, generation, now - 3 * 86_400_000],
-            )
-            .unwrap();
+            tokens.push(format!(
+                "({random32}, 'swept-{i}', {generation}, {long_ago})"
+            ));
         }
     }
-    tx.commit().unwrap();
-    drop(conn);
+    let db = app.sql();
+    db.exec(
+        &format!(
+            "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+                 last_active_at, idle_expires_at, expires_at, revoked_at) VALUES {}",
+            sessions.join(", ")
+        ),
+        &[],
+    );
+    db.exec(
+        &format!(
+            "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at) VALUES {}",
+            tokens.join(", ")
+        ),
+        &[],
+    );
 
     let c = latchkey::housekeeping::cleanup(&app.state).await.unwrap();
     assert_eq!(c.tokens, 2 * (revoked + long_gone));
     assert_eq!(c.sessions, long_gone);
-    let count = |sql: &str| -> usize {
-        app.db().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as usize
-    };
+    let count = |sql: &str| -> usize { app.sql().count(sql, &[]) as usize };
     assert_eq!(
         count("SELECT COUNT(*) FROM sessions WHERE id LIKE 'swept-%'"),
         live + revoked,

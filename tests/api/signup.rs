@@ -36,10 +36,7 @@ async fn signing_up_a_taken_name_is_409_conflict_even_in_another_case() {
         "conflict",
     )
     .await;
-    let n: i64 = app
-        .db()
-        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = app.sql().count("SELECT COUNT(*) FROM users", &[]);
     assert_eq!(n, 1, "no partial write");
 }
 
@@ -58,10 +55,7 @@ async fn closed_registration_is_403_forbidden() {
 async fn owasp_password_storage_hashes_are_argon2id_with_the_recommended_parameters() {
     let app = spawn_app().await;
     app.signup("alice", PASSWORD).await;
-    let hash: String = app
-        .db()
-        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
-        .unwrap();
+    let hash: String = app.sql().text("SELECT password_hash FROM users", &[]);
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"
@@ -187,10 +181,7 @@ async fn bad_signup_requests_get_their_documented_4xx_and_write_nothing() {
         assert_eq!(v["error"], code, "case {name}: {v}");
         assert!(v["error_description"].is_string(), "case {name}");
     }
-    let n: i64 = app
-        .db()
-        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = app.sql().count("SELECT COUNT(*) FROM users", &[]);
     assert_eq!(n, 0, "no bad request wrote a user");
 }
 

@@ -67,21 +67,11 @@ async fn the_example_spa_works_in_a_real_browser_and_another_site_cannot_use_its
 
     // Server side: one session, ended by the SPA's logout; the other site's attempts
     // changed nothing (no other revocation, no reuse detected).
-    let db = app.db();
-    let sessions: Vec<(Option<String>,)> = db
-        .prepare("SELECT revoked_reason FROM sessions")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?,)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(sessions, vec![(Some("logout".to_owned()),)]);
+    let db = app.sql();
+    let sessions = db.column("SELECT revoked_reason FROM sessions", &[]);
+    assert_eq!(sessions, vec![Some("logout".to_owned())]);
     assert!(app.events_of("refresh_token_reuse_detected").is_empty());
-    let rotations: i64 = db
-        .query_row("SELECT max(head_generation) FROM sessions", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let rotations = db.count("SELECT max(head_generation) FROM sessions", &[]);
     assert!(
         rotations >= 4,
         "silent refreshes rotated the cookie ({rotations})"

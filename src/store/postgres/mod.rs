@@ -172,7 +172,11 @@ impl PgStore {
             let opened = tx.in_transaction();
             let (revoked, logged, scrub) = (tx.revoked, tx.logged, tx.scrub);
             let finished = match outcome {
-                Ok(r) if opened => conn.batch_execute("COMMIT").await.map(|_| r).map_err(Into::into),
+                Ok(r) if opened => conn
+                    .batch_execute("COMMIT")
+                    .await
+                    .map(|_| r)
+                    .map_err(Into::into),
                 Ok(r) => Ok(r),
                 Err(e) => {
                     if opened && conn.batch_execute("ROLLBACK").await.is_err() {
@@ -193,7 +197,9 @@ impl PgStore {
                         .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
                     if let Some(o) = &self.observer {
                         o.batch_committed(1, took);
-                        revoked.iter().for_each(|reason| o.sessions_revoked(*reason, 1));
+                        revoked
+                            .iter()
+                            .for_each(|reason| o.sessions_revoked(*reason, 1));
                         if logged > 0 {
                             o.revocations_logged(logged);
                         }
@@ -295,18 +301,19 @@ fn db_code(e: &anyhow::Error) -> Option<&SqlState> {
 
 /// The connection broke or the server is going away (restart, shutdown, failover).
 fn connection_lost(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| match c.downcast_ref::<tokio_postgres::Error>() {
-        Some(pg) => {
-            pg.is_closed()
-                || pg.code().is_some_and(|code| {
-                    code == &SqlState::ADMIN_SHUTDOWN
-                        || code == &SqlState::CRASH_SHUTDOWN
-                        || code == &SqlState::CANNOT_CONNECT_NOW
-                        || code.code().starts_with("08")
-                })
-        }
-        None => c.is::<std::io::Error>(),
-    })
+    e.chain()
+        .any(|c| match c.downcast_ref::<tokio_postgres::Error>() {
+            Some(pg) => {
+                pg.is_closed()
+                    || pg.code().is_some_and(|code| {
+                        code == &SqlState::ADMIN_SHUTDOWN
+                            || code == &SqlState::CRASH_SHUTDOWN
+                            || code == &SqlState::CANNOT_CONNECT_NOW
+                            || code.code().starts_with("08")
+                    })
+            }
+            None => c.is::<std::io::Error>(),
+        })
 }
 
 /// TLS to the database through rustls (ring), with the system's trusted roots; used

@@ -132,9 +132,7 @@ pub fn latest() -> i64 {
 /// Brings the database to the latest version; returns the version it found.
 pub async fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL);",
-        )
+        .batch_execute("CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL);")
         .await
         .or_else(|e| {
             // Two instances creating the table at the same moment: one wins.

@@ -21,7 +21,7 @@ use tokio_postgres::Row;
 
 use crate::clock::Millis;
 use crate::domain::model::{
-    Actor, AccountToken, Event, EventQuery, NewEvent, Revocation, Session, StoredToken,
+    AccountToken, Actor, Event, EventQuery, NewEvent, Revocation, Session, StoredToken,
     TokenPurpose, User, UserEmail,
 };
 use crate::domain::repository::{Result, SweepStep, Tx};
@@ -75,7 +75,8 @@ impl<'c> PgTx<'c> {
         if self.begin_pending {
             self.begin_pending = false;
             let (begun, rows) = tokio::join!(
-                self.client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                self.client
+                    .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
                 self.client.query(&st, params)
             );
             begun?;
@@ -99,7 +100,8 @@ impl<'c> PgTx<'c> {
         if self.begin_pending {
             self.begin_pending = false;
             let (begun, n) = tokio::join!(
-                self.client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                self.client
+                    .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
                 self.client.execute(&st, params)
             );
             begun?;
@@ -185,15 +187,27 @@ impl Tx for PgTx<'_> {
 
     async fn user_by_id(&mut self, id: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        self.opt(&sql, &[&id]).await?.as_ref().map(user_from_row).transpose()
+        self.opt(&sql, &[&id])
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
     }
     async fn user_by_username_key(&mut self, key: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE username_key = $1");
-        self.opt(&sql, &[&key]).await?.as_ref().map(user_from_row).transpose()
+        self.opt(&sql, &[&key])
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
     }
     async fn all_users(&mut self) -> Result<Vec<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users ORDER BY created_at, id");
-        self.rows(&sql, &[]).await?.iter().map(user_from_row).collect()
+        self.rows(&sql, &[])
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
     }
     async fn insert_user(&mut self, user: &User, username_key: &str, skeleton: &str) -> Result<()> {
         let roles = serde_json::to_string(&user.roles)?;
@@ -524,7 +538,12 @@ impl Tx for PgTx<'_> {
         self.exec(
             "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
              VALUES ($1, $2, $3, $4)",
-            &[&&t.token_hash[..], &t.session_id, &t.generation, &t.issued_at],
+            &[
+                &&t.token_hash[..],
+                &t.session_id,
+                &t.generation,
+                &t.issued_at,
+            ],
         )
         .await?;
         Ok(())
