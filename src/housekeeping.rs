@@ -126,9 +126,11 @@ pub fn spawn(state: web::Data<AppState>) {
 }
 
 /// Picks up `latchkey keys …` changes made by another process (or another instance
-/// sharing `keys.dir`): re-reads the manifest every `keys.reload_interval` and at once
-/// on SIGHUP. A bad manifest is reported and the previous key set keeps serving, so a
-/// reload never fails a request.
+/// sharing `keys.dir` or the database): re-reads the manifest through the key storage
+/// every `keys.reload_interval` and at once on SIGHUP, on a blocking thread (a database
+/// round trip must not hold an async worker). A bad manifest, or one the KEK does not
+/// open, is reported and the previous key set keeps serving, so a reload never fails a
+/// request.
 pub fn spawn_key_reloader(state: web::Data<AppState>) {
     let period = state
         .settings

@@ -58,14 +58,22 @@ impl Application {
         warn_if_metrics_are_public(&settings, addr);
         let shutdown_timeout = settings.server.shutdown_timeout.as_secs();
         let client_timeout = settings.server.client_timeout.0;
-        for (path, mode) in crate::keys::loose_permissions(&settings.keys.dir) {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format!("{mode:04o}"),
-                "a private key file is readable by group or others; chmod 600 it"
-            );
-        }
-        let state = web::Data::new(AppState::new(settings, clock)?);
+        // Opening the store and loading the keys block (files, or database round
+        // trips for keys kept there): not on an async worker.
+        let state = tokio::task::spawn_blocking(move || {
+            let state = AppState::new(settings, clock)?;
+            for (path, mode) in state.key_storage.loose_permissions() {
+                tracing::warn!(
+                    path = %path,
+                    mode = format!("{mode:04o}"),
+                    "a private key file is readable by group or others; chmod 600 it"
+                );
+            }
+            anyhow::Ok(state)
+        })
+        .await
+        .context("loading the application state failed")??;
+        let state = web::Data::new(state);
         // The feed holds every revocation inside the horizon before the first request.
         state
             .feed

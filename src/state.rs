@@ -11,7 +11,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::throttle::{LoginThrottle, ThrottleConfig};
 use crate::feed::RevocationFeed;
-use crate::keys::{DeviceKey, Keys, Sealer};
+use crate::keys::{DeviceKey, KeyStorage, Keys, Sealer};
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
 use crate::ratelimit::RateLimits;
@@ -24,6 +24,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub keys: Arc<Keys>,
+    /// Where the keys live: the keys folder, or sealed in the database
+    /// (`keys::storage_for`). Its calls may block: run them on a blocking thread.
+    pub key_storage: Arc<dyn KeyStorage>,
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
     pub sealer: Arc<Sealer>,
@@ -40,6 +43,8 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Opens the store and loads the keys: it blocks (file and database reads), so
+    /// async code runs it on a blocking thread (`Application::build` does).
     pub fn new(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
@@ -52,26 +57,22 @@ impl AppState {
                 feed.clone() as Arc<dyn crate::store::StoreObserver>,
             ]))),
         )?;
+        let key_storage = crate::keys::storage_for(&settings, &store)?;
         let keys = Arc::new(
-            Keys::load_or_generate(
-                &settings.keys.dir,
+            Keys::open(
+                key_storage.clone(),
                 settings.keys.algorithm,
                 settings.retired_key_grace(),
                 clock.now_millis(),
             )
-            .with_context(|| {
-                format!(
-                    "cannot load signing keys from {}",
-                    settings.keys.dir.display()
-                )
-            })?,
+            .with_context(|| format!("cannot load signing keys from {}", key_storage.describe()))?,
         );
         let sealer = Arc::new(
-            Sealer::load_or_generate(&settings.keys.dir)
+            Sealer::from_storage(key_storage.as_ref())
                 .context("cannot load the refresh seal key")?,
         );
         let devices = Arc::new(
-            DeviceKey::load_or_generate(&settings.keys.dir)
+            DeviceKey::from_storage(key_storage.as_ref())
                 .context("cannot load the device token key")?,
         );
         let tokens = TokenService::new(
@@ -98,6 +99,7 @@ impl AppState {
             metrics,
             store,
             keys,
+            key_storage,
             tokens,
             hasher,
             sealer,

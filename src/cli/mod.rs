@@ -98,6 +98,13 @@ pub enum KeysCommand {
         #[arg(allow_hyphen_values = true)]
         kid: String,
     },
+    /// Write a new key-encryption key (32 random bytes, mode 0600) to FILE, for
+    /// keys.kek_file. With a database that keeps the keys (PostgreSQL) every key there
+    /// is sealed under it; it never enters the database. Refuses an existing FILE
+    InitKek {
+        /// The file to create (it must not exist)
+        file: PathBuf,
+    },
     /// Add a PKCS#8 PEM private key (e.g. from `openssl genpkey`) as a rotation would
     Import {
         /// The PEM file
@@ -169,13 +176,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Runs `f` on a blocking thread and waits for it.
+async fn blocking(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(f).await?
+}
+
 /// Hands the command to its group's module.
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::run(settings).await,
-        Command::CheckConfig => check_config::run(settings),
+        // Both read key storage, which may block (a database): not on the runtime.
+        Command::CheckConfig => blocking(move || check_config::run(settings)).await,
         Command::Users(command) => users::run(command, &settings).await,
-        Command::Keys(command) => keys::run(command, &settings),
+        Command::Keys(command) => blocking(move || keys::run(command, &settings)).await,
         Command::Sessions(command) => sessions::run(command, &settings).await,
     }
 }

@@ -24,6 +24,7 @@ pub use vocabulary::{EventKind, RevocationReason};
 
 pub mod accounts;
 pub mod email;
+pub mod key_blobs;
 pub mod model;
 pub mod recovery;
 pub mod repository;

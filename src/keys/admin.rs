@@ -1,16 +1,15 @@
 //! The changes behind `latchkey keys generate|rotate|retire|revoke|import` (`import`
 //! rotates to a key read by `pkcs8_from_pem`): each is one change to the manifest under
-//! its file lock, refused unless some key signs at every moment of the resulting
+//! the key storage's lock (a folder or the shared database), refused unless some key signs at every moment of the resulting
 //! schedule (`Manifest::check_schedule`). Running instances pick the result up on their
 //! next reload.
-
-use std::path::Path;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 
 use super::manifest::{with_locked_manifest, KeyEntry};
 use super::pem::{add_key, generate_der, generate_key};
+use super::storage::KeyStorage;
 use crate::domain::Algorithm;
 
 /// `latchkey keys rotate`: stages a new key that is published at once and signs from
@@ -19,7 +18,7 @@ use crate::domain::Algorithm;
 /// the JWKS max-age) know the new key before they see a token signed with it
 /// (RFC 7517; OIDC Core §10.1.1).
 pub fn rotate(
-    dir: &Path,
+    storage: &dyn KeyStorage,
     alg: Algorithm,
     der: Option<Vec<u8>>,
     now: DateTime<Utc>,
@@ -31,8 +30,8 @@ pub fn rotate(
         None => generate_der(alg)?,
     };
     let signs_from = now + publish_ahead;
-    with_locked_manifest(dir, |manifest| {
-        let entry = add_key(dir, alg, &der, now, signs_from)?;
+    with_locked_manifest(storage, |manifest| {
+        let entry = add_key(storage, alg, &der, now, signs_from)?;
         if manifest.keys.iter().any(|k| k.kid == entry.kid) {
             bail!("key {} is already in the manifest", entry.kid);
         }
@@ -64,12 +63,12 @@ pub enum Retired {
 /// with, now or later (e.g. retiring a staged key whose predecessor retires when it was
 /// due to start signing).
 pub fn retire(
-    dir: &Path,
+    storage: &dyn KeyStorage,
     kid: &str,
     now: DateTime<Utc>,
     retired_grace: chrono::Duration,
 ) -> anyhow::Result<Retired> {
-    with_locked_manifest(dir, |manifest| {
+    with_locked_manifest(storage, |manifest| {
         let Some(i) = manifest.keys.iter().position(|k| k.kid == kid) else {
             bail!("no key with kid {kid:?} (see `latchkey keys list`)");
         };
@@ -101,12 +100,12 @@ pub enum Revoked {
 /// stop verifying as soon as each instance reloads the manifest (`keys.reload_interval`,
 /// or at once on SIGHUP), and it leaves the JWKS. Refused if no other key would sign.
 pub fn revoke(
-    dir: &Path,
+    storage: &dyn KeyStorage,
     kid: &str,
     now: DateTime<Utc>,
     retired_grace: chrono::Duration,
 ) -> anyhow::Result<Revoked> {
-    with_locked_manifest(dir, |manifest| {
+    with_locked_manifest(storage, |manifest| {
         let Some(i) = manifest.keys.iter().position(|k| k.kid == kid) else {
             bail!("no key with kid {kid:?} (see `latchkey keys list`)");
         };
@@ -123,13 +122,13 @@ pub fn revoke(
 
 /// `latchkey keys generate`: a new key that signs at once (the newest active key signs).
 pub fn generate(
-    dir: &Path,
+    storage: &dyn KeyStorage,
     alg: Algorithm,
     now: DateTime<Utc>,
     retired_grace: chrono::Duration,
 ) -> anyhow::Result<KeyEntry> {
-    with_locked_manifest(dir, |manifest| {
-        let entry = generate_key(dir, alg, now, now)?;
+    with_locked_manifest(storage, |manifest| {
+        let entry = generate_key(storage, alg, now, now)?;
         manifest.keys.push(entry.clone());
         manifest.check_schedule(now, retired_grace)?;
         Ok(entry)
@@ -139,6 +138,8 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::keys::Keys;
 
     fn at(ms: i64) -> DateTime<Utc> {
@@ -147,15 +148,16 @@ mod tests {
 
     const MIN: i64 = 60_000;
 
-    #[test]
-    fn a_rotated_key_is_published_at_once_and_signs_only_after_publish_ahead() {
-        let dir = tempfile::tempdir().unwrap();
+    fn a_rotated_key_is_published_at_once_and_signs_only_after_publish_ahead(
+        storage: Arc<dyn KeyStorage>,
+    ) {
+        let s = storage.as_ref();
         let t0 = 1_800_000_000_000;
         let grace = std::time::Duration::from_secs(20 * 60);
-        let keys = Keys::load_or_generate(dir.path(), Algorithm::ES256, grace, t0).unwrap();
+        let keys = Keys::open(storage.clone(), Algorithm::ES256, grace, t0).unwrap();
         let a = keys.current(t0).signing.kid.clone();
         let (b, retiring) = rotate(
-            dir.path(),
+            s,
             Algorithm::EdDSA,
             None,
             at(t0),
@@ -189,26 +191,31 @@ mod tests {
         assert!(!String::from_utf8_lossy(&later.jwks).contains(&a));
     }
 
-    #[test]
-    fn retiring_the_only_signing_key_is_refused_and_retiring_another_stops_it_at_once() {
-        let dir = tempfile::tempdir().unwrap();
+    fn retiring_the_only_signing_key_is_refused_and_retiring_another_stops_it_at_once(
+        storage: Arc<dyn KeyStorage>,
+    ) {
+        let s = storage.as_ref();
         let t0 = 1_800_000_000_000;
         let grace = chrono::Duration::minutes(20);
-        let keys =
-            Keys::load_or_generate(dir.path(), Algorithm::ES256, grace.to_std().unwrap(), t0)
-                .unwrap();
+        let keys = Keys::open(
+            storage.clone(),
+            Algorithm::ES256,
+            grace.to_std().unwrap(),
+            t0,
+        )
+        .unwrap();
         let a = keys.current(t0).signing.kid.clone();
-        let err = retire(dir.path(), &a, at(t0), grace).unwrap_err();
+        let err = retire(s, &a, at(t0), grace).unwrap_err();
         assert!(err.to_string().contains("no key that signs now"), "{err}");
-        let b = generate(dir.path(), Algorithm::ES256, at(t0 + 1), grace).unwrap();
+        let b = generate(s, Algorithm::ES256, at(t0 + 1), grace).unwrap();
         keys.reload(t0 + 1).unwrap();
         assert_eq!(keys.current(t0 + 1).signing.kid, b.kid);
         assert_eq!(
-            retire(dir.path(), &a, at(t0 + 2), grace).unwrap(),
+            retire(s, &a, at(t0 + 2), grace).unwrap(),
             Retired::Now(at(t0 + 2) + grace)
         );
         assert_eq!(
-            retire(dir.path(), &a, at(t0 + 3), grace).unwrap(),
+            retire(s, &a, at(t0 + 3), grace).unwrap(),
             Retired::Already(at(t0 + 2))
         );
         keys.reload(t0 + 3).unwrap();
@@ -221,22 +228,29 @@ mod tests {
                 crate::keys::KeyState::Active
             ]
         );
-        assert!(retire(dir.path(), "no-such-kid", at(t0), grace).is_err());
+        assert!(retire(s, "no-such-kid", at(t0), grace).is_err());
     }
 
-    #[test]
-    fn retiring_a_staged_key_whose_predecessor_retires_when_it_was_due_to_sign_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
+    fn retiring_a_staged_key_whose_predecessor_retires_when_it_was_due_to_sign_is_refused(
+        storage: Arc<dyn KeyStorage>,
+    ) {
+        let s = storage.as_ref();
         let t0 = 1_800_000_000_000;
         let grace = chrono::Duration::minutes(20);
         let ahead = chrono::Duration::minutes(10);
-        Keys::load_or_generate(dir.path(), Algorithm::ES256, grace.to_std().unwrap(), t0).unwrap();
-        let (b, _) = rotate(dir.path(), Algorithm::ES256, None, at(t0), ahead, grace).unwrap();
+        Keys::open(
+            storage.clone(),
+            Algorithm::ES256,
+            grace.to_std().unwrap(),
+            t0,
+        )
+        .unwrap();
+        let (b, _) = rotate(s, Algorithm::ES256, None, at(t0), ahead, grace).unwrap();
         // Now A signs and B does not, so a check of "now" alone would allow this; but
         // from t0 + 10 min A is retired and B would be too.
-        let err = retire(dir.path(), &b.kid, at(t0 + 1), grace).unwrap_err();
+        let err = retire(s, &b.kid, at(t0 + 1), grace).unwrap_err();
         assert!(err.to_string().contains("no key that signs from"), "{err}");
-        let manifest = crate::keys::read_manifest(dir.path()).unwrap();
+        let manifest = crate::keys::read_manifest(s).unwrap();
         assert!(manifest
             .keys
             .iter()
@@ -244,19 +258,24 @@ mod tests {
         manifest.check_schedule(at(t0 + 2), grace).unwrap();
     }
 
-    #[test]
-    fn a_revoked_key_is_revoked_whatever_the_clock_and_revoking_the_last_signer_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
+    fn a_revoked_key_is_revoked_whatever_the_clock_and_revoking_the_last_signer_is_refused(
+        storage: Arc<dyn KeyStorage>,
+    ) {
+        let s = storage.as_ref();
         let t0 = 1_800_000_000_000;
         let grace = chrono::Duration::minutes(20);
-        let keys =
-            Keys::load_or_generate(dir.path(), Algorithm::ES256, grace.to_std().unwrap(), t0)
-                .unwrap();
+        let keys = Keys::open(
+            storage.clone(),
+            Algorithm::ES256,
+            grace.to_std().unwrap(),
+            t0,
+        )
+        .unwrap();
         let a = keys.current(t0).signing.kid.clone();
-        let err = revoke(dir.path(), &a, at(t0), grace).unwrap_err();
+        let err = revoke(s, &a, at(t0), grace).unwrap_err();
         assert!(err.to_string().contains("no key that signs now"), "{err}");
         let (b, _) = rotate(
-            dir.path(),
+            s,
             Algorithm::ES256,
             None,
             at(t0),
@@ -264,12 +283,9 @@ mod tests {
             grace,
         )
         .unwrap();
+        assert_eq!(revoke(s, &a, at(t0 + 5), grace).unwrap(), Revoked::Now);
         assert_eq!(
-            revoke(dir.path(), &a, at(t0 + 5), grace).unwrap(),
-            Revoked::Now
-        );
-        assert_eq!(
-            revoke(dir.path(), &a, at(t0 + 6), grace).unwrap(),
+            revoke(s, &a, at(t0 + 6), grace).unwrap(),
             Revoked::Already(at(t0 + 5))
         );
         keys.reload(t0 + 6).unwrap();
@@ -279,4 +295,11 @@ mod tests {
         assert!(!String::from_utf8_lossy(&set.jwks).contains(&a));
         assert_eq!(set.signing.kid, b.kid);
     }
+
+    over_both_storages!(
+        a_rotated_key_is_published_at_once_and_signs_only_after_publish_ahead,
+        retiring_the_only_signing_key_is_refused_and_retiring_another_stops_it_at_once,
+        retiring_a_staged_key_whose_predecessor_retires_when_it_was_due_to_sign_is_refused,
+        a_revoked_key_is_revoked_whatever_the_clock_and_revoking_the_last_signer_is_refused,
+    );
 }

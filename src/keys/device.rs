@@ -1,6 +1,6 @@
-//! The device token key: `device-token.key` in `keys.dir`, 32 random bytes for
-//! HMAC-SHA256, generated on first start (beside `refresh-seal.key`, never in the
-//! database).
+//! The device token key: `device-token.key` in the key storage, 32 random bytes for
+//! HMAC-SHA256, generated on first start (beside `refresh-seal.key`: a file in
+//! `keys.dir`, or sealed under the KEK in a shared database).
 //!
 //! A device token (OWASP "Slow Down Online Guessing Attacks with Device Cookies") is
 //! what a successful login hands the client so its next logins to the same account count
@@ -17,11 +17,10 @@ use base64::Engine;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::atomic_file::secret_file;
+use super::storage::{secret, DirStorage, KeyStorage, DEVICE_KEY_FILE};
 use crate::clock::Millis;
 use crate::domain::throttle::DeviceId;
 
-const DEVICE_KEY_FILE: &str = "device-token.key";
 const VERSION: u8 = 1;
 const TOKEN_BYTES: usize = 1 + 8 + 16 + 32;
 /// How long a device token stays valid: a year, which is also its cookie's `Max-Age`
@@ -34,8 +33,15 @@ pub struct DeviceKey {
 }
 
 impl DeviceKey {
+    /// The key in the keys folder `dir` (tests; the server goes through
+    /// [`DeviceKey::from_storage`]).
     pub fn load_or_generate(dir: &Path) -> anyhow::Result<Self> {
-        let bytes = secret_file(dir, DEVICE_KEY_FILE)?;
+        Self::from_storage(&DirStorage::new(dir))
+    }
+
+    /// The key in `storage`, made on first use. May block (a database read).
+    pub fn from_storage(storage: &dyn KeyStorage) -> anyhow::Result<Self> {
+        let bytes = secret(storage, DEVICE_KEY_FILE)?;
         Ok(Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
             rng: SystemRandom::new(),

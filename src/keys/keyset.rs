@@ -1,9 +1,9 @@
-//! The key set in memory: `Keys` holds the folder, the parsed keys and the set in force;
+//! The key set in memory: `Keys` holds the key storage, the parsed keys and the set in force;
 //! `KeySet` is one snapshot of it (signing key, published keys, pre-serialized JWKS and
 //! its ETag), rebuilt when the manifest changes or a key's state is due to change.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -16,6 +16,7 @@ use ring::signature::Ed25519KeyPair;
 
 use super::manifest::{read_manifest_bytes, with_locked_manifest, KeyEntry, KeyState, Manifest};
 use super::pem::{generate_key, load_key_file};
+use super::storage::{DirStorage, KeyStorage};
 use super::{Jwk, SigningKey};
 use crate::clock::Millis;
 use crate::domain::Algorithm;
@@ -54,13 +55,15 @@ impl KeySet {
     }
 }
 
-/// The key folder: files on disk and the parsed keys in memory.
+/// The key storage (a folder or the shared database) and the parsed keys in memory.
 ///
-/// Several instances may share the folder: the manifest is the only state, every change
-/// to it is made under a file lock and written atomically, and each instance re-reads it
-/// (`reload`, run periodically and on SIGHUP) and derives states from the clock.
+/// Several instances may share the storage: the manifest is the only state, every change
+/// to it is made under the storage's lock and written atomically, and each instance
+/// re-reads it (`reload`, run periodically and on SIGHUP) and derives states from the
+/// clock. Only `open`, `load_or_generate` and `reload` read the storage (they may block:
+/// async code runs them on a blocking thread); `current` works from memory.
 pub struct Keys {
-    dir: PathBuf,
+    storage: Arc<dyn KeyStorage>,
     retired_grace: chrono::Duration,
     parsed: RwLock<HashMap<String, Arc<SigningKey>>>,
     current: RwLock<Arc<KeySet>>,
@@ -69,42 +72,54 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads the folder, generating a first key of `alg` if it has none.
+    /// Loads the keys folder `dir`, generating a first key of `alg` if it has none
+    /// (tests and tools; the server goes through [`Keys::open`]).
     pub fn load_or_generate(
         dir: &Path,
         alg: Algorithm,
         retired_grace: std::time::Duration,
         now: Millis,
     ) -> anyhow::Result<Self> {
+        Self::open(Arc::new(DirStorage::new(dir)), alg, retired_grace, now)
+    }
+
+    /// Loads the keys in `storage`, generating a first key of `alg` if it has none.
+    pub fn open(
+        storage: Arc<dyn KeyStorage>,
+        alg: Algorithm,
+        retired_grace: std::time::Duration,
+        now: Millis,
+    ) -> anyhow::Result<Self> {
         let retired_grace = chrono::Duration::from_std(retired_grace)?;
         let now_dt = crate::clock::to_datetime(now);
-        let generated = with_locked_manifest(dir, |manifest| {
+        let generated = with_locked_manifest(storage.as_ref(), |manifest| {
             if !manifest.keys.is_empty() {
                 return Ok(None);
             }
-            let entry = generate_key(dir, alg, now_dt, now_dt)?;
+            let entry = generate_key(storage.as_ref(), alg, now_dt, now_dt)?;
             manifest.keys.push(entry.clone());
             Ok(Some(entry))
         })?;
         if let Some(entry) = generated {
-            tracing::info!(kid = %entry.kid, alg = alg.as_str(), dir = %dir.display(), "generated the first signing key");
+            tracing::info!(kid = %entry.kid, alg = alg.as_str(), storage = %storage.describe(), "generated the first signing key");
         }
-        let (bytes, manifest) = read_manifest_bytes(dir)?;
+        let (bytes, manifest) = read_manifest_bytes(storage.as_ref())?;
         let keys = Self {
-            dir: dir.to_owned(),
+            storage,
             retired_grace,
             parsed: RwLock::new(HashMap::new()),
             current: RwLock::new(Arc::new(placeholder_set())),
             manifest: Mutex::new((bytes, Manifest::default())),
         };
-        let set = keys.build(&manifest, now)?;
+        let set = keys.build(&manifest, now, Load::FromStorage)?;
         keys.install(set);
         keys.manifest.lock().unwrap_or_else(|p| p.into_inner()).1 = manifest;
         Ok(keys)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the keys live.
+    pub fn storage(&self) -> &Arc<dyn KeyStorage> {
+        &self.storage
     }
 
     pub fn retired_grace(&self) -> chrono::Duration {
@@ -123,7 +138,9 @@ impl Keys {
         if now < set.valid_until.load(Ordering::Relaxed) {
             return set;
         }
-        match self.build(&guard.1, now) {
+        // Every key this manifest publishes was parsed when the manifest was loaded, so
+        // a request never waits for the storage (a database round trip).
+        match self.build(&guard.1, now, Load::ParsedOnly) {
             Ok(new) => self.install(new),
             Err(e) => {
                 // Keep serving the last good set; try again in a second, not per request.
@@ -151,18 +168,18 @@ impl Keys {
     /// parse or names a bad key leaves the current set in place (and is reported), so a
     /// reload never fails a request. Returns whether anything changed.
     pub fn reload(&self, now: Millis) -> anyhow::Result<bool> {
-        let (bytes, manifest) = read_manifest_bytes(&self.dir)?;
+        let (bytes, manifest) = read_manifest_bytes(self.storage.as_ref())?;
         let mut guard = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
         if guard.0 == bytes {
             return Ok(false);
         }
-        let set = self.build(&manifest, now)?;
+        let set = self.build(&manifest, now, Load::FromStorage)?;
         self.install(set);
         *guard = (bytes, manifest);
         Ok(true)
     }
 
-    fn build(&self, manifest: &Manifest, now: Millis) -> anyhow::Result<KeySet> {
+    fn build(&self, manifest: &Manifest, now: Millis, load: Load) -> anyhow::Result<KeySet> {
         let now_dt = crate::clock::to_datetime(now);
         let mut by_kid = HashMap::new();
         let mut retired_at = HashMap::new();
@@ -182,7 +199,7 @@ impl Keys {
             if let Some(r) = entry.retired_at {
                 retired_at.insert(entry.kid.clone(), r.timestamp_millis());
             }
-            let key = self.parsed_key(entry)?;
+            let key = self.parsed_key(entry, load)?;
             // The newest active key signs; older active ones still verify.
             if state == KeyState::Active
                 && signing
@@ -197,7 +214,7 @@ impl Keys {
         let Some((_, signing)) = signing else {
             bail!(
                 "no active signing key in {} (run `latchkey keys generate`)",
-                self.dir.display()
+                self.storage.describe()
             );
         };
         let (jwks, etag) = serialize_jwks(&jwks_keys)?;
@@ -212,7 +229,7 @@ impl Keys {
         })
     }
 
-    fn parsed_key(&self, entry: &KeyEntry) -> anyhow::Result<Arc<SigningKey>> {
+    fn parsed_key(&self, entry: &KeyEntry, load: Load) -> anyhow::Result<Arc<SigningKey>> {
         if let Some(k) = self
             .parsed
             .read()
@@ -221,13 +238,26 @@ impl Keys {
         {
             return Ok(k.clone());
         }
-        let key = Arc::new(load_key_file(&self.dir, entry)?);
+        if load == Load::ParsedOnly {
+            bail!(
+                "key {} is not loaded yet (the next reload loads it)",
+                entry.kid
+            );
+        }
+        let key = Arc::new(load_key_file(self.storage.as_ref(), entry)?);
         self.parsed
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(entry.kid.clone(), key.clone());
         Ok(key)
     }
+}
+
+/// Whether building a key set may read key files from the storage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    FromStorage,
+    ParsedOnly,
 }
 
 fn placeholder_set() -> KeySet {
@@ -257,13 +287,71 @@ fn serialize_jwks(keys: &[Jwk]) -> anyhow::Result<(Vec<u8>, String)> {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
     use crate::keys::manifest::MANIFEST;
 
+    fn open(storage: &Arc<dyn KeyStorage>, now: Millis) -> Keys {
+        Keys::open(
+            storage.clone(),
+            Algorithm::ES256,
+            std::time::Duration::from_secs(60),
+            now,
+        )
+        .unwrap()
+    }
+
+    fn generated_keys_reload_with_the_same_kid(storage: Arc<dyn KeyStorage>) {
+        let now = Utc::now().timestamp_millis();
+        let kid = open(&storage, now).current(now).signing.kid.clone();
+        assert_eq!(open(&storage, now).current(now).signing.kid, kid);
+        assert!(storage.read(&format!("{kid}.pem")).unwrap().is_some());
+    }
+
+    fn a_manifest_that_does_not_parse_leaves_the_previous_key_set_serving(
+        storage: Arc<dyn KeyStorage>,
+    ) {
+        let t0 = 1_800_000_000_000;
+        let keys = open(&storage, t0);
+        let kid = keys.current(t0).signing.kid.clone();
+        storage.write(MANIFEST, b"{not json", false).unwrap();
+        let err = keys.reload(t0).unwrap_err().to_string();
+        assert!(err.contains("malformed key manifest"), "{err}");
+        assert_eq!(keys.current(t0).signing.kid, kid);
+    }
+
+    /// A staged key becoming active, or a retired one leaving the JWKS, changes the set
+    /// in `current` without reading the storage.
+    fn time_driven_changes_never_read_the_storage(storage: Arc<dyn KeyStorage>) {
+        let t0 = 1_800_000_000_000;
+        let keys = open(&storage, t0);
+        let (b, _) = crate::keys::rotate(
+            storage.as_ref(),
+            Algorithm::ES256,
+            None,
+            crate::clock::to_datetime(t0),
+            chrono::Duration::minutes(10),
+            chrono::Duration::minutes(1),
+        )
+        .unwrap();
+        assert!(keys.reload(t0).unwrap());
+        // Make every key unreadable: `current` must not need them.
+        let manifest = crate::keys::read_manifest(storage.as_ref()).unwrap();
+        for k in &manifest.keys {
+            storage.write(&k.file, b"gone", true).unwrap();
+        }
+        assert_eq!(keys.current(t0 + 10 * 60_000).signing.kid, b.kid);
+    }
+
+    over_both_storages!(
+        generated_keys_reload_with_the_same_kid,
+        a_manifest_that_does_not_parse_leaves_the_previous_key_set_serving,
+        time_driven_changes_never_read_the_storage,
+    );
+
+    #[cfg(unix)]
     #[test]
-    fn generated_keys_reload_with_the_same_kid_and_private_files_are_0600() {
+    fn generated_private_files_are_0600() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now().timestamp_millis();
         let keys = Keys::load_or_generate(
@@ -274,39 +362,10 @@ mod tests {
         )
         .unwrap();
         let kid = keys.current(now).signing.kid.clone();
-        let again = Keys::load_or_generate(
-            dir.path(),
-            Algorithm::ES256,
-            std::time::Duration::from_secs(60),
-            now,
-        )
-        .unwrap();
-        assert_eq!(again.current(now).signing.kid, kid);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(format!("{kid}.pem")))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
-
-    #[test]
-    fn a_manifest_that_does_not_parse_leaves_the_previous_key_set_serving() {
-        let dir = tempfile::tempdir().unwrap();
-        let t0 = 1_800_000_000_000;
-        let keys = Keys::load_or_generate(
-            dir.path(),
-            Algorithm::ES256,
-            std::time::Duration::from_secs(60),
-            t0,
-        )
-        .unwrap();
-        let kid = keys.current(t0).signing.kid.clone();
-        fs::write(dir.path().join(MANIFEST), b"{not json").unwrap();
-        assert!(keys.reload(t0).is_err());
-        assert_eq!(keys.current(t0).signing.kid, kid);
+        let mode = std::fs::metadata(dir.path().join(format!("{kid}.pem")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

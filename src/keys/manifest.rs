@@ -1,14 +1,11 @@
-//! `manifest.json`: the key folder's only state (kid, algorithm, file and dates per key),
-//! and the file lock under which every change to it is made.
-
-use std::fs;
-use std::path::Path;
+//! `manifest.json`: the key storage's only state (kid, algorithm, file and dates per
+//! key), and the storage lock under which every change to it is made.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::atomic_file::write_atomically;
+use super::storage::{locked, KeyStorage};
 use crate::domain::Algorithm;
 
 pub(super) const MANIFEST: &str = "manifest.json";
@@ -151,51 +148,37 @@ impl Manifest {
     }
 }
 
-pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
-    Ok(read_manifest_bytes(dir)?.1)
+pub fn read_manifest(storage: &dyn KeyStorage) -> anyhow::Result<Manifest> {
+    Ok(read_manifest_bytes(storage)?.1)
 }
 
-pub(super) fn read_manifest_bytes(dir: &Path) -> anyhow::Result<(Vec<u8>, Manifest)> {
-    let path = dir.join(MANIFEST);
-    match fs::read(&path) {
-        Ok(bytes) => {
+/// The manifest as stored and parsed; no manifest yet is an empty one.
+pub(super) fn read_manifest_bytes(storage: &dyn KeyStorage) -> anyhow::Result<(Vec<u8>, Manifest)> {
+    match storage.read(MANIFEST)? {
+        Some(bytes) => {
             let manifest = serde_json::from_slice(&bytes)
-                .with_context(|| format!("malformed key manifest {}", path.display()))?;
+                .with_context(|| format!("malformed key manifest {}", storage.locate(MANIFEST)))?;
             Ok((bytes, manifest))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), Manifest::default())),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        None => Ok((Vec::new(), Manifest::default())),
     }
 }
 
-fn write_manifest(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
-    let bytes = serde_json::to_vec_pretty(manifest)?;
-    write_atomically(&dir.join(MANIFEST), &bytes, 0o644)
-}
-
-/// Runs `change` on the manifest under an exclusive lock on `keys/.lock`, then writes it
-/// back atomically (rename) if `change` succeeded, so two `latchkey keys …` commands or
-/// two first starts never lose each other's keys and a reader never sees half a file.
+/// Runs `change` on the manifest under the storage's exclusive lock (`keys/.lock`, or the
+/// database's), then writes it back atomically if `change` succeeded, so two `latchkey
+/// keys …` commands or two first starts never lose each other's keys and a reader never
+/// sees half a manifest.
 pub fn with_locked_manifest<T>(
-    dir: &Path,
+    storage: &dyn KeyStorage,
     change: impl FnOnce(&mut Manifest) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let lock_path = dir.join(".lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    let (before, mut manifest) = read_manifest_bytes(dir)?;
-    let out = change(&mut manifest)?;
-    let after = serde_json::to_vec_pretty(&manifest)?;
-    if after != before && !(before.is_empty() && manifest.keys.is_empty()) {
-        write_manifest(dir, &manifest)?;
-    }
-    Ok(out)
-    // The lock is released when `lock` drops.
+    locked(storage, || {
+        let (before, mut manifest) = read_manifest_bytes(storage)?;
+        let out = change(&mut manifest)?;
+        let after = serde_json::to_vec_pretty(&manifest)?;
+        if after != before && !(before.is_empty() && manifest.keys.is_empty()) {
+            storage.write(MANIFEST, &after, false)?;
+        }
+        Ok(out)
+    })
 }

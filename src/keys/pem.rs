@@ -1,17 +1,15 @@
 //! Key files: PKCS#8 `PRIVATE KEY` PEM (RFC 5958, RFC 7468 §10), one per key, named
-//! `<kid>.pem` and mode 0600; generating fresh PKCS#8 DER for each algorithm.
+//! `<kid>.pem` in the key storage (a file with mode 0600 in a keys folder); generating
+//! fresh PKCS#8 DER for each algorithm.
 
-use std::fs;
-use std::path::Path;
-
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
-use super::atomic_file::write_atomically;
 use super::manifest::KeyEntry;
 use super::signing::SigningKey;
+use super::storage::KeyStorage;
 use crate::domain::Algorithm;
 
 /// Reads a PKCS#8 `PRIVATE KEY` PEM (as `openssl genpkey` writes) for `latchkey keys import`.
@@ -29,7 +27,10 @@ pub fn pkcs8_from_pem(text: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Reads and parses `entry`'s key file, checking it is the key the manifest names.
-pub(super) fn load_key_file(dir: &Path, entry: &KeyEntry) -> anyhow::Result<SigningKey> {
+pub(super) fn load_key_file(
+    storage: &dyn KeyStorage,
+    entry: &KeyEntry,
+) -> anyhow::Result<SigningKey> {
     // The file name comes from our own manifest, never from a token header.
     if entry.file.contains(['/', '\\']) || entry.file.starts_with('.') {
         bail!(
@@ -37,27 +38,28 @@ pub(super) fn load_key_file(dir: &Path, entry: &KeyEntry) -> anyhow::Result<Sign
             entry.file
         );
     }
-    let path = dir.join(&entry.file);
-    let text = fs::read_to_string(&path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    let pem = ::pem::parse(text.as_bytes())
-        .with_context(|| format!("key file {} is not PEM", path.display()))?;
+    let shown = storage.locate(&entry.file);
+    let bytes = storage
+        .read(&entry.file)
+        .with_context(|| format!("cannot read key file {shown}"))?
+        .ok_or_else(|| anyhow!("cannot read key file {shown}: it does not exist"))?;
+    let pem = ::pem::parse(&bytes).with_context(|| format!("key file {shown} is not PEM"))?;
     if pem.tag() != "PRIVATE KEY" {
-        bail!("key file {} is not a PKCS#8 PRIVATE KEY", path.display());
+        bail!("key file {shown} is not a PKCS#8 PRIVATE KEY");
     }
     SigningKey::from_pkcs8(Some(&entry.kid), entry.alg, pem.contents())
-        .with_context(|| format!("key file {}", path.display()))
+        .with_context(|| format!("key file {shown}"))
 }
 
 /// Generates a key of `alg`, writes it as PKCS#8 PEM with mode 0600, returns its entry.
 pub(super) fn generate_key(
-    dir: &Path,
+    storage: &dyn KeyStorage,
     alg: Algorithm,
     now: DateTime<Utc>,
     signs_from: DateTime<Utc>,
 ) -> anyhow::Result<KeyEntry> {
     let der = generate_der(alg)?;
-    add_key(dir, alg, &der, now, signs_from)
+    add_key(storage, alg, &der, now, signs_from)
 }
 
 /// A fresh PKCS#8 private key. ES256 and Ed25519 come from ring; ring cannot generate RSA
@@ -86,19 +88,18 @@ pub fn generate_der(alg: Algorithm) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-/// Stores a PKCS#8 key in the folder (file only; the caller updates the manifest).
+/// Stores a PKCS#8 key (the key only; the caller updates the manifest).
 pub(super) fn add_key(
-    dir: &Path,
+    storage: &dyn KeyStorage,
     alg: Algorithm,
     der: &[u8],
     now: DateTime<Utc>,
     signs_from: DateTime<Utc>,
 ) -> anyhow::Result<KeyEntry> {
     let key = SigningKey::from_pkcs8(None, alg, der)?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let file = format!("{}.pem", key.kid);
     let pem = ::pem::encode(&::pem::Pem::new("PRIVATE KEY", der.to_vec()));
-    write_atomically(&dir.join(&file), pem.as_bytes(), 0o600)?;
+    storage.write(&file, pem.as_bytes(), true)?;
     Ok(KeyEntry {
         kid: key.kid,
         alg,

@@ -1,19 +1,19 @@
-//! The refresh seal key: `refresh-seal.key` in `keys.dir`, 32 random bytes generated on
-//! first start. It seals each family's head for the reuse interval (AES-256-GCM), and a
-//! second key derived from it (HKDF-SHA256, RFC 5869) tags located refresh tokens
-//! (HMAC-SHA256), so the one file protects both and never enters the database.
+//! The refresh seal key: `refresh-seal.key` in the key storage (`keys.dir`, or sealed
+//! under the KEK in a shared database), 32 random bytes generated on first start. It
+//! seals each family's head for the reuse interval (AES-256-GCM), and a second key
+//! derived from it (HKDF-SHA256, RFC 5869) tags located refresh tokens (HMAC-SHA256), so
+//! the one key protects both and never enters the database unsealed.
 
 use std::path::Path;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{aead, hkdf, hmac};
 
-use super::atomic_file::secret_file;
-
-pub(super) const SEAL_KEY_FILE: &str = "refresh-seal.key";
+use super::storage::{secret, DirStorage, KeyStorage, SEAL_KEY_FILE};
 
 /// Seals a family's newest refresh token on its parent for the reuse interval
-/// (AES-256-GCM from ring under a key kept in `keys.dir`, never in the database).
+/// (AES-256-GCM from ring under a key kept in the key storage, never in the database
+/// unsealed).
 /// See `domain::rotation` for why and what it protects against.
 pub struct Sealer {
     key: aead::LessSafeKey,
@@ -25,8 +25,15 @@ pub struct Sealer {
 const TAG_KEY_INFO: &[u8] = b"latchkey refresh token tag v1";
 
 impl Sealer {
+    /// The seal key in the keys folder `dir` (tests and benchmarks; the server goes
+    /// through [`Sealer::from_storage`]).
     pub fn load_or_generate(dir: &Path) -> anyhow::Result<Self> {
-        let bytes = secret_file(dir, SEAL_KEY_FILE)?;
+        Self::from_storage(&DirStorage::new(dir))
+    }
+
+    /// The seal key in `storage`, made on first use. May block (a database read).
+    pub fn from_storage(storage: &dyn KeyStorage) -> anyhow::Result<Self> {
+        let bytes = secret(storage, SEAL_KEY_FILE)?;
         let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &bytes)
             .map_err(|_| anyhow::anyhow!("the refresh seal key is not an AES-256 key"))?;
         let tag_key = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey")

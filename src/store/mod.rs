@@ -16,6 +16,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::StoreSettings;
+use crate::domain::key_blobs::BlobStore;
 use crate::domain::repository::Tx;
 use crate::domain::RevocationReason;
 use crate::pool::PoolError;
@@ -137,6 +139,22 @@ impl Store {
             Backend::Sqlite(s) => s.path().display().to_string(),
             Backend::Postgres(p) => p.location().to_owned(),
         }
+    }
+
+    /// Where a database that holds the signing keys keeps them (sealed: the keys side
+    /// seals before `put` and opens after `get`); `None` when the keys stay in the keys
+    /// folder, as with SQLite. `keys::storage_for` decides from this.
+    pub fn key_blobs(&self) -> Option<Arc<dyn BlobStore>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Whether a store opened with `settings` keeps the signing keys (its `key_blobs` is
+    /// `Some`), known without opening it: `latchkey keys …` opens the database only then,
+    /// so on SQLite those commands neither need nor create the database file.
+    pub fn keeps_keys(_settings: &StoreSettings) -> bool {
+        false
     }
 
     pub fn stats(&self) -> &WriterStats {

@@ -342,3 +342,79 @@ async fn a_revoked_key_leaves_the_jwks_and_its_tokens_are_refused_at_once() {
         "{list}"
     );
 }
+
+/// Runs the `latchkey` binary in `dir` (no configuration file there), as an operator would.
+fn latchkey_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// `latchkey keys init-kek FILE` (docs/contract.md "Command line"): 32 CSPRNG bytes in a
+/// new file, mode 0600, and never over an existing file (exit 2, one line): replacing a
+/// key-encryption key would lock away every key sealed under it.
+#[cfg(unix)]
+#[test]
+fn init_kek_writes_32_private_bytes_and_never_overwrites_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("kek");
+    let out = latchkey_in(dir.path(), &["keys", "init-kek", kek.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let first = std::fs::read(&kek).unwrap();
+    assert_eq!(first.len(), 32);
+    let mode = std::fs::metadata(&kek).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(stderr.contains("keys.kek_file"), "{stderr}");
+
+    // A second run refuses and leaves the file as it was.
+    let again = latchkey_in(dir.path(), &["keys", "init-kek", kek.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("latchkey: ") && lines[0].contains("already exists"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&kek).unwrap(), first);
+
+    // Each run draws fresh bytes; nothing else is written (no keys folder, no database).
+    let other = dir.path().join("other");
+    assert!(
+        latchkey_in(dir.path(), &["keys", "init-kek", other.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_ne!(std::fs::read(&other).unwrap(), first);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["kek", "other"]);
+}
+
+/// With SQLite the keys stay in `keys.dir`: `latchkey keys …` works on the folder alone
+/// (no database file is made), and a `keys.kek_file` has no use there.
+#[test]
+fn with_sqlite_keys_commands_use_the_folder_and_never_open_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["keys", "generate"])
+        .current_dir(dir.path())
+        .env("LATCHKEY_KEYS__KEK_FILE", dir.path().join("no-such-kek"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(dir.path().join("keys").join(format!("{kid}.pem")).is_file());
+    assert!(!dir.path().join("data").exists(), "no database was opened");
+}

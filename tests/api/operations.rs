@@ -560,6 +560,7 @@ fn every_subcommand_has_help() {
         vec!["keys", "retire", "--help"],
         vec!["keys", "revoke", "--help"],
         vec!["keys", "import", "--help"],
+        vec!["keys", "init-kek", "--help"],
         vec!["sessions", "--help"],
         vec!["sessions", "list", "--help"],
         vec!["sessions", "revoke", "--help"],
