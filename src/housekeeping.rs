@@ -38,7 +38,16 @@ const CHUNK: u32 = 2_000;
 /// bounded range per write (see `Tx::sweep_sessions`).
 pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
     let mut total = Cleanup::default();
+    // Instances sharing a database take turns: whoever holds the lock sweeps for all.
+    let Some(_turn) = state.store.housekeeping_turn().await? else {
+        return Ok(total);
+    };
     let now = state.now();
+    // Shared login-failure counts older than the hour they count over.
+    if let Some(shared) = state.store.shared_failures() {
+        let cutoff = now - crate::domain::throttle::HOUR;
+        while shared.prune(cutoff, CHUNK).await? == CHUNK as usize {}
+    }
     let session_cutoff = now - state.settings.session.retention.as_millis_i64();
     let event_cutoff = now - state.settings.events.retention.as_millis_i64();
     // Log entries that have left the feed's horizon can never be served again.

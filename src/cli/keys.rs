@@ -64,7 +64,7 @@ fn storage(settings: &Settings) -> anyhow::Result<Arc<dyn KeyStorage>> {
     if !Store::keeps_keys(&settings.store) {
         return Ok(keys::folder_storage(settings));
     }
-    let store = Store::open(&settings.store.path, 1)?;
+    let store = Store::from_settings(&settings.store, 1, None)?;
     keys::storage_for(settings, &store)
 }
 

@@ -60,6 +60,36 @@ pub struct ThrottleConfig {
     pub max_delay: Duration,
 }
 
+/// The account-wide and per-device failure counts kept in a store that every instance
+/// shares (PostgreSQL), so that N instances give an attacker no more guesses than one
+/// (docs/contract.md "Scale-out on PostgreSQL"). Keyed like the in-memory maps:
+/// [`shared_key`]. The per-IP buckets and per-pair delays stay in each instance's
+/// memory, like the per-IP request rate limits.
+#[async_trait::async_trait]
+pub trait SharedFailures: Send + Sync {
+    /// How many failures `key` has at or after `since`, and the oldest of them.
+    async fn recent(&self, key: &str, since: Millis) -> anyhow::Result<(u32, Option<Millis>)>;
+    /// Records a failure at `at`, keeping at most the newest `keep` of `key`'s failures
+    /// since `since` (bounded, whatever an attacker sends).
+    async fn record(&self, key: &str, at: Millis, since: Millis, keep: u32) -> anyhow::Result<()>;
+    /// A successful check: forgets `key`'s failures.
+    async fn clear(&self, key: &str) -> anyhow::Result<()>;
+    /// Housekeeping: deletes up to `limit` failures from before `before`.
+    async fn prune(&self, before: Millis, limit: u32) -> anyhow::Result<usize>;
+}
+
+/// The shared key of an attempt: its trusted device if it has one (which answers for
+/// itself), else the account name asked for.
+pub fn shared_key(account: &str, device: Option<DeviceId>) -> String {
+    match device {
+        Some(DeviceId(id)) => format!("d:{}", hex::encode(id)),
+        None => format!("a:{account}"),
+    }
+}
+
+/// The hour the account-wide limit counts over, in milliseconds.
+pub const HOUR: Millis = 3_600_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allowed,
@@ -132,6 +162,9 @@ impl From<IpAddr> for IpKey {
 
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
+    /// Shared keys this instance is refusing, by the oldest failure of their episode
+    /// (so one `login_throttled` event per episode per instance, not per attempt).
+    shared_refusals: Mutex<HashMap<String, Millis>>,
     accounts: Mutex<HashMap<String, Recent>>,
     devices: Mutex<HashMap<DeviceId, Recent>>,
     ips: Mutex<HashMap<IpKey, Bucket>>,
@@ -150,6 +183,7 @@ impl LoginThrottle {
     pub fn new(cfg: ThrottleConfig) -> Self {
         Self {
             cfg,
+            shared_refusals: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             devices: Mutex::new(HashMap::new()),
             ips: Mutex::new(HashMap::new()),
@@ -224,6 +258,21 @@ impl LoginThrottle {
         } else {
             Verdict::Allowed
         }
+    }
+
+    /// The account-wide (or per-device) limit per sliding hour.
+    pub fn per_account_per_hour(&self) -> u32 {
+        self.cfg.per_account_per_hour
+    }
+
+    /// A refusal by the shared counts (`SharedFailures`): whether it starts a new
+    /// episode for this instance (the first refusal since the episode's oldest failure).
+    pub fn shared_refusal(&self, key: &str, oldest: Millis) -> bool {
+        let mut refusals = lock(&self.shared_refusals);
+        if refusals.len() >= MAX_ENTRIES {
+            refusals.clear();
+        }
+        refusals.insert(key.to_owned(), oldest) != Some(oldest)
     }
 
     /// The pause owed after `failures` failures from one address on one account.
@@ -310,12 +359,14 @@ impl LoginThrottle {
     /// Forgets everything kept under an account name (its erasure: the name is personal
     /// data, and must not stay in memory either).
     pub fn forget(&self, account: &str) {
+        lock(&self.shared_refusals).remove(&shared_key(account, None));
         lock(&self.accounts).remove(account);
         lock(&self.pairs).retain(|(name, _), _| name != account);
     }
 
     /// Drops entries that have drained to nothing (housekeeping); returns how many remain.
     pub fn prune(&self, now: Millis) -> usize {
+        lock(&self.shared_refusals).retain(|_, oldest| *oldest + HOUR > now);
         let mut accounts = lock(&self.accounts);
         prune_recent(&mut accounts, now);
         let mut devices = lock(&self.devices);

@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 
 use crate::domain::model::{ClientContext, NewEvent, User};
-use crate::domain::throttle::{DeviceId, Verdict};
+use crate::domain::throttle::{shared_key, DeviceId, Verdict, HOUR};
 use crate::domain::{EventKind, Password};
 use crate::error::ApiError;
 use crate::passwords::CheckSlot;
@@ -64,6 +64,8 @@ pub struct Attempt {
 pub struct Admitted<'a> {
     state: &'a AppState,
     attempt: Attempt,
+    /// The shared store holds failures of this attempt's key (a success clears them).
+    shared_failures: bool,
     _slot: CheckSlot,
 }
 
@@ -73,9 +75,27 @@ pub struct Admitted<'a> {
 /// is queued or running (retry in a second).
 pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, ApiError> {
     let now = state.now();
-    let verdict = state
+    let mut verdict = state
         .throttle
         .check(&attempt.account_key, attempt.ip, attempt.device, now);
+    // With a shared store, the account-wide (or per-device) limit counts every
+    // instance's failures, not just this one's.
+    let mut shared_failures = false;
+    if let (Verdict::Allowed, Some(shared)) = (verdict, state.store.shared_failures()) {
+        let key = shared_key(&attempt.account_key, attempt.device);
+        let (n, oldest) = shared
+            .recent(&key, now - HOUR)
+            .await
+            .map_err(store_unavailable)?;
+        shared_failures = n > 0;
+        if n >= state.throttle.per_account_per_hour() {
+            let oldest = oldest.unwrap_or(now);
+            verdict = Verdict::Throttled {
+                retry_after_secs: ((oldest + HOUR - now).max(1000) as u64).div_ceil(1000),
+                newly: state.throttle.shared_refusal(&key, oldest),
+            };
+        }
+    }
     if let Verdict::Throttled {
         retry_after_secs,
         newly,
@@ -105,6 +125,7 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, A
     Ok(Admitted {
         state,
         attempt,
+        shared_failures,
         _slot: slot,
     })
 }
@@ -127,11 +148,29 @@ impl Admitted<'_> {
             state
                 .throttle
                 .record_success(&a.account_key, a.ip, a.device);
+            if let (true, Some(shared)) = (self.shared_failures, state.store.shared_failures()) {
+                shared
+                    .clear(&shared_key(&a.account_key, a.device))
+                    .await
+                    .map_err(store_unavailable)?;
+            }
             return Ok(());
         }
+        let now = state.now();
         state
             .throttle
-            .record_failure(&a.account_key, a.ip, a.device, state.now());
+            .record_failure(&a.account_key, a.ip, a.device, now);
+        if let Some(shared) = state.store.shared_failures() {
+            shared
+                .record(
+                    &shared_key(&a.account_key, a.device),
+                    now,
+                    now - HOUR,
+                    state.throttle.per_account_per_hour(),
+                )
+                .await
+                .map_err(store_unavailable)?;
+        }
         let mut event = event_of(EventKind::LoginFailed, a)
             .detail(serde_json::json!({ "purpose": a.purpose.as_str() }));
         event.user_id = user.map(|u| u.id.clone());
@@ -167,6 +206,14 @@ pub fn session_device(session_id: &str) -> DeviceId {
     let mut id = [0u8; 16];
     id.copy_from_slice(&digest.as_ref()[..16]);
     DeviceId(id)
+}
+
+/// The shared store failed: its own error says whether it is unreachable (503).
+fn store_unavailable(e: anyhow::Error) -> ApiError {
+    tracing::warn!(error = %format!("{e:#}"), "the shared login-failure count is unavailable");
+    ApiError::Unavailable {
+        retry_after_secs: 2,
+    }
 }
 
 /// A full argon2 queue is 429 (retry shortly), anything else internal.

@@ -81,6 +81,12 @@ pub struct WriterStats {
     pub commit_micros: AtomicU64,
 }
 
+/// The advisory-lock key of housekeeping ("lk" "hk").
+const HOUSEKEEPING_LOCK: i64 = 0x6c6b_686b;
+
+/// Held while this instance runs housekeeping (`Store::housekeeping_turn`).
+pub struct HousekeepingTurn(#[allow(dead_code)] Option<postgres::Exclusive>);
+
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
@@ -117,6 +123,28 @@ impl Store {
         }
     }
 
+    /// Login failures counted across every instance sharing this store (PostgreSQL);
+    /// `None` for SQLite, where one instance's memory is the whole count.
+    pub fn shared_failures(&self) -> Option<Arc<dyn crate::domain::throttle::SharedFailures>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(Arc::new(p.clone())),
+        }
+    }
+
+    /// Housekeeping's turn: with a shared store one instance at a time runs it (a
+    /// PostgreSQL advisory lock, held until the returned guard drops); `None` if another
+    /// instance is at it now. SQLite always has the turn.
+    pub async fn housekeeping_turn(&self) -> anyhow::Result<Option<HousekeepingTurn>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(HousekeepingTurn(None))),
+            Backend::Postgres(p) => Ok(p
+                .try_exclusive(HOUSEKEEPING_LOCK)
+                .await?
+                .map(|held| HousekeepingTurn(Some(held)))),
+        }
+    }
+
     /// Whether many instances may share this store (PostgreSQL).
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
@@ -147,14 +175,15 @@ impl Store {
     pub fn key_blobs(&self) -> Option<Arc<dyn BlobStore>> {
         match &self.backend {
             Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(Arc::new(p.key_blobs())),
         }
     }
 
     /// Whether a store opened with `settings` keeps the signing keys (its `key_blobs` is
     /// `Some`), known without opening it: `latchkey keys …` opens the database only then,
     /// so on SQLite those commands neither need nor create the database file.
-    pub fn keeps_keys(_settings: &StoreSettings) -> bool {
-        false
+    pub fn keeps_keys(settings: &StoreSettings) -> bool {
+        settings.postgres_url().is_some()
     }
 
     pub fn stats(&self) -> &WriterStats {

@@ -17,7 +17,7 @@ use crate::helpers::{Served, PASSWORD};
 
 const FAMILIES: usize = 16;
 
-const ENV: &[(&str, &str)] = &[
+pub const ENV: &[(&str, &str)] = &[
     ("LATCHKEY_LOG__LEVEL", "warn"),
     ("LATCHKEY_RATE_LIMITS__TOKEN__PER_MINUTE", "100000000"),
     ("LATCHKEY_RATE_LIMITS__TOKEN__BURST", "100000000"),
@@ -33,6 +33,11 @@ async fn start(dir: &std::path::Path, database: Option<&str>) -> Served {
     let mut env: Vec<(&str, String)> = ENV.iter().map(|(k, v)| (*k, v.to_string())).collect();
     if let Some(url) = database {
         env.push(("LATCHKEY_STORE__URL", url.to_owned()));
+        let kek = dir.join("kek.bin");
+        if !kek.exists() {
+            crate::db::write_kek(&dir);
+        }
+        env.push(("LATCHKEY_KEYS__KEK_FILE", kek.display().to_string()));
     }
     tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();

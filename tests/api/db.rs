@@ -1,8 +1,8 @@
 //! A backend-neutral look at a test server's database, as an operator (or a thief with
 //! a dump) would have: SQLite file or PostgreSQL database, whichever the suite runs on.
 //!
-//! The whole suite runs once per backend (`scripts/test`): `LATCHKEY_TEST_BACKEND=postgres`
-//! with `LATCHKEY_TEST_POSTGRES` (a throwaway cluster's URL, from `scripts/pg-cluster`)
+//! The whole suite runs once per backend (`scripts/test`): `TEST_STORE=postgres`
+//! with `TEST_POSTGRES_URL` (a throwaway cluster's URL, from `scripts/pg-cluster`)
 //! gives every `TestApp` a fresh database of its own on that cluster.
 //!
 //! Queries are written once with `?1`-style parameters; values come back as text
@@ -17,12 +17,12 @@ pub enum TestDb {
 
 /// The backend this run of the suite uses.
 pub fn postgres_run() -> bool {
-    std::env::var("LATCHKEY_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+    std::env::var("TEST_STORE").is_ok_and(|b| b == "postgres")
 }
 
 /// The throwaway cluster's URL (`scripts/pg-cluster`), if the run has one.
 pub fn cluster_url() -> Option<String> {
-    std::env::var("LATCHKEY_TEST_POSTGRES")
+    std::env::var("TEST_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty())
 }
@@ -53,9 +53,8 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 
 /// A new, empty database on the test cluster; returns its URL.
 pub fn fresh_database() -> String {
-    let admin = cluster_url().expect(
-        "LATCHKEY_TEST_BACKEND=postgres needs LATCHKEY_TEST_POSTGRES (scripts/test sets both)",
-    );
+    let admin = cluster_url()
+        .expect("TEST_STORE=postgres needs TEST_POSTGRES_URL (scripts/test sets both)");
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     blocking_pg(async || {
         connect(&admin)
@@ -65,6 +64,24 @@ pub fn fresh_database() -> String {
             .unwrap();
     });
     database_url(&admin, &name)
+}
+
+/// A key-encryption key (32 random bytes, mode 0600) in `dir`, for a PostgreSQL app's
+/// keys (they live in its database, sealed under it).
+pub fn write_kek(dir: &std::path::Path) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("kek.bin");
+    let mut kek = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut kek).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    f.write_all(&kek).unwrap();
+    path
 }
 
 /// `admin` (a URL ending in `/postgres`) with another database name.

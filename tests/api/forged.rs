@@ -64,7 +64,7 @@ fn sign_es256(key: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
 /// key file could not do: the tokens it signs are valid except for the one flaw each test
 /// puts in.
 fn server_key(app: &TestApp, kid: &str) -> EcdsaKeyPair {
-    let text = std::fs::read_to_string(app.settings.keys.dir.join(format!("{kid}.pem"))).unwrap();
+    let text = String::from_utf8(app.key_file(&format!("{kid}.pem"))).unwrap();
     let der = pem::parse(text).unwrap();
     EcdsaKeyPair::from_pkcs8(
         &ECDSA_P256_SHA256_FIXED_SIGNING,

@@ -64,6 +64,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
         // A fresh database of its own on the run's throwaway cluster.
         s.store.url = Some(Secret::new(crate::db::fresh_database()));
         s.store.max_connections = 8;
+        s.keys.kek_file = Some(crate::db::write_kek(dir));
     } else {
         s.store.path = Some(dir.join("db/latchkey.db"));
     }
@@ -110,6 +111,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     settings.validate().expect("test settings are valid");
     let clock = Arc::new(ManualClock::starting_now());
+    spawn_instance(settings, clock, dir).await
+}
+
+/// Another instance of the server with `settings` (its database and keys included) and
+/// `clock`: several instances on one PostgreSQL database make a cluster
+/// (`cluster.rs`). `dir` is kept alive with it.
+pub async fn spawn_instance(
+    settings: Settings,
+    clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
+) -> TestApp {
     let app = Application::build_with_clock(settings.clone(), clock.clone())
         .await
         .expect("the app builds");
@@ -150,6 +162,21 @@ impl TestApp {
             Some(url) => crate::db::TestDb::Postgres(url.to_owned()),
             None => crate::db::TestDb::Sqlite(self.db_path()),
         }
+    }
+
+    /// A value of the app's key storage (a file in `keys.dir`, or a sealed row in the
+    /// database), as an operator with the KEK could read it.
+    pub fn key_file(&self, name: &str) -> Vec<u8> {
+        self.state
+            .key_storage
+            .read(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {name} in the key storage"))
+    }
+
+    /// Replaces a value of the app's key storage behind the server's back.
+    pub fn put_key_file(&self, name: &str, bytes: &[u8]) {
+        self.state.key_storage.write(name, bytes, false).unwrap();
     }
 
     /// Whether this app runs on PostgreSQL.
@@ -273,6 +300,9 @@ impl TestApp {
             Some(url) => command.env("LATCHKEY_STORE__URL", url),
             None => command.env("LATCHKEY_STORE__PATH", self.db_path()),
         };
+        if let Some(kek) = &self.settings.keys.kek_file {
+            command.env("LATCHKEY_KEYS__KEK_FILE", kek);
+        }
         let mut child = command
             .args(args)
             .env("LATCHKEY_KEYS__DIR", &self.settings.keys.dir)

@@ -142,9 +142,9 @@ async fn retiring_the_only_signing_key_is_refused_with_one_line_and_exit_code_2(
 async fn a_corrupt_manifest_never_fails_a_request_and_the_next_good_one_is_picked_up() {
     let app = app().await;
     let t = app.user_with_session("alice").await;
-    let manifest = app.settings.keys.dir.join("manifest.json");
-    let good = std::fs::read(&manifest).unwrap();
-    std::fs::write(&manifest, b"{\"keys\": [ half-written").unwrap();
+    // Through the app's own key storage: the folder, or sealed rows in the database.
+    let good = app.key_file("manifest.json");
+    app.put_key_file("manifest.json", b"{\"keys\": [ half-written");
     tokio::time::sleep(Duration::from_millis(300)).await; // several reload ticks
     assert_eq!(
         app.get_bearer("/me", &t.access).await.status(),
@@ -154,7 +154,7 @@ async fn a_corrupt_manifest_never_fails_a_request_and_the_next_good_one_is_picke
     assert_eq!(kid_of(&again.access), kid_of(&t.access));
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
 
-    std::fs::write(&manifest, &good).unwrap();
+    app.put_key_file("manifest.json", &good);
     let kid_b = app
         .keys_cli(&["generate", "--alg", "EdDSA"])
         .await
@@ -273,7 +273,7 @@ async fn retiring_a_staged_key_or_its_predecessor_early_is_refused_because_no_ke
     let t = app.user_with_session("alice").await;
     let kid_a = kid_of(&t.access);
     let kid_b = app.keys_cli(&["rotate"]).await.trim().to_owned();
-    let manifest = std::fs::read(app.settings.keys.dir.join("manifest.json")).unwrap();
+    let manifest = app.key_file("manifest.json");
     for (kid, when) in [
         (&kid_b, "no key that signs from"),
         (&kid_a, "no key that signs now"),
@@ -285,7 +285,7 @@ async fn retiring_a_staged_key_or_its_predecessor_early_is_refused_because_no_ke
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
     assert_eq!(
-        std::fs::read(app.settings.keys.dir.join("manifest.json")).unwrap(),
+        app.key_file("manifest.json"),
         manifest,
         "a refused command leaves the manifest as it was"
     );

@@ -8,6 +8,7 @@ mod mail_sink;
 mod abuse;
 mod audiences;
 mod browser;
+mod cluster;
 mod crash;
 mod forged;
 mod hardening;

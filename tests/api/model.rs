@@ -229,12 +229,20 @@ fn refresh_families_behave_like_the_model() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
+    check_against_the_model(&rt, &app, cases);
+}
+
+/// Runs `cases` random operation sequences against `app` (one user each) and checks
+/// every answer against the model. `app` may be one server or a balancer in front of
+/// several (`cluster.rs`); its clock must be every server's clock.
+pub fn check_against_the_model(rt: &tokio::runtime::Runtime, app: &TestApp, cases: u32) {
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
         ..Config::default()
     });
-    let counter = AtomicUsize::new(0);
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let counter = &COUNTER;
     runner
         .run(&proptest::collection::vec(op(), 1..30), |ops| {
             let user = format!("user{}", counter.fetch_add(1, Ordering::SeqCst));

@@ -309,7 +309,7 @@ fn rows_mentioning(app: &crate::helpers::TestApp, user_id: &str) -> i64 {
         "SELECT COUNT(*) FROM users WHERE id = ?1",
         "SELECT COUNT(*) FROM sessions WHERE user_id = ?1",
         "SELECT COUNT(*) FROM refresh_tokens t WHERE t.session_id IN (SELECT id FROM sessions WHERE user_id = ?1)",
-        "SELECT COUNT(*) FROM events WHERE user_id = ?1 OR detail LIKE '%' || ?1 || '%'",
+        "SELECT COUNT(*) FROM events WHERE user_id = ?1 OR CAST(detail AS TEXT) LIKE '%' || ?1 || '%'",
     ] {
         n += db.count(sql, &[user_id]);
     }

@@ -14,6 +14,8 @@
 //!   `Retry-After`, never a 500.
 
 mod executor;
+mod key_blobs;
+mod login_failures;
 pub mod schema;
 mod tx;
 
@@ -26,6 +28,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio::sync::oneshot;
 use tokio_postgres::error::SqlState;
 
+pub use key_blobs::PgBlobs;
 pub use tx::PgTx;
 
 use super::{StoreError, StoreObserver, WriterStats};
@@ -113,6 +116,11 @@ impl PgStore {
         &self.stats
     }
 
+    /// The signing and seal keys' sealed blobs, kept in this database.
+    pub fn key_blobs(&self) -> PgBlobs {
+        PgBlobs(self.clone())
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -133,6 +141,38 @@ impl PgStore {
         answer
             .recv()
             .map_err(|_| anyhow::anyhow!("the store has stopped"))?
+    }
+
+    /// Runs `f` on the store's threads and awaits it from anywhere (a `Send` future).
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl AsyncFnOnce(PgStore) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (reply, answer) = oneshot::channel();
+        let me = self.clone();
+        if !self.exec.spawn(move || async move {
+            let _ = reply.send(f(me).await);
+        }) {
+            anyhow::bail!("the store has stopped");
+        }
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the store has stopped"))?
+    }
+
+    /// Takes the session advisory lock `key` on a connection of its own if no other
+    /// session holds it; the lock lasts as long as the returned connection, which is
+    /// closed (not returned to the pool) when dropped.
+    pub async fn try_exclusive(&self, key: i64) -> anyhow::Result<Option<Exclusive>> {
+        self.run(async move |s: PgStore| {
+            let conn = s.connection().await?;
+            let row = conn
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await?;
+            let got: bool = row.try_get(0)?;
+            Ok(got.then(|| Exclusive(Some(conn))))
+        })
+        .await
     }
 
     /// A pooled connection (must be awaited on the store's threads).
@@ -290,6 +330,18 @@ impl PgStore {
                 tracing::warn!(error = %e, "vacuum after an erasure failed");
             }
         });
+    }
+}
+
+/// A session advisory lock held by a connection of its own (`PgStore::try_exclusive`).
+pub struct Exclusive(Option<Object>);
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        // Closing the session releases its advisory locks.
+        if let Some(conn) = self.0.take() {
+            let _ = Object::take(conn);
+        }
     }
 }
 

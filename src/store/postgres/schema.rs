@@ -131,18 +131,26 @@ pub fn latest() -> i64 {
 
 /// Brings the database to the latest version; returns the version it found.
 pub async fn migrate(client: &mut Client) -> anyhow::Result<i64> {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL);")
-        .await
-        .or_else(|e| {
-            // Two instances creating the table at the same moment: one wins.
-            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .context("cannot create the schema version table")?;
+    // Asked first, rather than CREATE … IF NOT EXISTS alone, whose notice would reach
+    // a CLI command's output.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('latchkey_schema') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    if !exists {
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL);")
+            .await
+            .or_else(|e| {
+                // Two instances creating the table at the same moment: one wins.
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .context("cannot create the schema version table")?;
+    }
     let tx = client.transaction().await?;
     // Held until COMMIT: every other instance waits here, then sees the new version.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

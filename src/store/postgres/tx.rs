@@ -186,7 +186,15 @@ impl Tx for PgTx<'_> {
     }
 
     async fn user_by_id(&mut self, id: &str) -> Result<Option<User>> {
-        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+        // A write job holds the user's row (shared) until it commits, so a password
+        // change or a disable cannot commit between its check and its write: a login
+        // checked against the old password cannot open a session the change never
+        // saw (ASVS v5 7.4.3), nor a refresh outlive a disable.
+        let sql = if self.writing {
+            format!("SELECT {USER_COLS} FROM users WHERE id = $1 FOR SHARE")
+        } else {
+            format!("SELECT {USER_COLS} FROM users WHERE id = $1")
+        };
         self.opt(&sql, &[&id])
             .await?
             .as_ref()
@@ -194,7 +202,11 @@ impl Tx for PgTx<'_> {
             .transpose()
     }
     async fn user_by_username_key(&mut self, key: &str) -> Result<Option<User>> {
-        let sql = format!("SELECT {USER_COLS} FROM users WHERE username_key = $1");
+        let sql = if self.writing {
+            format!("SELECT {USER_COLS} FROM users WHERE username_key = $1 FOR SHARE")
+        } else {
+            format!("SELECT {USER_COLS} FROM users WHERE username_key = $1")
+        };
         self.opt(&sql, &[&key])
             .await?
             .as_ref()
@@ -270,6 +282,13 @@ impl Tx for PgTx<'_> {
             .await?;
         self.exec("DELETE FROM events WHERE user_id = $1", &[&user_id])
             .await?;
+        // The shared login-failure count is keyed by the name: personal data too.
+        self.exec(
+            "DELETE FROM login_failures
+             WHERE key = 'a:' || (SELECT username_key FROM users WHERE id = $1)",
+            &[&user_id],
+        )
+        .await?;
         self.exec(
             "UPDATE events SET actor_id = NULL, actor_ip = NULL, actor_user_agent = NULL
              WHERE actor_id = $1",
