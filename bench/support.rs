@@ -58,6 +58,8 @@ pub async fn families(
             max_per_user: 10,
             limit_policy: LimitPolicy::EvictOldest,
             ctx: ClientContext::default(),
+            amr: vec![latchkey::domain::AuthMethod::Pwd],
+            auth_time: None,
         };
         let (rng, keys) = (SystemRandom::new(), keys.clone());
         match store
@@ -248,6 +250,8 @@ async fn fill_session(
         head_issued_at: head_issued,
         head_hash: (!spec.legacy_tokens).then(|| seeded_hash(seed, index, generations - 1)),
         sealed_head: None,
+        amr: vec![latchkey::domain::AuthMethod::Pwd],
+        auth_time: created,
     };
     tx.insert_session(&session).await?;
     filled.sessions += 1;

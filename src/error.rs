@@ -29,6 +29,29 @@ pub enum ApiError {
     InvalidClient { basic: bool },
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// The password was right and the account has a second factor: finish at
+    /// `/login/mfa` (or `/browser/login/mfa`) with this token (docs/contract.md "Second
+    /// factor"). 401 with `mfa_token` and `mfa_methods` beside the usual members.
+    #[error("a second factor is required; send a code with the mfa_token to /login/mfa")]
+    MfaRequired {
+        mfa_token: crate::secret::Secret<String>,
+    },
+    /// A second-factor code that is wrong, reused, outside the allowed drift, or a
+    /// recovery code that is unknown or spent. 401 `invalid_credentials`.
+    #[error("the code is wrong, expired or already used")]
+    WrongCode,
+    /// RFC 9470 §3: the access token's authentication is not strong or recent enough for
+    /// this route. 401 with `WWW-Authenticate: Bearer
+    /// error="insufficient_user_authentication"`, `max_age` and, when the second factor
+    /// is what is missing, `acr_values`.
+    #[error("{description}")]
+    StepUpRequired {
+        description: String,
+        /// RFC 9470 §3 `max_age`: seconds since the login that the route accepts.
+        max_age: u64,
+        /// The login behind the token had no second factor.
+        needs_mfa: bool,
+    },
     #[error("{0}")]
     InvalidToken(String),
     #[error("{0}")]
@@ -79,6 +102,9 @@ impl ApiError {
             ApiError::UnsupportedGrantType => "unsupported_grant_type",
             ApiError::InvalidClient { .. } => "invalid_client",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::MfaRequired { .. } => "mfa_required",
+            ApiError::WrongCode => "invalid_credentials",
+            ApiError::StepUpRequired { .. } => "insufficient_user_authentication",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -145,6 +171,9 @@ impl ResponseError for ApiError {
             | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             ApiError::InvalidClient { .. }
             | ApiError::InvalidCredentials
+            | ApiError::MfaRequired { .. }
+            | ApiError::WrongCode
+            | ApiError::StepUpRequired { .. }
             | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -190,13 +219,52 @@ impl ResponseError for ApiError {
                 // The rest of the body may still be on its way: end the connection.
                 res.force_close();
             }
+            ApiError::StepUpRequired {
+                max_age, needs_mfa, ..
+            } => {
+                if let Ok(v) = HeaderValue::from_str(&step_up_challenge(
+                    &sanitize_description(&self.to_string()),
+                    *max_age,
+                    *needs_mfa,
+                )) {
+                    res.insert_header((header::WWW_AUTHENTICATE, v));
+                }
+            }
             _ => {}
         }
-        res.json(ErrorBody {
+        let body = ErrorBody {
             error: self.code(),
             error_description: sanitize_description(&self.to_string()),
-        })
+        };
+        if let ApiError::MfaRequired { mfa_token } = self {
+            // docs/contract.md "Second factor": the token and the methods that finish
+            // the login, beside the usual error members.
+            return res.json(serde_json::json!({
+                "error": body.error,
+                "error_description": body.error_description,
+                "mfa_token": mfa_token.expose(),
+                "mfa_methods": ["totp", "recovery_code"],
+            }));
+        }
+        res.json(body)
     }
+}
+
+/// The ACR that RFC 9470 §3 `acr_values` asks for when the second factor is missing:
+/// the OpenID PAPE multi-factor policy URI, the widely understood name for "log in with
+/// more than one factor" (latchkey issues no `acr` claim of its own).
+pub const MFA_ACR: &str = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
+
+/// RFC 9470 §3 (with RFC 6750 §3): `Bearer error="insufficient_user_authentication",
+/// error_description="…", max_age=N[, acr_values="…"]`.
+fn step_up_challenge(description: &str, max_age: u64, needs_mfa: bool) -> String {
+    let mut v = format!(
+        "Bearer error=\"insufficient_user_authentication\", error_description=\"{description}\", max_age={max_age}"
+    );
+    if needs_mfa {
+        v.push_str(&format!(", acr_values=\"{MFA_ACR}\""));
+    }
+    v
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -223,6 +291,29 @@ mod tests {
         assert!(s
             .chars()
             .all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\'));
+    }
+
+    #[test]
+    fn rfc9470_3_step_up_challenge_names_the_error_max_age_and_acr_values() {
+        let e = ApiError::StepUpRequired {
+            description: "log in again with your second factor".into(),
+            max_age: 900,
+            needs_mfa: true,
+        };
+        let res = e.error_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let h = res
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            h.starts_with("Bearer error=\"insufficient_user_authentication\""),
+            "{h}"
+        );
+        assert!(h.contains(", max_age=900"), "{h}");
+        assert!(h.contains(&format!("acr_values=\"{MFA_ACR}\"")), "{h}");
     }
 
     #[test]

@@ -84,6 +84,11 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
         .store
         .write(async move |tx| tx.delete_account_tokens_expired_before(token_cutoff).await)
         .await?;
+    // Pending second-factor logins (`mfa_token`, 5 minutes) that were never finished.
+    state
+        .store
+        .write(async move |tx| tx.delete_mfa_logins_expired_before(now).await)
+        .await?;
     loop {
         let events = state
             .store

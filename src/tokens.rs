@@ -125,8 +125,11 @@ pub struct MintRequest<'a> {
     pub audiences: Vec<String>,
     pub client_id: &'a str,
     pub session_id: &'a str,
-    /// When the session's login happened (ms): `auth_time`.
+    /// When the session's login checked the password (ms): `auth_time`.
     pub authenticated_at: crate::clock::Millis,
+    /// RFC 8176 methods of that login: `["pwd"]`, or `["pwd","otp"]` after a second
+    /// factor.
+    pub amr: Vec<String>,
     pub scope: String,
     pub roles: Vec<String>,
     pub ttl_secs: u64,
@@ -166,8 +169,7 @@ impl TokenService {
             jti: uuid::Uuid::new_v4().to_string(),
             sid: req.session_id.to_owned(),
             auth_time: Some(req.authenticated_at / 1000),
-            // RFC 8176 §2: a password is the only way latchkey authenticates today.
-            amr: vec!["pwd".to_owned()],
+            amr: req.amr,
             scope: req.scope,
             roles: req.roles,
             nbf: None,

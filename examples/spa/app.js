@@ -3,6 +3,9 @@
 // - The refresh token is an HttpOnly cookie set by latchkey; this script never sees it.
 // - Every /browser/* call sends credentials, the X-Latchkey-CSRF header and a JSON body.
 // - A silent refresh runs 30 s before the access token expires and on every page load.
+// - An account with a second factor answers the password with `mfa_required`; the page
+//   asks for the code (or a recovery code) and finishes at /browser/login/mfa. The
+//   `mfa_token` lives only in memory, like the access token.
 // The API base comes from ?api=…, else http://localhost:8080.
 'use strict';
 
@@ -11,6 +14,7 @@ const API = new URLSearchParams(location.search).get('api') || 'http://localhost
 let accessToken = null; // memory only
 let refreshTimer = null;
 let refreshInFlight = null;
+let mfaToken = null; // memory only: the pending login's token (5 minutes, single use)
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $('status').textContent = text; };
@@ -35,6 +39,7 @@ function signedOut(message) {
   accessToken = null;
   clearTimeout(refreshTimer);
   $('signed-in').hidden = true;
+  $('mfa-form').hidden = true;
   $('forgot-form').hidden = true;
   $('reset-form').hidden = true;
   $('login-form').hidden = false;
@@ -116,12 +121,100 @@ $('login-form').addEventListener('submit', async (event) => {
     remember_me: form.get('remember_me') === 'on',
   });
   if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    if (body.error === 'mfa_required') {
+      // The password was right; the second step finishes the login.
+      mfaToken = body.mfa_token;
+      event.target.reset();
+      $('login-error').textContent = '';
+      $('login-form').hidden = true;
+      $('mfa-error').textContent = '';
+      $('mfa-form').hidden = false;
+      status('Enter the code from your authenticator app.');
+      return;
+    }
     $('login-error').textContent = res.status === 429 ? 'Too many attempts; wait a moment.' : 'Wrong username or password.';
     return;
   }
   $('login-error').textContent = '';
   accept(await res.json());
   await showSignedIn();
+});
+
+// Six digits are an app's code; anything else is taken for a recovery code.
+$('mfa-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const typed = new FormData(event.target).get('code').trim();
+  const body = /^[0-9]{3} ?[0-9]{3}$/.test(typed)
+    ? { mfa_token: mfaToken, code: typed }
+    : { mfa_token: mfaToken, recovery_code: typed };
+  const res = await browserCall('/browser/login/mfa', body);
+  if (res.ok) {
+    mfaToken = null;
+    event.target.reset();
+    $('mfa-form').hidden = true;
+    accept(await res.json());
+    await showSignedIn();
+    return;
+  }
+  const err = await res.json().catch(() => ({}));
+  if (err.error === 'invalid_grant') {
+    // Expired, used, or too many wrong codes: start again with the password.
+    mfaToken = null;
+    signedOut('That sign-in has expired; please sign in again.');
+    return;
+  }
+  $('mfa-error').textContent = res.status === 429
+    ? 'Too many attempts; wait a moment.'
+    : 'That code is wrong or was already used.';
+});
+
+// Setting up the second factor (Bearer calls with the in-memory access token).
+async function apiJson(method, path, body) {
+  return fetch(API + path, {
+    method,
+    headers: { Authorization: 'Bearer ' + accessToken, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+$('mfa-setup').addEventListener('click', () => {
+  $('mfa-enrol-form').hidden = false;
+  $('mfa-codes').hidden = true;
+});
+
+$('mfa-enrol-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const password = new FormData(event.target).get('password');
+  const res = await apiJson('POST', '/me/mfa/totp', { password });
+  event.target.reset();
+  if (!res.ok) { status(res.status === 409 ? 'Two-step verification is already on.' : 'Wrong password.'); return; }
+  const enrol = await res.json();
+  $('mfa-secret').textContent = enrol.secret;
+  // As an image, never as markup inserted into the page.
+  $('mfa-qr').src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(enrol.qr_svg);
+  event.target.hidden = true;
+  $('mfa-confirm-form').hidden = false;
+  status('Scan the code, then enter the 6 digits your app shows.');
+});
+
+$('mfa-confirm-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const code = new FormData(event.target).get('code').trim();
+  const res = await apiJson('POST', '/me/mfa/totp/confirm', { code });
+  if (!res.ok) { $('mfa-confirm-error').textContent = 'That code is wrong; try the next one.'; return; }
+  const { recovery_codes: codes } = await res.json();
+  event.target.reset();
+  event.target.hidden = true;
+  $('mfa-secret').textContent = '';
+  $('mfa-qr').removeAttribute('src');
+  $('recovery-codes').replaceChildren(...codes.map((c) => {
+    const li = document.createElement('li');
+    li.textContent = c;
+    return li;
+  }));
+  $('mfa-codes').hidden = false;
+  status('Two-step verification is on.');
 });
 
 $('refresh').addEventListener('click', () => refresh());

@@ -54,6 +54,9 @@ pub enum UsersCommand {
     /// Start a password reset for support staff: prints a one-time reset link
     /// (mail.reset_url, valid for mail.reset_ttl) and records the request as an event
     ResetPassword { username: String },
+    /// Remove a locked-out user's second factor (TOTP and recovery codes); recorded as
+    /// an event. Their next login needs only the password
+    ResetMfa { username: String },
     /// Create a user; the password is read from standard input (or a prompt), never argv
     Add {
         username: String,

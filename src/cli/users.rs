@@ -1,4 +1,4 @@
-//! `latchkey users add|list|disable|delete|reset-password` (docs/contract.md "Command line").
+//! `latchkey users add|list|disable|delete|reset-mfa|reset-password` (docs/contract.md "Command line").
 
 use std::io::{BufRead, IsTerminal};
 
@@ -20,6 +20,7 @@ pub(super) async fn run(command: UsersCommand, settings: &Settings) -> anyhow::R
         UsersCommand::Disable { username } => disable(settings, username).await,
         UsersCommand::Delete { username } => delete(settings, username).await,
         UsersCommand::ResetPassword { username } => reset_password(settings, username).await,
+        UsersCommand::ResetMfa { username } => reset_mfa(settings, username).await,
     }
 }
 
@@ -141,6 +142,28 @@ async fn reset_password(settings: &Settings, username: String) -> anyhow::Result
         }
         AdminReset::NoSuchUser | AdminReset::NoVerifiedEmail => bail!("no such user"),
     }
+}
+
+/// Removes a locked-out user's second factor, its recovery codes and pending logins
+/// (docs/contract.md "Second factor"); recorded as `mfa_disabled` by an administrator.
+/// Their sessions are untouched; their next login needs only the password.
+async fn reset_mfa(settings: &Settings, username: String) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let store = Store::from_settings(&settings.store, 1, None)?;
+    let now = clock.now_millis();
+    let key = Username::lookup_key(&username);
+    let removed = store
+        .write(async move |tx| {
+            let u = user_named(tx, &key).await?;
+            crate::domain::mfa::reset(tx, now, &u.id).await
+        })
+        .await?;
+    if removed {
+        println!("removed the second factor of {username}");
+    } else {
+        println!("{username} had no second factor");
+    }
+    Ok(())
 }
 
 /// The user whose case-insensitive name key is `key`, or a "no such user" error.

@@ -8,6 +8,7 @@
 //! Each section lives in its own file with its defaults and its own `validate`;
 //! [`Settings::validate`] runs them in turn.
 
+mod admin;
 mod browser;
 mod clients;
 mod duration;
@@ -16,6 +17,7 @@ mod keys;
 mod logging;
 mod login;
 mod mail;
+mod mfa;
 mod rate_limits;
 mod revocations;
 mod server;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Lifetimes;
 
+pub use admin::AdminSettings;
 pub use browser::BrowserSettings;
 pub use clients::{AudienceSetting, ClientSettings, ResourceServerSettings};
 pub use duration::HumanDuration;
@@ -41,6 +44,7 @@ pub use keys::KeySettings;
 pub use logging::{LogFormat, LogSettings};
 pub use login::LoginSettings;
 pub use mail::{MailSettings, MailTransport};
+pub use mfa::MfaSettings;
 pub use rate_limits::{RateLimit, RateLimitSettings};
 pub use revocations::RevocationSettings;
 pub use server::{ForwardedHeader, ServerSettings, TlsSettings};
@@ -76,6 +80,8 @@ pub struct Settings {
     pub revocations: RevocationSettings,
     pub log: LogSettings,
     pub mail: MailSettings,
+    pub admin: AdminSettings,
+    pub mfa: MfaSettings,
 }
 
 impl Default for Settings {
@@ -98,6 +104,8 @@ impl Default for Settings {
             revocations: RevocationSettings::default(),
             log: LogSettings::default(),
             mail: MailSettings::default(),
+            admin: AdminSettings::default(),
+            mfa: MfaSettings::default(),
         }
     }
 }
@@ -146,6 +154,8 @@ impl Settings {
         self.revocations.validate()?;
         self.mail.validate()?;
         self.store.validate()?;
+        self.admin.validate()?;
+        self.mfa.validate()?;
         self.validate_key_timing()?;
         Ok(())
     }

@@ -20,11 +20,12 @@ pub use refresh_token::{
 };
 pub use scope::Scope;
 pub use username::Username;
-pub use vocabulary::{EventKind, RevocationReason};
+pub use vocabulary::{AuthMethod, EventKind, RevocationReason};
 
 pub mod accounts;
 pub mod email;
 pub mod key_blobs;
+pub mod mfa;
 pub mod model;
 pub mod recovery;
 pub mod repository;
@@ -32,3 +33,4 @@ pub mod revocation;
 pub mod rotation;
 pub mod sessions;
 pub mod throttle;
+pub mod totp;

@@ -2,7 +2,7 @@
 //! how (see `repository::Tx`).
 
 use crate::clock::Millis;
-use crate::domain::{EventKind, RevocationReason, Scope, TokenHash};
+use crate::domain::{AuthMethod, EventKind, RevocationReason, Scope, TokenHash};
 
 /// An account.
 #[derive(Debug, Clone)]
@@ -50,6 +50,11 @@ pub struct Session {
     /// The head sealed (AES-256-GCM) with its parent's hash as AAD, kept only during the
     /// reuse interval; see `domain::rotation`. Ciphertext, useless without the seal key.
     pub sealed_head: Option<Vec<u8>>,
+    /// How the login that started the session authenticated (RFC 8176): `pwd`, and
+    /// `otp` after a second factor. Every access token of the session carries it.
+    pub amr: Vec<AuthMethod>,
+    /// When that login checked the password (the `auth_time` claim; refreshes keep it).
+    pub auth_time: Millis,
 }
 
 impl Session {
@@ -269,4 +274,47 @@ pub struct AccountToken {
     pub email_key: Option<String>,
     pub created_at: Millis,
     pub expires_at: Millis,
+}
+
+/// A user's TOTP factor (docs/contract.md "Second factor"): one per user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaFactor {
+    pub user_id: String,
+    /// The RFC 6238 shared secret sealed with AES-256-GCM, bound to the user id
+    /// (`keys::Sealer`). Never stored in plaintext.
+    pub sealed_secret: Vec<u8>,
+    pub created_at: Millis,
+    /// `None` while the enrolment waits for its first code: such a factor is not
+    /// asked for at login.
+    pub confirmed_at: Option<Millis>,
+    /// The last time step whose code was accepted: no code of it or an earlier step is
+    /// accepted again (RFC 6238 §5.2).
+    pub last_step: Option<i64>,
+}
+
+impl MfaFactor {
+    pub fn is_active(&self) -> bool {
+        self.confirmed_at.is_some()
+    }
+}
+
+/// A login waiting for its second factor: what `mfa_token` stands for. The store keeps
+/// the token's SHA-256, never the token, and what the first step decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    pub token_hash: TokenHash,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: Scope,
+    /// The access token's audiences as the first step narrowed them (RFC 8707).
+    pub audiences: Vec<String>,
+    pub remember_me: bool,
+    /// SHA-256 of the password hash that was verified: a password changed since makes
+    /// the pending login useless.
+    pub password_fingerprint: TokenHash,
+    /// When the password was checked (becomes the session's `auth_time`).
+    pub auth_time: Millis,
+    pub expires_at: Millis,
+    /// Wrong codes so far; the fifth ends it.
+    pub failures: u32,
 }

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::domain::model::{
-    AccountToken, Event, EventQuery, NewEvent, Revocation, Session, StoredToken, TokenPurpose,
-    User, UserEmail,
+    AccountToken, Event, EventQuery, MfaFactor, NewEvent, PendingLogin, Revocation, Session,
+    StoredToken, TokenPurpose, User, UserEmail,
 };
 use crate::domain::{RevocationReason, TokenHash};
 
@@ -153,4 +153,37 @@ pub trait Tx {
     ) -> Result<u32>;
     /// Housekeeping: deletes tokens that expired before `cutoff`; returns how many.
     async fn delete_account_tokens_expired_before(&mut self, cutoff: Millis) -> Result<usize>;
+
+    // ------------------------------------------------------------------------------
+    // Second factor (docs/contract.md "Second factor"; SQLite migration 10). Three
+    // tables, each keyed simply: `mfa_factors` (one row per user), `mfa_recovery_codes`
+    // (user id + SHA-256 of a code) and `mfa_logins` (SHA-256 of an `mfa_token`). All
+    // rows go with their user (ON DELETE CASCADE), so `delete_user` removes them.
+    // ------------------------------------------------------------------------------
+    /// The user's factor, confirmed or still waiting for its first code.
+    async fn mfa_factor(&mut self, user_id: &str) -> Result<Option<MfaFactor>>;
+    /// Inserts the user's factor, or replaces the one they have (every column).
+    async fn put_mfa_factor(&mut self, factor: &MfaFactor) -> Result<()>;
+    /// Records `step` as the factor's last used time step, only if it is later than the
+    /// stored one (or none is stored): `UPDATE … WHERE last_step IS NULL OR last_step <
+    /// step`. `false` if not, i.e. the code was already used (RFC 6238 §5.2).
+    async fn advance_mfa_step(&mut self, user_id: &str, step: i64) -> Result<bool>;
+    /// Deletes the user's factor and all their recovery codes and pending logins;
+    /// `false` if they had no factor.
+    async fn delete_mfa_factor(&mut self, user_id: &str) -> Result<bool>;
+    /// Replaces all the user's recovery codes (their SHA-256) with `hashes`.
+    async fn replace_recovery_codes(&mut self, user_id: &str, hashes: &[TokenHash]) -> Result<()>;
+    /// Deletes the user's recovery code with this SHA-256; `true` if there was one (the
+    /// code is spent), `false` if unknown or already used.
+    async fn consume_recovery_code(&mut self, user_id: &str, hash: &TokenHash) -> Result<bool>;
+    async fn insert_mfa_login(&mut self, login: &PendingLogin) -> Result<()>;
+    /// By the SHA-256 of its `mfa_token`, expired or not.
+    async fn mfa_login_by_hash(&mut self, hash: &TokenHash) -> Result<Option<PendingLogin>>;
+    /// Deletes it (finished or ended); `true` if it was there, so of two concurrent
+    /// finishes only one succeeds.
+    async fn delete_mfa_login(&mut self, hash: &TokenHash) -> Result<bool>;
+    /// Counts one wrong code against it; returns the count after (0 if it is gone).
+    async fn add_mfa_login_failure(&mut self, hash: &TokenHash) -> Result<u32>;
+    /// Housekeeping: deletes pending logins that expired before `cutoff`; how many.
+    async fn delete_mfa_logins_expired_before(&mut self, cutoff: Millis) -> Result<usize>;
 }

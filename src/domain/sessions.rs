@@ -9,7 +9,8 @@ use crate::domain::repository::Tx;
 pub use crate::domain::revocation::{revoke, revoke_all_of_user};
 use crate::domain::rotation::first_head;
 use crate::domain::{
-    EventKind, Lifetimes, LimitPolicy, RefreshToken, RevocationReason, Scope, TokenTagger,
+    AuthMethod, EventKind, Lifetimes, LimitPolicy, RefreshToken, RevocationReason, Scope,
+    TokenTagger,
 };
 
 #[derive(Clone)]
@@ -22,6 +23,11 @@ pub struct NewSession {
     pub max_per_user: u32,
     pub limit_policy: LimitPolicy,
     pub ctx: ClientContext,
+    /// How the user authenticated (RFC 8176): `[Pwd]`, or `[Pwd, Otp]` after a second
+    /// factor. Kept on the session, so every refresh carries it.
+    pub amr: Vec<AuthMethod>,
+    /// When the password was checked; `None` for now (the session's start).
+    pub auth_time: Option<Millis>,
 }
 
 pub struct CreatedSession {
@@ -120,6 +126,8 @@ async fn create(
         head_issued_at: now,
         head_hash: None,
         sealed_head: None,
+        amr: req.amr.clone(),
+        auth_time: req.auth_time.unwrap_or(now),
     };
     let token = first_head(rng, tagger, &mut session)?;
     tx.insert_session(&session).await?;
@@ -138,6 +146,7 @@ async fn create(
     let event = NewEvent::about_session(EventKind::LoginSucceeded, &session, &req.ctx).detail(
         serde_json::json!({
             "remember_me": req.remember_me,
+            "amr": req.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
             "network": network,
             "ua_family": ua_family,
         }),

@@ -87,6 +87,30 @@ words! {
         EmailVerified = "email_verified",
         PasswordResetRequested = "password_reset_requested",
         PasswordReset = "password_reset",
+        /// A wrong, reused or expired second-factor code (or an unknown recovery code):
+        /// at `/login/mfa`, when confirming an enrolment, or when removing the factor.
+        MfaFailed = "mfa_failed",
+        /// A recovery code finished a login (it is spent).
+        RecoveryCodeUsed = "recovery_code_used",
+        /// A TOTP factor was confirmed with its first code.
+        MfaEnabled = "mfa_enabled",
+        /// The factor was removed: by its user, or by the operator (`latchkey users
+        /// reset-mfa`, detail `"by": "administrator"`).
+        MfaDisabled = "mfa_disabled",
+        /// The user replaced their recovery codes with new ones.
+        RecoveryCodesRegenerated = "recovery_codes_regenerated",
+    }
+}
+
+words! {
+    /// RFC 8176 authentication method reference values: how the user proved who they
+    /// are at the login that started a session (the access token's `amr`).
+    AuthMethod {
+        /// A password (RFC 8176 §2 `pwd`).
+        Pwd = "pwd",
+        /// A one-time password: a TOTP code (RFC 6238) or a single-use recovery code
+        /// (RFC 8176 §2 `otp`).
+        Otp = "otp",
     }
 }
 
@@ -101,6 +125,9 @@ mod tests {
         }
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+        }
+        for m in AuthMethod::ALL {
+            assert_eq!(AuthMethod::parse(m.as_str()), Some(*m));
         }
         let mut words: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
         words.sort_unstable();

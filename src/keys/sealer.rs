@@ -109,6 +109,34 @@ impl crate::domain::rotation::RefreshKeys for Sealer {
     }
 }
 
+/// AAD prefix of a sealed TOTP secret: names the purpose, so a sealed secret never
+/// opens as a refresh head (whose AAD is a 32-byte hash) or vice versa, and, with the
+/// user id after it, never for another user (a row copied onto another account does not
+/// open).
+const TOTP_AAD_PREFIX: &[u8] = b"latchkey totp secret v1\0";
+
+fn totp_aad(user_id: &str) -> Vec<u8> {
+    let mut aad = TOTP_AAD_PREFIX.to_vec();
+    aad.extend_from_slice(user_id.as_bytes());
+    aad
+}
+
+/// The second factor's rules seal TOTP secrets through this port.
+impl crate::domain::mfa::SecretSealer for Sealer {
+    fn seal_totp(
+        &self,
+        user_id: &str,
+        secret: &crate::domain::totp::TotpSecret,
+    ) -> anyhow::Result<Vec<u8>> {
+        self.seal(secret.expose(), &totp_aad(user_id))
+    }
+
+    fn open_totp(&self, user_id: &str, sealed: &[u8]) -> Option<crate::domain::totp::TotpSecret> {
+        self.open(sealed, &totp_aad(user_id))
+            .map(crate::domain::totp::TotpSecret::from_bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +148,20 @@ mod tests {
         let sealed = s.seal(b"token", b"parent").unwrap();
         assert_eq!(s.open(&sealed, b"parent").unwrap(), b"token");
         assert!(s.open(&sealed, b"other").is_none());
+    }
+
+    #[test]
+    fn sealed_totp_secrets_open_only_for_their_user_and_purpose() {
+        use crate::domain::mfa::SecretSealer;
+        use crate::domain::totp::TotpSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sealer::load_or_generate(dir.path()).unwrap();
+        let secret = TotpSecret::from_bytes(vec![7; 20]);
+        let sealed = s.seal_totp("user-a", &secret).unwrap();
+        assert_eq!(s.open_totp("user-a", &sealed), Some(secret));
+        assert!(s.open_totp("user-b", &sealed).is_none());
+        // Not as a refresh head either (those are opened with a 32-byte hash as AAD).
+        assert!(s.open(&sealed, &[0u8; 32]).is_none());
+        assert!(s.open(&sealed, b"user-a").is_none());
     }
 }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::auth::{client_context, origin};
 use super::extract::{parse_object, RawBody};
 use super::login::LoginBody;
+use super::mfa::SecondStepBody;
 use super::RouteTable;
 use crate::domain::model::Session;
 use crate::domain::{RefreshToken, RevocationReason, Scope};
@@ -25,7 +26,7 @@ use crate::keys::DEVICE_TOKEN_TTL_SECS;
 use crate::ratelimit::Endpoint;
 use crate::service::issue::{resolve_client, Issued, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
-use crate::service::{login, revoke};
+use crate::service::{login, mfa, revoke};
 use crate::state::AppState;
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis §5.5).
@@ -35,6 +36,11 @@ pub fn configure(t: &mut RouteTable) {
     // It checks a password, so it also draws from the login bucket (docs/contract.md
     // "Login throttling"): the browser bucket alone would let it sidestep `/login`'s.
     t.post("/browser/login", login)
+        .rate_limited(Endpoint::Browser)
+        .rate_limited(Endpoint::Login);
+    // The second step of a login that answered `mfa_required`: the same CSRF checks,
+    // and a code check, so the login bucket too.
+    t.post("/browser/login/mfa", login_mfa)
         .rate_limited(Endpoint::Browser)
         .rate_limited(Endpoint::Login);
     t.post("/browser/refresh", refresh)
@@ -229,6 +235,19 @@ async fn login(
     credentials.device_token =
         single_cookie(&req, &state.settings.browser.device_cookie_name).unwrap_or(None);
     let issued = login::login(&state, credentials, origin(&req)).await?;
+    Ok(token_reply(&state, issued))
+}
+
+/// `/browser/login/mfa`: CSRF checks first, then the pending login's client must list
+/// the request's Origin, then the code; the answer is `/browser/login`'s.
+async fn login_mfa(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let (request_origin, step): (_, SecondStepBody) = admit(&state, &req, &body.0)?;
+    let allowed = |client_id: &str| origin_allowed_for(&state, client_id, &request_origin);
+    let issued = mfa::finish_login(&state, step.into(), origin(&req), &allowed).await?;
     Ok(token_reply(&state, issued))
 }
 

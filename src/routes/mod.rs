@@ -12,6 +12,7 @@ pub mod health;
 pub mod login;
 pub mod me;
 pub mod metrics;
+pub mod mfa;
 pub mod oauth;
 pub mod recovery;
 pub mod responses;
@@ -184,6 +185,7 @@ pub fn table() -> RouteTable {
     wellknown::configure(&mut t);
     accounts::configure(&mut t);
     login::configure(&mut t);
+    mfa::configure(&mut t);
     me::configure(&mut t);
     oauth::configure(&mut t);
     revocations::configure(&mut t);
@@ -421,7 +423,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 14] = [
+        let expected: [(&str, &str, &[Endpoint]); 20] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -437,6 +439,14 @@ mod tests {
             ("POST", "/password/reset", &[Recovery]),
             ("POST", "/email/verify", &[Recovery]),
             ("POST", "/me/email", &[Login]),
+            // docs/contract.md "Second factor": every route that checks a code or a
+            // password.
+            ("POST", "/login/mfa", &[Login]),
+            ("POST", "/browser/login/mfa", &[Browser, Login]),
+            ("POST", "/me/mfa/totp", &[Login]),
+            ("POST", "/me/mfa/totp/confirm", &[Login]),
+            ("DELETE", "/me/mfa/totp", &[Login]),
+            ("POST", "/me/mfa/recovery-codes", &[Login]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {

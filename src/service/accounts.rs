@@ -72,6 +72,9 @@ pub async fn change_password(
     new: String,
     from: Origin,
 ) -> Result<(), ApiError> {
+    // RFC 9470: a user with a second factor changes the password only from a recent
+    // login with it (docs/contract.md "Second factor").
+    super::auth::require_step_up_if_enrolled(state, auth).await?;
     let current = Password::parse_for_login(current).map_err(password_error)?;
     let new = Password::parse(new).map_err(password_error)?;
     let ctx = from.ctx.clone();
@@ -106,6 +109,7 @@ pub async fn delete_account(
     password: String,
     from: Origin,
 ) -> Result<(), ApiError> {
+    super::auth::require_step_up_if_enrolled(state, auth).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     confirm_password(state, auth, password, Purpose::Erasure, from).await?;
     let (now, user_id) = (state.now(), auth.user.id.clone());

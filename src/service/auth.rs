@@ -4,6 +4,7 @@
 //! token expires).
 
 use crate::domain::model::{Session, User};
+use crate::domain::AuthMethod;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tokens::{AccessClaims, Audience};
@@ -63,9 +64,54 @@ async fn authenticate_for(
 /// the `admin` role (403 otherwise).
 pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authenticated, ApiError> {
     let auth = authenticate_for(state, bearer, Audience::IssuerOnly).await?;
-    if auth.has_role("admin") {
-        Ok(auth)
-    } else {
-        Err(ApiError::Forbidden("this needs the admin role".into()))
+    if !auth.has_role("admin") {
+        return Err(ApiError::Forbidden("this needs the admin role".into()));
     }
+    // docs/contract.md "Second factor": with `admin.require_mfa`, every admin route
+    // needs a recent login with a second factor (RFC 9470).
+    if state.settings.admin.require_mfa {
+        require_step_up(state, &auth)?;
+    }
+    Ok(auth)
+}
+
+/// RFC 9470 step-up: the session's login must have used a second factor (`otp` in
+/// `amr`, RFC 8176) and checked the password within `mfa.step_up_max_age`; otherwise
+/// 401 `insufficient_user_authentication` with the `max_age` (and, when the factor is
+/// what is missing, `acr_values`) a client needs to ask the user to log in again. The
+/// session's values are the ones its tokens carry (`amr`, `auth_time`).
+pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), ApiError> {
+    let max_age = state.settings.mfa.step_up_max_age;
+    let has_otp = auth.session.amr.contains(&AuthMethod::Otp);
+    let age_ms = state.now() - auth.session.auth_time;
+    if has_otp && age_ms <= max_age.as_millis_i64() {
+        return Ok(());
+    }
+    let description = if has_otp {
+        "this needs a recent login: sign in again with your second factor"
+    } else {
+        "this needs a login with a second factor: sign in again with your code"
+    };
+    Err(ApiError::StepUpRequired {
+        description: description.into(),
+        max_age: max_age.as_secs(),
+        needs_mfa: !has_otp,
+    })
+}
+
+/// Step-up for a user with an active second factor; nothing for one without
+/// (`/me/password`, `DELETE /me`, `/me/mfa/*`).
+pub async fn require_step_up_if_enrolled(
+    state: &AppState,
+    auth: &Authenticated,
+) -> Result<(), ApiError> {
+    let user_id = auth.user.id.clone();
+    let enrolled = state
+        .store
+        .read(async move |tx| crate::domain::mfa::has_active_factor(tx, &user_id).await)
+        .await?;
+    if enrolled {
+        require_step_up(state, auth)?;
+    }
+    Ok(())
 }

@@ -6,10 +6,15 @@ use std::net::IpAddr;
 
 use super::issue::{audiences_for, issue, resolve_client, Issued};
 use super::password_check::{self, Attempt, Purpose};
-use crate::domain::model::ClientContext;
+use crate::clock::Millis;
+use crate::config::ClientSettings;
+use crate::domain::email::AccountSecret;
+use crate::domain::mfa;
+use crate::domain::model::{ClientContext, User};
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
-use crate::domain::{Password, Scope, Username};
+use crate::domain::{AuthMethod, Password, Scope, Username};
 use crate::error::ApiError;
+use crate::secret::Secret;
 use crate::state::AppState;
 
 pub struct Credentials {
@@ -83,7 +88,9 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         .store
         .read(async move |tx| tx.user_by_username_key(&key).await)
         .await?;
-    admitted.check(password, user.as_ref()).await?;
+    // The same path for every account up to here, factor or not: a wrong password
+    // answers the same whoever it belongs to (docs/contract.md "Second factor").
+    let admitted = admitted.verify(password, user.as_ref()).await?;
     let Some(user) = user else {
         return Err(ApiError::InvalidCredentials);
     };
@@ -97,7 +104,18 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         max_per_user: state.settings.session.max_per_user,
         limit_policy: state.settings.session.limit_policy,
         ctx: from.ctx,
+        amr: vec![AuthMethod::Pwd],
+        auth_time: None,
     };
+    // Only now, with the password right, does a second factor matter: the login waits
+    // for it, and the throttle is not cleared until it comes (a right password must not
+    // wipe the wrong codes counted against the account).
+    if has_active_factor(state, &user.id).await? {
+        return Err(require_second_factor(state, &user, &new, audiences, now).await?);
+    }
+    admitted.succeeded().await?;
+    drop(admitted);
+
     let (rng, keys) = (state.rng.clone(), state.sealer.clone());
     // The hash that was verified: the write refuses if a password change replaced it.
     let verified_hash = user.password_hash.clone();
@@ -112,17 +130,30 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         LoginOutcome::UserUnavailable => "failure",
         LoginOutcome::LimitReached => "rejected",
     });
+    issue_login(state, &client, outcome, audiences, &account_key, now)
+}
+
+/// The answer to a login whose session write ran (after the password, or after the
+/// second factor): the token response with a new device token, or why not.
+pub(super) fn issue_login(
+    state: &AppState,
+    client: &ClientSettings,
+    outcome: LoginOutcome,
+    audiences: Vec<String>,
+    account_key: &str,
+    now: Millis,
+) -> Result<Issued, ApiError> {
     match outcome {
         LoginOutcome::Created(c) => {
             let scope = c.session.scope.clone();
             let mut issued = issue(
-                state, &client, c.session, &c.user, &scope, audiences, c.token, now,
+                state, client, c.session, &c.user, &scope, audiences, c.token, now,
             )?;
             // A new device token with every successful login (OWASP device cookies).
             issued.body.device_token = Some(
                 state
                     .devices
-                    .issue(&account_key, now)
+                    .issue(account_key, now)
                     .map_err(ApiError::Internal)?,
             );
             Ok(issued)
@@ -133,4 +164,35 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
             state.settings.session.max_per_user
         ))),
     }
+}
+
+/// Whether the user has a confirmed factor.
+pub async fn has_active_factor(state: &AppState, user_id: &str) -> Result<bool, ApiError> {
+    let id = user_id.to_owned();
+    Ok(state
+        .store
+        .read(async move |tx| mfa::has_active_factor(tx, &id).await)
+        .await?)
+}
+
+/// The password was right and the account has a factor: stores the pending login and
+/// answers `mfa_required` with its single-use `mfa_token` (256 CSPRNG bits, stored only
+/// as SHA-256; 5 minutes).
+pub async fn require_second_factor(
+    state: &AppState,
+    user: &User,
+    new: &NewSession,
+    audiences: Vec<String>,
+    now: Millis,
+) -> Result<ApiError, ApiError> {
+    let token = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
+    let pending = mfa::pending_login(token.hash(), now, &user.password_hash, new, audiences);
+    state
+        .store
+        .write(async move |tx| tx.insert_mfa_login(&pending).await)
+        .await?;
+    state.metrics.login("mfa_required");
+    Ok(ApiError::MfaRequired {
+        mfa_token: Secret::new(token.expose().to_owned()),
+    })
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod introspect;
 pub mod issue;
 pub mod login;
+pub mod mfa;
 pub mod password_check;
 pub mod recovery;
 pub mod refresh;

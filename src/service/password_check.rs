@@ -6,10 +6,12 @@
 //! queue and starve everyone else's logins (docs/contract.md "Standards checklist" #30;
 //! OWASP Authentication cheat sheet, "Protect Against Automated Attacks").
 //!
-//! Hook for the second factor (docs/contract.md "Planned"): MFA enrolment and removal
-//! (`POST /me/mfa/totp`, `DELETE /me/mfa/totp`) check the password, and must do it
-//! through [`admit`] with a new [`Purpose`]; wrong TOTP codes should be recorded through
-//! [`Admitted`] the same way, since they feed the same throttling.
+//! The second factor (docs/contract.md "Second factor") comes through here too: enrolment
+//! and removal check the password with [`Purpose::MfaChange`]; `/login/mfa` and the code
+//! checks of `/me/mfa/*` are admitted like a password check and count each wrong code
+//! with [`Admitted::code_failed`], so codes meet the same per-account throttling. For an
+//! account with a factor, a right password alone does not clear the throttle
+//! ([`Admitted::verify`]); only the finished login does.
 
 use std::net::IpAddr;
 
@@ -31,6 +33,11 @@ pub enum Purpose {
     Erasure,
     /// `POST /me/email`.
     EmailChange,
+    /// `POST /me/mfa/totp`, `DELETE /me/mfa/totp`.
+    MfaChange,
+    /// A second-factor code: `/login/mfa`, `/browser/login/mfa`, and the codes of
+    /// `/me/mfa/*`.
+    SecondFactor,
 }
 
 impl Purpose {
@@ -40,6 +47,8 @@ impl Purpose {
             Purpose::PasswordChange => "password_change",
             Purpose::Erasure => "erasure",
             Purpose::EmailChange => "email_change",
+            Purpose::MfaChange => "mfa_change",
+            Purpose::SecondFactor => "second_factor",
         }
     }
 }
@@ -137,6 +146,16 @@ impl Admitted<'_> {
     /// enumeration), counted by the throttle and recorded as `login_failed` (with the
     /// user id when the account exists; never the attempted name).
     pub async fn check(self, password: Password, user: Option<&User>) -> Result<(), ApiError> {
+        self.verify(password, user).await?.succeeded().await?;
+        Ok(())
+    }
+
+    /// [`check`](Self::check) without clearing the throttle on success: the caller
+    /// decides, after the password was right, whether the attempt is over
+    /// ([`succeeded`](Self::succeeded)) or a second factor is still to come. The path up
+    /// to and including the password check, and every failure, is the same as `check`'s
+    /// (no enumeration of who has a factor).
+    pub async fn verify(self, password: Password, user: Option<&User>) -> Result<Self, ApiError> {
         let state = self.state;
         let verified = state
             .hasher
@@ -145,17 +164,48 @@ impl Admitted<'_> {
             .map_err(hash_error)?;
         let a = &self.attempt;
         if verified && user.is_some_and(User::is_enabled) {
-            state
-                .throttle
-                .record_success(&a.account_key, a.ip, a.device);
-            if let (true, Some(shared)) = (self.shared_failures, state.store.shared_failures()) {
-                shared
-                    .clear(&shared_key(&a.account_key, a.device))
-                    .await
-                    .map_err(store_unavailable)?;
-            }
-            return Ok(());
+            return Ok(self);
         }
+        self.count_failure().await?;
+        let mut event = event_of(EventKind::LoginFailed, a)
+            .detail(serde_json::json!({ "purpose": a.purpose.as_str() }));
+        event.user_id = user.map(|u| u.id.clone());
+        record(state, event).await?;
+        state.metrics.login("failure");
+        Err(ApiError::InvalidCredentials)
+    }
+}
+
+impl Admitted<'_> {
+    /// The attempt succeeded: clears the account's (or device's) failures and the
+    /// address's pair, in this instance's memory and, with a shared store, for every
+    /// instance.
+    pub async fn succeeded(&self) -> Result<(), ApiError> {
+        let (state, a) = (self.state, &self.attempt);
+        state
+            .throttle
+            .record_success(&a.account_key, a.ip, a.device);
+        if let (true, Some(shared)) = (self.shared_failures, state.store.shared_failures()) {
+            shared
+                .clear(&shared_key(&a.account_key, a.device))
+                .await
+                .map_err(store_unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// A wrong second-factor code: counted by the login throttle exactly like a wrong
+    /// password (the `mfa_failed` event is recorded with the check, in its write).
+    pub async fn code_failed(&self) -> Result<(), ApiError> {
+        self.count_failure().await?;
+        self.state.metrics.login("failure");
+        Ok(())
+    }
+
+    /// One failure (a wrong password or code) on the attempt's account or device, its
+    /// address and their pair; with a shared store, counted for every instance too.
+    async fn count_failure(&self) -> Result<(), ApiError> {
+        let (state, a) = (self.state, &self.attempt);
         let now = state.now();
         state
             .throttle
@@ -171,12 +221,7 @@ impl Admitted<'_> {
                 .await
                 .map_err(store_unavailable)?;
         }
-        let mut event = event_of(EventKind::LoginFailed, a)
-            .detail(serde_json::json!({ "purpose": a.purpose.as_str() }));
-        event.user_id = user.map(|u| u.id.clone());
-        record(state, event).await?;
-        state.metrics.login("failure");
-        Err(ApiError::InvalidCredentials)
+        Ok(())
     }
 }
 

@@ -143,6 +143,7 @@ async fn cluster(configure: impl Fn(&mut Settings)) -> Cluster {
         settings: nodes[0].settings.clone(),
         state: nodes[0].state.clone(),
         metrics_port: None,
+        totp: Default::default(),
         _dir: tempfile::tempdir().unwrap(),
     };
     // Every instance healthy in HAProxy's eyes before the test starts.

@@ -28,6 +28,30 @@ pub struct TestApp {
     pub state: actix_web::web::Data<latchkey::AppState>,
     pub metrics_port: Option<u16>,
     pub _dir: tempfile::TempDir,
+    /// The TOTP secrets of users enrolled through [`TestApp::enrol_totp`] (by username),
+    /// with the last time step whose code a helper sent, so logins finish their second
+    /// step by themselves.
+    pub totp: std::sync::Mutex<std::collections::HashMap<String, Enrolled>>,
+}
+
+/// A user's TOTP factor as the test knows it.
+#[derive(Clone)]
+pub struct Enrolled {
+    /// Base32, as `POST /me/mfa/totp` answered it.
+    pub secret: String,
+    pub last_step: Option<i64>,
+    pub recovery_codes: Vec<String>,
+}
+
+/// The RFC 6238 code of `step` for a base32 secret, from the `totp-rs` crate (the
+/// server's own code path is `latchkey::domain::totp`; `tests/api/mfa.rs` also checks
+/// the server against Python's `pyotp`).
+pub fn totp_code(secret_base32: &str, step: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret_base32.to_owned())
+        .to_bytes()
+        .expect("a base32 secret");
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes)
+        .generate(step as u64 * 30)
 }
 
 pub struct Tokens {
@@ -142,6 +166,7 @@ pub async fn spawn_instance(
         state,
         metrics_port,
         _dir: dir,
+        totp: Default::default(),
     }
 }
 
@@ -338,7 +363,10 @@ impl TestApp {
         child.wait_with_output().await.unwrap()
     }
 
-    /// An admin (made with the CLI, as an operator would) and its tokens.
+    /// An admin (made with the CLI, as an operator would) and its tokens. With
+    /// `admin.require_mfa` on (the default), admin routes need a fresh login with a
+    /// second factor (docs/contract.md "Second factor"): the admin enrols TOTP and logs
+    /// in again with a code.
     pub async fn admin(&self) -> Tokens {
         let out = self
             .cli(
@@ -351,7 +379,72 @@ impl TestApp {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let first = self.login("root").await;
+        if !self.settings.admin.require_mfa {
+            return first;
+        }
+        self.enrol_totp("root", &first.access).await;
         self.login("root").await
+    }
+
+    /// The current step's RFC 6238 code for `secret`: the first step of the allowed
+    /// drift (one either side) after `last_step`, moving the clock on a step when all
+    /// three were used (the server refuses a step twice).
+    pub fn next_code(&self, username: &str) -> String {
+        let mut all = self.totp.lock().unwrap();
+        let e = all
+            .get_mut(username)
+            .expect("the user enrolled a TOTP factor");
+        loop {
+            let now = latchkey::clock::Clock::now_millis(self.clock.as_ref()) / 1000 / 30;
+            let step = (now - 1..=now + 1).find(|s| e.last_step.is_none_or(|l| *s > l));
+            if let Some(step) = step {
+                e.last_step = Some(step);
+                return totp_code(&e.secret, step);
+            }
+            self.clock.advance(Duration::from_secs(30));
+        }
+    }
+
+    /// Enrols and confirms a TOTP factor for the user behind `access` (whose password
+    /// is [`PASSWORD`]); the test remembers the secret, so later logins of `username`
+    /// finish with a code by themselves.
+    pub async fn enrol_totp(&self, username: &str, access: &str) -> Enrolled {
+        let res = self
+            .post_bearer("/me/mfa/totp", access, &json!({"password": PASSWORD}))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "enrol");
+        let body: Value = res.json().await.unwrap();
+        let secret = body["secret"].as_str().unwrap().to_owned();
+        self.totp.lock().unwrap().insert(
+            username.to_owned(),
+            Enrolled {
+                secret,
+                last_step: None,
+                recovery_codes: Vec::new(),
+            },
+        );
+        let code = self.next_code(username);
+        let res = self
+            .post_bearer("/me/mfa/totp/confirm", access, &json!({"code": code}))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "confirm");
+        let body: Value = res.json().await.unwrap();
+        let codes: Vec<String> = body["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        let mut all = self.totp.lock().unwrap();
+        let e = all.get_mut(username).unwrap();
+        e.recovery_codes = codes;
+        e.clone()
+    }
+
+    /// Whether the test enrolled a factor for `username`.
+    pub fn has_totp(&self, username: &str) -> bool {
+        self.totp.lock().unwrap().contains_key(username)
     }
 
     /// Logs in with a given User-Agent.
@@ -396,12 +489,25 @@ impl TestApp {
         .await
     }
 
+    /// `POST /login`; for a user enrolled with [`TestApp::enrol_totp`], the second step
+    /// too (`/login/mfa` with the next code), so the answer is the token response.
     pub async fn login_as(&self, username: &str, extra: Value) -> Response {
         let mut body = json!({"username": username, "password": PASSWORD});
         if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
             b.extend(e);
         }
-        self.post_json("/login", &body).await
+        let res = self.post_json("/login", &body).await;
+        if !self.has_totp(username) || res.status() != StatusCode::UNAUTHORIZED {
+            return res;
+        }
+        let challenge: Value = res.json().await.unwrap();
+        assert_eq!(challenge["error"], "mfa_required", "{challenge}");
+        let code = self.next_code(username);
+        self.post_json(
+            "/login/mfa",
+            &json!({"mfa_token": challenge["mfa_token"], "code": code}),
+        )
+        .await
     }
 
     /// Signs `username` up (with [`PASSWORD`]) and logs in once.

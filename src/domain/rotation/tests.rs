@@ -71,6 +71,8 @@ fn family() -> Family {
             max_per_user: 5,
             limit_policy: LimitPolicy::EvictOldest,
             ctx: ClientContext::default(),
+            amr: vec![crate::domain::AuthMethod::Pwd],
+            auth_time: None,
         };
         match sessions::create_session(tx, T0, &rng, &sealer, &new).await? {
             LoginOutcome::Created(c) => Ok(*c),

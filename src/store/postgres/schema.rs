@@ -2,7 +2,7 @@
 //! advisory lock so that any number of instances starting together migrate exactly once
 //! (the others wait for the lock, then find nothing left to do).
 //!
-//! Version 1 is the SQLite schema as of its migration 9 (store/sqlite/migrations.rs
+//! Version 1 is the SQLite schema as of its migration 10 (store/sqlite/migrations.rs
 //! explains each table), in PostgreSQL's types, plus what only a shared database needs:
 //! `sessions.n` (the housekeeping sweep's cursor; PostgreSQL has no rowid),
 //! `key_blobs` (signing and seal keys, sealed under the KEK) and `login_failures`
@@ -47,7 +47,10 @@ CREATE TABLE sessions (
     head_generation BIGINT NOT NULL DEFAULT 0,
     head_issued_at  BIGINT NOT NULL DEFAULT 0,
     sealed_head     BYTEA,
-    head_hash       BYTEA
+    head_hash       BYTEA,
+    -- RFC 8176 methods of the login, space-separated ("pwd otp"), and its time.
+    amr             TEXT NOT NULL DEFAULT 'pwd',
+    auth_time       BIGINT
 );
 CREATE INDEX sessions_by_user ON sessions (user_id, created_at);
 CREATE INDEX sessions_sealed_head ON sessions (head_issued_at) WHERE sealed_head IS NOT NULL;
@@ -103,6 +106,36 @@ CREATE TABLE revocations (
     revoked_at BIGINT NOT NULL
 );
 CREATE INDEX revocations_by_time ON revocations (revoked_at);
+
+-- Second factor (RFC 6238): the TOTP secret sealed (AES-256-GCM, bound to the user),
+-- hashes of the recovery codes, and pending second steps of logins (hashes of their
+-- mfa_tokens).
+CREATE TABLE mfa_factors (
+    user_id       TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    sealed_secret BYTEA NOT NULL,
+    created_at    BIGINT NOT NULL,
+    confirmed_at  BIGINT,
+    last_step     BIGINT
+);
+CREATE TABLE mfa_recovery_codes (
+    user_id   TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    code_hash BYTEA NOT NULL,
+    PRIMARY KEY (user_id, code_hash)
+);
+CREATE TABLE mfa_logins (
+    token_hash           BYTEA PRIMARY KEY,
+    user_id              TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    client_id            TEXT NOT NULL,
+    scope                TEXT NOT NULL,
+    audiences            TEXT NOT NULL,
+    remember_me          BOOLEAN NOT NULL,
+    password_fingerprint BYTEA NOT NULL,
+    auth_time            BIGINT NOT NULL,
+    expires_at           BIGINT NOT NULL,
+    failures             BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX mfa_logins_by_user ON mfa_logins (user_id);
+CREATE INDEX mfa_logins_by_expiry ON mfa_logins (expires_at);
 
 -- Key material (signing keys, the refresh seal key, the device key, the manifest),
 -- each value sealed with AES-256-GCM under the key-encryption key, which never enters

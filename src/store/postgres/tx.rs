@@ -24,8 +24,9 @@ use crate::domain::model::{
     AccountToken, Actor, Event, EventQuery, NewEvent, Revocation, Session, StoredToken,
     TokenPurpose, User, UserEmail,
 };
+use crate::domain::model::{MfaFactor, PendingLogin};
 use crate::domain::repository::{Result, SweepStep, Tx};
-use crate::domain::{RevocationReason, Scope, TokenHash};
+use crate::domain::{AuthMethod, RevocationReason, Scope, TokenHash};
 
 /// The advisory-lock key serializing appends to the revocation log ("lk" "rv").
 const REVOCATION_LOG_LOCK: i64 = 0x6c6b_7276;
@@ -133,7 +134,7 @@ fn user_from_row(r: &Row) -> Result<User> {
 
 const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
      last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
-     head_generation, head_issued_at, sealed_head, head_hash";
+     head_generation, head_issued_at, sealed_head, head_hash, amr, auth_time";
 
 fn session_from_row(r: &Row) -> Result<Session> {
     let scope: String = r.try_get(3)?;
@@ -159,6 +160,37 @@ fn session_from_row(r: &Row) -> Result<Session> {
         head_issued_at: r.try_get(14)?,
         sealed_head: r.try_get(15)?,
         head_hash: head_hash.and_then(|h| TokenHash::try_from(h.as_slice()).ok()),
+        amr: amr_of(&r.try_get::<_, String>(17)?),
+        auth_time: r
+            .try_get::<_, Option<i64>>(18)?
+            .map_or_else(|| r.try_get(5), Ok)?,
+    })
+}
+
+/// `amr` is stored as its RFC 8176 values separated by spaces (`"pwd otp"`).
+fn amr_text(amr: &[AuthMethod]) -> String {
+    amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn amr_of(text: &str) -> Vec<AuthMethod> {
+    text.split(' ').filter_map(AuthMethod::parse).collect()
+}
+
+fn pending_login_from_row(r: &Row) -> Result<PendingLogin> {
+    let scope: String = r.try_get(3)?;
+    let audiences: String = r.try_get(4)?;
+    let failures: i64 = r.try_get(9)?;
+    Ok(PendingLogin {
+        token_hash: hash_of(r.try_get(0)?)?,
+        user_id: r.try_get(1)?,
+        client_id: r.try_get(2)?,
+        scope: Scope::parse(&scope).unwrap_or_default(),
+        audiences: serde_json::from_str(&audiences).unwrap_or_default(),
+        remember_me: r.try_get(5)?,
+        password_fingerprint: hash_of(r.try_get(6)?)?,
+        auth_time: r.try_get(7)?,
+        expires_at: r.try_get(8)?,
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
     })
 }
 
@@ -360,8 +392,8 @@ impl Tx for PgTx<'_> {
         self.exec(
             "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
                  last_active_at, idle_expires_at, expires_at, ip, user_agent,
-                 head_generation, head_issued_at, head_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 head_generation, head_issued_at, head_hash, amr, auth_time)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             &[
                 &s.id,
                 &s.user_id,
@@ -377,6 +409,8 @@ impl Tx for PgTx<'_> {
                 &s.head_generation,
                 &s.head_issued_at,
                 &head_hash,
+                &amr_text(&s.amr),
+                &s.auth_time,
             ],
         )
         .await?;
@@ -813,6 +847,154 @@ impl Tx for PgTx<'_> {
                 &[&cutoff],
             )
             .await?,
+        ))
+    }
+
+    // Second factor (docs/contract.md "Second factor").
+    async fn mfa_factor(&mut self, user_id: &str) -> Result<Option<MfaFactor>> {
+        let row = self
+            .opt(
+                "SELECT user_id, sealed_secret, created_at, confirmed_at, last_step
+                 FROM mfa_factors WHERE user_id = $1",
+                &[&user_id],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(MfaFactor {
+                user_id: r.try_get(0)?,
+                sealed_secret: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+                confirmed_at: r.try_get(3)?,
+                last_step: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+    async fn put_mfa_factor(&mut self, f: &MfaFactor) -> Result<()> {
+        self.exec(
+            "INSERT INTO mfa_factors (user_id, sealed_secret, created_at, confirmed_at, last_step)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id) DO UPDATE SET sealed_secret = excluded.sealed_secret,
+                 created_at = excluded.created_at, confirmed_at = excluded.confirmed_at,
+                 last_step = excluded.last_step",
+            &[
+                &f.user_id,
+                &f.sealed_secret,
+                &f.created_at,
+                &f.confirmed_at,
+                &f.last_step,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn advance_mfa_step(&mut self, user_id: &str, step: i64) -> Result<bool> {
+        // RFC 6238 §5.2: a code is accepted once; the row's update decides between two
+        // instances checking the same code at once.
+        Ok(self
+            .exec(
+                "UPDATE mfa_factors SET last_step = $2
+                 WHERE user_id = $1 AND (last_step IS NULL OR last_step < $2)",
+                &[&user_id, &step],
+            )
+            .await?
+            == 1)
+    }
+    async fn delete_mfa_factor(&mut self, user_id: &str) -> Result<bool> {
+        self.exec(
+            "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+        self.exec("DELETE FROM mfa_logins WHERE user_id = $1", &[&user_id])
+            .await?;
+        Ok(self
+            .exec("DELETE FROM mfa_factors WHERE user_id = $1", &[&user_id])
+            .await?
+            == 1)
+    }
+    async fn replace_recovery_codes(&mut self, user_id: &str, hashes: &[TokenHash]) -> Result<()> {
+        self.exec(
+            "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+        for h in hashes {
+            self.exec(
+                "INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[&user_id, &h.as_slice()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+    async fn consume_recovery_code(&mut self, user_id: &str, hash: &TokenHash) -> Result<bool> {
+        Ok(self
+            .exec(
+                "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND code_hash = $2",
+                &[&user_id, &hash.as_slice()],
+            )
+            .await?
+            == 1)
+    }
+    async fn insert_mfa_login(&mut self, l: &PendingLogin) -> Result<()> {
+        self.exec(
+            "INSERT INTO mfa_logins (token_hash, user_id, client_id, scope, audiences, remember_me,
+                 password_fingerprint, auth_time, expires_at, failures)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &l.token_hash.as_slice(),
+                &l.user_id,
+                &l.client_id,
+                &l.scope.to_claim(),
+                &serde_json::to_string(&l.audiences)?,
+                &l.remember_me,
+                &l.password_fingerprint.as_slice(),
+                &l.auth_time,
+                &l.expires_at,
+                &i64::from(l.failures),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn mfa_login_by_hash(&mut self, hash: &TokenHash) -> Result<Option<PendingLogin>> {
+        self.opt(
+            "SELECT token_hash, user_id, client_id, scope, audiences, remember_me,
+                 password_fingerprint, auth_time, expires_at, failures
+             FROM mfa_logins WHERE token_hash = $1",
+            &[&hash.as_slice()],
+        )
+        .await?
+        .as_ref()
+        .map(pending_login_from_row)
+        .transpose()
+    }
+    async fn delete_mfa_login(&mut self, hash: &TokenHash) -> Result<bool> {
+        Ok(self
+            .exec(
+                "DELETE FROM mfa_logins WHERE token_hash = $1",
+                &[&hash.as_slice()],
+            )
+            .await?
+            == 1)
+    }
+    async fn add_mfa_login_failure(&mut self, hash: &TokenHash) -> Result<u32> {
+        let row = self
+            .opt(
+                "UPDATE mfa_logins SET failures = failures + 1 WHERE token_hash = $1
+                 RETURNING failures",
+                &[&hash.as_slice()],
+            )
+            .await?;
+        let n: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+    async fn delete_mfa_logins_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
+        Ok(count(
+            self.exec("DELETE FROM mfa_logins WHERE expires_at < $1", &[&cutoff])
+                .await?,
         ))
     }
 }

@@ -190,6 +190,44 @@ CREATE TABLE revocations (
 CREATE INDEX revocations_by_time ON revocations(revoked_at);
 "#,
         ),
+        // Version 10: the second factor (docs/contract.md "Second factor"). One TOTP
+        // factor per user, its secret sealed (AES-256-GCM, AAD bound to the user id);
+        // recovery codes and pending logins (`mfa_token`) as SHA-256 hashes only. All go
+        // with their user. Sessions remember how their login authenticated (RFC 8176
+        // `amr`, space-separated) and when the password was checked (`auth_time`; NULL
+        // for older sessions, which read it as created_at).
+        M::up(
+            r#"
+CREATE TABLE mfa_factors (
+    user_id       TEXT PRIMARY KEY NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    sealed_secret BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    confirmed_at  INTEGER,
+    last_step     INTEGER
+) STRICT;
+CREATE TABLE mfa_recovery_codes (
+    user_id   TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code_hash BLOB NOT NULL,
+    PRIMARY KEY (user_id, code_hash)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE mfa_logins (
+    token_hash           BLOB PRIMARY KEY NOT NULL,
+    user_id              TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    client_id            TEXT NOT NULL,
+    scope                TEXT NOT NULL,
+    audiences            TEXT NOT NULL,
+    remember_me          INTEGER NOT NULL,
+    password_fingerprint BLOB NOT NULL,
+    auth_time            INTEGER NOT NULL,
+    expires_at           INTEGER NOT NULL,
+    failures             INTEGER NOT NULL DEFAULT 0
+) STRICT, WITHOUT ROWID;
+CREATE INDEX mfa_logins_by_user ON mfa_logins(user_id);
+CREATE INDEX mfa_logins_by_expiry ON mfa_logins(expires_at);
+ALTER TABLE sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';
+ALTER TABLE sessions ADD COLUMN auth_time INTEGER;
+"#,
+        ),
     ])
 }
 

@@ -6,6 +6,7 @@ mod account_tokens;
 mod bulk;
 mod emails;
 mod events;
+mod mfa;
 pub mod migrations;
 mod revocations;
 mod sessions;

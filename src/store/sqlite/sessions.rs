@@ -6,11 +6,20 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::clock::Millis;
 use crate::domain::model::Session;
 use crate::domain::repository::SweepStep;
-use crate::domain::{RevocationReason, Scope, TokenHash};
+use crate::domain::{AuthMethod, RevocationReason, Scope, TokenHash};
 
 const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
      last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
-     head_generation, head_issued_at, sealed_head, head_hash";
+     head_generation, head_issued_at, sealed_head, head_hash, amr, auth_time";
+
+/// `amr` is stored as its RFC 8176 values separated by spaces (`"pwd otp"`).
+pub fn amr_text(amr: &[AuthMethod]) -> String {
+    amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn amr_of(text: &str) -> Vec<AuthMethod> {
+    text.split(' ').filter_map(AuthMethod::parse).collect()
+}
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     let scope: String = r.get(3)?;
@@ -37,6 +46,9 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         head_hash: r
             .get::<_, Option<Vec<u8>>>(16)?
             .and_then(|h| TokenHash::try_from(h.as_slice()).ok()),
+        amr: amr_of(&r.get::<_, String>(17)?),
+        // Sessions from before migration 10 authenticated when they were created.
+        auth_time: r.get::<_, Option<i64>>(18)?.unwrap_or(r.get(5)?),
     })
 }
 
@@ -44,8 +56,8 @@ pub fn insert(conn: &Connection, s: &Session) -> anyhow::Result<()> {
     conn.prepare_cached(
         "INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
              last_active_at, idle_expires_at, expires_at, ip, user_agent,
-             head_generation, head_issued_at, head_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             head_generation, head_issued_at, head_hash, amr, auth_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         s.id,
@@ -61,7 +73,9 @@ pub fn insert(conn: &Connection, s: &Session) -> anyhow::Result<()> {
         s.user_agent,
         s.head_generation,
         s.head_issued_at,
-        s.head_hash.as_ref().map(|h| &h[..])
+        s.head_hash.as_ref().map(|h| &h[..]),
+        amr_text(&s.amr),
+        s.auth_time
     ])
     .context("insert session")?;
     Ok(())

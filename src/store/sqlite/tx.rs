@@ -10,11 +10,11 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use rusqlite::Connection;
 
-use super::{account_tokens, emails, events, revocations, sessions, tokens, users};
+use super::{account_tokens, emails, events, mfa, revocations, sessions, tokens, users};
 use crate::clock::Millis;
 use crate::domain::model::{
-    AccountToken, Event, EventQuery, NewEvent, Revocation, Session, StoredToken, TokenPurpose,
-    User, UserEmail,
+    AccountToken, Event, EventQuery, MfaFactor, NewEvent, PendingLogin, Revocation, Session,
+    StoredToken, TokenPurpose, User, UserEmail,
 };
 use crate::domain::repository::{Result, SweepStep, Tx};
 use crate::domain::{RevocationReason, TokenHash};
@@ -233,5 +233,40 @@ impl Tx for SqliteTx<'_> {
     }
     async fn delete_account_tokens_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
         account_tokens::delete_expired_before(self.conn, cutoff)
+    }
+
+    // Second factor.
+    async fn mfa_factor(&mut self, user_id: &str) -> Result<Option<MfaFactor>> {
+        mfa::factor(self.conn, user_id)
+    }
+    async fn put_mfa_factor(&mut self, factor: &MfaFactor) -> Result<()> {
+        mfa::put_factor(self.conn, factor)
+    }
+    async fn advance_mfa_step(&mut self, user_id: &str, step: i64) -> Result<bool> {
+        mfa::advance_step(self.conn, user_id, step)
+    }
+    async fn delete_mfa_factor(&mut self, user_id: &str) -> Result<bool> {
+        mfa::delete_factor(self.conn, user_id)
+    }
+    async fn replace_recovery_codes(&mut self, user_id: &str, hashes: &[TokenHash]) -> Result<()> {
+        mfa::replace_recovery_codes(self.conn, user_id, hashes)
+    }
+    async fn consume_recovery_code(&mut self, user_id: &str, hash: &TokenHash) -> Result<bool> {
+        mfa::consume_recovery_code(self.conn, user_id, hash)
+    }
+    async fn insert_mfa_login(&mut self, login: &PendingLogin) -> Result<()> {
+        mfa::insert_login(self.conn, login)
+    }
+    async fn mfa_login_by_hash(&mut self, hash: &TokenHash) -> Result<Option<PendingLogin>> {
+        mfa::login_by_hash(self.conn, hash)
+    }
+    async fn delete_mfa_login(&mut self, hash: &TokenHash) -> Result<bool> {
+        mfa::delete_login(self.conn, hash)
+    }
+    async fn add_mfa_login_failure(&mut self, hash: &TokenHash) -> Result<u32> {
+        mfa::add_login_failure(self.conn, hash)
+    }
+    async fn delete_mfa_logins_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
+        mfa::delete_logins_expired_before(self.conn, cutoff)
     }
 }

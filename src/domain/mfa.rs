@@ -1,0 +1,374 @@
+//! The second factor's rules (docs/contract.md "Second factor"; RFC 6238, OWASP MFA
+//! cheat sheet): enrolment and its confirmation, checking a code or a recovery code
+//! (each works once), removal, and finishing a login that answered `mfa_required`.
+//! Every function runs inside one store transaction (`repository::Tx`), so a code is
+//! checked and spent in the same commit.
+
+use ring::rand::SystemRandom;
+
+use crate::clock::Millis;
+use crate::domain::model::{ClientContext, MfaFactor, NewEvent, PendingLogin};
+use crate::domain::repository::Tx;
+use crate::domain::sessions::{self, LoginOutcome, NewSession};
+use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
+use crate::domain::{EventKind, TokenHash, TokenTagger};
+
+/// A pending login (`mfa_token`) lives this long (docs/contract.md: 5 minutes).
+pub const MFA_TOKEN_TTL_MS: Millis = 5 * 60 * 1000;
+/// The fifth wrong code ends the `mfa_token` (the login starts again with the password).
+pub const MAX_CODE_FAILURES: u32 = 5;
+
+/// Seals and opens TOTP secrets; `keys::Sealer` implements it with AES-256-GCM and an
+/// AAD naming the purpose and the user, so a sealed secret opens for no other user and
+/// never as (or in place of) a sealed refresh token.
+pub trait SecretSealer {
+    fn seal_totp(&self, user_id: &str, secret: &TotpSecret) -> anyhow::Result<Vec<u8>>;
+    fn open_totp(&self, user_id: &str, sealed: &[u8]) -> Option<TotpSecret>;
+}
+
+/// What the user presented as their second factor.
+#[derive(Debug, Clone)]
+pub enum Proof {
+    Totp(TotpCode),
+    Recovery(RecoveryCode),
+}
+
+impl Proof {
+    pub fn method(&self) -> &'static str {
+        match self {
+            Proof::Totp(_) => "totp",
+            Proof::Recovery(_) => "recovery_code",
+        }
+    }
+}
+
+/// Whether the user has a confirmed factor (the one that login and step-up ask for).
+pub async fn has_active_factor(tx: &mut dyn Tx, user_id: &str) -> anyhow::Result<bool> {
+    Ok(tx.mfa_factor(user_id).await?.is_some_and(|f| f.is_active()))
+}
+
+pub enum EnrolOutcome {
+    Started,
+    /// A confirmed factor exists: remove it first.
+    AlreadyActive,
+}
+
+/// Starts (or restarts) an enrolment: the sealed secret is stored unconfirmed, replacing
+/// an earlier unconfirmed one.
+pub async fn enrol(
+    tx: &mut dyn Tx,
+    now: Millis,
+    user_id: &str,
+    sealed_secret: Vec<u8>,
+) -> anyhow::Result<EnrolOutcome> {
+    if has_active_factor(tx, user_id).await? {
+        return Ok(EnrolOutcome::AlreadyActive);
+    }
+    tx.put_mfa_factor(&MfaFactor {
+        user_id: user_id.to_owned(),
+        sealed_secret,
+        created_at: now,
+        confirmed_at: None,
+        last_step: None,
+    })
+    .await?;
+    Ok(EnrolOutcome::Started)
+}
+
+pub enum ConfirmOutcome {
+    Enabled,
+    /// No enrolment was started.
+    NoEnrolment,
+    AlreadyActive,
+    WrongCode,
+}
+
+/// Who is acting and from where, for the events.
+pub struct Actor<'a> {
+    pub user_id: &'a str,
+    pub session_id: Option<&'a str>,
+    pub client_id: &'a str,
+    pub ctx: &'a ClientContext,
+}
+
+impl Actor<'_> {
+    fn event(&self, kind: EventKind) -> NewEvent {
+        let mut e = NewEvent::new(kind)
+            .user(self.user_id)
+            .client(self.client_id)
+            .from(self.ctx);
+        e.session_id = self.session_id.map(str::to_owned);
+        e
+    }
+}
+
+async fn record_failure(
+    tx: &mut dyn Tx,
+    now: Millis,
+    who: &Actor<'_>,
+    purpose: &str,
+    method: &str,
+) -> anyhow::Result<()> {
+    let event = who
+        .event(EventKind::MfaFailed)
+        .detail(serde_json::json!({ "purpose": purpose, "method": method }));
+    tx.insert_event(now, &event).await
+}
+
+/// Confirms an enrolment with its first code: the factor becomes active (its step is
+/// spent), the recovery codes are stored (hashes only) and `mfa_enabled` recorded.
+pub async fn confirm(
+    tx: &mut dyn Tx,
+    now: Millis,
+    sealer: &dyn SecretSealer,
+    who: &Actor<'_>,
+    code: &TotpCode,
+    recovery_hashes: &[TokenHash],
+) -> anyhow::Result<ConfirmOutcome> {
+    let Some(factor) = tx.mfa_factor(who.user_id).await? else {
+        return Ok(ConfirmOutcome::NoEnrolment);
+    };
+    if factor.is_active() {
+        return Ok(ConfirmOutcome::AlreadyActive);
+    }
+    let secret = sealer
+        .open_totp(who.user_id, &factor.sealed_secret)
+        .ok_or_else(|| anyhow::anyhow!("a stored TOTP secret does not open"))?;
+    let Some(step) = totp::verify(&secret, code, now, factor.last_step) else {
+        record_failure(tx, now, who, "enrol", "totp").await?;
+        return Ok(ConfirmOutcome::WrongCode);
+    };
+    tx.put_mfa_factor(&MfaFactor {
+        confirmed_at: Some(now),
+        last_step: Some(step),
+        ..factor
+    })
+    .await?;
+    tx.replace_recovery_codes(who.user_id, recovery_hashes)
+        .await?;
+    tx.insert_event(now, &who.event(EventKind::MfaEnabled))
+        .await?;
+    Ok(ConfirmOutcome::Enabled)
+}
+
+/// Checks `proof` against the user's active factor and spends it: a TOTP code's step
+/// becomes the last used one (refused if not later, RFC 6238 §5.2), a recovery code is
+/// deleted. `false` for anything wrong, reused or expired, or without an active factor.
+pub async fn spend(
+    tx: &mut dyn Tx,
+    now: Millis,
+    sealer: &dyn SecretSealer,
+    user_id: &str,
+    proof: &Proof,
+) -> anyhow::Result<bool> {
+    let Some(factor) = tx.mfa_factor(user_id).await?.filter(MfaFactor::is_active) else {
+        return Ok(false);
+    };
+    match proof {
+        Proof::Totp(code) => {
+            let secret = sealer
+                .open_totp(user_id, &factor.sealed_secret)
+                .ok_or_else(|| anyhow::anyhow!("a stored TOTP secret does not open"))?;
+            match totp::verify(&secret, code, now, factor.last_step) {
+                // The conditional update refuses a step another request spent first.
+                Some(step) => tx.advance_mfa_step(user_id, step).await,
+                None => Ok(false),
+            }
+        }
+        Proof::Recovery(code) => tx.consume_recovery_code(user_id, &code.hash()).await,
+    }
+}
+
+pub enum RemoveOutcome {
+    Removed,
+    NoFactor,
+    WrongCode,
+}
+
+/// Removes the user's factor after checking `proof` (the password was checked before).
+pub async fn remove(
+    tx: &mut dyn Tx,
+    now: Millis,
+    sealer: &dyn SecretSealer,
+    who: &Actor<'_>,
+    proof: &Proof,
+) -> anyhow::Result<RemoveOutcome> {
+    if !has_active_factor(tx, who.user_id).await? {
+        return Ok(RemoveOutcome::NoFactor);
+    }
+    if !spend(tx, now, sealer, who.user_id, proof).await? {
+        record_failure(tx, now, who, "remove", proof.method()).await?;
+        return Ok(RemoveOutcome::WrongCode);
+    }
+    tx.delete_mfa_factor(who.user_id).await?;
+    tx.insert_event(now, &who.event(EventKind::MfaDisabled))
+        .await?;
+    Ok(RemoveOutcome::Removed)
+}
+
+/// Replaces the user's recovery codes; `false` without an active factor.
+pub async fn regenerate_recovery_codes(
+    tx: &mut dyn Tx,
+    now: Millis,
+    who: &Actor<'_>,
+    hashes: &[TokenHash],
+) -> anyhow::Result<bool> {
+    if !has_active_factor(tx, who.user_id).await? {
+        return Ok(false);
+    }
+    tx.replace_recovery_codes(who.user_id, hashes).await?;
+    tx.insert_event(now, &who.event(EventKind::RecoveryCodesRegenerated))
+        .await?;
+    Ok(true)
+}
+
+/// The operator removes a locked-out user's factor (`latchkey users reset-mfa`);
+/// recorded as `mfa_disabled` by an administrator. `false` if there was none.
+pub async fn reset(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
+    if !tx.delete_mfa_factor(user_id).await? {
+        return Ok(false);
+    }
+    let event = NewEvent::new(EventKind::MfaDisabled)
+        .user(user_id)
+        .from(&ClientContext::operator())
+        .detail(serde_json::json!({ "reason": "reset" }));
+    tx.insert_event(now, &event).await?;
+    Ok(true)
+}
+
+/// SHA-256 of a password hash (PHC string): what a pending login remembers of the
+/// password it verified.
+pub fn password_fingerprint(password_hash: &str) -> TokenHash {
+    let d = ring::digest::digest(&ring::digest::SHA256, password_hash.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub enum FinishOutcome {
+    /// The `mfa_token` is unknown, used, expired or ended, or the password changed.
+    Dead,
+    /// Wrong, reused or expired code; `ended` when it was the fifth.
+    WrongCode { ended: bool },
+    /// The code was right: the pending login is spent and this is the session's fate.
+    Finished(LoginOutcome),
+}
+
+/// The second step of a login: `pending` (read by the caller) must still be there and
+/// live, the password it verified unchanged, and `proof` right; then the pending login
+/// is spent and the session starts with `amr: ["pwd","otp"]` and the password step's
+/// `auth_time`. A wrong code counts against the pending login (the fifth ends it) and is
+/// recorded as `mfa_failed`.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_login(
+    tx: &mut dyn Tx,
+    now: Millis,
+    rng: &SystemRandom,
+    tagger: &dyn TokenTagger,
+    sealer: &dyn SecretSealer,
+    token_hash: &TokenHash,
+    proof: &Proof,
+    new: &NewSession,
+) -> anyhow::Result<FinishOutcome> {
+    let Some(pending) = tx.mfa_login_by_hash(token_hash).await? else {
+        return Ok(FinishOutcome::Dead);
+    };
+    if pending.expires_at <= now || pending.failures >= MAX_CODE_FAILURES {
+        tx.delete_mfa_login(token_hash).await?;
+        return Ok(FinishOutcome::Dead);
+    }
+    let user = tx.user_by_id(&pending.user_id).await?;
+    let Some(user) = user.filter(|u| {
+        u.is_enabled() && password_fingerprint(&u.password_hash) == pending.password_fingerprint
+    }) else {
+        tx.delete_mfa_login(token_hash).await?;
+        return Ok(FinishOutcome::Dead);
+    };
+    let who = Actor {
+        user_id: &pending.user_id,
+        session_id: None,
+        client_id: &pending.client_id,
+        ctx: &new.ctx,
+    };
+    if !spend(tx, now, sealer, &pending.user_id, proof).await? {
+        let failures = tx.add_mfa_login_failure(token_hash).await?;
+        record_failure(tx, now, &who, "login", proof.method()).await?;
+        let ended = failures >= MAX_CODE_FAILURES;
+        if ended {
+            tx.delete_mfa_login(token_hash).await?;
+        }
+        return Ok(FinishOutcome::WrongCode { ended });
+    }
+    if !tx.delete_mfa_login(token_hash).await? {
+        return Ok(FinishOutcome::Dead);
+    }
+    if let Proof::Recovery(_) = proof {
+        tx.insert_event(now, &who.event(EventKind::RecoveryCodeUsed))
+            .await?;
+    }
+    let outcome =
+        sessions::create_login_session(tx, now, rng, tagger, new, &user.password_hash).await?;
+    Ok(FinishOutcome::Finished(outcome))
+}
+
+/// A new pending login for a user whose password was right.
+pub fn pending_login(
+    token_hash: TokenHash,
+    now: Millis,
+    user_password_hash: &str,
+    new: &NewSession,
+    audiences: Vec<String>,
+) -> PendingLogin {
+    PendingLogin {
+        token_hash,
+        user_id: new.user_id.clone(),
+        client_id: new.client_id.clone(),
+        scope: new.scope.clone(),
+        audiences,
+        remember_me: new.remember_me,
+        password_fingerprint: password_fingerprint(user_password_hash),
+        auth_time: now,
+        expires_at: now + MFA_TOKEN_TTL_MS,
+        failures: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::email::AccountSecret;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The `mfa_token` parser (shared with account tokens): exactly 43 base64url
+        /// characters that decode to 32 bytes; anything else cannot have been issued and
+        /// is refused before a lookup. Never panics.
+        #[test]
+        fn mfa_token_parser_accepts_only_the_issued_shape(s in "[A-Za-z0-9_-]{40,46}|\\PC{0,64}") {
+            use base64::Engine;
+            let parsed = AccountSecret::parse(&s);
+            let ok = s.len() == 43
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&s)
+                    .is_ok_and(|b| b.len() == 32);
+            prop_assert_eq!(parsed.is_some(), ok);
+        }
+
+        #[test]
+        fn every_issued_mfa_token_parses_back(seed in any::<u8>()) {
+            let _ = seed;
+            let t = AccountSecret::generate(&ring::rand::SystemRandom::new()).unwrap();
+            prop_assert_eq!(AccountSecret::parse(t.expose()).map(|p| p.hash()), Some(t.hash()));
+        }
+    }
+
+    #[test]
+    fn the_password_fingerprint_changes_with_the_hash() {
+        assert_ne!(
+            password_fingerprint("$argon2id$a"),
+            password_fingerprint("$argon2id$b")
+        );
+        assert_eq!(password_fingerprint("x"), password_fingerprint("x"));
+    }
+}
