@@ -6,6 +6,7 @@ mod check_config;
 mod keys;
 mod serve;
 mod sessions;
+mod store;
 mod users;
 
 use std::path::PathBuf;
@@ -41,6 +42,21 @@ pub enum Command {
     /// Manage sessions
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Move the store
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Copy the SQLite store (users, sessions, refresh tokens, events, second factors)
+    /// and the keys folder into an empty PostgreSQL database; the keys are sealed under
+    /// keys.kek_file. Refuses a database that is not empty
+    Copy {
+        /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,5 +209,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Users(command) => users::run(command, &settings).await,
         Command::Keys(command) => blocking(move || keys::run(command, &settings)).await,
         Command::Sessions(command) => sessions::run(command, &settings).await,
+        Command::Store(command) => blocking(move || store::run(command, &settings)).await,
     }
 }

@@ -71,7 +71,9 @@ pub use keyset::{KeySet, Keys};
 pub use manifest::{read_manifest, with_locked_manifest, KeyEntry, KeyState, Manifest};
 pub use sealer::Sealer;
 pub use signing::{p256_s_is_low, SigningKey};
-pub use storage::{locked, BlobStore, DirStorage, KeyStorage, MemoryBlobs, SealedStorage};
+pub use storage::{
+    copy_all, locked, BlobStore, DirStorage, KeyStorage, MemoryBlobs, SealedStorage,
+};
 
 use crate::config::{ConfigError, Settings};
 use crate::store::Store;

@@ -32,4 +32,5 @@ mod signup;
 mod spa;
 mod spa_mfa;
 mod spa_recovery;
+mod store_copy;
 mod wellknown;

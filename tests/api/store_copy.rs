@@ -1,0 +1,99 @@
+//! `latchkey store copy --to postgres://…` (docs/contract.md "Scale-out on PostgreSQL"):
+//! a populated SQLite store moves into an empty PostgreSQL database, and every token
+//! issued before works after, against a server on the copy. Runs in the SQLite pass of
+//! `scripts/test`, which has a throwaway PostgreSQL cluster.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::db::{self, TestDb};
+use crate::helpers::{spawn_app_with, spawn_instance, PASSWORD};
+
+const TABLES: &[&str] = &[
+    "users",
+    "sessions",
+    "refresh_tokens",
+    "events",
+    "user_emails",
+    "account_tokens",
+    "revocations",
+    "mfa_factors",
+    "mfa_recovery_codes",
+    "mfa_logins",
+];
+
+#[tokio::test]
+async fn store_copy_moves_a_populated_sqlite_store_and_every_token_works_after() {
+    if db::postgres_run() {
+        return; // the source is a SQLite store: the SQLite pass runs this
+    }
+    assert!(
+        db::cluster_url().is_some(),
+        "needs TEST_POSTGRES_URL (a throwaway cluster): run scripts/test"
+    );
+    let kek_dir = tempfile::tempdir().unwrap();
+    let kek = db::write_kek(kek_dir.path());
+    let src = spawn_app_with(|s| s.keys.kek_file = Some(kek.clone())).await;
+
+    // A store with something of everything.
+    let alice = src.user_with_session("alice").await;
+    let alice = src.rotate(&src.rotate(&alice.refresh).await.refresh).await;
+    let bob = src.user_with_session("bob").await;
+    src.enrol_totp("bob", &bob.access).await;
+    let bob = src.login("bob").await; // with a code: amr pwd otp
+    let carol = src.user_with_session("carol").await;
+    src.post_bearer("/logout", &carol.access, &json!({})).await;
+    let legacy_kids = src.jwks_kids().await;
+
+    let target = db::fresh_database();
+    let out = src.cli(&["store", "copy", "--to", &target], "").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("users: 3 rows"), "progress per table: {stderr}");
+    assert!(stderr.contains("key_blobs:"), "{stderr}");
+
+    // Every row went across.
+    let (from, to) = (src.sql(), TestDb::Postgres(target.clone()));
+    for table in TABLES {
+        let sql = format!("SELECT count(*) FROM {table}");
+        assert_eq!(from.count(&sql, &[]), to.count(&sql, &[]), "{table}");
+    }
+    assert!(
+        !to.dump().contains("PRIVATE KEY"),
+        "the keys are sealed under the KEK in the database"
+    );
+
+    // A server on the copy: same keys, same families, same factors.
+    let mut settings = src.settings.clone();
+    settings.store.path = None;
+    settings.store.url = Some(latchkey::secret::Secret::new(target.clone()));
+    settings.keys.dir = kek_dir.path().join("unused-keys-folder");
+    let dst = spawn_instance(settings, src.clock.clone(), tempfile::tempdir().unwrap()).await;
+    assert_eq!(dst.jwks_kids().await, legacy_kids, "the same signing keys");
+    assert_eq!(
+        dst.get_bearer("/me", &alice.access).await.status(),
+        StatusCode::OK,
+        "an access token issued before verifies"
+    );
+    dst.rotate(&alice.refresh).await;
+    dst.rotate(&bob.refresh).await;
+    let res = dst.refresh(&carol.refresh).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "a revoked family stays revoked");
+    // The test's authenticator for bob (its secret, and the last step it used).
+    let bob_factor = src.totp.lock().unwrap().get("bob").cloned().unwrap();
+    dst.totp.lock().unwrap().insert("bob".into(), bob_factor);
+    let res = dst.login_as("bob", json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK, "the TOTP secret opens on the copy");
+    let res = dst
+        .post_json("/login", &json!({"username": "alice", "password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "the password hashes went across");
+    assert!(!dst.events_of("user_created").is_empty());
+
+    // Never over a database that has data.
+    let again = src.cli(&["store", "copy", "--to", &target], "").await;
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(last.starts_with("latchkey: the target database is not empty"), "{err}");
+}
