@@ -276,6 +276,9 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Unavailable => ApiError::Unavailable {
                 retry_after_secs: 2,
             },
+            crate::store::StoreError::InvalidText => {
+                ApiError::InvalidRequest("a parameter contains a NUL character".into())
+            }
             other => ApiError::Internal(other.into()),
         }
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::StoreCommand;
 use crate::config::Settings;
-use crate::keys::{self, KeyStorage, Kek, MemoryBlobs, SealedStorage};
+use crate::keys::{self, Kek, KeyStorage, MemoryBlobs, SealedStorage};
 use crate::store::postgres::PgStore;
 
 pub fn run(command: StoreCommand, settings: &Settings) -> anyhow::Result<()> {

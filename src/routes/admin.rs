@@ -75,6 +75,18 @@ async fn list_events(
 ) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
     let time = |name, v: Option<String>| v.as_deref().map(|s| parse_time(name, s)).transpose();
+    // Ids and event types are printable: a control character (a NUL, say) can match
+    // nothing, and one backend (PostgreSQL) cannot even compare it. 400 on both.
+    for (name, value) in [("user_id", &p.user_id), ("type", &p.kind)] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            return Err(ApiError::InvalidRequest(format!(
+                "{name} must not contain control characters"
+            )));
+        }
+    }
     let query = EventQuery {
         user_id: p.user_id,
         kind: p.kind,

@@ -162,7 +162,8 @@ fn convert(kind: Kind, v: Sqlite) -> anyhow::Result<Box<dyn ToSql + Sync + Send>
         (Blob, Sqlite::Blob(b)) => Box::new(Some(b)),
         (Json, Sqlite::Null) => Box::new(None::<serde_json::Value>),
         (Json, Sqlite::Text(t)) => Box::new(Some(
-            serde_json::from_str::<serde_json::Value>(&t).context("an event's detail is not JSON")?,
+            serde_json::from_str::<serde_json::Value>(&t)
+                .context("an event's detail is not JSON")?,
         )),
         (_, other) => anyhow::bail!("unexpected stored value {other:?}"),
     })
@@ -192,7 +193,11 @@ pub fn sqlite_to_postgres(
     let occupied = target.run_blocking(async |s: PgStore| {
         let conn = s.connection().await?;
         let mut occupied = Vec::new();
-        for table in TABLES.iter().map(|t| t.0).chain(["key_blobs", "login_failures"]) {
+        for table in TABLES
+            .iter()
+            .map(|t| t.0)
+            .chain(["key_blobs", "login_failures"])
+        {
             let row = conn
                 .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
                 .await?;
@@ -214,7 +219,9 @@ pub fn sqlite_to_postgres(
         let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
         let mut st = conn.prepare(&format!("SELECT {} FROM {table}", names.join(", ")))?;
         let rows: Vec<Vec<Sqlite>> = st
-            .query_map([], |r| (0..names.len()).map(|i| r.get::<_, Sqlite>(i)).collect())?
+            .query_map([], |r| {
+                (0..names.len()).map(|i| r.get::<_, Sqlite>(i)).collect()
+            })?
             .collect::<Result<_, _>>()
             .with_context(|| format!("cannot read {table}"))?;
         tables.push((*table, *columns, rows));
@@ -245,8 +252,10 @@ pub fn sqlite_to_postgres(
                     names.join(", "),
                     tuples.join(", ")
                 );
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+                let refs: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
                 n += tx
                     .execute(&sql, &refs)
                     .await

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// The database cannot be reached (PostgreSQL down or restarting): 503.
     #[error("the database is unavailable")]
     Unavailable,
+    /// A client's text the database cannot hold (PostgreSQL refuses NUL characters,
+    /// which SQLite keeps): 400, never 500.
+    #[error("text with a NUL character")]
+    InvalidText,
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }

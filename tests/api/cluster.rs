@@ -288,6 +288,36 @@ async fn a_revocation_on_one_instance_is_inactive_in_introspection_on_another_at
 }
 
 #[tokio::test]
+async fn the_revocation_stream_of_one_instance_carries_revocations_made_on_another_within_a_second()
+{
+    if !cluster_run() {
+        return;
+    }
+    let c = cluster(|_| {}).await;
+    let t = c.nodes[0].user_with_session("alice").await;
+    let u = c.nodes[0].user_with_session("bob").await;
+    let mut stream = c.nodes[2].revocation_stream(None).await;
+    c.nodes[0]
+        .post_bearer("/logout", &t.access, &json!({}))
+        .await;
+    let first = stream
+        .expect_sids(&[&t.session_id], Duration::from_secs(1))
+        .await;
+    // A reader that reconnects to yet another instance resumes where it was: the log's
+    // numbers are the database's, the same on every instance.
+    c.nodes[1]
+        .post_bearer("/logout", &u.access, &json!({}))
+        .await;
+    let mut resumed = c.nodes[1]
+        .revocation_stream(Some(first.last().unwrap().id))
+        .await;
+    let next = resumed
+        .expect_sids(&[&u.session_id], Duration::from_secs(1))
+        .await;
+    assert!(next.iter().all(|e| e.sid != t.session_id), "nothing twice");
+}
+
+#[tokio::test]
 async fn a_key_rotated_with_the_cli_signs_on_every_instance() {
     if !cluster_run() {
         return;
@@ -651,4 +681,67 @@ async fn postgresql_down_and_restarted_gives_503s_then_recovers_without_a_500() 
     for head in &heads {
         app.rotate(head).await;
     }
+}
+
+/// README "Run more than one instance": the HAProxy configuration in `docs/` is valid and,
+/// with its addresses pointed at two instances, carries a login and refreshes.
+#[tokio::test]
+async fn the_haproxy_config_in_docs_serves_two_instances() {
+    if !cluster_run() {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/haproxy.cfg");
+    let check = Command::new("haproxy")
+        .args(["-c", "-q", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let c = cluster(|_| {}).await;
+    let ports: Vec<String> = c.nodes[..2]
+        .iter()
+        .map(|n| n.base.rsplit(':').next().unwrap().to_owned())
+        .collect();
+    let port = free_port();
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("bind 127.0.0.1:8080", &format!("bind 127.0.0.1:{port}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", ports[0]))
+        .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", ports[1]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, config).unwrap();
+    let mut child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
+            if res.status() == StatusCode::OK {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "HAProxy with the docs' configuration never answered");
+    let mut token = signup_and_login(&client, &base, "alice").await;
+    for _ in 0..4 {
+        let (status, body) = refresh_via(&client, &base, &token).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("refresh_token").is_some());
+        token = body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

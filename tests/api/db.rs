@@ -115,6 +115,20 @@ fn inline(sql: &str, params: &[&str]) -> String {
     out
 }
 
+/// A PostgreSQL text value as SQLite would hold it: bytea without its `\x`, and JSON
+/// (jsonb prints `{"a": 1}`) in serde_json's compact form, as latchkey writes it.
+fn normalise(v: &str) -> String {
+    if let Some(hex) = v.strip_prefix("\\x") {
+        return hex.to_owned();
+    }
+    if v.starts_with('{') || v.starts_with('[') {
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(v) {
+            return json.to_string();
+        }
+    }
+    v.to_owned()
+}
+
 impl TestDb {
     pub fn is_postgres(&self) -> bool {
         matches!(self, TestDb::Postgres(_))
@@ -156,14 +170,7 @@ impl TestDb {
                     let mut rows = Vec::new();
                     for m in client.simple_query(&sql).await.unwrap() {
                         if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                            rows.push(
-                                (0..r.len())
-                                    .map(|i| {
-                                        r.get(i)
-                                            .map(|v| v.strip_prefix("\\x").unwrap_or(v).to_owned())
-                                    })
-                                    .collect(),
-                            );
+                            rows.push((0..r.len()).map(|i| r.get(i).map(normalise)).collect());
                         }
                     }
                     rows

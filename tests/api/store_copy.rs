@@ -49,7 +49,10 @@ async fn store_copy_moves_a_populated_sqlite_store_and_every_token_works_after()
     let out = src.cli(&["store", "copy", "--to", &target], "").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("users: 3 rows"), "progress per table: {stderr}");
+    assert!(
+        stderr.contains("users: 3 rows"),
+        "progress per table: {stderr}"
+    );
     assert!(stderr.contains("key_blobs:"), "{stderr}");
 
     // Every row went across.
@@ -78,16 +81,31 @@ async fn store_copy_moves_a_populated_sqlite_store_and_every_token_works_after()
     dst.rotate(&alice.refresh).await;
     dst.rotate(&bob.refresh).await;
     let res = dst.refresh(&carol.refresh).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "a revoked family stays revoked");
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "a revoked family stays revoked"
+    );
     // The test's authenticator for bob (its secret, and the last step it used).
     let bob_factor = src.totp.lock().unwrap().get("bob").cloned().unwrap();
     dst.totp.lock().unwrap().insert("bob".into(), bob_factor);
     let res = dst.login_as("bob", json!({})).await;
-    assert_eq!(res.status(), StatusCode::OK, "the TOTP secret opens on the copy");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the TOTP secret opens on the copy"
+    );
     let res = dst
-        .post_json("/login", &json!({"username": "alice", "password": PASSWORD}))
+        .post_json(
+            "/login",
+            &json!({"username": "alice", "password": PASSWORD}),
+        )
         .await;
-    assert_eq!(res.status(), StatusCode::OK, "the password hashes went across");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the password hashes went across"
+    );
     assert!(!dst.events_of("user_created").is_empty());
 
     // Never over a database that has data.
@@ -95,5 +113,8 @@ async fn store_copy_moves_a_populated_sqlite_store_and_every_token_works_after()
     assert_eq!(again.status.code(), Some(2));
     let err = String::from_utf8_lossy(&again.stderr);
     let last = err.trim().lines().last().unwrap_or_default();
-    assert!(last.starts_with("latchkey: the target database is not empty"), "{err}");
+    assert!(
+        last.starts_with("latchkey: the target database is not empty"),
+        "{err}"
+    );
 }

@@ -284,7 +284,7 @@ impl PgStore {
             tracing::warn!(error = %format!("{e:#}"), "PostgreSQL is unavailable");
             return Err(StoreError::Unavailable);
         }
-        Err(StoreError::Failed(e))
+        Err(classify(e))
     }
 
     /// Runs `f` read-only; it sees every write that has returned, on any instance.
@@ -305,7 +305,7 @@ impl PgStore {
                             let _ = Object::take(conn);
                             Err(StoreError::Unavailable)
                         }
-                        Err(e) => Err(StoreError::Failed(e)),
+                        Err(e) => Err(classify(e)),
                     }
                 }
                 Err(e) => Err(e),
@@ -343,6 +343,15 @@ impl Drop for Exclusive {
             let _ = Object::take(conn);
         }
     }
+}
+
+/// A failed job's error: a client's NUL character (which only a client can send: no
+/// stored text holds one) is the client's mistake, anything else the store's.
+fn classify(e: anyhow::Error) -> StoreError {
+    if db_code(&e) == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) {
+        return StoreError::InvalidText;
+    }
+    StoreError::Failed(e)
 }
 
 fn db_code(e: &anyhow::Error) -> Option<&SqlState> {
