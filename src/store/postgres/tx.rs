@@ -3,10 +3,18 @@
 //!
 //! A write job runs in one READ COMMITTED transaction. `BEGIN` is not sent on its own:
 //! it goes out pipelined with the job's first statement (one round trip saved per
-//! write). Races between instances are decided by row locks, not by luck:
-//! - a write job reads a session `FOR UPDATE`, so two rotations of one head (on any
-//!   instances) run one after the other, and the second sees the first's new head and
-//!   answers with the grace rule (docs/contract.md "Refresh rotation");
+//! write). Races between instances are decided by the database, not by luck:
+//! - a rotation's write is conditional on the head it read (`advance_head`: the
+//!   generation before, not revoked); of two rotations of one head, on any instances,
+//!   the second's update finds the head moved, so its job runs again, reads the new
+//!   head and answers with the grace rule (docs/contract.md "Refresh rotation"). Its
+//!   other writes are conditional too (`revoke_session`) or harmless to repeat
+//!   (`touch_session`), so reading a session takes no lock (a row lock is one more WAL
+//!   record per refresh);
+//! - a write job that reads a user by id or name holds the row (`FOR SHARE`), so a
+//!   password change or a disable cannot commit between a login's check and its new
+//!   session (the user read along with a session is not locked: a refresh opens no
+//!   session, and a revocation of its session waits for its update, then applies);
 //! - a write job that lists a user's live sessions (login's session limit, sign-out
 //!   everywhere) first locks the user's row, so two logins cannot both see room for one
 //!   more session;
@@ -39,6 +47,9 @@ pub struct PgTx<'c> {
     begin_pending: bool,
     /// A write job: sessions read are locked for the rest of it.
     writing: bool,
+    /// The user read with the last session (one round trip for both); handed out by
+    /// `user_by_id` until the job changes a user.
+    user_read_with_session: Option<User>,
     pub(super) revoked: Vec<RevocationReason>,
     pub(super) logged: usize,
     pub(super) scrub: bool,
@@ -60,6 +71,7 @@ impl<'c> PgTx<'c> {
             client,
             begin_pending: writing,
             writing,
+            user_read_with_session: None,
             revoked: Vec::new(),
             logged: 0,
             scrub: false,
@@ -120,21 +132,35 @@ impl<'c> PgTx<'c> {
 
 const USER_COLS: &str = "id, username, password_hash, roles, created_at, disabled_at";
 
+const USER_COLS_OF_U: &str =
+    "u.id, u.username, u.password_hash, u.roles, u.created_at, u.disabled_at";
+
 fn user_from_row(r: &Row) -> Result<User> {
-    let roles: String = r.try_get(3)?;
+    user_from_row_at(r, 0)
+}
+
+/// A user from the columns starting at `at` (after a session's, in a join).
+fn user_from_row_at(r: &Row, at: usize) -> Result<User> {
+    let roles: String = r.try_get(at + 3)?;
     Ok(User {
-        id: r.try_get(0)?,
-        username: r.try_get(1)?,
-        password_hash: r.try_get(2)?,
+        id: r.try_get(at)?,
+        username: r.try_get(at + 1)?,
+        password_hash: r.try_get(at + 2)?,
         roles: serde_json::from_str(&roles).unwrap_or_default(),
-        created_at: r.try_get(4)?,
-        disabled_at: r.try_get(5)?,
+        created_at: r.try_get(at + 4)?,
+        disabled_at: r.try_get(at + 5)?,
     })
 }
 
 const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
      last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
      head_generation, head_issued_at, sealed_head, head_hash, amr, auth_time";
+
+const SESSION_COLS_OF_S: &str = "s.id, s.user_id, s.client_id, s.scope, s.remember_me, \
+     s.created_at, s.last_active_at, s.idle_expires_at, s.expires_at, s.ip, s.user_agent, \
+     s.revoked_at, s.revoked_reason, s.head_generation, s.head_issued_at, s.sealed_head, \
+     s.head_hash, s.amr, s.auth_time";
+const SESSION_COL_COUNT: usize = 19;
 
 fn session_from_row(r: &Row) -> Result<Session> {
     let scope: String = r.try_get(3)?;
@@ -218,6 +244,9 @@ impl Tx for PgTx<'_> {
     }
 
     async fn user_by_id(&mut self, id: &str) -> Result<Option<User>> {
+        if let Some(user) = self.user_read_with_session.as_ref().filter(|u| u.id == id) {
+            return Ok(Some(user.clone()));
+        }
         // A write job holds the user's row (shared) until it commits, so a password
         // change or a disable cannot commit between its check and its write: a login
         // checked against the old password cannot open a session the change never
@@ -254,6 +283,7 @@ impl Tx for PgTx<'_> {
             .collect()
     }
     async fn insert_user(&mut self, user: &User, username_key: &str, skeleton: &str) -> Result<()> {
+        self.user_read_with_session = None;
         let roles = serde_json::to_string(&user.roles)?;
         self.exec(
             "INSERT INTO users (id, username, username_key, username_skeleton, password_hash,
@@ -282,6 +312,7 @@ impl Tx for PgTx<'_> {
         Ok(r.try_get(0)?)
     }
     async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()> {
+        self.user_read_with_session = None;
         self.exec(
             "UPDATE users SET password_hash = $2 WHERE id = $1",
             &[&user_id, &hash],
@@ -290,6 +321,7 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
     async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+        self.user_read_with_session = None;
         Ok(self
             .exec(
                 "UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
@@ -299,6 +331,7 @@ impl Tx for PgTx<'_> {
             > 0)
     }
     async fn delete_user(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+        self.user_read_with_session = None;
         // Erasure deletes the session rows, not the access tokens already issued: the
         // live sessions enter the log first (docs/contract.md "Revocation feed").
         self.lock_revocation_log().await?;
@@ -342,17 +375,19 @@ impl Tx for PgTx<'_> {
     }
 
     async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>> {
-        // A write job locks the session it reads: see the module comment.
-        let sql = if self.writing {
-            format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1 FOR UPDATE")
-        } else {
-            format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1")
+        // Every caller of a session goes on to its user (a refresh, a Bearer request):
+        // both come in one round trip. No row lock: every write a job makes to a
+        // session it read is conditional on what it read (see the module comment).
+        let sql = format!(
+            "SELECT {SESSION_COLS_OF_S}, {USER_COLS_OF_U} FROM sessions s
+             JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        );
+        let Some(row) = self.opt(&sql, &[&id]).await? else {
+            return Ok(None);
         };
-        self.opt(&sql, &[&id])
-            .await?
-            .as_ref()
-            .map(session_from_row)
-            .transpose()
+        let session = session_from_row(&row)?;
+        self.user_read_with_session = Some(user_from_row_at(&row, SESSION_COL_COUNT)?);
+        Ok(Some(session))
     }
     async fn active_sessions_of_user(
         &mut self,
@@ -439,7 +474,7 @@ impl Tx for PgTx<'_> {
                 "UPDATE sessions SET last_active_at = $2, idle_expires_at = $3,
                      ip = COALESCE($4, ip), user_agent = COALESCE($5, user_agent),
                      head_generation = $6, head_issued_at = $7, sealed_head = $8, head_hash = $9
-                 WHERE id = $1 AND head_generation = $6::BIGINT - 1",
+                 WHERE id = $1 AND head_generation = $6::BIGINT - 1 AND revoked_at IS NULL",
                 &[
                     &s.id,
                     &s.last_active_at,
@@ -454,7 +489,8 @@ impl Tx for PgTx<'_> {
             )
             .await?;
         if n != 1 {
-            // Cannot happen while the session is locked; if it does, the job is rerun.
+            // Another instance rotated (or revoked) this head since the job read it: the
+            // job runs again, sees the new head, and gives the grace answer (or refuses).
             return Err(super::Conflict.into());
         }
         Ok(())
