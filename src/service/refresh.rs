@@ -62,9 +62,11 @@ pub async fn refresh_for(
         state.sealer.clone(),
         state.settings.clone(),
     );
+    // Every write of a refresh is conditional on what it read (docs/architecture.md "The
+    // PostgreSQL backend"), so concurrent refreshes may share a transaction.
     let outcome = state
         .store
-        .write(async move |tx| {
+        .write_conditional(async move |tx| {
             let idle_ms = |s: &crate::domain::model::Session| {
                 settings
                     .lifetimes(settings.client(&s.client_id), s.remember_me)

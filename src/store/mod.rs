@@ -207,7 +207,24 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(s) => s.write(f).await,
-            Backend::Postgres(p) => p.write(f).await,
+            Backend::Postgres(p) => p.write(f, false).await,
+        }
+    }
+
+    /// [`Store::write`] for a job whose every write is conditional on what it read (a
+    /// refresh: the head moves only from the generation it read, a revocation only of a
+    /// live session), so that it may run at the same time as other such jobs in one
+    /// shared transaction: if two collide, the condition fails, the batch rolls back and
+    /// each runs again on its own (PostgreSQL's group commit, `store/postgres/group.rs`).
+    /// A job that counts or checks and then inserts (a login) must use `write`.
+    pub async fn write_conditional<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
+        R: Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(s) => s.write(f).await,
+            Backend::Postgres(p) => p.write(f, true).await,
         }
     }
 

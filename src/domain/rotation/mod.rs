@@ -258,7 +258,11 @@ async fn revoke_for_reuse(
     generation: i64,
     ctx: &ClientContext,
 ) -> anyhow::Result<()> {
-    revocation::revoke(tx, now, session, RevocationReason::Reuse, ctx).await?;
+    // Recorded by whoever revoked it: two replays racing (on two instances, or in one
+    // shared transaction) make one reuse event, not two.
+    if !revocation::revoke(tx, now, session, RevocationReason::Reuse, ctx).await? {
+        return Ok(());
+    }
     let event = NewEvent::about_session(EventKind::RefreshTokenReuseDetected, session, ctx)
         .detail(serde_json::json!({ "presented_generation": generation }));
     tx.insert_event(now, &event).await?;

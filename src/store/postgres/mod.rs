@@ -14,6 +14,7 @@
 //!   `Retry-After`, never a 500.
 
 mod executor;
+mod group;
 mod key_blobs;
 mod login_failures;
 pub mod schema;
@@ -46,10 +47,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[error("a concurrent write changed the row; the job runs again")]
 pub struct Conflict;
 
+/// Group-commit lanes (`group`): writes waiting on a lane share one commit.
+const LANES: usize = 4;
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
     exec: Executor,
+    lanes: Arc<Vec<tokio::sync::mpsc::UnboundedSender<Box<dyn group::GroupJob>>>>,
+    next_lane: Arc<std::sync::atomic::AtomicUsize>,
     stats: Arc<WriterStats>,
     observer: Option<Arc<dyn StoreObserver>>,
     /// host:port/db, for messages (never the password).
@@ -88,10 +94,19 @@ impl PgStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .context("cannot build the PostgreSQL pool")?;
-        let exec = Executor::start(2)?;
+        let exec = Executor::start(1)?;
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..LANES {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            senders.push(tx);
+            receivers.push(rx);
+        }
         let store = Self {
             pool,
             exec,
+            lanes: Arc::new(senders),
+            next_lane: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             stats: Arc::new(WriterStats::default()),
             observer,
             location,
@@ -105,6 +120,17 @@ impl PgStore {
                 .with_context(|| format!("cannot migrate the database at {}", s.location))?;
             Ok(())
         })?;
+        for rx in receivers {
+            // A lane's own handle has no lanes: when the last handle that can send to
+            // the lanes is dropped, they end, and with them the pool and its connections.
+            let lane_store = PgStore {
+                lanes: Arc::new(Vec::new()),
+                ..store.clone()
+            };
+            store
+                .exec
+                .spawn(move || async move { group::lane(lane_store, rx).await });
+        }
         Ok(store)
     }
 
@@ -183,23 +209,30 @@ impl PgStore {
         })
     }
 
-    /// Runs `f` as one transaction on the store's threads; durable before it returns.
-    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    /// Runs `f` as one transaction (or inside one shared with other writes waiting at
+    /// the same moment: `group`), on the store's threads; durable before it returns.
+    pub async fn write<R, F>(&self, f: F, concurrent: bool) -> Result<R, StoreError>
     where
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let me = self.clone();
-        if !self.exec.spawn(move || async move {
-            let _ = reply.send(me.run_write(f).await);
-        }) {
+        let job: Box<dyn group::GroupJob> = Box::new(group::Job {
+            f,
+            concurrent,
+            result: None,
+            reply,
+        });
+        let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        if self.lanes[lane].send(job).is_err() {
             return Err(StoreError::Stopped);
         }
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
-    async fn run_write<R, F>(&self, f: F) -> Result<R, StoreError>
+    /// One write in its own transaction, rerun after a lost race (a batch's jobs come
+    /// here when their batch could not commit).
+    pub(super) async fn run_write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Clone,
     {
@@ -321,7 +354,7 @@ impl PgStore {
     /// them. After a user's erasure commits, vacuum the tables that held their personal
     /// data, in the background (it cannot run inside a transaction, and the reply need
     /// not wait for it).
-    fn scrub(&self, conn: Object) {
+    pub(super) fn scrub(&self, conn: Object) {
         tokio::task::spawn_local(async move {
             if let Err(e) = conn
                 .batch_execute("VACUUM users, user_emails, account_tokens, sessions, events")

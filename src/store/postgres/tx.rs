@@ -61,6 +61,13 @@ impl<'c> PgTx<'c> {
         Self::new(client, true)
     }
 
+    /// A write job inside a transaction its batch has already begun (`group`).
+    pub fn within(client: &'c ClientWrapper) -> Self {
+        let mut tx = Self::new(client, true);
+        tx.begin_pending = false;
+        tx
+    }
+
     /// A read job: statements run on their own, each seeing every committed write.
     pub fn read(client: &'c ClientWrapper) -> Self {
         Self::new(client, false)

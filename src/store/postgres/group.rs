@@ -1,0 +1,211 @@
+//! Group commit for PostgreSQL, as the SQLite writer does it: every commit waits for
+//! the write-ahead log to reach the disk (`synchronous_commit` stays on), and one flush
+//! for many writes is the difference between a few thousand refreshes a second and
+//! several times that (BENCHMARKS.md "PostgreSQL"). A few lanes each take whatever
+//! writes are waiting (up to `MAX_BATCH`), run them one after another in one
+//! transaction on one connection, and commit once; each caller hears back after that
+//! commit.
+//!
+//! A batch in which any job fails, or which loses a race (another instance's write,
+//! a deadlock), is rolled back whole, and its jobs run again one by one, each in its own
+//! transaction with the usual reruns (`PgStore::run_write`): a job's result is only
+//! ever returned from a transaction that committed, and one job's failure never costs
+//! another its write.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use deadpool_postgres::Object;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{PgStore, PgTx, StoreError};
+use crate::domain::repository::Tx;
+
+/// Most writes one transaction carries.
+pub const MAX_BATCH: usize = 64;
+
+/// One caller's write, type-erased so that a lane can carry any.
+pub trait GroupJob: Send {
+    /// Runs (a copy of) the job inside the batch's transaction, keeping its result.
+    fn run<'a>(
+        &'a mut self,
+        tx: &'a mut PgTx<'_>,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>;
+    /// The batch committed: hand the kept result to the caller.
+    fn committed(self: Box<Self>);
+    /// The batch failed: run the job on its own (its own transaction and reruns).
+    fn alone(self: Box<Self>, store: PgStore) -> Pin<Box<dyn Future<Output = ()>>>;
+    /// The batch could not run at all (no connection): tell the caller.
+    fn failed(self: Box<Self>, error: StoreError);
+    /// Whether the job may run at the same time as others of its kind in the batch
+    /// (`Store::write_conditional`).
+    fn concurrent(&self) -> bool;
+}
+
+pub struct Job<F, R> {
+    pub f: F,
+    pub concurrent: bool,
+    pub result: Option<R>,
+    pub reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> GroupJob for Job<F, R>
+where
+    F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
+    R: Send + 'static,
+{
+    fn run<'a>(
+        &'a mut self,
+        tx: &'a mut PgTx<'_>,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>> {
+        let f = self.f.clone();
+        Box::pin(async move {
+            let r = f(tx).await?;
+            self.result = Some(r);
+            Ok(())
+        })
+    }
+
+    fn committed(self: Box<Self>) {
+        let this = *self;
+        if let Some(r) = this.result {
+            let _ = this.reply.send(Ok(r));
+        }
+    }
+
+    fn alone(self: Box<Self>, store: PgStore) -> Pin<Box<dyn Future<Output = ()>>> {
+        let this = *self;
+        Box::pin(async move {
+            let _ = this.reply.send(store.run_write(this.f).await);
+        })
+    }
+
+    fn failed(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+
+    fn concurrent(&self) -> bool {
+        self.concurrent
+    }
+}
+
+/// A lane: takes the writes waiting on `rx`, a batch at a time, until the store stops.
+pub async fn lane(store: PgStore, mut rx: mpsc::UnboundedReceiver<Box<dyn GroupJob>>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&store, batch).await;
+    }
+}
+
+async fn run_batch(store: &PgStore, mut batch: Vec<Box<dyn GroupJob>>) {
+    if batch.len() == 1 {
+        // Nothing to share a commit with: the single path (no copy of the job).
+        let job = batch.pop().expect("one job");
+        job.alone(store.clone()).await;
+        return;
+    }
+    let conn = match store.connection().await {
+        Ok(c) => c,
+        Err(e) => {
+            let unavailable = matches!(e, StoreError::Unavailable);
+            for job in batch {
+                job.failed(if unavailable {
+                    StoreError::Unavailable
+                } else {
+                    StoreError::Stopped
+                });
+            }
+            return;
+        }
+    };
+    let started = Instant::now();
+    // Other writes first, one after another; then the conditional ones (refreshes) all
+    // at once, their statements pipelined on the connection: a batch of them costs a
+    // few round trips, not a few per job. They see the others' writes (one transaction).
+    batch.sort_by_key(|job| job.concurrent());
+    let split = batch
+        .iter()
+        .position(|job| job.concurrent())
+        .unwrap_or(batch.len());
+    let (sequential, concurrent) = batch.split_at_mut(split);
+    let mut tx = PgTx::write(&conn);
+    let mut ok = true;
+    for job in sequential.iter_mut() {
+        if job.run(&mut tx).await.is_err() {
+            ok = false;
+            break;
+        }
+    }
+    let (mut revoked, mut logged, mut scrub) = (Vec::new(), 0, false);
+    let mut opened = tx.in_transaction();
+    if ok && !concurrent.is_empty() {
+        if !opened {
+            ok = conn.batch_execute("BEGIN").await.is_ok();
+            opened = ok;
+        }
+        if ok {
+            let mut txs: Vec<PgTx<'_>> = concurrent.iter().map(|_| PgTx::within(&conn)).collect();
+            let outcomes = futures_util::future::join_all(
+                concurrent
+                    .iter_mut()
+                    .zip(txs.iter_mut())
+                    .map(|(job, t)| job.run(t)),
+            )
+            .await;
+            ok = outcomes.iter().all(Result::is_ok);
+            for t in txs {
+                revoked.extend(t.revoked);
+                logged += t.logged;
+                scrub |= t.scrub;
+            }
+        }
+    }
+    revoked.extend(tx.revoked);
+    logged += tx.logged;
+    scrub |= tx.scrub;
+    let committed = ok && (!opened || conn.batch_execute("COMMIT").await.is_ok());
+    if !committed {
+        let clean = !opened || conn.batch_execute("ROLLBACK").await.is_ok();
+        if !clean || conn.is_closed() {
+            let _ = Object::take(conn);
+        } else {
+            drop(conn);
+        }
+        // Each on its own: its own transaction, its own reruns, its own answer.
+        for job in batch {
+            tokio::task::spawn_local(job.alone(store.clone()));
+        }
+        return;
+    }
+    let took = started.elapsed();
+    let n = batch.len();
+    store.stats.batches.fetch_add(1, Ordering::Relaxed);
+    store.stats.writes.fetch_add(n as u64, Ordering::Relaxed);
+    store
+        .stats
+        .commit_micros
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    if let Some(o) = &store.observer {
+        o.batch_committed(n, took);
+        revoked
+            .iter()
+            .for_each(|reason| o.sessions_revoked(*reason, 1));
+        if logged > 0 {
+            o.revocations_logged(logged);
+        }
+    }
+    if scrub {
+        store.scrub(conn);
+    }
+    for job in batch {
+        job.committed();
+    }
+}
