@@ -63,7 +63,7 @@ mod storage;
 use std::sync::Arc;
 
 pub use self::pem::{generate_der, pkcs8_from_pem};
-pub use admin::{generate, retire, revoke, rotate, Retired, Revoked};
+pub use admin::{copy_all, generate, retire, revoke, rotate, Retired, Revoked};
 pub use device::{DeviceKey, DEVICE_TOKEN_TTL_SECS};
 pub use jwk::Jwk;
 pub use kek::{init_kek_file, Kek, KEK_LEN};
@@ -71,9 +71,7 @@ pub use keyset::{KeySet, Keys};
 pub use manifest::{read_manifest, with_locked_manifest, KeyEntry, KeyState, Manifest};
 pub use sealer::Sealer;
 pub use signing::{p256_s_is_low, SigningKey};
-pub use storage::{
-    copy_all, locked, BlobStore, DirStorage, KeyStorage, MemoryBlobs, SealedStorage,
-};
+pub use storage::{locked, BlobStore, DirStorage, KeyStorage, MemoryBlobs, SealedStorage};
 
 use crate::config::{ConfigError, Settings};
 use crate::store::Store;

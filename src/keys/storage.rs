@@ -323,26 +323,6 @@ impl MemoryBlobs {
     }
 }
 
-/// Copies every key value `from` holds (the manifest, each key it lists, the seal and
-/// device keys) into `to`; returns the names copied. `latchkey store copy` moves a keys
-/// folder into the database this way, so every token issued before works after.
-pub fn copy_all(from: &dyn KeyStorage, to: &dyn KeyStorage) -> anyhow::Result<Vec<String>> {
-    let manifest = super::manifest::read_manifest(from)?;
-    let mut names = vec![super::manifest::MANIFEST.to_owned()];
-    names.extend(manifest.keys.iter().map(|k| format!("{}.pem", k.kid)));
-    names.push(SEAL_KEY_FILE.to_owned());
-    names.push(DEVICE_KEY_FILE.to_owned());
-    let mut copied = Vec::new();
-    for name in names {
-        if let Some(bytes) = from.read(&name)? {
-            let private = name != super::manifest::MANIFEST;
-            to.write(&name, &bytes, private)?;
-            copied.push(name);
-        }
-    }
-    Ok(copied)
-}
-
 impl BlobStore for MemoryBlobs {
     fn get(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(self

@@ -249,7 +249,7 @@ pub fn check_against_the_model(rt: &tokio::runtime::Runtime, app: &TestApp, case
             rt.block_on(async {
                 let res = app.signup(&user, PASSWORD).await;
                 assert_eq!(res.status(), StatusCode::CREATED);
-                run_case(&app, &user, ops).await
+                run_case(app, &user, ops).await
             })
         })
         .unwrap();
