@@ -416,6 +416,18 @@ fn every_misconfiguration_is_one_clear_line_and_exit_code_2() {
         ),
         ("unknown section", "[sesion]\n".into(), vec![], "sesion"),
         (
+            "SQLite file and PostgreSQL URL both set",
+            "[store]\npath = \"./data/x.db\"\nurl = \"postgres://u@127.0.0.1/db\"\n".into(),
+            vec![],
+            "store.path and store.url",
+        ),
+        (
+            "store.url not a postgres URL",
+            "".into(),
+            vec![("LATCHKEY_STORE__URL", "mysql://u:secret-pw@h/db".into())],
+            "store.url",
+        ),
+        (
             "bad duration",
             "[access_token]\nttl = \"15 parsecs\"\n".into(),
             vec![],
@@ -493,6 +505,10 @@ fn every_misconfiguration_is_one_clear_line_and_exit_code_2() {
             "{case}: should name {names:?}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        assert!(
+            !stderr.contains("secret-pw"),
+            "{case}: a URL's password never reaches a message"
+        );
     }
 }
 
