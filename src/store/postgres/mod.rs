@@ -79,6 +79,13 @@ impl PgStore {
             config.application_name("latchkey");
         }
         config.connect_timeout(CONNECT_TIMEOUT);
+        // Every acknowledged write is on disk, whatever the server's default says: a
+        // rotation answered and then lost would strand the client's new token.
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=on"),
+            None => "-c synchronous_commit=on".to_owned(),
+        };
+        config.options(&options);
         let manager = Manager::from_config(
             config,
             tls()?,
