@@ -62,13 +62,26 @@ pub fn stream(
         })?;
     let feed = state.feed.clone();
     let heartbeat = settings.heartbeat.0;
-    let mut cursor = match last_event_id {
-        Some(id) if id >= 0 && id <= feed.last_seq() => id,
-        _ => 0,
-    };
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
     tokio::spawn(async move {
         let _slot = slot;
+        let mut cursor = match last_event_id {
+            Some(id) if id >= 0 => {
+                // With instances sharing a database, the id may come from another
+                // instance whose entry this one's follower has not read yet: give the
+                // follower two of its polls to catch up before calling the id unknown.
+                let deadline = tokio::time::Instant::now() + 2 * crate::feed::POLL;
+                while feed.last_seq() < id && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                if id <= feed.last_seq() {
+                    id
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
         let mut head = feed.subscribe();
         let send = async |tx: &mpsc::Sender<Bytes>, chunk: String| -> bool {
             matches!(
