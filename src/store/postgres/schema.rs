@@ -164,30 +164,23 @@ pub fn latest() -> i64 {
 
 /// Brings the database to the latest version; returns the version it found.
 pub async fn migrate(client: &mut Client) -> anyhow::Result<i64> {
+    let tx = client.transaction().await?;
+    // Held until COMMIT: every other instance waits here, then sees the new version.
+    // Taken before anything else, the version table's creation included: two instances
+    // creating it at once would otherwise race.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
     // Asked first, rather than CREATE … IF NOT EXISTS alone, whose notice would reach
     // a CLI command's output.
-    let exists: bool = client
+    let exists: bool = tx
         .query_one("SELECT to_regclass('latchkey_schema') IS NOT NULL", &[])
         .await?
         .try_get(0)?;
     if !exists {
-        client
-            .batch_execute("CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL);")
+        tx.batch_execute("CREATE TABLE latchkey_schema (version BIGINT NOT NULL);")
             .await
-            .or_else(|e| {
-                // Two instances creating the table at the same moment: one wins.
-                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
             .context("cannot create the schema version table")?;
     }
-    let tx = client.transaction().await?;
-    // Held until COMMIT: every other instance waits here, then sees the new version.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
     let found: i64 = match tx
         .query_opt("SELECT version FROM latchkey_schema", &[])
         .await?
