@@ -8,6 +8,7 @@
 //! pooled connection between BEGIN and COMMIT. Jobs' futures are not `Send`; the
 //! closures are.
 
+mod columns;
 pub mod copy;
 pub mod postgres;
 pub mod sqlite;

@@ -50,7 +50,6 @@ fn free_port() -> u16 {
 
 impl Balancer {
     pub fn start(backends: &[u16]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let servers: String = backends
             .iter()
@@ -65,6 +64,12 @@ impl Balancer {
              backend instances\n    balance roundrobin\n    option httpchk GET /readyz\n    \
              default-server inter 200ms fall 2 rise 1\n{servers}"
         );
+        Self::run(&config, port)
+    }
+
+    /// HAProxy in the foreground with `config`, which binds `port`; waits until it listens.
+    pub fn run(config: &str, port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
         let child = Command::new("haproxy")
@@ -712,17 +717,8 @@ async fn the_haproxy_config_in_docs_serves_two_instances() {
         .replace("bind 127.0.0.1:8080", &format!("bind 127.0.0.1:{port}"))
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", ports[0]))
         .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", ports[1]));
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("haproxy.cfg");
-    std::fs::write(&file, config).unwrap();
-    let mut child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let balancer = Balancer::run(&config, port);
+    let base = balancer.url();
     let client = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..100 {
@@ -742,6 +738,4 @@ async fn the_haproxy_config_in_docs_serves_two_instances() {
         assert!(body.get("refresh_token").is_some());
         token = body["refresh_token"].as_str().unwrap().to_owned();
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

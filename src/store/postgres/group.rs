@@ -114,14 +114,10 @@ async fn run_batch(store: &PgStore, mut batch: Vec<Box<dyn GroupJob>>) {
     }
     let conn = match store.connection().await {
         Ok(c) => c,
-        Err(e) => {
-            let unavailable = matches!(e, StoreError::Unavailable);
+        Err(_) => {
+            // `connection` fails only when the database cannot be reached.
             for job in batch {
-                job.failed(if unavailable {
-                    StoreError::Unavailable
-                } else {
-                    StoreError::Stopped
-                });
+                job.failed(StoreError::Unavailable);
             }
             return;
         }

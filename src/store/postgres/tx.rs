@@ -34,7 +34,8 @@ use crate::domain::model::{
 };
 use crate::domain::model::{MfaFactor, PendingLogin};
 use crate::domain::repository::{Result, SweepStep, Tx};
-use crate::domain::{AuthMethod, RevocationReason, Scope, TokenHash};
+use crate::domain::{RevocationReason, Scope, TokenHash};
+use crate::store::columns::{amr_of, amr_text, purpose_of, shown_actor};
 
 /// The advisory-lock key serializing appends to the revocation log ("lk" "rv").
 const REVOCATION_LOG_LOCK: i64 = 0x6c6b_7276;
@@ -200,15 +201,6 @@ fn session_from_row(r: &Row) -> Result<Session> {
     })
 }
 
-/// `amr` is stored as its RFC 8176 values separated by spaces (`"pwd otp"`).
-fn amr_text(amr: &[AuthMethod]) -> String {
-    amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
-}
-
-fn amr_of(text: &str) -> Vec<AuthMethod> {
-    text.split(' ').filter_map(AuthMethod::parse).collect()
-}
-
 fn pending_login_from_row(r: &Row) -> Result<PendingLogin> {
     let scope: String = r.try_get(3)?;
     let audiences: String = r.try_get(4)?;
@@ -230,13 +222,6 @@ fn pending_login_from_row(r: &Row) -> Result<PendingLogin> {
 fn hash_of(bytes: Vec<u8>) -> Result<TokenHash> {
     TokenHash::try_from(bytes.as_slice())
         .map_err(|_| anyhow::anyhow!("a stored hash is not 32 bytes"))
-}
-
-fn purpose_of(s: &str) -> TokenPurpose {
-    match s {
-        "verify" => TokenPurpose::Verify,
-        _ => TokenPurpose::Reset,
-    }
 }
 
 fn count(n: u64) -> usize {
@@ -705,7 +690,7 @@ impl Tx for PgTx<'_> {
                     ip: r.try_get(10)?,
                     user_agent: r.try_get(11)?,
                 };
-                let by_admin = detail.as_ref().is_some_and(|d| d["by"] == "administrator");
+                let actor = shown_actor(actor, detail.as_ref());
                 Ok(Event {
                     id: r.try_get(0)?,
                     at: r.try_get(1)?,
@@ -716,7 +701,7 @@ impl Tx for PgTx<'_> {
                     ip: r.try_get(6)?,
                     user_agent: r.try_get(7)?,
                     detail,
-                    actor: (by_admin || actor != Actor::default()).then_some(actor),
+                    actor,
                 })
             })
             .collect()

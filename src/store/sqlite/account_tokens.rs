@@ -6,13 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::clock::Millis;
 use crate::domain::model::{AccountToken, TokenPurpose};
 use crate::domain::TokenHash;
-
-fn purpose_of(s: &str) -> TokenPurpose {
-    match s {
-        "verify" => TokenPurpose::Verify,
-        _ => TokenPurpose::Reset,
-    }
-}
+use crate::store::columns::purpose_of;
 
 pub fn insert(conn: &Connection, t: &AccountToken) -> anyhow::Result<()> {
     conn.prepare_cached(

@@ -4,6 +4,7 @@ use rusqlite::{params, Connection};
 
 use crate::clock::Millis;
 use crate::domain::model::{Actor, Event, EventQuery, NewEvent};
+use crate::store::columns::shown_actor;
 
 pub fn insert(conn: &Connection, at: Millis, e: &NewEvent) -> anyhow::Result<()> {
     let detail = e.detail.as_ref().map(|d| d.to_string());
@@ -70,7 +71,7 @@ pub fn query(conn: &Connection, q: &EventQuery) -> anyhow::Result<Vec<Event>> {
                     ip: r.get(10)?,
                     user_agent: r.get(11)?,
                 };
-                let by_admin = detail.as_ref().is_some_and(|d| d["by"] == "administrator");
+                let actor = shown_actor(actor, detail.as_ref());
                 Ok(Event {
                     id: r.get(0)?,
                     at: r.get(1)?,
@@ -81,7 +82,7 @@ pub fn query(conn: &Connection, q: &EventQuery) -> anyhow::Result<Vec<Event>> {
                     ip: r.get(6)?,
                     user_agent: r.get(7)?,
                     detail,
-                    actor: (by_admin || actor != Actor::default()).then_some(actor),
+                    actor,
                 })
             },
         )?

@@ -6,20 +6,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::clock::Millis;
 use crate::domain::model::Session;
 use crate::domain::repository::SweepStep;
-use crate::domain::{AuthMethod, RevocationReason, Scope, TokenHash};
+use crate::domain::{RevocationReason, Scope, TokenHash};
+use crate::store::columns::{amr_of, amr_text};
 
 const SESSION_COLS: &str = "id, user_id, client_id, scope, remember_me, created_at, \
      last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason, \
      head_generation, head_issued_at, sealed_head, head_hash, amr, auth_time";
-
-/// `amr` is stored as its RFC 8176 values separated by spaces (`"pwd otp"`).
-pub fn amr_text(amr: &[AuthMethod]) -> String {
-    amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
-}
-
-fn amr_of(text: &str) -> Vec<AuthMethod> {
-    text.split(' ').filter_map(AuthMethod::parse).collect()
-}
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     let scope: String = r.get(3)?;
