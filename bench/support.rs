@@ -94,7 +94,7 @@ pub async fn rotate(
     let rng = SystemRandom::new();
     let outcome = store
         .write(async move |tx| {
-            rotation::refresh(tx, now, &rng, sealer.as_ref(), &request, |_| DAY_MS).await
+            rotation::refresh(tx, || now, &rng, sealer.as_ref(), &request, |_| DAY_MS).await
         })
         .await?;
     match outcome {

@@ -276,6 +276,10 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Unavailable => ApiError::Unavailable {
                 retry_after_secs: 2,
             },
+            // Nothing was written: the same request may simply be sent again.
+            crate::store::StoreError::DeadlinePassed => ApiError::Unavailable {
+                retry_after_secs: 1,
+            },
             crate::store::StoreError::InvalidText => {
                 ApiError::InvalidRequest("a parameter contains a NUL character".into())
             }

@@ -45,7 +45,7 @@ fn copy(settings: &Settings, to: &str) -> anyhow::Result<()> {
     );
 
     eprintln!("copying {} into the PostgreSQL database", source.display());
-    let target = PgStore::open(to, 2, None)?;
+    let target = PgStore::open(to, 2, None, None)?;
     crate::store::copy::sqlite_to_postgres(source, &target, sealed.entries(), &mut |table, n| {
         eprintln!("  {table}: {n} rows");
     })?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{ConfigError, HumanDuration};
 use crate::secret::Secret;
 
 const DEFAULT_PATH: &str = "./data/latchkey.db";
@@ -24,6 +24,11 @@ pub struct StoreSettings {
     pub readers: usize,
     /// PostgreSQL: the most connections this instance holds open.
     pub max_connections: usize,
+    /// How long a store job may wait for the database, counted from its request's
+    /// arrival; a job not started by then is dropped and answered 503
+    /// (docs/contract.md "Refresh rotation"). On PostgreSQL also the lock and statement
+    /// timeout.
+    pub deadline: HumanDuration,
 }
 
 impl Default for StoreSettings {
@@ -33,6 +38,7 @@ impl Default for StoreSettings {
             url: None,
             readers: 4,
             max_connections: 16,
+            deadline: HumanDuration(crate::store::DEFAULT_DEADLINE),
         }
     }
 }
@@ -49,6 +55,9 @@ impl StoreSettings {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.deadline.0 < std::time::Duration::from_millis(100) {
+            return Err(ConfigError("store.deadline must be at least 100ms".into()));
+        }
         if let Some(url) = self.postgres_url() {
             if self.path.is_some() {
                 return Err(ConfigError(

@@ -14,9 +14,11 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers a query and a signing key is active.
+/// Readiness: the store completes a read and a write within two seconds (a stalled
+/// writer or a locked table is not ready, though the connection is fine) and a signing
+/// key is active.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store_ok = state.store.read(async |tx| tx.ping().await).await.is_ok();
+    let store_ok = state.store.probe().await.is_ok();
     let keys = state.keys.current(state.now());
     let key_ok = keys
         .entries

@@ -292,7 +292,10 @@ pub async fn log_request(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    // Store jobs' deadlines count from here (`store::deadline`).
+    let mut res =
+        crate::store::deadline::from_arrival(started, next.call(req).instrument(span.clone()))
+            .await?;
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     span.in_scope(|| {

@@ -56,15 +56,15 @@ pub async fn refresh_for(
         record_event: state.settings.events.record_refreshes,
         ctx: input.ctx,
     };
-    let (now, rng, sealer, settings) = (
-        state.now(),
+    let (clock, rng, sealer, settings) = (
+        state.clock.clone(),
         state.rng.clone(),
         state.sealer.clone(),
         state.settings.clone(),
     );
     // Every write of a refresh is conditional on what it read (docs/architecture.md "The
     // PostgreSQL backend"), so concurrent refreshes may share a transaction.
-    let outcome = state
+    let (outcome, now) = state
         .store
         .write_conditional(async move |tx| {
             let idle_ms = |s: &crate::domain::model::Session| {
@@ -72,9 +72,16 @@ pub async fn refresh_for(
                     .lifetimes(settings.client(&s.client_id), s.remember_me)
                     .idle_ms
             };
-            rotation::refresh(tx, now, &rng, sealer.as_ref(), &request, idle_ms).await
+            // The rules read the time when the job has its session, not when the request
+            // arrived (`rotation::refresh`); the access token is issued at that time too.
+            let mut read_at = None;
+            let read_clock = || *read_at.insert(clock.now_millis());
+            let outcome =
+                rotation::refresh(tx, read_clock, &rng, sealer.as_ref(), &request, idle_ms).await?;
+            Ok((outcome, read_at))
         })
         .await?;
+    let now = now.unwrap_or_else(|| state.now());
     state.metrics.refresh(outcome.label());
     let granted = match outcome {
         RefreshOutcome::Rotated(g) | RefreshOutcome::Replayed(g) => g,

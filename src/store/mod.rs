@@ -10,19 +10,21 @@
 
 mod columns;
 pub mod copy;
+pub mod deadline;
 pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::StoreSettings;
 use crate::domain::key_blobs::BlobStore;
 use crate::domain::repository::Tx;
 use crate::domain::RevocationReason;
 use crate::pool::PoolError;
+use deadline::Ticket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,6 +35,10 @@ pub enum StoreError {
     /// The database cannot be reached (PostgreSQL down or restarting): 503.
     #[error("the database is unavailable")]
     Unavailable,
+    /// The job could not start before its deadline (`store.deadline`): dropped before it
+    /// wrote anything; 503 (`deadline`).
+    #[error("the database did not answer in time")]
+    DeadlinePassed,
     /// A client's text the database cannot hold (PostgreSQL refuses NUL characters,
     /// which SQLite keeps): 400, never 500.
     #[error("text with a NUL character")]
@@ -96,7 +102,15 @@ pub struct HousekeepingTurn(#[allow(dead_code)] Option<postgres::Exclusive>);
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// How long a job may wait for the database, from its request's arrival.
+    deadline: Duration,
 }
+
+/// `store.deadline`'s default, and the budget of stores opened without settings.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long `/readyz`'s probe may take before the store counts as stalled.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 enum Backend {
@@ -117,16 +131,21 @@ impl Store {
         readers: usize,
         observer: Option<Arc<dyn StoreObserver>>,
     ) -> anyhow::Result<Self> {
-        match settings.postgres_url() {
-            Some(url) => Ok(Self {
-                backend: Backend::Postgres(postgres::PgStore::open(
-                    url,
-                    settings.max_connections,
-                    observer,
-                )?),
-            }),
-            None => Self::open_observed(settings.sqlite_path(), readers, observer),
-        }
+        let deadline = settings.deadline.0;
+        let backend = match settings.postgres_url() {
+            Some(url) => Backend::Postgres(postgres::PgStore::open(
+                url,
+                settings.max_connections,
+                Some(deadline),
+                observer,
+            )?),
+            None => Backend::Sqlite(sqlite::SqliteStore::open(
+                settings.sqlite_path(),
+                readers,
+                observer,
+            )?),
+        };
+        Ok(Self { backend, deadline })
     }
 
     /// Login failures counted across every instance sharing this store (PostgreSQL);
@@ -164,6 +183,7 @@ impl Store {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             backend: Backend::Sqlite(sqlite::SqliteStore::open(path, readers, observer)?),
+            deadline: DEFAULT_DEADLINE,
         })
     }
 
@@ -206,10 +226,7 @@ impl Store {
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
         R: Send + 'static,
     {
-        match &self.backend {
-            Backend::Sqlite(s) => s.write(f).await,
-            Backend::Postgres(p) => p.write(f, false).await,
-        }
+        self.write_by(self.ticket(), f, false).await
     }
 
     /// [`Store::write`] for a job whose every write is conditional on what it read (a
@@ -223,10 +240,21 @@ impl Store {
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
         R: Send + 'static,
     {
-        match &self.backend {
-            Backend::Sqlite(s) => s.write(f).await,
-            Backend::Postgres(p) => p.write(f, true).await,
-        }
+        self.write_by(self.ticket(), f, true).await
+    }
+
+    async fn write_by<R, F>(&self, ticket: Ticket, f: F, concurrent: bool) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
+        R: Send + 'static,
+    {
+        let job = async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.write(f, ticket.clone()).await,
+                Backend::Postgres(p) => p.write(f, concurrent, ticket.clone()).await,
+            }
+        };
+        ticket.wait(job).await
     }
 
     /// Runs `f` read-only; it sees every write that has returned.
@@ -235,10 +263,36 @@ impl Store {
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        match &self.backend {
-            Backend::Sqlite(s) => s.read(f).await,
-            Backend::Postgres(p) => p.read(f).await,
-        }
+        self.read_by(self.ticket(), f).await
+    }
+
+    async fn read_by<R, F>(&self, ticket: Ticket, f: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let job = async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.read(f, ticket.clone()).await,
+                Backend::Postgres(p) => p.read(f, ticket.clone()).await,
+            }
+        };
+        ticket.wait(job).await
+    }
+
+    /// A job's ticket: `store.deadline` after the current request's arrival.
+    fn ticket(&self) -> Ticket {
+        Ticket::after_arrival(self.deadline)
+    }
+
+    /// `/readyz`: whether a read and a write both complete within [`PROBE_DEADLINE`]. A
+    /// stalled writer or a locked table fails it even while the connection is fine.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let by = Instant::now() + PROBE_DEADLINE;
+        self.read_by(Ticket::until(by), async |tx| tx.ping().await)
+            .await?;
+        self.write_by(Ticket::until(by), async |_| Ok(()), false)
+            .await
     }
 
     /// Waits until every write queued before this call has committed (shutdown).

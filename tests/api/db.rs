@@ -255,3 +255,60 @@ impl TestDb {
         self.value(sql, params).expect("a value")
     }
 }
+
+/// A database stall held by another process for `hold`: SQLite's write lock
+/// (`BEGIN IMMEDIATE`, a stuck writer) or an exclusive lock on PostgreSQL's `sessions`
+/// table (reads of it wait too). Returns once the lock is held; join the handle to wait
+/// for its release.
+pub struct Stall(Option<std::thread::JoinHandle<()>>);
+
+impl Stall {
+    pub fn release_wait(mut self) {
+        if let Some(h) = self.0.take() {
+            h.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl TestDb {
+    pub fn stall(&self, hold: std::time::Duration) -> Stall {
+        let (held, is_held) = std::sync::mpsc::channel();
+        let handle = match self {
+            TestDb::Sqlite(path) => {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let conn = rusqlite::Connection::open(path).unwrap();
+                    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                    held.send(()).unwrap();
+                    std::thread::sleep(hold);
+                    conn.execute_batch("ROLLBACK").unwrap();
+                })
+            }
+            TestDb::Postgres(url) => {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    blocking_pg(async || {
+                        let client = connect(&url).await;
+                        client
+                            .batch_execute("BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+                            .await
+                            .unwrap();
+                        held.send(()).unwrap();
+                        tokio::time::sleep(hold).await;
+                        client.batch_execute("ROLLBACK").await.unwrap();
+                    })
+                })
+            }
+        };
+        is_held.recv().expect("the stall holds its lock");
+        Stall(Some(handle))
+    }
+}

@@ -62,6 +62,11 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// The tokens of a token response.
+    pub async fn from_response(res: Response) -> Self {
+        Self::from_body(res.json().await.unwrap())
+    }
+
     fn from_body(body: Value) -> Self {
         Self {
             access: body["access_token"]

@@ -32,5 +32,6 @@ mod signup;
 mod spa;
 mod spa_mfa;
 mod spa_recovery;
+mod stall;
 mod store_copy;
 mod wellknown;

@@ -173,7 +173,7 @@ pub async fn find(
 /// `idle_ms(session)`: the idle timeout that applies to that session (client, remember-me).
 pub async fn refresh(
     tx: &mut dyn Tx,
-    now: Millis,
+    clock: impl FnOnce() -> Millis,
     rng: &SystemRandom,
     keys: &dyn RefreshKeys,
     req: &RefreshRequest,
@@ -182,6 +182,11 @@ pub async fn refresh(
     let Some(found) = find(tx, keys, &req.token).await? else {
         return Ok(RefreshOutcome::Rejected(Rejection::Unknown));
     };
+    // The time is read once the session is in hand (a stalled database may have kept
+    // us waiting for it), so a rotation's reuse interval runs from its commit, not from
+    // the request's arrival: a client that gave up during a stall and retries is within
+    // it (docs/contract.md "Refresh rotation").
+    let now = clock();
     let Found {
         session,
         generation,

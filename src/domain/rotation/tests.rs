@@ -42,7 +42,7 @@ fn request(token: &RefreshToken) -> RefreshRequest {
 fn present(f: &Family, now: Millis, req: RefreshRequest) -> RefreshOutcome {
     let rng = SystemRandom::new();
     run_test_job(&f.conn, async |tx| {
-        refresh(tx, now, &rng, &f.sealer, &req, |_| DAY_MS).await
+        refresh(tx, || now, &rng, &f.sealer, &req, |_| DAY_MS).await
     })
     .unwrap()
 }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{PgStore, PgTx, StoreError};
 use crate::domain::repository::Tx;
+use crate::store::deadline::Ticket;
 
 /// Most writes one transaction carries.
 pub const MAX_BATCH: usize = 64;
@@ -42,11 +43,14 @@ pub trait GroupJob: Send {
     /// Whether the job may run at the same time as others of its kind in the batch
     /// (`Store::write_conditional`).
     fn concurrent(&self) -> bool;
+    /// Its deadline's ticket: a job runs only if it starts in time.
+    fn ticket(&self) -> &Ticket;
 }
 
 pub struct Job<F, R> {
     pub f: F,
     pub concurrent: bool,
+    pub ticket: Ticket,
     pub result: Option<R>,
     pub reply: oneshot::Sender<Result<R, StoreError>>,
 }
@@ -78,7 +82,7 @@ where
     fn alone(self: Box<Self>, store: PgStore) -> Pin<Box<dyn Future<Output = ()>>> {
         let this = *self;
         Box::pin(async move {
-            let _ = this.reply.send(store.run_write(this.f).await);
+            let _ = this.reply.send(store.run_write(this.f, &this.ticket).await);
         })
     }
 
@@ -88,6 +92,10 @@ where
 
     fn concurrent(&self) -> bool {
         self.concurrent
+    }
+
+    fn ticket(&self) -> &Ticket {
+        &self.ticket
     }
 }
 
@@ -105,7 +113,16 @@ pub async fn lane(store: PgStore, mut rx: mpsc::UnboundedReceiver<Box<dyn GroupJ
     }
 }
 
-async fn run_batch(store: &PgStore, mut batch: Vec<Box<dyn GroupJob>>) {
+async fn run_batch(store: &PgStore, batch: Vec<Box<dyn GroupJob>>) {
+    // A job whose caller has given up, or whose deadline passed while it waited, never
+    // writes (docs/architecture.md "Deadlines").
+    let (mut batch, late): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.ticket().begin());
+    for job in late {
+        job.failed(StoreError::DeadlinePassed);
+    }
+    if batch.is_empty() {
+        return;
+    }
     if batch.len() == 1 {
         // Nothing to share a commit with: the single path (no copy of the job).
         let job = batch.pop().expect("one job");

@@ -32,6 +32,7 @@ use tokio_postgres::error::SqlState;
 pub use key_blobs::PgBlobs;
 pub use tx::PgTx;
 
+use super::deadline::Ticket;
 use super::{StoreError, StoreObserver, WriterStats};
 use crate::domain::repository::Tx;
 use executor::Executor;
@@ -65,9 +66,13 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, migrates (once, whatever the number of instances starting), and starts
     /// the pool of at most `max_connections`.
+    /// `deadline` (`store.deadline`) bounds every statement and lock wait, so a job that
+    /// started never holds its caller much past the deadline; `None` (`store copy`) sets
+    /// no bound.
     pub fn open(
         url: &str,
         max_connections: usize,
+        deadline: Option<Duration>,
         observer: Option<Arc<dyn StoreObserver>>,
     ) -> anyhow::Result<Self> {
         let config: tokio_postgres::Config = url
@@ -81,9 +86,17 @@ impl PgStore {
         config.connect_timeout(CONNECT_TIMEOUT);
         // Every acknowledged write is on disk, whatever the server's default says: a
         // rotation answered and then lost would strand the client's new token.
+        let mut ours = "-c synchronous_commit=on".to_owned();
+        if let Some(deadline) = deadline {
+            // A lock held by someone else (a long transaction, `LOCK TABLE`) or a slow
+            // statement ends the job at the deadline instead of stalling it for as long
+            // as the database does (docs/architecture.md "Deadlines").
+            let ms = deadline.as_millis().max(1);
+            ours.push_str(&format!(" -c lock_timeout={ms} -c statement_timeout={ms}"));
+        }
         let options = match config.get_options() {
-            Some(given) => format!("{given} -c synchronous_commit=on"),
-            None => "-c synchronous_commit=on".to_owned(),
+            Some(given) => format!("{given} {ours}"),
+            None => ours,
         };
         config.options(&options);
         let manager = Manager::from_config(
@@ -218,7 +231,7 @@ impl PgStore {
 
     /// Runs `f` as one transaction (or inside one shared with other writes waiting at
     /// the same moment: `group`), on the store's threads; durable before it returns.
-    pub async fn write<R, F>(&self, f: F, concurrent: bool) -> Result<R, StoreError>
+    pub async fn write<R, F>(&self, f: F, concurrent: bool, ticket: Ticket) -> Result<R, StoreError>
     where
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + Clone + 'static,
         R: Send + 'static,
@@ -227,6 +240,7 @@ impl PgStore {
         let job: Box<dyn group::GroupJob> = Box::new(group::Job {
             f,
             concurrent,
+            ticket,
             result: None,
             reply,
         });
@@ -238,13 +252,17 @@ impl PgStore {
     }
 
     /// One write in its own transaction, rerun after a lost race (a batch's jobs come
-    /// here when their batch could not commit).
-    pub(super) async fn run_write<R, F>(&self, f: F) -> Result<R, StoreError>
+    /// here when their batch could not commit). Each attempt starts only while `ticket`
+    /// allows: a rerun past the deadline is dropped, its earlier attempts rolled back.
+    pub(super) async fn run_write<R, F>(&self, f: F, ticket: &Ticket) -> Result<R, StoreError>
     where
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Clone,
     {
         let mut attempt = 1;
         loop {
+            if !ticket.begin() {
+                return Err(StoreError::DeadlinePassed);
+            }
             let conn = self.connection().await?;
             let started = Instant::now();
             let mut tx = PgTx::write(&conn);
@@ -328,7 +346,7 @@ impl PgStore {
     }
 
     /// Runs `f` read-only; it sees every write that has returned, on any instance.
-    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub async fn read<R, F>(&self, f: F, ticket: Ticket) -> Result<R, StoreError>
     where
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
         R: Send + 'static,
@@ -336,6 +354,10 @@ impl PgStore {
         let (reply, answer) = oneshot::channel();
         let me = self.clone();
         if !self.exec.spawn(move || async move {
+            if !ticket.begin() {
+                let _ = reply.send(Err(StoreError::DeadlinePassed));
+                return;
+            }
             let result = match me.connection().await {
                 Ok(conn) => {
                     let outcome = f(&mut PgTx::read(&conn)).await;
@@ -363,12 +385,17 @@ impl PgStore {
     /// not wait for it).
     pub(super) fn scrub(&self, conn: Object) {
         tokio::task::spawn_local(async move {
-            if let Err(e) = conn
-                .batch_execute("VACUUM users, user_emails, account_tokens, sessions, events")
-                .await
-            {
+            // Vacuum may outlast `store.deadline`'s statement timeout; the connection
+            // is closed afterwards rather than returned to the pool without it.
+            let vacuum = async {
+                conn.batch_execute("SET statement_timeout = 0").await?;
+                conn.batch_execute("VACUUM users, user_emails, account_tokens, sessions, events")
+                    .await
+            };
+            if let Err(e) = vacuum.await {
                 tracing::warn!(error = %e, "vacuum after an erasure failed");
             }
+            let _ = Object::take(conn);
         });
     }
 }
@@ -388,10 +415,18 @@ impl Drop for Exclusive {
 /// A failed job's error: a client's NUL character (which only a client can send: no
 /// stored text holds one) is the client's mistake, anything else the store's.
 fn classify(e: anyhow::Error) -> StoreError {
-    if db_code(&e) == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) {
-        return StoreError::InvalidText;
+    match db_code(&e) {
+        Some(code) if code == &SqlState::CHARACTER_NOT_IN_REPERTOIRE => StoreError::InvalidText,
+        // `lock_timeout` or `statement_timeout` (`store.deadline`) ended the job: it
+        // rolled back, so the answer is the deadline's 503.
+        Some(code)
+            if code == &SqlState::LOCK_NOT_AVAILABLE || code == &SqlState::QUERY_CANCELED =>
+        {
+            tracing::warn!("a store job ran out of time waiting for the database");
+            StoreError::DeadlinePassed
+        }
+        _ => StoreError::Failed(e),
     }
-    StoreError::Failed(e)
 }
 
 fn db_code(e: &anyhow::Error) -> Option<&SqlState> {

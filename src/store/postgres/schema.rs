@@ -165,6 +165,10 @@ pub fn latest() -> i64 {
 /// Brings the database to the latest version; returns the version it found.
 pub async fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     let tx = client.transaction().await?;
+    // A migration may wait for another instance's and may take long on a big database:
+    // `store.deadline`'s timeouts are for requests, not for this.
+    tx.batch_execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
+        .await?;
     // Held until COMMIT: every other instance waits here, then sees the new version.
     // Taken before anything else, the version table's creation included: two instances
     // creating it at once would otherwise race.

@@ -29,6 +29,7 @@ pub use bulk::BulkLoad;
 use tx::run_now;
 pub use tx::SqliteTx;
 
+use super::deadline::Ticket;
 use super::{StoreError, StoreObserver, WriterStats};
 use crate::domain::repository::Tx;
 use crate::pool::WorkerPool;
@@ -36,9 +37,14 @@ use crate::pool::WorkerPool;
 /// Most writes waiting for the writer before new ones are refused with 503.
 const WRITE_QUEUE: usize = 8192;
 
-/// Runs one write inside the batch transaction; returns what to tell its caller once the
-/// batch has committed (or failed), and whether the files must be scrubbed first.
-type WriteJob = Box<dyn FnOnce(&Connection) -> (Completion, bool) + Send>;
+/// One caller's write, waiting for the writer. `run` gets the batch's connection and
+/// returns what to tell its caller once the batch has committed (or failed), and whether
+/// the files must be scrubbed first; or gets the reason it cannot run and answers at once.
+struct WriteJob {
+    ticket: Ticket,
+    run: RunJob,
+}
+type RunJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> (Completion, bool) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
 
 #[derive(Clone)]
@@ -104,15 +110,23 @@ impl SqliteStore {
         &self.stats
     }
 
-    /// Queues `f` for the writer and waits until its batch has committed.
-    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    /// Queues `f` for the writer and waits until its batch has committed. The job runs
+    /// only if `ticket` lets it start (docs/architecture.md "Deadlines").
+    pub async fn write<R, F>(&self, f: F, ticket: Ticket) -> Result<R, StoreError>
     where
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<R, StoreError>>();
         let observer = self.observer.clone();
-        let job: WriteJob = Box::new(move |conn: &Connection| {
+        let run = Box::new(move |conn: Result<&Connection, StoreError>| {
+            let conn = match conn {
+                Ok(conn) => conn,
+                Err(refused) => {
+                    let _ = reply.send(Err(refused));
+                    return (Box::new(|_| {}) as Completion, false);
+                }
+            };
             let mut tx = SqliteTx::new(conn);
             let outcome = writer::run_in_savepoint(conn, || run_now(f(&mut tx)));
             let (revoked, logged, scrub) = tx.into_after_commit();
@@ -140,7 +154,7 @@ impl SqliteStore {
                 });
             (completion, scrub)
         });
-        match self.writer.try_send(job) {
+        match self.writer.try_send(WriteJob { ticket, run }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(StoreError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(StoreError::Stopped),
@@ -149,15 +163,19 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a read-only connection; it sees every write that has returned.
-    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub async fn read<R, F>(&self, f: F, ticket: Ticket) -> Result<R, StoreError>
     where
         F: AsyncFnOnce(&mut dyn Tx) -> anyhow::Result<R> + Send + 'static,
         R: Send + 'static,
     {
         self.readers
-            .run(move |conn: &mut Connection| run_now(f(&mut SqliteTx::new(conn))))
+            .run(move |conn: &mut Connection| {
+                if !ticket.begin() {
+                    return Err(StoreError::DeadlinePassed);
+                }
+                run_now(f(&mut SqliteTx::new(conn))).map_err(StoreError::Failed)
+            })
             .await?
-            .map_err(StoreError::Failed)
     }
 }
 

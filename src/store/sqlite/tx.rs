@@ -62,8 +62,11 @@ pub fn run_now<T>(job: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resul
 #[async_trait(?Send)]
 impl Tx for SqliteTx<'_> {
     async fn ping(&mut self) -> Result<()> {
-        self.conn
-            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        self.conn.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )?;
         Ok(())
     }
 

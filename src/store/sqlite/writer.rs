@@ -11,6 +11,7 @@ use crossbeam_channel::Receiver;
 use rusqlite::Connection;
 
 use super::{Completion, WriteJob};
+use crate::store::StoreError;
 use crate::store::{StoreObserver, WriterStats};
 
 /// Most writes committed in one transaction.
@@ -77,46 +78,45 @@ pub fn writer_loop(
                 Err(_) => break,
             }
         }
+        let Some(batch) = begin(&conn, batch) else {
+            continue;
+        };
         let started = Instant::now();
-        let completions: Vec<Completion>;
-        let committed = match conn.execute_batch("BEGIN IMMEDIATE") {
+        let mut scrub = false;
+        let completions: Vec<Completion> = batch
+            .into_iter()
+            .map(|job| {
+                // A job whose caller has given up (or whose deadline passed while the
+                // batch waited for the lock) never writes (docs/architecture.md
+                // "Deadlines").
+                let conn = if job.ticket.begin() {
+                    Ok(&conn)
+                } else {
+                    Err(StoreError::DeadlinePassed)
+                };
+                let (completion, wants_scrub) = (job.run)(conn);
+                scrub |= wants_scrub;
+                completion
+            })
+            .collect();
+        let committed = match conn.execute_batch("COMMIT") {
             Ok(()) => {
-                let mut scrub = false;
-                completions = batch
-                    .into_iter()
-                    .map(|job| {
-                        let (completion, wants_scrub) = job(&conn);
-                        scrub |= wants_scrub;
-                        completion
-                    })
-                    .collect();
-                match conn.execute_batch("COMMIT") {
-                    Ok(()) => {
-                        if scrub {
-                            checkpoint_truncate(&conn);
-                        }
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let _ = conn.execute_batch("ROLLBACK");
-                        Err(Arc::new(anyhow::Error::from(e).context("COMMIT failed")))
-                    }
+                if scrub {
+                    checkpoint_truncate(&conn);
                 }
+                Ok(())
             }
             Err(e) => {
-                let err = Arc::new(anyhow::Error::from(e).context("BEGIN failed"));
-                completions = batch
-                    .into_iter()
-                    .map(|_job| -> Completion { Box::new(|_| {}) })
-                    .collect();
-                Err(err)
+                let _ = conn.execute_batch("ROLLBACK");
+                let e = Arc::new(anyhow::Error::from(e).context("COMMIT failed"));
+                tracing::error!(error = format!("{e:#}"), "write batch failed");
+                Err(e)
             }
         };
-        if let Err(e) = &committed {
-            tracing::error!(error = format!("{e:#}"), "write batch failed");
-        }
         if let Some(observe) = &observer {
-            observe.batch_committed(completions.len(), started.elapsed());
+            if committed.is_ok() {
+                observe.batch_committed(completions.len(), started.elapsed());
+            }
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats
@@ -129,4 +129,47 @@ pub fn writer_loop(
             c(committed.clone());
         }
     }
+}
+
+/// Opens the batch's transaction. While another process holds the database's write
+/// lock (a stuck writer), `BEGIN IMMEDIATE` waits out the busy timeout and is tried
+/// again; jobs whose callers have given up meanwhile are answered and dropped. `None`:
+/// no job is left to run, or the database refused (each job has its answer).
+fn begin(conn: &Connection, mut batch: Vec<WriteJob>) -> Option<Vec<WriteJob>> {
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Some(batch),
+            Err(e) if is_busy(&e) => {
+                let (live, gone): (Vec<_>, Vec<_>) =
+                    batch.into_iter().partition(|job| job.ticket.is_live());
+                for job in gone {
+                    refuse(job, StoreError::DeadlinePassed);
+                }
+                if live.is_empty() {
+                    return None;
+                }
+                tracing::warn!("the database is locked by another process; the writer waits");
+                batch = live;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot begin a write transaction");
+                for job in batch {
+                    refuse(job, StoreError::Unavailable);
+                }
+                return None;
+            }
+        }
+    }
+}
+
+fn refuse(job: WriteJob, why: StoreError) {
+    let (completion, _) = (job.run)(Err(why));
+    completion(Ok(()));
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
