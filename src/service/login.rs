@@ -38,13 +38,12 @@ pub struct Origin {
 
 /// Checks credentials and starts a session (`/login` and `/browser/login`).
 pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result<Issued, ApiError> {
-    // Cheap checks first: the byte caps come before any hashing (docs/contract.md
-    // "Conventions").
-    if input.username.len() > crate::domain::username::USERNAME_MAX_BYTES {
-        return Err(ApiError::InvalidRequest(
-            "username must be at most 256 bytes".into(),
-        ));
-    }
+    // Cheap checks first, before any hashing (docs/contract.md "Conventions"). A name no
+    // account can have by its shape alone (over 256 bytes, or a control character such
+    // as NUL, which PostgreSQL cannot even hold) is a malformed request: 400 before any
+    // store access, saying nothing about any account.
+    let account_key =
+        Username::login_key(&input.username).map_err(|e| ApiError::InvalidRequest(e.into()))?;
     let password = Password::parse_for_login(input.password)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let client = resolve_client(state, input.client_id.as_deref())?.clone();
@@ -63,7 +62,6 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     // A valid device token for this name (from an earlier successful login) makes this
     // a trusted client, exempt from the account-wide lockout (docs/contract.md
     // "Login throttling").
-    let account_key = Username::lookup_key(&input.username);
     let now = state.now();
     let device = input
         .device_token
