@@ -109,6 +109,8 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     // for it, and the throttle is not cleared until it comes (a right password must not
     // wipe the wrong codes counted against the account).
     if has_active_factor(state, &user.id).await? {
+        // Not a failure either: the attempt's place in the shared count is given back.
+        admitted.release().await?;
         return Err(require_second_factor(state, &user, &new, audiences, now).await?);
     }
     admitted.succeeded().await?;

@@ -401,6 +401,59 @@ async fn login_throttling_counts_failures_made_on_every_instance() {
     );
 }
 
+/// docs/contract.md "Scale-out on PostgreSQL": an attempt reserves its place in the
+/// account's count before the password is checked. With 9 failures against a limit of
+/// 10, one attempt to each of the three instances at once gets one password check
+/// between them (the others 429), round after round (issue 26 saw 12 checks in 10 of 10
+/// rounds).
+#[tokio::test]
+async fn asvs_2_2_1_three_instances_racing_at_the_limit_never_check_more_passwords_than_it() {
+    if !cluster_run() {
+        return;
+    }
+    let c = cluster(|s| {
+        s.login.max_failures_per_account_per_hour = 10;
+        s.login.max_failures_per_ip_per_hour = 100_000;
+        s.login.failures_before_delay = 100_000;
+    })
+    .await;
+    let wrong = |name: &str| json!({"username": name, "password": "not the password at all"});
+    for round in 0..5 {
+        let name = format!("racer{round}");
+        c.nodes[0].signup(&name, PASSWORD).await;
+        for i in 0..9 {
+            let res = c.nodes[i % 3].post_json("/login", &wrong(&name)).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "failure {i}");
+        }
+        let body = wrong(&name);
+        let (a, b, d) = tokio::join!(
+            c.nodes[0].post_json("/login", &body),
+            c.nodes[1].post_json("/login", &body),
+            c.nodes[2].post_json("/login", &body),
+        );
+        let statuses = [a.status(), b.status(), d.status()];
+        let checked = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count();
+        assert!(checked <= 1, "round {round}: {statuses:?}");
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+            "round {round}: {statuses:?}"
+        );
+        let id =
+            c.lb.sql()
+                .text("SELECT id FROM users WHERE username = ?1", &[&name]);
+        let checks = c.lb.sql().count(
+            "SELECT count(*) FROM events WHERE kind = 'login_failed' AND user_id = ?1",
+            &[&id],
+        );
+        assert!(checks <= 10, "round {round}: {checks} password checks");
+    }
+}
+
 /// Instances as real processes on one database (for tests that kill one).
 fn start_processes(dir: &Path, url: &str, n: usize) -> Vec<Served> {
     let kek = dir.join("kek.bin");

@@ -10,6 +10,21 @@ use crate::helpers::{assert_error, spawn_app_with, TestApp, PASSWORD};
 
 const SPA_ORIGIN: &str = "https://app.example.com";
 
+fn behind_proxy(s: &mut latchkey::config::Settings) {
+    s.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+/// `POST path` as if from `ip` (the test server trusts 127.0.0.1 as a proxy).
+async fn post_from(app: &TestApp, ip: &str, path: &str, body: &Value) -> Response {
+    app.client
+        .post(app.url(path))
+        .header("X-Forwarded-For", ip)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A browser request: the SPA's Origin and the CSRF header, and `cookie` if given.
 async fn browser_from(
     app: &TestApp,
@@ -29,6 +44,46 @@ async fn browser_from(
         req = req.header("cookie", c);
     }
     req.send().await.unwrap()
+}
+
+fn count(app: &TestApp, kind: &str) -> usize {
+    app.events_of(kind).len()
+}
+
+// ---- Issue 26 item 6: the limit is reserved before the check ----
+
+/// ASVS v4 2.2.1: with 9 failures against a limit of 10, three attempts at once get one
+/// password check between them, never more (the others 429); the account's failures
+/// stay at the limit.
+#[tokio::test]
+async fn asvs_2_2_1_three_attempts_at_once_at_the_limit_get_one_password_check_between_them() {
+    let app = spawn_app_with(|s| {
+        behind_proxy(s);
+        s.login.max_failures_per_account_per_hour = 10;
+        s.login.failures_before_delay = 1000;
+    })
+    .await;
+    app.signup("alice", PASSWORD).await;
+    let wrong = json!({"username": "alice", "password": "guess guess guess"});
+    for i in 0..9 {
+        let res = post_from(&app, &format!("203.0.113.{i}"), "/login", &wrong).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (a, b, c) = tokio::join!(
+        post_from(&app, "192.0.2.1", "/login", &wrong),
+        post_from(&app, "192.0.2.2", "/login", &wrong),
+        post_from(&app, "192.0.2.3", "/login", &wrong),
+    );
+    let statuses = [a.status(), b.status(), c.status()];
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(checked <= 1, "{statuses:?}");
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS));
+    assert!(count(&app, "login_failed") <= 10);
 }
 
 // ---- Issue 26 item 7: text no name can hold ----
