@@ -28,6 +28,8 @@ pub struct Credentials {
     /// The device token of an earlier login to this account (OWASP device cookies):
     /// the body's `device_token`, or the browser's device cookie.
     pub device_token: Option<String>,
+    /// `/browser/login`: a second step, if any, finishes only at `/browser/login/mfa`.
+    pub browser: bool,
 }
 
 /// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
@@ -56,6 +58,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     }
     let audiences = audiences_for(state, &client, &input.resource)?;
     let remember_me = input.remember_me.unwrap_or(true);
+    let browser = input.browser;
 
     // Throttling is keyed by the name asked for, existing or not, and decided before
     // any lookup or hashing: a throttled attempt looks and takes the same for every name.
@@ -111,7 +114,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     if has_active_factor(state, &user.id).await? {
         // Not a failure either: the attempt's place in the shared count is given back.
         admitted.release().await?;
-        return Err(require_second_factor(state, &user, &new, audiences, now).await?);
+        return Err(require_second_factor(state, &user, &new, audiences, now, browser).await?);
     }
     admitted.succeeded().await?;
     drop(admitted);
@@ -184,9 +187,17 @@ pub async fn require_second_factor(
     new: &NewSession,
     audiences: Vec<String>,
     now: Millis,
+    browser: bool,
 ) -> Result<ApiError, ApiError> {
     let token = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
-    let pending = mfa::pending_login(token.hash(), now, &user.password_hash, new, audiences);
+    let pending = mfa::pending_login(
+        token.hash(),
+        now,
+        &user.password_hash,
+        new,
+        audiences,
+        browser,
+    );
     state
         .store
         .write(async move |tx| tx.insert_mfa_login(&pending).await)

@@ -454,6 +454,62 @@ async fn asvs_2_2_1_three_instances_racing_at_the_limit_never_check_more_passwor
     }
 }
 
+/// docs/contract.md "Second factor": 5 wrong codes end an `mfa_token`, counted
+/// atomically however many instances: after 4, three wrong codes at once on three
+/// instances make one more check between them, never a sixth (issue 26 saw a sixth in
+/// 5 of 10 rounds).
+#[tokio::test]
+async fn three_instances_racing_wrong_codes_never_check_a_sixth_code_on_one_mfa_token() {
+    if !cluster_run() {
+        return;
+    }
+    let c = cluster(|s| {
+        s.login.max_failures_per_ip_per_hour = 100_000;
+        s.login.failures_before_delay = 100_000;
+    })
+    .await;
+    let first = c.nodes[0].user_with_session("alice").await;
+    let secret = c.nodes[0].enrol_totp("alice", &first.access).await.secret;
+    let step = latchkey::clock::Clock::now_millis(c.lb.clock.as_ref()) / 1000 / 30;
+    let mut wrong = (10..).map(|n| crate::helpers::totp_code(&secret, step + n));
+    let db = c.lb.sql();
+    for round in 0..5 {
+        let res = c.nodes[round % 3]
+            .post_json(
+                "/login",
+                &json!({"username": "alice", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let token = res.json::<Value>().await.unwrap()["mfa_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let before = db.count("SELECT count(*) FROM events WHERE kind = 'mfa_failed'", &[]);
+        for i in 0..4 {
+            let body = json!({"mfa_token": token, "code": wrong.next().unwrap()});
+            let res = c.nodes[i % 3].post_json("/login/mfa", &body).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "round {round}");
+        }
+        let bodies: Vec<Value> = (0..3)
+            .map(|_| json!({"mfa_token": token, "code": wrong.next().unwrap()}))
+            .collect();
+        let (a, b, d) = tokio::join!(
+            c.nodes[0].post_json("/login/mfa", &bodies[0]),
+            c.nodes[1].post_json("/login/mfa", &bodies[1]),
+            c.nodes[2].post_json("/login/mfa", &bodies[2]),
+        );
+        let statuses = [a.status(), b.status(), d.status()];
+        assert!(
+            !statuses.contains(&StatusCode::UNAUTHORIZED),
+            "round {round}: {statuses:?}"
+        );
+        let checked =
+            db.count("SELECT count(*) FROM events WHERE kind = 'mfa_failed'", &[]) - before;
+        assert_eq!(checked, 5, "round {round}: {statuses:?}");
+    }
+}
+
 /// Instances as real processes on one database (for tests that kill one).
 fn start_processes(dir: &Path, url: &str, n: usize) -> Vec<Served> {
     let kek = dir.join("kek.bin");
