@@ -250,15 +250,30 @@ pub enum FinishOutcome {
     Dead,
     /// Wrong, reused or expired code; `ended` when it was the fifth.
     WrongCode { ended: bool },
+    /// The account has had [`MAX_CONSECUTIVE_CODE_FAILURES`] wrong codes in a row and
+    /// the code is a TOTP code from a device that never signed in: not checked, nothing
+    /// counted (a recovery code, a known device or `users reset-mfa` gets past).
+    CodesLocked,
     /// The code was right: the pending login is spent and this is the session's fate.
     Finished(LoginOutcome),
 }
 
+/// Consecutive wrong codes per account, over all devices, after which a TOTP code is
+/// checked only from a known device (NIST SP 800-63B §5.2.2: at most 100). The hourly
+/// login throttle alone would allow 100 an hour forever.
+pub const MAX_CONSECUTIVE_CODE_FAILURES: u32 = 100;
+
 /// The second step of a login: `pending` (read by the caller) must still be there and
 /// live, the password it verified unchanged, and `proof` right; then the pending login
 /// is spent and the session starts with `amr: ["pwd","otp"]` and the password step's
-/// `auth_time`. A wrong code counts against the pending login (the fifth ends it) and is
-/// recorded as `mfa_failed`.
+/// `auth_time`. A wrong code counts against the pending login (the fifth ends it) and
+/// against the account's consecutive count, and is recorded as `mfa_failed`.
+/// `known_device`: the request carries a device token of this account.
+///
+/// Both counts are taken before the code is checked, under row locks held to the
+/// commit (the factor's row, then the pending login's), so however many instances check
+/// codes at once, none checks a sixth code on one `mfa_token` or a 101st in a row from
+/// unknown devices.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_login(
     tx: &mut dyn Tx,
@@ -269,6 +284,7 @@ pub async fn finish_login(
     token_hash: &TokenHash,
     proof: &Proof,
     new: &NewSession,
+    known_device: bool,
 ) -> anyhow::Result<FinishOutcome> {
     let Some(pending) = tx.mfa_login_by_hash(token_hash).await? else {
         return Ok(FinishOutcome::Dead);
@@ -284,6 +300,22 @@ pub async fn finish_login(
         tx.delete_mfa_login(token_hash).await?;
         return Ok(FinishOutcome::Dead);
     };
+    let in_a_row = tx
+        .mfa_code_failures_for_update(&pending.user_id)
+        .await?
+        .unwrap_or(0);
+    if in_a_row >= MAX_CONSECUTIVE_CODE_FAILURES && !known_device {
+        if let Proof::Totp(_) = proof {
+            return Ok(FinishOutcome::CodesLocked);
+        }
+    }
+    let Some(failures) = tx
+        .reserve_mfa_login_check(token_hash, MAX_CODE_FAILURES)
+        .await?
+    else {
+        tx.delete_mfa_login(token_hash).await?;
+        return Ok(FinishOutcome::Dead);
+    };
     let who = Actor {
         user_id: &pending.user_id,
         session_id: None,
@@ -291,7 +323,7 @@ pub async fn finish_login(
         ctx: &new.ctx,
     };
     if !spend(tx, now, sealer, &pending.user_id, proof).await? {
-        let failures = tx.add_mfa_login_failure(token_hash).await?;
+        tx.add_mfa_code_failure(&pending.user_id).await?;
         record_failure(tx, now, &who, "login", proof.method()).await?;
         let ended = failures >= MAX_CODE_FAILURES;
         if ended {
@@ -301,6 +333,9 @@ pub async fn finish_login(
     }
     if !tx.delete_mfa_login(token_hash).await? {
         return Ok(FinishOutcome::Dead);
+    }
+    if in_a_row > 0 {
+        tx.reset_mfa_code_failures(&pending.user_id).await?;
     }
     if let Proof::Recovery(_) = proof {
         tx.insert_event(now, &who.event(EventKind::RecoveryCodeUsed))
@@ -318,6 +353,7 @@ pub fn pending_login(
     user_password_hash: &str,
     new: &NewSession,
     audiences: Vec<String>,
+    browser: bool,
 ) -> PendingLogin {
     PendingLogin {
         token_hash,
@@ -330,6 +366,7 @@ pub fn pending_login(
         auth_time: now,
         expires_at: now + MFA_TOKEN_TTL_MS,
         failures: 0,
+        browser,
     }
 }
 

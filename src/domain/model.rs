@@ -317,4 +317,8 @@ pub struct PendingLogin {
     pub expires_at: Millis,
     /// Wrong codes so far; the fifth ends it.
     pub failures: u32,
+    /// Started at `/browser/login`: finishes only at `/browser/login/mfa` (and one from
+    /// `/login` only at `/login/mfa`), so a browser login's refresh token never reaches
+    /// a JSON body.
+    pub browser: bool,
 }

@@ -182,8 +182,20 @@ pub trait Tx {
     /// Deletes it (finished or ended); `true` if it was there, so of two concurrent
     /// finishes only one succeeds.
     async fn delete_mfa_login(&mut self, hash: &TokenHash) -> Result<bool>;
-    /// Counts one wrong code against it; returns the count after (0 if it is gone).
-    async fn add_mfa_login_failure(&mut self, hash: &TokenHash) -> Result<u32>;
+    /// Reserves one code check on it before the code is checked, if it has had fewer
+    /// than `max`: `UPDATE … SET failures = failures + 1 WHERE … AND failures < max`,
+    /// whose row lock makes concurrent checks on any instance take turns (never a
+    /// `max + 1`th check). The count after, or `None` if it is gone or used up. A right
+    /// code deletes the pending login, so only wrong codes keep their reservation.
+    async fn reserve_mfa_login_check(&mut self, hash: &TokenHash, max: u32) -> Result<Option<u32>>;
+    /// The consecutive wrong codes of the user's active factor (NIST SP 800-63B §5.2.2),
+    /// locking its row until this write commits (`SELECT … FOR UPDATE`), so concurrent
+    /// checks of one account's codes take turns. `None` without an active factor.
+    async fn mfa_code_failures_for_update(&mut self, user_id: &str) -> Result<Option<u32>>;
+    /// One more consecutive wrong code on the user's factor.
+    async fn add_mfa_code_failure(&mut self, user_id: &str) -> Result<()>;
+    /// A right code: the consecutive count starts again.
+    async fn reset_mfa_code_failures(&mut self, user_id: &str) -> Result<()>;
     /// Housekeeping: deletes pending logins that expired before `cutoff`; how many.
     async fn delete_mfa_logins_expired_before(&mut self, cutoff: Millis) -> Result<usize>;
 }

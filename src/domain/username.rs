@@ -86,6 +86,20 @@ impl Username {
     pub fn lookup_key(raw: &str) -> String {
         Self::parse(raw).map_or_else(|_| raw.to_lowercase(), |n| n.key)
     }
+
+    /// [`lookup_key`](Self::lookup_key) for a name a client sent to sign in, refusing
+    /// what no account's name has ever held: more than 256 bytes, or a control
+    /// character (NUL among them, which PostgreSQL cannot store). Anything else, valid
+    /// or not, gets a key, so unknown and malformed-but-plausible names fail alike.
+    pub fn login_key(raw: &str) -> Result<String, &'static str> {
+        if raw.len() > USERNAME_MAX_BYTES {
+            return Err("username must be at most 256 bytes");
+        }
+        if raw.chars().any(char::is_control) {
+            return Err("username must not contain control characters");
+        }
+        Ok(Self::lookup_key(raw))
+    }
 }
 
 /// UTS #39 skeleton of the display form, folded to lower case and skeletonised again
@@ -122,6 +136,16 @@ impl fmt::Debug for Username {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn login_keys_refuse_control_characters_and_overlong_names_only() {
+        assert!(Username::login_key("al\0ice").is_err());
+        assert!(Username::login_key("alice\u{7f}").is_err());
+        assert!(Username::login_key(&"a".repeat(257)).is_err());
+        assert_eq!(Username::login_key("Alice").unwrap(), "alice");
+        // Not a valid name, but not malformed either: a lookup like any other.
+        assert_eq!(Username::login_key(" Bob").unwrap(), " bob");
+    }
 
     #[test]
     fn accepts_ordinary_names() {

@@ -163,6 +163,11 @@ fn device_cookie(state: &AppState, token: String) -> Cookie<'static> {
         .finish()
 }
 
+/// The device token of the device cookie; two device cookies are no device token at all.
+fn device_cookie_of(state: &AppState, req: &HttpRequest) -> Option<String> {
+    single_cookie(req, &state.settings.browser.device_cookie_name).unwrap_or(None)
+}
+
 /// The refresh cookie: `__Host-` name, `HttpOnly; Secure; SameSite=Strict; Path=/`.
 /// A remember-me session's cookie lives until the session's absolute end (at most 400
 /// days); otherwise it has no Max-Age and ends with the browser.
@@ -230,10 +235,9 @@ async fn login(
         .clone();
     origin_allowed_for(&state, &client_id, &request_origin)?;
     let mut credentials: login::Credentials = credentials.into();
-    // The device token travels in its cookie here, never in the body; two device
-    // cookies are no device token at all.
-    credentials.device_token =
-        single_cookie(&req, &state.settings.browser.device_cookie_name).unwrap_or(None);
+    // The device token travels in its cookie here, never in the body.
+    credentials.device_token = device_cookie_of(&state, &req);
+    credentials.browser = true;
     let issued = login::login(&state, credentials, origin(&req)).await?;
     Ok(token_reply(&state, issued))
 }
@@ -247,7 +251,11 @@ async fn login_mfa(
 ) -> Result<HttpResponse, ApiError> {
     let (request_origin, step): (_, SecondStepBody) = admit(&state, &req, &body.0)?;
     let allowed = |client_id: &str| origin_allowed_for(&state, client_id, &request_origin);
-    let issued = mfa::finish_login(&state, step.into(), origin(&req), &allowed).await?;
+    let mut step: mfa::SecondStep = step.into();
+    // As at `/browser/login`: the device token comes from its cookie, never the body.
+    step.device_token = device_cookie_of(&state, &req);
+    step.browser = true;
+    let issued = mfa::finish_login(&state, step, origin(&req), &allowed).await?;
     Ok(token_reply(&state, issued))
 }
 

@@ -66,6 +66,7 @@ impl From<LoginBody> for Credentials {
             scope: b.scope,
             resource: b.resource.map(OneOrMany::into_vec).unwrap_or_default(),
             device_token: b.device_token,
+            browser: false,
         }
     }
 }

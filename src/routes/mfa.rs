@@ -37,6 +37,10 @@ pub struct SecondStepBody {
     pub code: Option<String>,
     #[serde(default)]
     pub recovery_code: Option<String>,
+    /// Apps: the `device_token` of an earlier login, as at `/login` (browser mode reads
+    /// the device cookie and ignores this).
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
 impl From<SecondStepBody> for SecondStep {
@@ -45,6 +49,8 @@ impl From<SecondStepBody> for SecondStep {
             mfa_token: b.mfa_token,
             code: b.code,
             recovery_code: b.recovery_code,
+            device_token: b.device_token,
+            browser: false,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Credentials {
     /// The device token of an earlier login to this account (OWASP device cookies):
     /// the body's `device_token`, or the browser's device cookie.
     pub device_token: Option<String>,
+    /// `/browser/login`: a second step, if any, finishes only at `/browser/login/mfa`.
+    pub browser: bool,
 }
 
 /// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
@@ -38,13 +40,12 @@ pub struct Origin {
 
 /// Checks credentials and starts a session (`/login` and `/browser/login`).
 pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result<Issued, ApiError> {
-    // Cheap checks first: the byte caps come before any hashing (docs/contract.md
-    // "Conventions").
-    if input.username.len() > crate::domain::username::USERNAME_MAX_BYTES {
-        return Err(ApiError::InvalidRequest(
-            "username must be at most 256 bytes".into(),
-        ));
-    }
+    // Cheap checks first, before any hashing (docs/contract.md "Conventions"). A name no
+    // account can have by its shape alone (over 256 bytes, or a control character such
+    // as NUL, which PostgreSQL cannot even hold) is a malformed request: 400 before any
+    // store access, saying nothing about any account.
+    let account_key =
+        Username::login_key(&input.username).map_err(|e| ApiError::InvalidRequest(e.into()))?;
     let password = Password::parse_for_login(input.password)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let client = resolve_client(state, input.client_id.as_deref())?.clone();
@@ -57,13 +58,13 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     }
     let audiences = audiences_for(state, &client, &input.resource)?;
     let remember_me = input.remember_me.unwrap_or(true);
+    let browser = input.browser;
 
     // Throttling is keyed by the name asked for, existing or not, and decided before
     // any lookup or hashing: a throttled attempt looks and takes the same for every name.
     // A valid device token for this name (from an earlier successful login) makes this
     // a trusted client, exempt from the account-wide lockout (docs/contract.md
     // "Login throttling").
-    let account_key = Username::lookup_key(&input.username);
     let now = state.now();
     let device = input
         .device_token
@@ -111,7 +112,9 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     // for it, and the throttle is not cleared until it comes (a right password must not
     // wipe the wrong codes counted against the account).
     if has_active_factor(state, &user.id).await? {
-        return Err(require_second_factor(state, &user, &new, audiences, now).await?);
+        // Not a failure either: the attempt's place in the shared count is given back.
+        admitted.release().await?;
+        return Err(require_second_factor(state, &user, &new, audiences, now, browser).await?);
     }
     admitted.succeeded().await?;
     drop(admitted);
@@ -184,9 +187,17 @@ pub async fn require_second_factor(
     new: &NewSession,
     audiences: Vec<String>,
     now: Millis,
+    browser: bool,
 ) -> Result<ApiError, ApiError> {
     let token = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
-    let pending = mfa::pending_login(token.hash(), now, &user.password_hash, new, audiences);
+    let pending = mfa::pending_login(
+        token.hash(),
+        now,
+        &user.password_hash,
+        new,
+        audiences,
+        browser,
+    );
     state
         .store
         .write(async move |tx| tx.insert_mfa_login(&pending).await)

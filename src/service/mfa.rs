@@ -59,6 +59,11 @@ pub struct SecondStep {
     pub mfa_token: String,
     pub code: Option<String>,
     pub recovery_code: Option<String>,
+    /// The device token of an earlier login to the account (the body's `device_token`,
+    /// or the browser's device cookie), honoured exactly as at `/login`.
+    pub device_token: Option<String>,
+    /// Asked at `/browser/login/mfa`.
+    pub browser: bool,
 }
 
 /// Finishes a login that answered `mfa_required`. `allowed` vets the pending login's
@@ -87,6 +92,16 @@ pub async fn finish_login(
     let Some((pending, user)) = found.filter(|(p, _)| p.expires_at > now) else {
         return Err(dead_token());
     };
+    // Only where its login started (docs/contract.md "Second factor"): a browser
+    // login's refresh token must never come back in a JSON body. Refused before the
+    // code is looked at, so the wrong endpoint costs the login no attempt.
+    if pending.browser != input.browser {
+        return Err(ApiError::InvalidGrant(if pending.browser {
+            "this mfa_token is from a browser login: finish it at /browser/login/mfa".into()
+        } else {
+            "this mfa_token is not from a browser login: finish it at /login/mfa".into()
+        }));
+    }
     allowed(&pending.client_id)?;
     let client = state
         .settings
@@ -94,6 +109,13 @@ pub async fn finish_login(
         .ok_or_else(dead_token)?
         .clone();
     let account_key = Username::lookup_key(&user.username);
+    // A device token of this account makes the second step a trusted client, exactly as
+    // at `/login`: an attack on the account from unknown devices never locks its known
+    // devices out of either step (OWASP device cookies).
+    let device = input
+        .device_token
+        .as_deref()
+        .and_then(|t| state.devices.verify(t, &account_key, now));
     // Admitted like a password check: a throttled account or address gets 429 here
     // too, and each wrong code counts (docs/contract.md "Login throttling").
     let admitted = password_check::admit(
@@ -101,7 +123,7 @@ pub async fn finish_login(
         Attempt {
             account_key: account_key.clone(),
             ip: from.ip,
-            device: None,
+            device,
             purpose: Purpose::SecondFactor,
             client_id: client.id.clone(),
             session_id: None,
@@ -123,15 +145,32 @@ pub async fn finish_login(
         auth_time: Some(pending.auth_time),
     };
     let (rng, keys) = (state.rng.clone(), state.sealer.clone());
+    let known_device = device.is_some();
     let outcome = state
         .store
         .write(async move |tx| {
             let sealer = keys.as_ref();
-            mfa::finish_login(tx, now, &rng, sealer, sealer, &hash, &proof, &new).await
+            mfa::finish_login(
+                tx,
+                now,
+                &rng,
+                sealer,
+                sealer,
+                &hash,
+                &proof,
+                &new,
+                known_device,
+            )
+            .await
         })
         .await?;
     match outcome {
         FinishOutcome::Dead => Err(dead_token()),
+        FinishOutcome::CodesLocked => Err(ApiError::Forbidden(
+            "too many wrong codes in a row on this account: finish with a recovery code or \
+             from a device that signed in before, or ask an administrator to reset the factor"
+                .into(),
+        )),
         FinishOutcome::WrongCode { ended } => {
             admitted.code_failed().await?;
             if ended {

@@ -15,8 +15,9 @@
 
 use std::net::IpAddr;
 
+use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, User};
-use crate::domain::throttle::{shared_key, DeviceId, Verdict, HOUR};
+use crate::domain::throttle::{shared_key, DeviceId, Reservation, Verdict, HOUR};
 use crate::domain::{EventKind, Password};
 use crate::error::ApiError;
 use crate::passwords::CheckSlot;
@@ -69,61 +70,36 @@ pub struct Attempt {
     pub ctx: ClientContext,
 }
 
-/// An attempt the throttle let through, holding its account's one check slot.
+/// An attempt the throttle let through, holding its account's one check slot and, with
+/// a shared store, its reserved place in the shared failure count.
 pub struct Admitted<'a> {
     state: &'a AppState,
     attempt: Attempt,
-    /// The shared store holds failures of this attempt's key (a success clears them).
-    shared_failures: bool,
+    /// The place this attempt reserved in the shared count (key and time), until the
+    /// attempt fails (the reservation is its failure), succeeds (the key is cleared) or
+    /// ends otherwise (given back, see `Drop`).
+    reservation: std::sync::Mutex<Option<(String, Millis)>>,
     _slot: CheckSlot,
 }
 
 /// Lets `attempt` go on to the password check, or refuses it with 429 and
 /// `Retry-After`: while its account, device, address or pair is throttled (recording
 /// one `login_throttled` event per episode), or while another check of the same account
-/// is queued or running (retry in a second).
+/// is queued or running on this instance (retry in a second). With a shared store the
+/// attempt reserves its place in the account's (or device's) count before anything is
+/// checked, so N instances together never check more than the limit (docs/contract.md
+/// "Scale-out on PostgreSQL").
 pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, ApiError> {
     let now = state.now();
-    let mut verdict = state
+    let verdict = state
         .throttle
         .check(&attempt.account_key, attempt.ip, attempt.device, now);
-    // With a shared store, the account-wide (or per-device) limit counts every
-    // instance's failures, not just this one's.
-    let mut shared_failures = false;
-    if let (Verdict::Allowed, Some(shared)) = (verdict, state.store.shared_failures()) {
-        let key = shared_key(&attempt.account_key, attempt.device);
-        let (n, oldest) = shared
-            .recent(&key, now - HOUR)
-            .await
-            .map_err(store_unavailable)?;
-        shared_failures = n > 0;
-        if n >= state.throttle.per_account_per_hour() {
-            let oldest = oldest.unwrap_or(now);
-            verdict = Verdict::Throttled {
-                retry_after_secs: ((oldest + HOUR - now).max(1000) as u64).div_ceil(1000),
-                newly: state.throttle.shared_refusal(&key, oldest),
-            };
-        }
-    }
     if let Verdict::Throttled {
         retry_after_secs,
         newly,
     } = verdict
     {
-        if newly {
-            // One `login_throttled` event per throttling episode (not per refused
-            // attempt, which an attacker could use to flood the events table).
-            let key = attempt.account_key.clone();
-            let user_id = state
-                .store
-                .read(async move |tx| Ok(tx.user_by_username_key(&key).await?.map(|u| u.id)))
-                .await?;
-            let mut event = event_of(EventKind::LoginThrottled, &attempt);
-            event.user_id = user_id;
-            record(state, event).await?;
-        }
-        state.metrics.login("throttled");
-        return Err(ApiError::TooManyRequests { retry_after_secs });
+        return Err(throttled(state, &attempt, retry_after_secs, newly).await);
     }
     let Some(slot) = state.hasher.slot(&attempt.account_key) else {
         state.metrics.login("throttled");
@@ -131,12 +107,80 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, A
             retry_after_secs: 1,
         });
     };
+    let mut reservation = None;
+    if let Some(shared) = state.store.shared_failures() {
+        let key = shared_key(&attempt.account_key, attempt.device);
+        let limit = state.throttle.per_account_per_hour();
+        match shared
+            .reserve(&key, now, now - HOUR, limit)
+            .await
+            .map_err(store_unavailable)?
+        {
+            Reservation::Reserved => reservation = Some((key, now)),
+            Reservation::Full { oldest } => {
+                let retry_after_secs = ((oldest + HOUR - now).max(1000) as u64).div_ceil(1000);
+                let newly = state.throttle.shared_refusal(&key, oldest);
+                return Err(throttled(state, &attempt, retry_after_secs, newly).await);
+            }
+        }
+    }
     Ok(Admitted {
         state,
         attempt,
-        shared_failures,
+        reservation: std::sync::Mutex::new(reservation),
         _slot: slot,
     })
+}
+
+/// The 429 of a throttled attempt; one `login_throttled` event per throttling episode
+/// (not per refused attempt, which an attacker could use to flood the events table).
+async fn throttled(
+    state: &AppState,
+    attempt: &Attempt,
+    retry_after_secs: u64,
+    newly: bool,
+) -> ApiError {
+    if newly {
+        let key = attempt.account_key.clone();
+        let user_id = state
+            .store
+            .read(async move |tx| Ok(tx.user_by_username_key(&key).await?.map(|u| u.id)))
+            .await;
+        let user_id = match user_id {
+            Ok(id) => id,
+            Err(e) => return e.into(),
+        };
+        let mut event = event_of(EventKind::LoginThrottled, attempt);
+        event.user_id = user_id;
+        if let Err(e) = record(state, event).await {
+            return e;
+        }
+    }
+    state.metrics.login("throttled");
+    ApiError::TooManyRequests { retry_after_secs }
+}
+
+/// An attempt that ends without a failure and without clearing the count (an error on
+/// the way, or a right password with a second factor still to come) gives its
+/// reservation back, so it never counts as a failure. In the background: `Drop` cannot
+/// wait; [`Admitted::release`] does.
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let Some((key, at)) = self.take_reservation() else {
+            return;
+        };
+        let (Some(shared), Ok(rt)) = (
+            self.state.store.shared_failures(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        rt.spawn(async move {
+            if let Err(e) = shared.release(&key, at).await {
+                tracing::warn!(error = %format!("{e:#}"), "a login-failure reservation was not given back");
+            }
+        });
+    }
 }
 
 impl Admitted<'_> {
@@ -162,11 +206,11 @@ impl Admitted<'_> {
             .verify(password, user.map(|u| u.password_hash.clone()))
             .await
             .map_err(hash_error)?;
-        let a = &self.attempt;
         if verified && user.is_some_and(User::is_enabled) {
             return Ok(self);
         }
-        self.count_failure().await?;
+        self.count_failure();
+        let a = &self.attempt;
         let mut event = event_of(EventKind::LoginFailed, a)
             .detail(serde_json::json!({ "purpose": a.purpose.as_str() }));
         event.user_id = user.map(|u| u.id.clone());
@@ -179,17 +223,27 @@ impl Admitted<'_> {
 impl Admitted<'_> {
     /// The attempt succeeded: clears the account's (or device's) failures and the
     /// address's pair, in this instance's memory and, with a shared store, for every
-    /// instance.
+    /// instance (the attempt's own reservation with them).
     pub async fn succeeded(&self) -> Result<(), ApiError> {
         let (state, a) = (self.state, &self.attempt);
         state
             .throttle
             .record_success(&a.account_key, a.ip, a.device);
-        if let (true, Some(shared)) = (self.shared_failures, state.store.shared_failures()) {
-            shared
-                .clear(&shared_key(&a.account_key, a.device))
-                .await
-                .map_err(store_unavailable)?;
+        if let (Some((key, _)), Some(shared)) =
+            (self.take_reservation(), state.store.shared_failures())
+        {
+            shared.clear(&key).await.map_err(store_unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// The password was right but the login is not over (a second factor is to come):
+    /// nothing is cleared, and the attempt's reservation is given back, now.
+    pub async fn release(self) -> Result<(), ApiError> {
+        if let (Some((key, at)), Some(shared)) =
+            (self.take_reservation(), self.state.store.shared_failures())
+        {
+            shared.release(&key, at).await.map_err(store_unavailable)?;
         }
         Ok(())
     }
@@ -197,31 +251,27 @@ impl Admitted<'_> {
     /// A wrong second-factor code: counted by the login throttle exactly like a wrong
     /// password (the `mfa_failed` event is recorded with the check, in its write).
     pub async fn code_failed(&self) -> Result<(), ApiError> {
-        self.count_failure().await?;
+        self.count_failure();
         self.state.metrics.login("failure");
         Ok(())
     }
 
     /// One failure (a wrong password or code) on the attempt's account or device, its
-    /// address and their pair; with a shared store, counted for every instance too.
-    async fn count_failure(&self) -> Result<(), ApiError> {
+    /// address and their pair; with a shared store, the attempt's reservation stays as
+    /// the failure every instance counts.
+    fn count_failure(&self) {
         let (state, a) = (self.state, &self.attempt);
-        let now = state.now();
         state
             .throttle
-            .record_failure(&a.account_key, a.ip, a.device, now);
-        if let Some(shared) = state.store.shared_failures() {
-            shared
-                .record(
-                    &shared_key(&a.account_key, a.device),
-                    now,
-                    now - HOUR,
-                    state.throttle.per_account_per_hour(),
-                )
-                .await
-                .map_err(store_unavailable)?;
-        }
-        Ok(())
+            .record_failure(&a.account_key, a.ip, a.device, state.now());
+        self.take_reservation();
+    }
+
+    fn take_reservation(&self) -> Option<(String, Millis)> {
+        self.reservation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 

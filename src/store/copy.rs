@@ -121,6 +121,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created_at", Int),
             ("confirmed_at", Int),
             ("last_step", Int),
+            ("code_failures", Int),
         ],
     ),
     (
@@ -140,6 +141,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("auth_time", Int),
             ("expires_at", Int),
             ("failures", Int),
+            ("browser", Bool),
         ],
     ),
 ];

@@ -16,6 +16,7 @@ mod health;
 mod interop;
 mod keys;
 mod login;
+mod login_hardening;
 mod me;
 mod mfa;
 mod model;

@@ -155,6 +155,12 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_by_key ON login_failures (key, at);
 CREATE INDEX login_failures_by_time ON login_failures (at);
 "#,
+    // Version 2 (SQLite's 11): consecutive wrong codes per factor, over all devices
+    // (NIST SP 800-63B §5.2.2), and where a pending login started (browser or not).
+    r#"
+ALTER TABLE mfa_factors ADD COLUMN code_failures BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE mfa_logins ADD COLUMN browser BOOLEAN NOT NULL DEFAULT FALSE;
+"#,
 ];
 
 /// The newest schema version this build knows.

@@ -216,6 +216,7 @@ fn pending_login_from_row(r: &Row) -> Result<PendingLogin> {
         auth_time: r.try_get(7)?,
         expires_at: r.try_get(8)?,
         failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        browser: r.try_get(10)?,
     })
 }
 
@@ -974,8 +975,8 @@ impl Tx for PgTx<'_> {
     async fn insert_mfa_login(&mut self, l: &PendingLogin) -> Result<()> {
         self.exec(
             "INSERT INTO mfa_logins (token_hash, user_id, client_id, scope, audiences, remember_me,
-                 password_fingerprint, auth_time, expires_at, failures)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 password_fingerprint, auth_time, expires_at, failures, browser)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &l.token_hash.as_slice(),
                 &l.user_id,
@@ -987,6 +988,7 @@ impl Tx for PgTx<'_> {
                 &l.auth_time,
                 &l.expires_at,
                 &i64::from(l.failures),
+                &l.browser,
             ],
         )
         .await?;
@@ -995,7 +997,7 @@ impl Tx for PgTx<'_> {
     async fn mfa_login_by_hash(&mut self, hash: &TokenHash) -> Result<Option<PendingLogin>> {
         self.opt(
             "SELECT token_hash, user_id, client_id, scope, audiences, remember_me,
-                 password_fingerprint, auth_time, expires_at, failures
+                 password_fingerprint, auth_time, expires_at, failures, browser
              FROM mfa_logins WHERE token_hash = $1",
             &[&hash.as_slice()],
         )
@@ -1013,16 +1015,46 @@ impl Tx for PgTx<'_> {
             .await?
             == 1)
     }
-    async fn add_mfa_login_failure(&mut self, hash: &TokenHash) -> Result<u32> {
+    async fn reserve_mfa_login_check(&mut self, hash: &TokenHash, max: u32) -> Result<Option<u32>> {
+        // Under READ COMMITTED a second instance's UPDATE waits for this row's lock,
+        // then re-reads `failures`: the `< max` is decided on the committed count.
         let row = self
             .opt(
-                "UPDATE mfa_logins SET failures = failures + 1 WHERE token_hash = $1
+                "UPDATE mfa_logins SET failures = failures + 1
+                 WHERE token_hash = $1 AND failures < $2
                  RETURNING failures",
-                &[&hash.as_slice()],
+                &[&hash.as_slice(), &i64::from(max)],
             )
             .await?;
-        let n: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        let n: Option<i64> = row.map(|r| r.try_get(0)).transpose()?;
+        Ok(n.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+    async fn mfa_code_failures_for_update(&mut self, user_id: &str) -> Result<Option<u32>> {
+        let row = self
+            .opt(
+                "SELECT code_failures FROM mfa_factors
+                 WHERE user_id = $1 AND confirmed_at IS NOT NULL FOR UPDATE",
+                &[&user_id],
+            )
+            .await?;
+        let n: Option<i64> = row.map(|r| r.try_get(0)).transpose()?;
+        Ok(n.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+    async fn add_mfa_code_failure(&mut self, user_id: &str) -> Result<()> {
+        self.exec(
+            "UPDATE mfa_factors SET code_failures = code_failures + 1 WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+        Ok(())
+    }
+    async fn reset_mfa_code_failures(&mut self, user_id: &str) -> Result<()> {
+        self.exec(
+            "UPDATE mfa_factors SET code_failures = 0 WHERE user_id = $1 AND code_failures <> 0",
+            &[&user_id],
+        )
+        .await?;
+        Ok(())
     }
     async fn delete_mfa_logins_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
         Ok(count(

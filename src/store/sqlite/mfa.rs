@@ -102,8 +102,8 @@ pub fn consume_recovery_code(
 pub fn insert_login(conn: &Connection, l: &PendingLogin) -> anyhow::Result<()> {
     conn.prepare_cached(
         "INSERT INTO mfa_logins (token_hash, user_id, client_id, scope, audiences, remember_me,
-             password_fingerprint, auth_time, expires_at, failures)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             password_fingerprint, auth_time, expires_at, failures, browser)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         l.token_hash.as_slice(),
@@ -115,7 +115,8 @@ pub fn insert_login(conn: &Connection, l: &PendingLogin) -> anyhow::Result<()> {
         l.password_fingerprint.as_slice(),
         l.auth_time,
         l.expires_at,
-        l.failures
+        l.failures,
+        l.browser
     ])?;
     Ok(())
 }
@@ -134,6 +135,7 @@ fn login_from_row(r: &Row<'_>) -> rusqlite::Result<PendingLogin> {
         auth_time: r.get(7)?,
         expires_at: r.get(8)?,
         failures: r.get(9)?,
+        browser: r.get(10)?,
     })
 }
 
@@ -141,7 +143,7 @@ pub fn login_by_hash(conn: &Connection, hash: &TokenHash) -> anyhow::Result<Opti
     Ok(conn
         .prepare_cached(
             "SELECT token_hash, user_id, client_id, scope, audiences, remember_me,
-                 password_fingerprint, auth_time, expires_at, failures
+                 password_fingerprint, auth_time, expires_at, failures, browser
              FROM mfa_logins WHERE token_hash = ?1",
         )?
         .query_row([hash.as_slice()], login_from_row)
@@ -155,15 +157,45 @@ pub fn delete_login(conn: &Connection, hash: &TokenHash) -> anyhow::Result<bool>
         == 1)
 }
 
-pub fn add_login_failure(conn: &Connection, hash: &TokenHash) -> anyhow::Result<u32> {
+pub fn reserve_login_check(
+    conn: &Connection,
+    hash: &TokenHash,
+    max: u32,
+) -> anyhow::Result<Option<u32>> {
     Ok(conn
         .prepare_cached(
-            "UPDATE mfa_logins SET failures = failures + 1 WHERE token_hash = ?1
+            "UPDATE mfa_logins SET failures = failures + 1 WHERE token_hash = ?1 AND failures < ?2
              RETURNING failures",
         )?
-        .query_row([hash.as_slice()], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
+        .query_row(params![hash.as_slice(), max], |r| r.get(0))
+        .optional()?)
+}
+
+/// SQLite has one writer: the read alone is as good as a lock.
+pub fn code_failures(conn: &Connection, user_id: &str) -> anyhow::Result<Option<u32>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT code_failures FROM mfa_factors
+             WHERE user_id = ?1 AND confirmed_at IS NOT NULL",
+        )?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn add_code_failure(conn: &Connection, user_id: &str) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "UPDATE mfa_factors SET code_failures = code_failures + 1 WHERE user_id = ?1",
+    )?
+    .execute([user_id])?;
+    Ok(())
+}
+
+pub fn reset_code_failures(conn: &Connection, user_id: &str) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "UPDATE mfa_factors SET code_failures = 0 WHERE user_id = ?1 AND code_failures <> 0",
+    )?
+    .execute([user_id])?;
+    Ok(())
 }
 
 pub fn delete_logins_expired_before(conn: &Connection, cutoff: Millis) -> anyhow::Result<usize> {

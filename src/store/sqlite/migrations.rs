@@ -228,6 +228,15 @@ ALTER TABLE sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';
 ALTER TABLE sessions ADD COLUMN auth_time INTEGER;
 "#,
         ),
+        // Version 11: consecutive wrong codes per factor, over all devices (NIST SP
+        // 800-63B §5.2.2: at most 100, then only a known device or a recovery code), and
+        // where a pending login started (a browser one finishes only in browser mode).
+        M::up(
+            r#"
+ALTER TABLE mfa_factors ADD COLUMN code_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mfa_logins ADD COLUMN browser INTEGER NOT NULL DEFAULT 0;
+"#,
+        ),
     ])
 }
 

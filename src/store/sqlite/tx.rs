@@ -266,8 +266,17 @@ impl Tx for SqliteTx<'_> {
     async fn delete_mfa_login(&mut self, hash: &TokenHash) -> Result<bool> {
         mfa::delete_login(self.conn, hash)
     }
-    async fn add_mfa_login_failure(&mut self, hash: &TokenHash) -> Result<u32> {
-        mfa::add_login_failure(self.conn, hash)
+    async fn reserve_mfa_login_check(&mut self, hash: &TokenHash, max: u32) -> Result<Option<u32>> {
+        mfa::reserve_login_check(self.conn, hash, max)
+    }
+    async fn mfa_code_failures_for_update(&mut self, user_id: &str) -> Result<Option<u32>> {
+        mfa::code_failures(self.conn, user_id)
+    }
+    async fn add_mfa_code_failure(&mut self, user_id: &str) -> Result<()> {
+        mfa::add_code_failure(self.conn, user_id)
+    }
+    async fn reset_mfa_code_failures(&mut self, user_id: &str) -> Result<()> {
+        mfa::reset_code_failures(self.conn, user_id)
     }
     async fn delete_mfa_logins_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
         mfa::delete_logins_expired_before(self.conn, cutoff)
