@@ -32,5 +32,6 @@ mod signup;
 mod spa;
 mod spa_mfa;
 mod spa_recovery;
+mod stepup;
 mod store_copy;
 mod wellknown;
