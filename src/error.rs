@@ -76,6 +76,11 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("the server is busy; retry later")]
     Unavailable { retry_after_secs: u64 },
+    /// The database cannot be reached (PostgreSQL down or restarting): 503 like
+    /// `Unavailable`, saying what is wrong so an operator reading it looks at the
+    /// database, not at the load.
+    #[error("the database is unavailable; retry later")]
+    DatabaseUnavailable { retry_after_secs: u64 },
     /// Anything the client did not cause. The cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -115,7 +120,9 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => "invalid_request",
             ApiError::RequestTimeout => "invalid_request",
             ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::Unavailable { .. } => "temporarily_unavailable",
+            ApiError::Unavailable { .. } | ApiError::DatabaseUnavailable { .. } => {
+                "temporarily_unavailable"
+            }
             ApiError::Internal(_) => "server_error",
         }
     }
@@ -184,7 +191,9 @@ impl ResponseError for ApiError {
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::DatabaseUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -212,7 +221,8 @@ impl ResponseError for ApiError {
                 ));
             }
             ApiError::TooManyRequests { retry_after_secs }
-            | ApiError::Unavailable { retry_after_secs } => {
+            | ApiError::Unavailable { retry_after_secs }
+            | ApiError::DatabaseUnavailable { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             ApiError::RequestTimeout => {
@@ -273,7 +283,7 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Busy => ApiError::Unavailable {
                 retry_after_secs: 1,
             },
-            crate::store::StoreError::Unavailable => ApiError::Unavailable {
+            crate::store::StoreError::Unavailable => ApiError::DatabaseUnavailable {
                 retry_after_secs: 2,
             },
             // Nothing was written: the same request may simply be sent again.
@@ -321,6 +331,23 @@ mod tests {
         );
         assert!(h.contains(", max_age=900"), "{h}");
         assert!(h.contains(&format!("acr_values=\"{MFA_ACR}\"")), "{h}");
+    }
+
+    #[test]
+    fn an_unreachable_database_says_so_and_a_busy_store_says_busy() {
+        use crate::store::StoreError;
+        let down = ApiError::from(StoreError::Unavailable);
+        let busy = ApiError::from(StoreError::Busy);
+        for e in [&down, &busy] {
+            assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.code(), "temporarily_unavailable");
+            assert!(e
+                .error_response()
+                .headers()
+                .contains_key(header::RETRY_AFTER));
+        }
+        assert_eq!(down.to_string(), "the database is unavailable; retry later");
+        assert_eq!(busy.to_string(), "the server is busy; retry later");
     }
 
     #[test]

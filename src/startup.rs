@@ -106,6 +106,11 @@ impl Application {
         .shutdown_timeout(shutdown_timeout)
         .client_request_timeout(client_timeout)
         .client_disconnect_timeout(Duration::from_secs(1))
+        // A client that closes its connection ends its response at once: a revocation
+        // stream's slot is given back then, not at the stream's next write (a heartbeat,
+        // up to 15 s later; docs/contract.md "Revocation feed"). HTTP/1.1 clients do not
+        // half-close a connection and still wait for the answer.
+        .h1_allow_half_closed(false)
         .disable_signals();
         let server = match tls {
             Some(config) => server.listen_rustls_0_23(listener, config)?,

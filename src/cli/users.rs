@@ -146,7 +146,8 @@ async fn reset_password(settings: &Settings, username: String) -> anyhow::Result
 
 /// Removes a locked-out user's second factor, its recovery codes and pending logins
 /// (docs/contract.md "Second factor"); recorded as `mfa_disabled` by an administrator.
-/// Their sessions are untouched; their next login needs only the password.
+/// Every session of theirs ends (reason `mfa_reset`, ASVS v5 7.4.3: the CLI has no
+/// current session to keep); their next login needs only the password.
 async fn reset_mfa(settings: &Settings, username: String) -> anyhow::Result<()> {
     let clock = SystemClock;
     let store = Store::from_settings(&settings.store, 1, None)?;
@@ -158,10 +159,12 @@ async fn reset_mfa(settings: &Settings, username: String) -> anyhow::Result<()> 
             crate::domain::mfa::reset(tx, now, &u.id).await
         })
         .await?;
-    if removed {
-        println!("removed the second factor of {username}");
-    } else {
-        println!("{username} had no second factor");
+    match removed {
+        Some(ended) => println!(
+            "removed the second factor of {username} and ended {ended} session{}",
+            if ended == 1 { "" } else { "s" }
+        ),
+        None => println!("{username} had no second factor"),
     }
     Ok(())
 }

@@ -16,7 +16,9 @@ pub struct ServerSettings {
     pub body_limit: usize,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
-    /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
+    /// Peers whose `X-Forwarded-For` is believed: addresses (`10.0.0.10`, `fd00::10`)
+    /// or CIDR ranges (`10.0.0.0/8`).
+    #[serde(deserialize_with = "addresses_or_ranges")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Which header the trusted proxies set. Only that one is read: a proxy that sets
     /// one passes the other through from the client untouched.
@@ -52,6 +54,24 @@ pub struct TlsSettings {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// `trusted_proxies`: each entry a CIDR range, or a bare address taken as the range of
+/// that one address (`/32`, `/128`), as docs/haproxy.cfg writes the balancer.
+fn addresses_or_ranges<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_address_or_range(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn parse_address_or_range(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
 }
 
 impl Default for ServerSettings {
@@ -109,5 +129,43 @@ impl ServerSettings {
                 })
             })
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_list: &str) -> Result<Vec<String>, String> {
+        let text = format!("trusted_proxies = {toml_list}");
+        figment::Figment::from(figment::providers::Serialized::defaults(
+            ServerSettings::default(),
+        ))
+        .merge(<figment::providers::Toml as figment::providers::Format>::string(&text))
+        .extract::<ServerSettings>()
+        .map(|s| s.trusted_proxies.iter().map(|n| n.to_string()).collect())
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trusted_proxies_are_bare_addresses_v4_and_v6_or_cidr_ranges() {
+        assert_eq!(
+            parse(r#"["10.0.0.10", "fd00::10", " 10.1.0.0/16", "2001:db8::/32"]"#).unwrap(),
+            vec![
+                "10.0.0.10/32",
+                "fd00::10/128",
+                "10.1.0.0/16",
+                "2001:db8::/32"
+            ]
+        );
+        for bad in [
+            r#"["10.0.0.300"]"#,
+            r#"["proxy.internal"]"#,
+            r#"["10.0.0.0/33"]"#,
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("trusted_proxies"), "{e}");
+            assert!(e.contains("is not an IP address or CIDR range"), "{e}");
+        }
     }
 }

@@ -9,9 +9,10 @@ use ring::rand::SystemRandom;
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, MfaFactor, NewEvent, PendingLogin};
 use crate::domain::repository::Tx;
+use crate::domain::revocation::revoke_all_of_user;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
-use crate::domain::{EventKind, TokenHash, TokenTagger};
+use crate::domain::{EventKind, RevocationReason, TokenHash, TokenTagger};
 
 /// A pending login (`mfa_token`) lives this long (docs/contract.md: 5 minutes).
 pub const MFA_TOKEN_TTL_MS: Millis = 5 * 60 * 1000;
@@ -100,6 +101,22 @@ impl Actor<'_> {
         e.session_id = self.session_id.map(str::to_owned);
         e
     }
+
+    /// ASVS v5 7.4.3: a factor added or removed ends every other session of the user, so
+    /// a session opened with the password alone does not outlive the factor's arrival
+    /// (and one opened with the factor does not outlive its removal). The actor's own
+    /// session stays. Returns how many ended.
+    async fn end_other_sessions(&self, tx: &mut dyn Tx, now: Millis) -> anyhow::Result<usize> {
+        revoke_all_of_user(
+            tx,
+            now,
+            self.user_id,
+            self.session_id,
+            RevocationReason::MfaChange,
+            self.ctx,
+        )
+        .await
+    }
 }
 
 async fn record_failure(
@@ -116,7 +133,8 @@ async fn record_failure(
 }
 
 /// Confirms an enrolment with its first code: the factor becomes active (its step is
-/// spent), the recovery codes are stored (hashes only) and `mfa_enabled` recorded.
+/// spent), the recovery codes are stored (hashes only), every other session of the user
+/// ends and `mfa_enabled` is recorded, all in one commit.
 pub async fn confirm(
     tx: &mut dyn Tx,
     now: Millis,
@@ -146,8 +164,11 @@ pub async fn confirm(
     .await?;
     tx.replace_recovery_codes(who.user_id, recovery_hashes)
         .await?;
-    tx.insert_event(now, &who.event(EventKind::MfaEnabled))
-        .await?;
+    let ended = who.end_other_sessions(tx, now).await?;
+    let event = who
+        .event(EventKind::MfaEnabled)
+        .detail(serde_json::json!({ "other_sessions_ended": ended }));
+    tx.insert_event(now, &event).await?;
     Ok(ConfirmOutcome::Enabled)
 }
 
@@ -185,7 +206,8 @@ pub enum RemoveOutcome {
     WrongCode,
 }
 
-/// Removes the user's factor after checking `proof` (the password was checked before).
+/// Removes the user's factor after checking `proof` (the password was checked before)
+/// and ends every other session of the user.
 pub async fn remove(
     tx: &mut dyn Tx,
     now: Millis,
@@ -201,39 +223,68 @@ pub async fn remove(
         return Ok(RemoveOutcome::WrongCode);
     }
     tx.delete_mfa_factor(who.user_id).await?;
-    tx.insert_event(now, &who.event(EventKind::MfaDisabled))
-        .await?;
+    let ended = who.end_other_sessions(tx, now).await?;
+    let event = who
+        .event(EventKind::MfaDisabled)
+        .detail(serde_json::json!({ "other_sessions_ended": ended }));
+    tx.insert_event(now, &event).await?;
     Ok(RemoveOutcome::Removed)
 }
 
-/// Replaces the user's recovery codes; `false` without an active factor.
+pub enum RegenerateOutcome {
+    Regenerated,
+    NoFactor,
+    WrongCode,
+}
+
+/// Replaces the user's recovery codes after checking and spending a current TOTP code
+/// (a bearer token alone never mints recovery codes; docs/contract.md "Second factor").
 pub async fn regenerate_recovery_codes(
     tx: &mut dyn Tx,
     now: Millis,
+    sealer: &dyn SecretSealer,
     who: &Actor<'_>,
+    code: &TotpCode,
     hashes: &[TokenHash],
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<RegenerateOutcome> {
     if !has_active_factor(tx, who.user_id).await? {
-        return Ok(false);
+        return Ok(RegenerateOutcome::NoFactor);
+    }
+    let proof = Proof::Totp(code.clone());
+    if !spend(tx, now, sealer, who.user_id, &proof).await? {
+        record_failure(tx, now, who, "recovery_codes", proof.method()).await?;
+        return Ok(RegenerateOutcome::WrongCode);
     }
     tx.replace_recovery_codes(who.user_id, hashes).await?;
     tx.insert_event(now, &who.event(EventKind::RecoveryCodesRegenerated))
         .await?;
-    Ok(true)
+    Ok(RegenerateOutcome::Regenerated)
 }
 
 /// The operator removes a locked-out user's factor (`latchkey users reset-mfa`);
-/// recorded as `mfa_disabled` by an administrator. `false` if there was none.
-pub async fn reset(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
+/// recorded as `mfa_disabled` by an administrator. There is no current session to keep,
+/// so every session of the user ends (ASVS v5 7.4.3). `None` if there was no factor,
+/// else how many sessions ended.
+pub async fn reset(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<Option<usize>> {
     if !tx.delete_mfa_factor(user_id).await? {
-        return Ok(false);
+        return Ok(None);
     }
+    let operator = ClientContext::operator();
+    let ended = revoke_all_of_user(
+        tx,
+        now,
+        user_id,
+        None,
+        RevocationReason::MfaReset,
+        &operator,
+    )
+    .await?;
     let event = NewEvent::new(EventKind::MfaDisabled)
         .user(user_id)
-        .from(&ClientContext::operator())
-        .detail(serde_json::json!({ "reason": "reset" }));
+        .from(&operator)
+        .detail(serde_json::json!({ "reason": "reset", "sessions_ended": ended }));
     tx.insert_event(now, &event).await?;
-    Ok(true)
+    Ok(Some(ended))
 }
 
 /// SHA-256 of a password hash (PHC string): what a pending login remembers of the

@@ -64,6 +64,12 @@ words! {
         UserDisabled = "user_disabled",
         /// The password was set with a reset token: every session ends.
         PasswordReset = "password_reset",
+        /// The user confirmed or removed their second factor: every other session ends
+        /// (ASVS v5 7.4.3).
+        MfaChange = "mfa_change",
+        /// The operator removed the user's factor (`latchkey users reset-mfa`): every
+        /// session ends.
+        MfaReset = "mfa_reset",
     }
 }
 

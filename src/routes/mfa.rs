@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{origin, Authenticated};
-use super::extract::{JsonBody, OptionalJson};
+use super::extract::JsonBody;
 use super::responses::no_store_json;
 use super::RouteTable;
 use crate::error::ApiError;
@@ -130,9 +130,10 @@ async fn remove(
 async fn regenerate(
     state: web::Data<AppState>,
     req: HttpRequest,
-    _body: OptionalJson<serde_json::Map<String, serde_json::Value>>,
+    body: JsonBody<CodeBody>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let codes = mfa::regenerate_recovery_codes(&state, &auth, origin(&req)).await?;
+    let code = body.into_inner().code;
+    let codes = mfa::regenerate_recovery_codes(&state, &auth, code, origin(&req)).await?;
     Ok(no_store_json(&json!({ "recovery_codes": codes })))
 }

@@ -10,7 +10,8 @@ use super::login::{issue_login, Origin};
 use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{
-    self, Actor, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RemoveOutcome, SecretSealer,
+    self, Actor, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
+    RemoveOutcome, SecretSealer,
 };
 use crate::domain::sessions::NewSession;
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
@@ -414,22 +415,32 @@ fn no_factor() -> ApiError {
     ApiError::NotFound("no second factor is enrolled".into())
 }
 
-/// `POST /me/mfa/recovery-codes`: step-up; ten new codes replace the old ones.
+/// `POST /me/mfa/recovery-codes` `{code}`: step-up and a current TOTP code (spent, and
+/// counted by the login throttle when wrong, as at `DELETE /me/mfa/totp`); ten new codes
+/// replace the old ones.
 pub async fn regenerate_recovery_codes(
     state: &AppState,
     auth: &Authenticated,
+    code: Option<String>,
     from: Origin,
 ) -> Result<Vec<String>, ApiError> {
     require_step_up_if_enrolled(state, auth).await?;
+    if code.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::InvalidRequest(
+            "code is required: the current code from the authenticator app".into(),
+        ));
+    }
+    let code = code_only(code)?;
+    let admitted = admit_code(state, auth, &from).await?;
     let (shown, hashes) = new_recovery_codes(state)?;
-    let now = state.now();
+    let (now, keys) = (state.now(), state.sealer.clone());
     let (user_id, session_id, client_id) = (
         auth.user.id.clone(),
         auth.session.id.clone(),
         auth.session.client_id.clone(),
     );
     let ctx = from.ctx;
-    let done = state
+    let outcome = state
         .store
         .write(async move |tx| {
             let who = Actor {
@@ -438,12 +449,18 @@ pub async fn regenerate_recovery_codes(
                 client_id: &client_id,
                 ctx: &ctx,
             };
-            mfa::regenerate_recovery_codes(tx, now, &who, &hashes).await
+            mfa::regenerate_recovery_codes(tx, now, keys.as_ref(), &who, &code, &hashes).await
         })
         .await?;
-    if done {
-        Ok(shown)
-    } else {
-        Err(no_factor())
+    match outcome {
+        RegenerateOutcome::Regenerated => {
+            admitted.succeeded().await?;
+            Ok(shown)
+        }
+        RegenerateOutcome::WrongCode => {
+            admitted.code_failed().await?;
+            Err(ApiError::WrongCode)
+        }
+        RegenerateOutcome::NoFactor => Err(no_factor()),
     }
 }

@@ -127,8 +127,9 @@ pub async fn email_of(state: &AppState, user_id: &str) -> Result<Option<UserEmai
         .await?)
 }
 
-/// `POST /me/email`: needs the password (ASVS v5 6.2.3: sensitive changes need it);
-/// sets or replaces the address, unverified, and mails a verification link to it.
+/// `POST /me/email`: needs the password (ASVS v5 6.2.3: sensitive changes need it) and,
+/// for a user with a second factor, step-up; sets or replaces the address, unverified,
+/// and mails a verification link to it.
 pub async fn set_email(
     state: &AppState,
     auth: &Authenticated,
@@ -136,6 +137,9 @@ pub async fn set_email(
     password: String,
     from: Origin,
 ) -> Result<UserEmail, ApiError> {
+    // RFC 9470: whoever controls the address controls password resets, so for a user
+    // with a second factor this is a step-up route like `/me/password`.
+    super::auth::require_step_up_if_enrolled(state, auth).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     let email = parse_email(email)?;
     let ctx = from.ctx.clone();

@@ -64,7 +64,6 @@ pub fn stream(
     let heartbeat = settings.heartbeat.0;
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
     tokio::spawn(async move {
-        let _slot = slot;
         let mut cursor = match last_event_id {
             Some(id) if id >= 0 => {
                 // With instances sharing a database, the id may come from another
@@ -125,7 +124,11 @@ pub fn stream(
             }
         }
     });
+    // The body holds the slot: the server drops the body as soon as the client's
+    // connection closes, which gives the slot back at once (and ends the task above,
+    // whose sender is then closed).
     Ok(futures_util::stream::poll_fn(move |cx| {
+        let _slot = &slot;
         rx.poll_recv(cx).map(|chunk| chunk.map(Ok))
     }))
 }

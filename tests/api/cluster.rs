@@ -943,3 +943,73 @@ async fn the_haproxy_config_in_docs_serves_two_instances() {
         token = body["refresh_token"].as_str().unwrap().to_owned();
     }
 }
+
+/// Issue 26 item 15: the HAProxy example answers its own 503 (no instance can take the
+/// request) as latchkey answers its 503s: with `Retry-After` and the contract's error
+/// body, so clients back off the same way whichever of the two refused them.
+#[tokio::test]
+async fn the_haproxy_config_in_docs_sends_retry_after_on_its_own_503() {
+    if !cluster_run() {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/haproxy.cfg");
+    let port = free_port();
+    // Both instances down: nothing listens on their ports.
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("bind 127.0.0.1:8080", &format!("bind 127.0.0.1:{port}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
+        .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", free_port()));
+    let balancer = Balancer::run(&config, port);
+    let res = reqwest::Client::new()
+        .post(format!("{}/oauth/token", balancer.url()))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after = res.headers()["retry-after"].to_str().unwrap().to_owned();
+    assert!(
+        retry_after.parse::<u32>().is_ok_and(|s| s >= 1),
+        "{retry_after}"
+    );
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(body["error_description"]
+        .as_str()
+        .is_some_and(|d| !d.is_empty()));
+}
+
+/// Issue 26 item 15: a database that cannot be reached is a 503 whose description says
+/// so, distinct from the busy server's ("the server is busy").
+#[tokio::test]
+async fn an_unreachable_database_answers_503_saying_the_database_is_unavailable() {
+    if !cluster_run() {
+        return;
+    }
+    let pg = OwnPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.store.path = None;
+    settings.store.url = Some(Secret::new(pg.url.clone()));
+    settings.keys.kek_file = Some(db::write_kek(dir.path()));
+    let clock = Arc::new(ManualClock::starting_now());
+    let app = spawn_instance(settings, clock, dir).await;
+    let t = app.user_with_session("alice").await;
+    pg.ctl("stop");
+    let res = app.refresh(&t.refresh).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("database is unavailable") && !description.contains("busy"),
+        "{description}"
+    );
+}

@@ -34,5 +34,6 @@ mod spa;
 mod spa_mfa;
 mod spa_recovery;
 mod stall;
+mod stepup;
 mod store_copy;
 mod wellknown;

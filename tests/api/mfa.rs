@@ -495,10 +495,14 @@ async fn a_recovery_code_works_once() {
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert_eq!(sessions_of(&app), sessions);
     assert_eq!(rows(&app, "mfa_recovery_codes"), 9);
-    // New codes replace the old ones (step-up: a fresh login with a code).
+    // New codes replace the old ones (step-up: a fresh login with a code, and a code).
     let fresh = app.login("alice").await;
     let res = app
-        .post_bearer("/me/mfa/recovery-codes", &fresh.access, &json!({}))
+        .post_bearer(
+            "/me/mfa/recovery-codes",
+            &fresh.access,
+            &json!({"code": app.next_code("alice")}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let new: Value = res.json().await.unwrap();
@@ -645,10 +649,10 @@ fn assert_step_up_challenge(res: &Response, needs_mfa: bool) {
     );
 }
 
-/// RFC 9470 §3: for a user with a factor, password change, erasure and `/me/mfa/*` need
-/// a token from a login with `otp` within `mfa.step_up_max_age`; otherwise 401
-/// `insufficient_user_authentication` with `max_age` (and `acr_values` when the factor
-/// is missing), and nothing changes.
+/// RFC 9470 §3: for a user with a factor, password change, erasure, `/me/email` and
+/// `/me/mfa/*` need a token from a login with `otp` within `mfa.step_up_max_age`;
+/// otherwise 401 `insufficient_user_authentication` with `max_age` (and `acr_values`
+/// when the factor is missing), and nothing changes.
 #[tokio::test]
 async fn rfc9470_3_sensitive_self_service_routes_need_a_recent_second_factor() {
     let app = spawn_app().await;
@@ -673,7 +677,10 @@ async fn rfc9470_3_sensitive_self_service_routes_need_a_recent_second_factor() {
                 .json(&json!({"password": PASSWORD, "code": "123456"})),
             c.post(app.url("/me/mfa/recovery-codes"))
                 .bearer_auth(token)
-                .json(&json!({})),
+                .json(&json!({"code": "123456"})),
+            c.post(app.url("/me/email"))
+                .bearer_auth(token)
+                .json(&json!({"email": "someone@example.com", "password": PASSWORD})),
         ]
     };
     // A token from before the factor (amr ["pwd"]).
@@ -687,10 +694,14 @@ async fn rfc9470_3_sensitive_self_service_routes_need_a_recent_second_factor() {
         )
         .await;
     }
-    // A fresh login with a code passes (here: regenerating codes).
+    // A fresh login with a code passes (here: regenerating codes, with a current code).
     let fresh = app.login("alice").await;
     let res = app
-        .post_bearer("/me/mfa/recovery-codes", &fresh.access, &json!({}))
+        .post_bearer(
+            "/me/mfa/recovery-codes",
+            &fresh.access,
+            &json!({"code": app.next_code("alice")}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     // Past mfa.step_up_max_age (15 min) the same session (refreshed, auth_time kept) no

@@ -669,3 +669,71 @@ fn the_sample_config_documents_every_key_and_passes_check_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 26 item 15: `server.trusted_proxies` takes bare addresses, IPv4 and IPv6 (as
+/// docs/haproxy.cfg writes the balancer), as well as CIDR ranges, from the file and from
+/// the environment; anything else is one clear line naming the key and the value.
+#[test]
+fn trusted_proxies_take_bare_addresses_as_well_as_cidr_ranges() {
+    let (code, stderr) = check_config(
+        "[server]\ntrusted_proxies = [\"10.0.0.10\", \"fd00::10\", \"10.1.0.0/16\", \"2001:db8::/32\"]\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = check_config(
+        "",
+        &[("LATCHKEY_SERVER__TRUSTED_PROXIES", r#"["10.0.0.10"]"#)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = check_config("[server]\ntrusted_proxies = [\"10.0.0.300\"]\n", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("trusted_proxies") && stderr.contains("10.0.0.300"),
+        "{stderr}"
+    );
+}
+
+/// Issue 26 item 15, end to end: the real binary configured as docs/haproxy.cfg shows
+/// (`LATCHKEY_SERVER__TRUSTED_PROXIES='["…"]'`, a bare address) believes that peer's
+/// `X-Forwarded-For`: the session records the client's address, not the balancer's.
+#[tokio::test]
+async fn a_bare_trusted_proxy_address_in_the_environment_is_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let served = tokio::task::spawn_blocking(move || {
+        Served::start_in(
+            &path,
+            &[("LATCHKEY_SERVER__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)],
+        )
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let res = client
+        .post(served.url("/signup"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = client
+        .post(served.url("/login"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let sessions: serde_json::Value = client
+        .get(served.url("/me/sessions"))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["ip"], "203.0.113.7");
+}

@@ -286,6 +286,40 @@ async fn streams_per_resource_server_are_bounded() {
     assert!(ok, "the closed stream's slot was not given back");
 }
 
+/// Issue 26 item 13: a resource server that closes all its streams can open new ones at
+/// once. The slot is freed when the connection closes, not at the stream's next write
+/// (a heartbeat, 15 s by default), so reconnecting never meets 429 for half a minute.
+#[tokio::test]
+async fn a_closed_streams_slot_is_free_at_once_not_at_its_next_heartbeat() {
+    let app = spawn_app().await;
+    let max = app.settings.revocations.max_streams_per_resource_server;
+    assert!(app.settings.revocations.heartbeat.0 >= Duration::from_secs(15));
+    let mut open = Vec::new();
+    for _ in 0..max {
+        open.push(app.revocation_stream(None).await);
+    }
+    let res = app.get_as_resource_server("/revocations/stream").await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    drop(open);
+    let started = std::time::Instant::now();
+    let mut reopened = Vec::new();
+    while reopened.len() < max {
+        let res = app.get_as_resource_server("/revocations/stream").await;
+        if res.status() == StatusCode::OK {
+            reopened.push(res);
+        } else {
+            assert_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{} of {max} slots free after {:?}",
+                reopened.len(),
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn metadata_advertises_the_feed() {
     let app = spawn_app().await;

@@ -4,7 +4,8 @@
 //! after each lost connection as a fallback) or the document polled on an interval.
 //! Each revoked session is kept until no token of it can still be accepted: its
 //! revocation time (or, from the document, the time it was learned) plus the feed's
-//! horizon plus this verifier's leeway.
+//! horizon plus this verifier's leeway. A timer drops it then, in either mode, so the
+//! set holds no more than the horizon's revocations however long the verifier runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,10 +29,18 @@ pub enum FeedMode {
 /// lost and reopened.
 const SILENCE: Duration = Duration::from_secs(45);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The pruning timer wakes when the next entry is due to leave, but not more often than
+/// this (entries due within it leave together)...
+const PRUNE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// ...and at least this often (an entry that arrives due earlier than the one it waits
+/// for leaves at most this late).
+const PRUNE_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Revoked {
     leeway: i64,
     inner: Mutex<State>,
+    /// Wakes the pruning timer early: an entry arrived that is due before its next tick.
+    prune_wake: Arc<tokio::sync::Notify>,
 }
 
 struct State {
@@ -43,6 +52,8 @@ struct State {
     horizon: i64,
     last_event_id: Option<i64>,
     etag: Option<String>,
+    /// When the pruning timer wakes next (seconds since the epoch).
+    prune_at: i64,
 }
 
 impl Revoked {
@@ -57,7 +68,9 @@ impl Revoked {
                 horizon: 0,
                 last_event_id: None,
                 etag: None,
+                prune_at: i64::MAX,
             }),
+            prune_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -95,6 +108,9 @@ impl Revoked {
     pub fn insert(&self, sid: &str, revoked_at: i64) {
         let mut s = lock(&self.inner);
         let until = revoked_at + s.horizon + self.leeway;
+        if until < s.prune_at {
+            self.prune_wake.notify_one();
+        }
         match uuid::Uuid::try_parse(sid) {
             Ok(u) => {
                 let e = s.uuids.entry(u.as_u128()).or_insert(until);
@@ -107,13 +123,57 @@ impl Revoked {
         }
     }
 
-    /// Drops sessions whose tokens can no longer be accepted.
-    fn prune(&self) {
+    /// Drops sessions whose tokens can no longer be accepted; returns when the next of
+    /// those left is due to leave (seconds since the epoch), if any are.
+    fn prune(&self) -> Option<i64> {
+        prune_state(&mut lock(&self.inner), unix_now())
+    }
+
+    /// Prunes, then decides how long the timer sleeps: until the next entry is due,
+    /// within [`PRUNE_AT_MOST_EVERY`] and [`PRUNE_AT_LEAST_EVERY`]. Under the same lock
+    /// as `insert`, so an entry due sooner than that always wakes the timer.
+    fn prune_and_plan(&self) -> Duration {
         let now = unix_now();
         let mut s = lock(&self.inner);
-        s.uuids.retain(|_, until| *until > now);
-        s.others.retain(|_, until| *until > now);
+        let wait = prune_state(&mut s, now).map_or(PRUNE_AT_LEAST_EVERY, |due| {
+            let secs = u64::try_from(due.saturating_sub(now)).unwrap_or(0);
+            Duration::from_secs(secs).clamp(PRUNE_AT_MOST_EVERY, PRUNE_AT_LEAST_EVERY)
+        });
+        s.prune_at = now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+        wait
     }
+}
+
+fn prune_state(s: &mut State, now: i64) -> Option<i64> {
+    let mut next: Option<i64> = None;
+    let mut keep = |until: &mut i64| {
+        let live = *until > now;
+        if live {
+            next = Some(next.map_or(*until, |n| n.min(*until)));
+        }
+        live
+    };
+    s.uuids.retain(|_, until| keep(until));
+    s.others.retain(|_, until| keep(until));
+    next
+}
+
+/// Prunes `revoked` on a timer, whatever the feed is doing: a stream may stay open for
+/// days and a poll may answer 304 for as long, and neither must let the set grow past
+/// the horizon. Ends when the verifier is gone.
+fn spawn_pruner(revoked: &Arc<Revoked>) {
+    let (weak, wake) = (Arc::downgrade(revoked), revoked.prune_wake.clone());
+    tokio::spawn(async move {
+        loop {
+            let Some(r) = weak.upgrade() else { return };
+            let wait = r.prune_and_plan();
+            drop(r);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = wake.notified() => {}
+            }
+        }
+    });
 }
 
 #[derive(Clone)]
@@ -167,6 +227,9 @@ impl Follower {
     }
 
     pub fn spawn(self, mode: FeedMode) {
+        if mode != FeedMode::Off {
+            spawn_pruner(&self.revoked);
+        }
         match mode {
             FeedMode::Off => {}
             FeedMode::Poll(every) => {
@@ -270,8 +333,23 @@ mod tests {
         assert!(!r.contains("5f0c2d1e-8a4b-4c3d-9e2f-000000000000"));
         r.insert("old", unix_now() - 961);
         assert_eq!(r.len(), 3);
-        r.prune();
+        let next = r.prune();
         assert_eq!(r.len(), 2);
+        assert!(next.is_some_and(|n| n > unix_now() && n <= unix_now() + 960));
+        let empty = Revoked::new(Duration::ZERO);
+        assert_eq!(empty.prune(), None);
+    }
+
+    #[test]
+    fn the_pruning_timer_sleeps_until_the_next_entry_is_due() {
+        let r = Revoked::new(Duration::ZERO);
+        assert_eq!(r.prune_and_plan(), PRUNE_AT_LEAST_EVERY);
+        r.insert("soon", unix_now() + 5);
+        let wait = r.prune_and_plan();
+        assert!(wait >= Duration::from_secs(4) && wait <= Duration::from_secs(5));
+        r.insert("gone", unix_now() - 1);
+        assert_eq!(r.prune_and_plan(), wait);
+        assert!(!r.contains("gone") && r.contains("soon"));
     }
 
     fn rss_bytes() -> usize {

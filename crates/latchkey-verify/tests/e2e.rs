@@ -287,6 +287,58 @@ async fn a_stale_feed_refuses_or_accepts_per_configuration() {
     assert!(accepting.verify(&access).await.is_ok());
 }
 
+/// Issue 26 item 14: revoked sessions leave the verifier's set once no token of theirs
+/// can be accepted (revocation + horizon + leeway), on a timer: in stream mode while the
+/// stream stays open, and in poll mode while every poll answers 304. Before, the set was
+/// only pruned after a document that changed, so it grew for as long as it ran.
+#[tokio::test]
+async fn revoked_sessions_leave_the_set_at_the_horizon_while_the_feed_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let lk = start_with(dir.path(), free_port(), |s| {
+        // A one-second horizon: the access-token lifetime plus no leeway.
+        s.access_token.ttl = HumanDuration(Duration::from_secs(1));
+        s.access_token.leeway = HumanDuration(Duration::ZERO);
+        s.revocations.heartbeat = HumanDuration(Duration::from_millis(200));
+    })
+    .await;
+    // A second of the verifier's own leeway: it holds an entry a second longer than the
+    // document lists it, so in poll mode the last change it sees is the entry leaving.
+    let stream = lk
+        .verifier()
+        .leeway(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let poll = lk
+        .verifier()
+        .leeway(Duration::from_secs(1))
+        .feed(FeedMode::Poll(Duration::from_millis(200)))
+        .build()
+        .await
+        .unwrap();
+    let (access, _, sid) = lk.session("alice").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lk.post("/logout", Some(&access), json!({})).await;
+    let started = Instant::now();
+    while !(stream.is_revoked(&sid) && poll.is_revoked(&sid)) {
+        assert!(started.elapsed() < Duration::from_secs(3), "never learned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while stream.revoked_sessions() + poll.revoked_sessions() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "still held after {:?}: stream {}, poll {}",
+            started.elapsed(),
+            stream.revoked_sessions(),
+            poll.revoked_sessions()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The feeds were running all along (heartbeats, 304s): nothing was stale.
+    assert!(stream.feed_staleness() < Duration::from_secs(1));
+    assert!(poll.feed_staleness() < Duration::from_secs(1));
+}
+
 /// BENCHMARKS.md "Revocation feed": verifications per second on one core through the
 /// crate (signature, claims, feed lookup), per algorithm.
 /// `cargo test --release -p latchkey-verify --test e2e measure -- --ignored --nocapture`
