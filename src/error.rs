@@ -286,8 +286,9 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Unavailable => ApiError::DatabaseUnavailable {
                 retry_after_secs: 2,
             },
-            // Nothing was written: the same request may simply be sent again.
-            crate::store::StoreError::DeadlinePassed => ApiError::Unavailable {
+            // The database did not answer within `store.deadline`; nothing was written,
+            // so the same request may simply be sent again.
+            crate::store::StoreError::DeadlinePassed => ApiError::DatabaseUnavailable {
                 retry_after_secs: 1,
             },
             crate::store::StoreError::InvalidText => {
