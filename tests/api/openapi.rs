@@ -9,10 +9,10 @@ use crate::helpers::spawn_app;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
-fn spec() -> serde_yaml::Value {
+fn spec() -> serde_norway::Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
         .expect("openapi.yaml at the top level");
-    serde_yaml::from_str(&text).expect("openapi.yaml parses")
+    serde_norway::from_str(&text).expect("openapi.yaml parses")
 }
 
 fn spec_operations() -> BTreeSet<(String, String)> {
