@@ -155,6 +155,14 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_by_key ON login_failures (key, at);
 CREATE INDEX login_failures_by_time ON login_failures (at);
 "#,
+    // Version 2 (SQLite's 11): an unverified address blocks nobody; only a verified one
+    // is unique (email_key is lower case, so case-insensitively).
+    r#"
+ALTER TABLE user_emails DROP CONSTRAINT user_emails_email_key_key;
+CREATE INDEX user_emails_by_key ON user_emails (email_key);
+CREATE UNIQUE INDEX user_emails_verified_key ON user_emails (email_key)
+    WHERE verified_at IS NOT NULL;
+"#,
 ];
 
 /// The newest schema version this build knows.
