@@ -6,30 +6,43 @@ use crate::clock::Millis;
 use crate::domain::email::{AccountSecret, Email};
 use crate::domain::model::{AccountToken, ClientContext, NewEvent, TokenPurpose, User, UserEmail};
 use crate::domain::repository::Tx;
-use crate::domain::{accounts, sessions, EventKind, RevocationReason, Username};
+use crate::domain::{accounts, sessions, EventKind, RevocationReason, TokenHash, Username};
 
 const HOUR_MS: Millis = 3_600_000;
 
-/// Whether `email` is free for `user_id` (unused, or already theirs).
-async fn email_free_for(
+/// Whether the address is verified by an account other than `user_id` (any account
+/// when `None`). Only a verified address belongs to anyone; an unverified claim blocks
+/// nobody (docs/contract.md "Email and account recovery").
+async fn verified_elsewhere(
     tx: &mut dyn Tx,
     email: &Email,
     user_id: Option<&str>,
 ) -> anyhow::Result<bool> {
-    Ok(match tx.user_by_email_key(&email.key()).await? {
-        None => true,
-        Some(owner) => Some(owner.id.as_str()) == user_id,
+    Ok(match tx.user_by_verified_email(&email.key()).await? {
+        None => false,
+        Some(owner) => Some(owner.id.as_str()) != user_id,
     })
 }
 
-pub enum SignupWithEmail {
-    Created(User),
-    UsernameTaken,
-    EmailTaken,
+/// What becomes of an address given to `/signup` or `/me/email`. The caller answers the
+/// same either way; only the mail differs (OWASP Forgot Password / Authentication cheat
+/// sheets: no account enumeration through the address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClaim {
+    /// Stored unverified, with a verification token to mail.
+    Claimed,
+    /// Another account has verified it: nothing is attached, and the address is mailed
+    /// a notice instead of a link.
+    VerifiedElsewhere,
 }
 
-/// Signup with an address: the user, the unverified address and its verification token
-/// in one transaction, so a taken address never leaves an account behind.
+pub enum SignupWithEmail {
+    Created(User, AddressClaim),
+    UsernameTaken,
+}
+
+/// Signup with an address: the user and, unless another account has verified the
+/// address, the unverified address and its verification token, in one transaction.
 pub async fn create_user_with_email(
     tx: &mut dyn Tx,
     now: Millis,
@@ -39,9 +52,6 @@ pub async fn create_user_with_email(
     verify: &AccountSecret,
     verify_ttl_ms: i64,
 ) -> anyhow::Result<SignupWithEmail> {
-    if !email_free_for(tx, email, None).await? {
-        return Ok(SignupWithEmail::EmailTaken);
-    }
     let user = match accounts::create_user(tx, now, username, password_hash, Vec::new()).await? {
         accounts::SignupOutcome::Created(u) => u,
         // A name that only looks like a taken one is refused like a taken one.
@@ -49,6 +59,12 @@ pub async fn create_user_with_email(
             return Ok(SignupWithEmail::UsernameTaken)
         }
     };
+    if verified_elsewhere(tx, email, None).await? {
+        return Ok(SignupWithEmail::Created(
+            user,
+            AddressClaim::VerifiedElsewhere,
+        ));
+    }
     store_email(
         tx,
         now,
@@ -59,7 +75,7 @@ pub async fn create_user_with_email(
         &ClientContext::default(),
     )
     .await?;
-    Ok(SignupWithEmail::Created(user))
+    Ok(SignupWithEmail::Created(user, AddressClaim::Claimed))
 }
 
 /// Stores `email` as the user's unverified address, spends their outstanding
@@ -103,12 +119,8 @@ async fn store_email(
     Ok(())
 }
 
-pub enum SetEmailOutcome {
-    Set,
-    Taken,
-}
-
-/// `POST /me/email` (after the password check): sets or replaces the address.
+/// `POST /me/email` (after the password check): sets or replaces the address, unless
+/// another account has verified it (then nothing changes).
 pub async fn set_email(
     tx: &mut dyn Tx,
     now: Millis,
@@ -117,16 +129,18 @@ pub async fn set_email(
     verify: &AccountSecret,
     verify_ttl_ms: i64,
     ctx: &ClientContext,
-) -> anyhow::Result<SetEmailOutcome> {
-    if !email_free_for(tx, email, Some(user_id)).await? {
-        return Ok(SetEmailOutcome::Taken);
+) -> anyhow::Result<AddressClaim> {
+    if verified_elsewhere(tx, email, Some(user_id)).await? {
+        return Ok(AddressClaim::VerifiedElsewhere);
     }
     store_email(tx, now, user_id, email, verify, verify_ttl_ms, ctx).await?;
-    Ok(SetEmailOutcome::Set)
+    Ok(AddressClaim::Claimed)
 }
 
 /// `POST /email/verify`: `true` if the token was a live verification token for the
-/// user's current address (then spent, and `email_verified` recorded).
+/// user's current address and no other account has verified that address meanwhile
+/// (then spent, `email_verified` recorded, and every other account's unverified claim
+/// on the address dropped: a verified address belongs to one account).
 pub async fn verify_email(
     tx: &mut dyn Tx,
     now: Millis,
@@ -144,9 +158,17 @@ pub async fn verify_email(
     };
     tx.delete_account_tokens(&token.user_id, TokenPurpose::Verify)
         .await?;
-    if !tx.mark_email_verified(&token.user_id, key, now).await? {
+    // Locked first, so that of two accounts verifying one address at once the second
+    // waits for the first and then finds it verified (the unique index over verified
+    // addresses is the backstop).
+    let claims = tx.lock_email_claims(key).await?;
+    let taken = claims
+        .iter()
+        .any(|c| c.user_id != token.user_id && c.verified_at.is_some());
+    if taken || !tx.mark_email_verified(&token.user_id, key, now).await? {
         return Ok(false);
     }
+    tx.drop_unverified_claims(key, &token.user_id).await?;
     let event = NewEvent::new(EventKind::EmailVerified)
         .user(&token.user_id)
         .from(ctx);
@@ -190,70 +212,80 @@ impl StartedBy {
     }
 }
 
-/// Issues a reset token for `user` and records `password_reset_requested`.
-async fn issue_reset(
+/// Stores a reset token for `user`.
+async fn insert_reset_token(
     tx: &mut dyn Tx,
     now: Millis,
-    user: &User,
-    secret: &AccountSecret,
+    user_id: &str,
+    token_hash: TokenHash,
     ttl_ms: i64,
-    by: StartedBy,
-    ctx: &ClientContext,
 ) -> anyhow::Result<()> {
     tx.insert_account_token(&AccountToken {
-        token_hash: secret.hash(),
-        user_id: user.id.clone(),
+        token_hash,
+        user_id: user_id.to_owned(),
         purpose: TokenPurpose::Reset,
         email_key: None,
         created_at: now,
         expires_at: now + ttl_ms,
     })
-    .await?;
-    let event = NewEvent::new(EventKind::PasswordResetRequested)
-        .user(&user.id)
-        .from(ctx)
-        .detail(serde_json::json!({ "started_by": by.as_str() }));
-    tx.insert_event(now, &event).await?;
-    Ok(())
+    .await
+}
+
+fn reset_requested(by: StartedBy, issued: bool) -> NewEvent {
+    NewEvent::new(EventKind::PasswordResetRequested)
+        .detail(serde_json::json!({ "started_by": by.as_str(), "issued": issued }))
 }
 
 /// `POST /password/forgot`: a reset token for the named account if it exists, is
 /// enabled, has a verified address and has had fewer than `max_per_hour` resets issued
-/// in the last hour; `None` otherwise. The caller answers the same either way.
+/// in the last hour; `None` otherwise. The caller answers the same either way, and so
+/// that the time taken does not tell either (OWASP Forgot Password cheat sheet:
+/// "uniform time"), every case makes the same reads and one durable write: the
+/// `password_reset_requested` event (with `issued: false` when no token was issued, and
+/// no user when there is none).
 pub async fn request_reset(
     tx: &mut dyn Tx,
     now: Millis,
     lookup: &Lookup,
-    secret: &AccountSecret,
+    token_hash: TokenHash,
     ttl_ms: i64,
     max_per_hour: u32,
     ctx: &ClientContext,
 ) -> anyhow::Result<Option<ResetMail>> {
     let user = match lookup {
         Lookup::Username(key) => tx.user_by_username_key(key).await?,
-        Lookup::Email(key) => tx.user_by_email_key(key).await?,
+        Lookup::Email(key) => tx.user_by_verified_email(key).await?,
     };
-    let Some(user) = user.filter(User::is_enabled) else {
-        return Ok(None);
-    };
-    let Some(email) = tx.email_of_user(&user.id).await? else {
-        return Ok(None);
-    };
-    if email.verified_at.is_none() {
-        return Ok(None);
-    }
+    // An id no account has, for the same look-ups when there is no account.
+    let user_id = user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
+    let email = tx
+        .email_of_user(&user_id)
+        .await?
+        .filter(|e| e.verified_at.is_some());
     let recent = tx
-        .count_account_tokens_since(&user.id, TokenPurpose::Reset, now - HOUR_MS)
+        .count_account_tokens_since(&user_id, TokenPurpose::Reset, now - HOUR_MS)
         .await?;
-    if recent >= max_per_hour {
-        return Ok(None);
+    let mail = match (user, email) {
+        (Some(user), Some(email)) if user.is_enabled() && recent < max_per_hour => {
+            Some(ResetMail {
+                user_id: user.id,
+                username: user.username,
+                to: email.email,
+            })
+        }
+        _ => None,
+    };
+    match &mail {
+        Some(m) => insert_reset_token(tx, now, &m.user_id, token_hash, ttl_ms).await?,
+        // The same table, by the same key, in the same number of statements.
+        None => {
+            tx.account_token_by_hash(&token_hash).await?;
+        }
     }
-    issue_reset(tx, now, &user, secret, ttl_ms, StartedBy::User, ctx).await?;
-    Ok(Some(ResetMail {
-        user_id: user.id,
-        username: user.username,
-        to: email.email,
-    }))
+    let mut event = reset_requested(StartedBy::User, mail.is_some()).from(ctx);
+    event.user_id = (!user_id.is_empty()).then_some(user_id);
+    tx.insert_event(now, &event).await?;
+    Ok(mail)
 }
 
 pub enum AdminReset {
@@ -283,17 +315,10 @@ pub async fn start_reset_for(
     if email.is_none() && by != StartedBy::Cli {
         return Ok(AdminReset::NoVerifiedEmail);
     }
+    insert_reset_token(tx, now, &user.id, secret.hash(), ttl_ms).await?;
     // The operator's own address and browser are not the user's: not in their events.
-    issue_reset(
-        tx,
-        now,
-        &user,
-        secret,
-        ttl_ms,
-        by,
-        &ClientContext::default(),
-    )
-    .await?;
+    tx.insert_event(now, &reset_requested(by, true).user(&user.id))
+        .await?;
     Ok(AdminReset::Started(ResetMail {
         user_id: user.id,
         username: user.username,

@@ -125,8 +125,16 @@ pub trait Tx {
 
     // Email addresses and account tokens (docs/contract.md "Email and account recovery").
     async fn email_of_user(&mut self, user_id: &str) -> Result<Option<UserEmail>>;
-    /// The owner of an address, by its case-insensitive key.
-    async fn user_by_email_key(&mut self, email_key: &str) -> Result<Option<User>>;
+    /// The account that has verified the address with this case-insensitive key (at
+    /// most one: unverified claims are not owners).
+    async fn user_by_verified_email(&mut self, email_key: &str) -> Result<Option<User>>;
+    /// Every account's claim on the address, verified or not, locked until the
+    /// transaction ends (PostgreSQL `FOR UPDATE`, in user id order), so that two
+    /// verifications of one address run one after the other.
+    async fn lock_email_claims(&mut self, email_key: &str) -> Result<Vec<UserEmail>>;
+    /// Deletes the unverified claims on the address of every account but `owner`, and
+    /// their verification tokens for it; returns how many claims.
+    async fn drop_unverified_claims(&mut self, email_key: &str, owner: &str) -> Result<usize>;
     /// Sets (or replaces) the user's address, unverified.
     async fn set_email(&mut self, email: &UserEmail, email_key: &str) -> Result<()>;
     /// Marks the user's address verified if its key is still `email_key`; `false` if not.

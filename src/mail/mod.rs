@@ -28,6 +28,9 @@ use crate::metrics::Metrics;
 pub enum MailKind {
     Reset,
     Verify,
+    /// To an address another account has verified, given again at signup or
+    /// `/me/email`: a notice instead of a link.
+    AddressInUse,
 }
 
 impl MailKind {
@@ -35,6 +38,7 @@ impl MailKind {
         match self {
             MailKind::Reset => "password_reset",
             MailKind::Verify => "email_verification",
+            MailKind::AddressInUse => "email_in_use",
         }
     }
 }
@@ -46,6 +50,10 @@ pub struct Outgoing {
     pub to: String,
     pub content: Rendered,
 }
+
+/// How long a handed-off mail waits before it is queued: this many milliseconds plus
+/// a random number below the second.
+const HAND_OFF_PAUSE_MS: (u64, u64) = (100, 900);
 
 /// The longest wait between two tries of one message.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -92,6 +100,38 @@ impl Mailer {
     /// Whether mail can leave at all (SMTP configured, or the log transport).
     pub fn enabled(&self) -> bool {
         self.settings.transport == MailTransport::Log || self.settings.smtp_url.is_some()
+    }
+
+    /// Renders a mail and queues it on a task of its own, after the request has moved
+    /// on. With no recipient (`to` `None`) the mail is rendered all the same and
+    /// dropped: `/password/forgot` hands off the same work whether or not there is
+    /// anyone to mail, so its answer takes the same time (OWASP Forgot Password cheat
+    /// sheet, "uniform time").
+    pub fn hand_off(
+        self: &Arc<Self>,
+        kind: MailKind,
+        to: Option<String>,
+        username: Option<String>,
+        link: String,
+        minutes: u64,
+    ) {
+        let me = self.clone();
+        // Delivery takes the machine's time (the SMTP exchange, the server's own work):
+        // started at once, it would slow the very answer it belongs to. After a random
+        // pause it falls on some later request, whatever that one asked.
+        let mut b = [0u8; 2];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        let (least, spread) = HAND_OFF_PAUSE_MS;
+        let pause = Duration::from_millis(least + u64::from(u16::from_le_bytes(b)) % spread);
+        tokio::spawn(async move {
+            tokio::time::sleep(pause).await;
+            let content = me
+                .templates
+                .render(kind, username.as_deref(), &link, minutes);
+            if let Some(to) = to {
+                me.enqueue(kind, to, content);
+            }
+        });
     }
 
     /// Queues a message without waiting; when the queue is full it is dropped, logged

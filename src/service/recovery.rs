@@ -10,7 +10,7 @@ use crate::config::{MailSettings, Registration};
 use crate::domain::email::{AccountSecret, Email};
 use crate::domain::model::{User, UserEmail};
 use crate::domain::recovery::{
-    self, AdminReset, Lookup, ResetMail, SetEmailOutcome, SignupWithEmail, StartedBy,
+    self, AddressClaim, AdminReset, Lookup, ResetMail, SignupWithEmail, StartedBy,
 };
 use crate::domain::throttle::Verdict;
 use crate::domain::{Password, Username};
@@ -58,32 +58,54 @@ fn parse_email(s: &str) -> Result<Email, ApiError> {
     Email::parse(s).map_err(|e| ApiError::InvalidRequest(e.into()))
 }
 
-fn send_verification(state: &AppState, username: &str, to: &Email, secret: &AccountSecret) {
-    let content = state.mailer.templates().render(
+/// Mails the link that verifies `to`. No username: the address is not yet proven to
+/// be the account's (docs/contract.md "Email and account recovery").
+fn send_verification(state: &AppState, to: &Email, secret: &AccountSecret) {
+    state.mailer.hand_off(
         MailKind::Verify,
-        username,
-        &verify_link(state, secret),
+        Some(to.as_str().to_owned()),
+        None,
+        verify_link(state, secret),
         minutes(state.settings.mail.verify_ttl),
     );
-    state
-        .mailer
-        .enqueue(MailKind::Verify, to.as_str().to_owned(), content);
 }
 
-fn send_reset(state: &AppState, mail: &ResetMail, secret: &AccountSecret) {
-    let content = state.mailer.templates().render(
+/// Tells the owner of a verified address that someone gave it again (signup or
+/// `/me/email`); nothing was attached, and the mail carries nothing the asker chose.
+fn send_in_use_notice(state: &AppState, to: &Email) {
+    state.mailer.hand_off(
+        MailKind::AddressInUse,
+        Some(to.as_str().to_owned()),
+        None,
+        String::new(),
+        0,
+    );
+}
+
+/// Hands a reset mail to the mailer; `None` (nobody to mail) hands off the same work
+/// for nobody, so `/password/forgot` takes as long either way.
+fn send_reset(state: &AppState, mail: Option<&ResetMail>, secret: &AccountSecret) {
+    state.mailer.hand_off(
         MailKind::Reset,
-        &mail.username,
-        &reset_link(state, secret),
+        mail.map(|m| m.to.clone()),
+        mail.map(|m| m.username.clone()),
+        reset_link(state, secret),
         minutes(state.settings.mail.reset_ttl),
     );
-    state
-        .mailer
-        .enqueue(MailKind::Reset, mail.to.clone(), content);
 }
 
-/// `POST /signup` with an `email`: 409 if the name or the address is taken. The
-/// address starts unverified and a verification link is mailed.
+/// Sends what the outcome of giving an address calls for: the link, or the notice.
+fn mail_address(state: &AppState, claim: AddressClaim, to: &Email, secret: &AccountSecret) {
+    match claim {
+        AddressClaim::Claimed => send_verification(state, to, secret),
+        AddressClaim::VerifiedElsewhere => send_in_use_notice(state, to),
+    }
+}
+
+/// `POST /signup` with an `email`: 409 if the name is taken. The address starts
+/// unverified and a verification link is mailed; an address another account has
+/// verified is answered alike but attached to nothing, and its owner is told
+/// (docs/contract.md "Email and account recovery": no enumeration, no squatting).
 pub async fn signup_with_email(
     state: &AppState,
     username: &str,
@@ -107,14 +129,11 @@ pub async fn signup_with_email(
         })
         .await?;
     match outcome {
-        SignupWithEmail::Created(user) => {
-            send_verification(state, &user.username, &email, &secret);
+        SignupWithEmail::Created(user, claim) => {
+            mail_address(state, claim, &email, &secret);
             Ok((user, email))
         }
         SignupWithEmail::UsernameTaken => Err(ApiError::Conflict("that username is taken".into())),
-        SignupWithEmail::EmailTaken => Err(ApiError::Conflict(
-            "that email address belongs to another account".into(),
-        )),
     }
 }
 
@@ -129,7 +148,8 @@ pub async fn email_of(state: &AppState, user_id: &str) -> Result<Option<UserEmai
 
 /// `POST /me/email`: needs the password (ASVS v5 6.2.3: sensitive changes need it) and,
 /// for a user with a second factor, step-up; sets or replaces the address, unverified,
-/// and mails a verification link to it.
+/// and mails a verification link to it; an address another account has verified
+/// changes nothing and is mailed a notice, with the same answer.
 pub async fn set_email(
     state: &AppState,
     auth: &Authenticated,
@@ -149,23 +169,17 @@ pub async fn set_email(
     let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
     let (now, ttl) = (state.now(), state.settings.mail.verify_ttl.as_millis_i64());
     let (user_id, e, s) = (auth.user.id.clone(), email.clone(), secret.clone());
-    let outcome = state
+    let claim = state
         .store
         .write(async move |tx| recovery::set_email(tx, now, &user_id, &e, &s, ttl, &ctx).await)
         .await?;
-    match outcome {
-        SetEmailOutcome::Set => {
-            send_verification(state, &auth.user.username, &email, &secret);
-            Ok(UserEmail {
-                user_id: auth.user.id.clone(),
-                email: email.as_str().to_owned(),
-                verified_at: None,
-            })
-        }
-        SetEmailOutcome::Taken => Err(ApiError::Conflict(
-            "that email address belongs to another account".into(),
-        )),
-    }
+    // The same answer whether or not another account has verified the address.
+    mail_address(state, claim, &email, &secret);
+    Ok(UserEmail {
+        user_id: auth.user.id.clone(),
+        email: email.as_str().to_owned(),
+        verified_at: None,
+    })
 }
 
 /// 429 while the address (or account key) is throttled by login throttling.
@@ -211,10 +225,11 @@ pub struct ForgotInput {
 }
 
 /// `POST /password/forgot`: always the same answer (the caller sends 202) whether or
-/// not the account exists, is enabled or has a verified address, after the same work:
-/// a token is drawn and hashed, one write looks the account up (and stores the token's
-/// hash only if it qualifies), the mail is rendered, and the mail is only queued, never
-/// sent inline (OWASP Forgot Password: "consistent response … uniform time").
+/// not the account exists, is enabled or has a verified address, after the same work
+/// (OWASP Forgot Password: "consistent response … uniform time"): a token is drawn and
+/// hashed, one write makes the same reads and one durable insert (storing the token's
+/// hash as well only if the account qualifies), and the mail, or the same rendering for
+/// nobody, is handed to a task of its own rather than done while the request waits.
 pub async fn forgot_password(
     state: &AppState,
     input: ForgotInput,
@@ -243,26 +258,18 @@ pub async fn forgot_password(
     // here too, the same way for every name.
     refuse_if_throttled(state, &throttle_key, &from)?;
     let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let hash = secret.hash();
     let now = state.now();
     let ttl = state.settings.mail.reset_ttl.as_millis_i64();
     let max = state.settings.mail.max_resets_per_account_per_hour;
-    let (s, ctx) = (secret.clone(), from.ctx.clone());
+    let ctx = from.ctx.clone();
     let found = state
         .store
-        .write(async move |tx| recovery::request_reset(tx, now, &lookup, &s, ttl, max, &ctx).await)
+        .write(async move |tx| {
+            recovery::request_reset(tx, now, &lookup, hash, ttl, max, &ctx).await
+        })
         .await?;
-    match found {
-        Some(mail) => send_reset(state, &mail, &secret),
-        None => {
-            // The same rendering, for nobody.
-            let _ = state.mailer.templates().render(
-                MailKind::Reset,
-                "",
-                &reset_link(state, &secret),
-                minutes(state.settings.mail.reset_ttl),
-            );
-        }
-    }
+    send_reset(state, found.as_ref(), &secret);
     Ok(())
 }
 
@@ -318,7 +325,7 @@ pub async fn admin_reset(state: &AppState, user_id: String) -> Result<(), ApiErr
         .await?;
     match outcome {
         AdminReset::Started(mail) => {
-            send_reset(state, &mail, &secret);
+            send_reset(state, Some(&mail), &secret);
             Ok(())
         }
         AdminReset::NoSuchUser => Err(super::sessions::no_such_user()),

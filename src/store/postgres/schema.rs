@@ -161,6 +161,14 @@ CREATE INDEX login_failures_by_time ON login_failures (at);
 ALTER TABLE mfa_factors ADD COLUMN code_failures BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE mfa_logins ADD COLUMN browser BOOLEAN NOT NULL DEFAULT FALSE;
 "#,
+    // Version 3 (SQLite's 12): an unverified address blocks nobody; only a verified one
+    // is unique (email_key is lower case, so case-insensitively).
+    r#"
+ALTER TABLE user_emails DROP CONSTRAINT user_emails_email_key_key;
+CREATE INDEX user_emails_by_key ON user_emails (email_key);
+CREATE UNIQUE INDEX user_emails_verified_key ON user_emails (email_key)
+    WHERE verified_at IS NOT NULL;
+"#,
 ];
 
 /// The newest schema version this build knows.

@@ -767,9 +767,10 @@ impl Tx for PgTx<'_> {
         })
         .transpose()
     }
-    async fn user_by_email_key(&mut self, email_key: &str) -> Result<Option<User>> {
+    async fn user_by_verified_email(&mut self, email_key: &str) -> Result<Option<User>> {
         let sql = format!(
-            "SELECT {} FROM users u JOIN user_emails e ON e.user_id = u.id WHERE e.email_key = $1",
+            "SELECT {} FROM users u JOIN user_emails e ON e.user_id = u.id
+             WHERE e.email_key = $1 AND e.verified_at IS NOT NULL",
             USER_COLS
                 .split(", ")
                 .map(|c| format!("u.{c}"))
@@ -781,6 +782,42 @@ impl Tx for PgTx<'_> {
             .as_ref()
             .map(user_from_row)
             .transpose()
+    }
+    async fn lock_email_claims(&mut self, email_key: &str) -> Result<Vec<UserEmail>> {
+        // Locked in one order, so two verifications of the address queue up instead of
+        // deadlocking; the second then sees the first's commit (READ COMMITTED re-reads
+        // a locked row once its lock is released).
+        self.rows(
+            "SELECT user_id, email, verified_at FROM user_emails
+             WHERE email_key = $1 ORDER BY user_id FOR UPDATE",
+            &[&email_key],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(UserEmail {
+                user_id: r.try_get(0)?,
+                email: r.try_get(1)?,
+                verified_at: r.try_get(2)?,
+            })
+        })
+        .collect()
+    }
+    async fn drop_unverified_claims(&mut self, email_key: &str, owner: &str) -> Result<usize> {
+        self.exec(
+            "DELETE FROM account_tokens
+             WHERE purpose = $3 AND email_key = $1 AND user_id <> $2",
+            &[&email_key, &owner, &TokenPurpose::Verify.as_str()],
+        )
+        .await?;
+        Ok(count(
+            self.exec(
+                "DELETE FROM user_emails
+                 WHERE email_key = $1 AND user_id <> $2 AND verified_at IS NULL",
+                &[&email_key, &owner],
+            )
+            .await?,
+        ))
     }
     async fn set_email(&mut self, email: &UserEmail, email_key: &str) -> Result<()> {
         self.exec(

@@ -237,6 +237,28 @@ ALTER TABLE mfa_factors ADD COLUMN code_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE mfa_logins ADD COLUMN browser INTEGER NOT NULL DEFAULT 0;
 "#,
         ),
+        // Version 12: an unverified address blocks nobody (docs/contract.md "Email and
+        // account recovery"): any number of accounts may claim one, and only a verified
+        // address is unique (case-insensitive: email_key is lower case). SQLite cannot
+        // drop a column's UNIQUE, so the table is rebuilt; its rows already satisfy the
+        // narrower index.
+        M::up(
+            r#"
+CREATE TABLE user_emails_v12 (
+    user_id     TEXT PRIMARY KEY NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email       TEXT NOT NULL,
+    email_key   TEXT NOT NULL,
+    verified_at INTEGER
+) STRICT;
+INSERT INTO user_emails_v12 (user_id, email, email_key, verified_at)
+    SELECT user_id, email, email_key, verified_at FROM user_emails;
+DROP TABLE user_emails;
+ALTER TABLE user_emails_v12 RENAME TO user_emails;
+CREATE INDEX user_emails_by_key ON user_emails(email_key);
+CREATE UNIQUE INDEX user_emails_verified_key ON user_emails(email_key)
+    WHERE verified_at IS NOT NULL;
+"#,
+        ),
     ])
 }
 
@@ -309,6 +331,48 @@ mod tests {
         );
         assert_eq!(rows[3].1, "carol");
         assert_eq!(rows[3].2, "carol");
+    }
+
+    #[test]
+    fn version_12_keeps_addresses_and_makes_only_verified_ones_unique() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let migrations = super::migrations();
+        migrations.to_version(&mut conn, 10).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES
+                 ('a', 'a', 'a', 'h', 1), ('b', 'b', 'b', 'h', 2), ('c', 'c', 'c', 'h', 3);
+             INSERT INTO user_emails VALUES ('a', 'X@example.com', 'x@example.com', 5);",
+        )
+        .unwrap();
+        migrations.to_latest(&mut conn).unwrap();
+        let kept: (String, String, i64) = conn
+            .query_row(
+                "SELECT email, email_key, verified_at FROM user_emails WHERE user_id = 'a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("X@example.com".into(), "x@example.com".into(), 5));
+        // Two unverified claims beside the verified one; a second verified one is refused.
+        conn.execute_batch(
+            "INSERT INTO user_emails VALUES ('b', 'x@example.com', 'x@example.com', NULL);
+             INSERT INTO user_emails VALUES ('c', 'x@example.com', 'x@example.com', NULL);",
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "UPDATE user_emails SET verified_at = 6 WHERE user_id = 'b'",
+                []
+            )
+            .is_err());
+        // Erasure still takes the address with the user.
+        conn.execute("DELETE FROM users WHERE id = 'a'", [])
+            .unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM user_emails", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]

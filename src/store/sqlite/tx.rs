@@ -199,8 +199,15 @@ impl Tx for SqliteTx<'_> {
     async fn email_of_user(&mut self, user_id: &str) -> Result<Option<UserEmail>> {
         emails::of_user(self.conn, user_id)
     }
-    async fn user_by_email_key(&mut self, email_key: &str) -> Result<Option<User>> {
-        emails::user_by_key(self.conn, email_key)
+    async fn user_by_verified_email(&mut self, email_key: &str) -> Result<Option<User>> {
+        emails::verified_owner(self.conn, email_key)
+    }
+    async fn lock_email_claims(&mut self, email_key: &str) -> Result<Vec<UserEmail>> {
+        // The single writer already runs write jobs one after the other.
+        emails::claims(self.conn, email_key)
+    }
+    async fn drop_unverified_claims(&mut self, email_key: &str, owner: &str) -> Result<usize> {
+        emails::drop_unverified_claims(self.conn, email_key, owner)
     }
     async fn set_email(&mut self, email: &UserEmail, email_key: &str) -> Result<()> {
         emails::set(self.conn, email, email_key)
