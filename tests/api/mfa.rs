@@ -55,6 +55,7 @@ fn sessions_of(app: &TestApp) -> i64 {
 /// and the enrolment's `otpauth://` URI reads back in pyotp as the same SHA-1, 6-digit,
 /// 30-second key.
 #[tokio::test]
+#[ignore = "needs Python test packages: scripts/test runs it"]
 async fn rfc6238_4_codes_computed_by_pyotp_are_accepted() {
     let app = spawn_app().await;
     let t = app.user_with_session("alice").await;

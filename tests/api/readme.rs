@@ -19,6 +19,7 @@ fn walkthrough() -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs curl and jq: scripts/test runs it"]
 async fn the_readme_walkthrough_works_verbatim() {
     let app = spawn_app().await;
     let script = walkthrough();

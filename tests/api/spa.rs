@@ -19,6 +19,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test]
+#[ignore = "needs Node and Chromium: scripts/test runs it"]
 async fn the_example_spa_works_in_a_real_browser_and_another_site_cannot_use_its_cookie() {
     let (spa_port, evil_port) = (free_port(), free_port());
     let spa_origin = format!("http://127.0.0.1:{spa_port}");

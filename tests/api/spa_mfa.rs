@@ -12,6 +12,7 @@ use crate::helpers::{spawn_app_with, PASSWORD};
 use crate::mail_sink::free_port;
 
 #[tokio::test]
+#[ignore = "needs Node and Chromium: scripts/test runs it"]
 async fn the_example_spa_enrols_totp_and_signs_in_with_a_code_and_a_recovery_code() {
     let spa_port = free_port();
     let origin = format!("http://127.0.0.1:{spa_port}");

@@ -15,6 +15,7 @@ use crate::mail_sink::{free_port, SmtpSink};
 const NEW_PASSWORD: &str = "chosen in the browser 2026";
 
 #[tokio::test]
+#[ignore = "needs Node, Chromium and the SMTP sink: scripts/test runs it"]
 async fn the_example_spa_resets_a_forgotten_password_from_the_mailed_link() {
     let sink = SmtpSink::start();
     let spa_port = free_port();

@@ -23,6 +23,7 @@ const TABLES: &[&str] = &[
 ];
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test runs it"]
 async fn store_copy_moves_a_populated_sqlite_store_and_every_token_works_after() {
     if db::postgres_run() {
         return; // the source is a SQLite store: the SQLite pass runs this
