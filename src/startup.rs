@@ -141,7 +141,7 @@ impl Application {
             }
             None => (None, None),
         };
-        state.mailer.spawn_worker()?;
+        state.mailer.spawn_worker(addr.ip().is_loopback())?;
         crate::housekeeping::spawn(state.clone());
         crate::housekeeping::spawn_key_reloader(state.clone());
         crate::feed::spawn_follower(state.feed.clone(), state.store.clone(), state.clock.clone());
@@ -269,7 +269,7 @@ pub fn load_tls(tls: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
 /// `/metrics` on the main listener tells anyone who can reach it request counts, login
 /// outcomes and session numbers: fine on loopback, worth a warning anywhere else.
 fn warn_if_metrics_are_public(settings: &Settings, addr: std::net::SocketAddr) {
-    if settings.server.metrics_bind.is_none() {
+    if settings.server.metrics_bind.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             bind = %addr,
             "GET /metrics is served on the main listener: anyone who can reach it sees \

@@ -156,7 +156,10 @@ impl Mailer {
     }
 
     /// Starts the delivery task (once; later calls do nothing). Needs a Tokio runtime.
-    pub fn spawn_worker(self: &Arc<Self>) -> anyhow::Result<()> {
+    /// Starts the delivery worker. `development` (listening on loopback only): a missing
+    /// SMTP configuration is expected there, so it is said at INFO, not WARN (a first start
+    /// with no configuration should not look broken).
+    pub fn spawn_worker(self: &Arc<Self>, development: bool) -> anyhow::Result<()> {
         let Some(rx) = self
             .pending
             .lock()
@@ -181,10 +184,13 @@ impl Mailer {
                     .build(),
             ),
             (MailTransport::Smtp, None) => {
-                tracing::warn!(
-                    "mail.smtp_url is not set: email verification and password-reset \
-                     mails cannot be sent (POST /password/forgot still answers 202)"
-                );
+                let message = "mail.smtp_url is not set: email verification and password-reset \
+                     mails cannot be sent (POST /password/forgot still answers 202)";
+                if development {
+                    tracing::info!("{message}");
+                } else {
+                    tracing::warn!("{message}");
+                }
                 Sender::Disabled
             }
         };

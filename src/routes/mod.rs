@@ -303,7 +303,8 @@ pub async fn log_request(
             %method,
             route,
             status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            // Whole microseconds, so the number prints without float artefacts.
+            latency_ms = elapsed.as_micros() as f64 / 1000.0,
             "request"
         )
     });

@@ -1013,9 +1013,14 @@ async fn rfc8259_4_browser_login_refuses_repeated_members_as_login_does() {
 
 #[tokio::test]
 async fn metrics_on_the_public_listener_log_a_warning_at_start() {
-    let served = tokio::task::spawn_blocking(crate::helpers::Served::start)
-        .await
-        .unwrap();
+    // Listening beyond loopback (every address; the test still talks over loopback).
+    let public = tempfile::tempdir().unwrap();
+    let served = tokio::task::spawn_blocking({
+        let path = public.path().to_owned();
+        move || crate::helpers::Served::start_in(&path, &[("LATCHKEY_SERVER__BIND", "0.0.0.0:0")])
+    })
+    .await
+    .unwrap();
     let logs = served.logs();
     assert!(
         logs.lines()
@@ -1035,4 +1040,11 @@ async fn metrics_on_the_public_listener_log_a_warning_at_start() {
     .await
     .unwrap();
     assert!(!separate.logs().contains("server.metrics_bind (e.g."));
+    // On loopback alone (development) /metrics is nobody else's to read: no warning, and
+    // a first start with no configuration logs no WARN line at all.
+    let local = tokio::task::spawn_blocking(crate::helpers::Served::start)
+        .await
+        .unwrap();
+    let logs = local.logs();
+    assert!(!logs.lines().any(|l| l.contains("\"WARN\"")), "{logs}");
 }

@@ -617,8 +617,9 @@ impl Served {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .arg("serve")
             .current_dir(dir)
-            .envs(env.iter().copied())
+            // A test may bind elsewhere (`env` comes after the default).
             .env("LATCHKEY_SERVER__BIND", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .env("LATCHKEY_LOG__FORMAT", "json")
             .env("LATCHKEY_LOG__LEVEL", "debug")
             .env_remove("RUST_LOG")
