@@ -177,14 +177,30 @@ pub(super) async fn user_named(tx: &mut dyn Tx, key: &str) -> anyhow::Result<Use
 }
 
 /// One line from standard input, or a hidden prompt on a terminal.
+/// The new password: typed twice at a terminal (a typo would otherwise lock the account
+/// out on its first use), or one line of standard input for scripts. Empty input is
+/// refused as empty, not as "too short".
 fn read_password() -> anyhow::Result<String> {
-    if std::io::stdin().is_terminal() {
-        return rpassword::prompt_password("password: ").context("cannot read the password");
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").context("cannot read the password")?;
+        if !first.is_empty() {
+            let again = rpassword::prompt_password("password again: ")
+                .context("cannot read the password")?;
+            if again != first {
+                bail!("the two passwords differ; nothing was changed");
+            }
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("no password was given (type it at the prompt, or pipe it on standard input)");
     }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the password from standard input")?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    Ok(password)
 }

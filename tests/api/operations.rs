@@ -737,3 +737,22 @@ async fn a_bare_trusted_proxy_address_in_the_environment_is_believed() {
         .unwrap();
     assert_eq!(sessions[0]["ip"], "203.0.113.7");
 }
+
+/// A newcomer's `users add` with nothing typed is told that no password was given (not
+/// that it is "too short"), and no user is created.
+#[tokio::test]
+async fn users_add_with_an_empty_password_says_none_was_given_and_creates_nobody() {
+    let app = crate::helpers::spawn_app().await;
+    let out = app.cli(&["users", "add", "newcomer"], "\n").await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no password was given"), "{err}");
+    assert!(!err.contains("short"), "{err}");
+    assert_eq!(
+        app.sql().count(
+            "SELECT COUNT(*) FROM users WHERE username = ?1",
+            &["newcomer"]
+        ),
+        0
+    );
+}
