@@ -134,7 +134,7 @@ impl Settings {
         figment = figment.merge(Env::prefixed("LATCHKEY_").split("__").ignore(&["config"]));
         let settings: Settings = figment
             .extract()
-            .map_err(|e| ConfigError(one_line(&e.to_string())))?;
+            .map_err(|e| ConfigError(describe_load_error(&e.to_string())))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -281,6 +281,15 @@ fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
+}
+
+/// A configuration error in one line, except a TOML syntax error, whose snippet of the
+/// file with a caret under the mistake is what makes it findable.
+fn describe_load_error(s: &str) -> String {
+    if s.contains("TOML parse error") {
+        return s.trim_end().to_owned();
+    }
+    one_line(s)
 }
 
 fn one_line(s: &str) -> String {

@@ -756,3 +756,21 @@ async fn users_add_with_an_empty_password_says_none_was_given_and_creates_nobody
         0
     );
 }
+
+/// A TOML syntax error keeps the parser's snippet (the line and a caret under the
+/// mistake) instead of being squashed onto one line.
+#[test]
+fn a_toml_syntax_error_shows_the_line_and_where_on_it() {
+    let (code, stderr) = check_config("[server]\nbind = \"127.0.0.1:0\"\nworkers = = 2\n", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.starts_with("latchkey: "), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("workers = = 2")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.trim_end().ends_with('^')),
+        "{stderr}"
+    );
+}
