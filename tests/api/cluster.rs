@@ -814,6 +814,17 @@ impl OwnPostgres {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    /// A latchkey instance on this cluster alone (its keys in the database).
+    async fn app(&self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings(dir.path());
+        settings.store.path = None;
+        settings.store.url = Some(Secret::new(self.url.clone()));
+        settings.keys.kek_file = Some(db::write_kek(dir.path()));
+        let clock = Arc::new(ManualClock::starting_now());
+        spawn_instance(settings, clock, dir).await
+    }
 }
 
 impl Drop for OwnPostgres {
@@ -833,13 +844,7 @@ async fn postgresql_down_and_restarted_gives_503s_then_recovers_without_a_500() 
     }
     use std::sync::atomic::{AtomicBool, Ordering};
     let pg = OwnPostgres::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(dir.path());
-    settings.store.path = None;
-    settings.store.url = Some(Secret::new(pg.url.clone()));
-    settings.keys.kek_file = Some(db::write_kek(dir.path()));
-    let clock = Arc::new(ManualClock::starting_now());
-    let app = spawn_instance(settings, clock, dir).await;
+    let app = pg.app().await;
     let mut heads = Vec::new();
     for i in 0..4 {
         heads.push(app.user_with_session(&format!("user{i}")).await.refresh);
@@ -1009,13 +1014,7 @@ async fn an_unreachable_database_answers_503_saying_the_database_is_unavailable(
         return;
     }
     let pg = OwnPostgres::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(dir.path());
-    settings.store.path = None;
-    settings.store.url = Some(Secret::new(pg.url.clone()));
-    settings.keys.kek_file = Some(db::write_kek(dir.path()));
-    let clock = Arc::new(ManualClock::starting_now());
-    let app = spawn_instance(settings, clock, dir).await;
+    let app = pg.app().await;
     let t = app.user_with_session("alice").await;
     pg.ctl("stop");
     let res = app.refresh(&t.refresh).await;
