@@ -510,6 +510,39 @@ mod tests {
     }
 
     #[test]
+    fn step_up_needs_otp_within_max_age() {
+        let claims = |amr: &[&str], auth_time: i64| Claims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: Audience::One("a".into()),
+            client_id: "c".into(),
+            iat: unix_now(),
+            exp: unix_now() + 900,
+            nbf: None,
+            jti: "j".into(),
+            sid: "sid".into(),
+            scope: String::new(),
+            roles: Vec::new(),
+            auth_time: Some(auth_time),
+            amr: Some(amr.iter().map(|m| (*m).to_owned()).collect()),
+        };
+        let max = Duration::from_secs(900);
+        assert!(claims(&["pwd", "otp"], unix_now())
+            .require_step_up(max)
+            .is_ok());
+        let err = claims(&["pwd"], unix_now())
+            .require_step_up(max)
+            .unwrap_err();
+        assert_eq!(
+            err.www_authenticate(),
+            "Bearer error=\"insufficient_user_authentication\", error_description=\"A second factor is required\", max_age=\"900\""
+        );
+        assert!(claims(&["pwd", "otp"], unix_now() - 901)
+            .require_step_up(max)
+            .is_err());
+    }
+
+    #[test]
     fn header_checks_refuse_what_latchkey_refuses_and_never_panic() {
         let ok = serde_json::json!({"typ": "at+jwt", "alg": "ES256", "kid": "k"});
         assert!(check_header(&format!("{}.e30.sig", b64(&ok))).is_ok());
