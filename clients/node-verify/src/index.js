@@ -23,6 +23,8 @@ const ALGORITHMS = new Set(["ES256", "EdDSA", "RS256"]);
 const FORBIDDEN_HEADERS = ["jwk", "jku", "x5u", "x5c", "crit"];
 /** Time the stream may stay silent (heartbeats come every 15 s) before it is reopened. */
 const SILENCE_MS = 45_000;
+/** Every request but the stream gives up after this long (as the Rust crate's client). */
+const REQUEST_TIMEOUT_MS = 10_000;
 const MIN_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 5_000;
 
@@ -55,6 +57,12 @@ export class VerifyError extends Error {
     return `Bearer error="invalid_token", error_description="${description}"`;
   }
 }
+
+/** The signal of a request that gives up after REQUEST_TIMEOUT_MS, or when `signal` aborts. */
+const timed = (signal) => {
+  const t = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  return signal ? AbortSignal.any([signal, t]) : t;
+};
 
 const invalid = (reason, message) => new VerifyError("invalid_token", reason, message);
 
@@ -144,7 +152,7 @@ class KeyCache {
   async load() {
     this.lastFetch = Date.now();
     this.fetches += 1;
-    const res = await this.fetch(this.uri, { headers: { accept: "application/json" } });
+    const res = await this.fetch(this.uri, { headers: { accept: "application/json" }, signal: timed() });
     if (!res.ok) throw new Error(`GET ${this.uri}: ${res.status}`);
     const age = maxAge(res.headers.get("cache-control"));
     const set = await res.json();
@@ -272,7 +280,7 @@ class Feed {
   async pollOnce() {
     const headers = { authorization: this.auth, accept: "application/json" };
     if (this.etag) headers["if-none-match"] = this.etag;
-    const res = await this.fetch(this.endpoint, { headers, signal: this.stop.signal });
+    const res = await this.fetch(this.endpoint, { headers, signal: timed(this.stop.signal) });
     if (res.status === 304) {
       this.heard = Date.now();
       return;
@@ -511,7 +519,7 @@ export async function createVerifier(options) {
   if (!["refuse", "accept"].includes(onStale)) throw new TypeError('onStale is "refuse" or "accept"');
 
   const metaUrl = metadataUrl ?? `${issuer.replace(/\/+$/, "")}/.well-known/oauth-authorization-server`;
-  const res = await fetchFn(metaUrl, { headers: { accept: "application/json" } });
+  const res = await fetchFn(metaUrl, { headers: { accept: "application/json" }, signal: timed() });
   if (!res.ok) throw new Error(`discovery failed: GET ${metaUrl}: ${res.status}`);
   const meta = await res.json();
   // RFC 8414 §3.3: the metadata's issuer is the configured one, exactly.
