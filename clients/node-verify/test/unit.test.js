@@ -210,6 +210,21 @@ test("the revoked set stays bounded over 10,000 revocations rolling past the hor
   console.log(`10,000 revocations: at most ${largest} held, heap grew ${(grew / 1024).toFixed(0)} KiB`);
 });
 
+test("10,000 revocations through the stream leave the set once past the horizon", async () => {
+  const { lk, verifier } = await setup({ leeway: 0 }, { horizon: 1 });
+  await until(() => lk.state.streams.size === 1, 2000, "the stream");
+  let peak = 0;
+  for (let batch = 0; batch < 10; batch++) {
+    for (let i = 0; i < 1000; i++) lk.revoke(randomUUID());
+    await sleep(500);
+    peak = Math.max(peak, verifier.revokedSessions);
+  }
+  const drained = await until(() => verifier.revokedSessions === 0, 4000, "every entry pruned");
+  console.log(`10,000 streamed revocations (horizon 1 s): at most ${peak} held, none ${drained} ms after the last`);
+  // An entry lives at most 2 s (1 s horizon, whole seconds) plus a 1 s pruning tick.
+  assert.ok(peak <= 5_000, `peak ${peak}`);
+});
+
 test("step-up: requireStepUp and the RFC 9470 challenge", async () => {
   const { lk, verifier } = await setup({ feed: "off" });
   const pwd = await verifier.verify(await lk.mint());

@@ -281,6 +281,26 @@ def test_the_revoked_set_stays_bounded_over_10000_revocations_rolling_past_the_h
     assert at_10000 < at_1000 + 64 * 1024, "memory flat"
 
 
+def test_10000_revocations_through_the_stream_leave_the_set_once_past_the_horizon() -> None:
+    lk = FakeIssuer(horizon=1)
+    v = create_verifier(lk.base, "api", resource_server=("rs", "s"), leeway=0)
+    try:
+        until(lambda: len(lk.streams) == 1, 2, "the stream")
+        peak = 0
+        for _ in range(10):
+            for _ in range(1000):
+                lk.revoke(str(uuid.uuid4()))
+            time.sleep(0.5)
+            peak = max(peak, v.revoked_sessions)
+        drained = until(lambda: v.revoked_sessions == 0, 4, "every entry pruned")
+        print(f"10,000 streamed revocations (horizon 1 s): at most {peak} held, none {drained:.1f} s after the last")
+        # An entry lives at most 2 s (1 s horizon, whole seconds) plus a 1 s pruning tick.
+        assert peak <= 5_000
+    finally:
+        v.close()
+        lk.close()
+
+
 def test_step_up(lk: FakeIssuer, make: Callable[..., Verifier]) -> None:
     v = make(feed="off")
     with pytest.raises(VerifyError) as e:
