@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, jwt_parts, kid_of, spawn_app, TestApp};
 
-fn b64(v: &[u8]) -> String {
+pub(crate) fn b64(v: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(v)
 }
 
-fn encode(header: &Value, claims: &Value) -> String {
+pub(crate) fn encode(header: &Value, claims: &Value) -> String {
     format!(
         "{}.{}",
         b64(&serde_json::to_vec(header).unwrap()),
@@ -43,7 +43,7 @@ fn flip_s(sig: &mut [u8]) {
 
 /// Signs with an ES256 key pair (the server's own, or an attacker's), with a low S as
 /// latchkey's verifier requires, so each test's token differs only by its one flaw.
-fn sign_es256(key: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
+pub(crate) fn sign_es256(key: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
     let input = encode(header, claims);
     let mut sig = key
         .sign(&SystemRandom::new(), input.as_bytes())
@@ -63,7 +63,7 @@ fn sign_es256(key: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
 /// The server's signing key, read from its key folder as an attacker with the private
 /// key file could not do: the tokens it signs are valid except for the one flaw each test
 /// puts in.
-fn server_key(app: &TestApp, kid: &str) -> EcdsaKeyPair {
+pub(crate) fn server_key(app: &TestApp, kid: &str) -> EcdsaKeyPair {
     let text = String::from_utf8(app.key_file(&format!("{kid}.pem"))).unwrap();
     let der = pem::parse(text).unwrap();
     EcdsaKeyPair::from_pkcs8(
@@ -74,7 +74,7 @@ fn server_key(app: &TestApp, kid: &str) -> EcdsaKeyPair {
     .unwrap()
 }
 
-fn attacker_key() -> (EcdsaKeyPair, Value) {
+pub(crate) fn attacker_key() -> (EcdsaKeyPair, Value) {
     let rng = SystemRandom::new();
     let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let key =
@@ -142,7 +142,7 @@ impl Fixture {
     }
 }
 
-fn merge(into: &mut Value, patch: Value) {
+pub(crate) fn merge(into: &mut Value, patch: Value) {
     let (Value::Object(into), Value::Object(patch)) = (into, patch) else {
         panic!("objects only");
     };

@@ -36,4 +36,5 @@ mod spa_recovery;
 mod stall;
 mod stepup;
 mod store_copy;
+mod verifiers;
 mod wellknown;

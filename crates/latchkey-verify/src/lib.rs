@@ -86,6 +86,49 @@ impl Claims {
     }
 }
 
+/// A route that needs step-up (docs/contract.md "Second factor and step-up") was called
+/// with a token whose authentication is not recent or strong enough: answer 401 with
+/// [`StepUpRequired::www_authenticate`] (RFC 9470 §3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the access token's authentication is insufficient (a second factor within {max_age}s is required)")]
+pub struct StepUpRequired {
+    /// The largest `auth_time` age accepted, in seconds.
+    pub max_age: u64,
+}
+
+impl StepUpRequired {
+    /// The `WWW-Authenticate` value of RFC 9470 §3: error
+    /// `insufficient_user_authentication` and the `max_age` the client must meet.
+    pub fn www_authenticate(&self) -> String {
+        format!(
+            "Bearer error=\"insufficient_user_authentication\", error_description=\"A second factor is required\", max_age=\"{}\"",
+            self.max_age
+        )
+    }
+}
+
+impl Claims {
+    /// RFC 9470 step-up, as latchkey's own step-up routes check it: `otp` in `amr`
+    /// (RFC 8176) and `auth_time` no older than `max_age` (with no leeway).
+    pub fn require_step_up(&self, max_age: Duration) -> Result<(), StepUpRequired> {
+        let otp = self
+            .amr
+            .as_ref()
+            .is_some_and(|amr| amr.iter().any(|m| m == "otp"));
+        let max = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let recent = self
+            .auth_time
+            .is_some_and(|t| unix_now().saturating_sub(t) <= max);
+        if otp && recent {
+            Ok(())
+        } else {
+            Err(StepUpRequired {
+                max_age: max_age.as_secs(),
+            })
+        }
+    }
+}
+
 /// `aud`: one string or an array of them (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -464,6 +507,39 @@ mod tests {
 
     fn b64(v: &serde_json::Value) -> String {
         URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn step_up_needs_otp_within_max_age() {
+        let claims = |amr: &[&str], auth_time: i64| Claims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: Audience::One("a".into()),
+            client_id: "c".into(),
+            iat: unix_now(),
+            exp: unix_now() + 900,
+            nbf: None,
+            jti: "j".into(),
+            sid: "sid".into(),
+            scope: String::new(),
+            roles: Vec::new(),
+            auth_time: Some(auth_time),
+            amr: Some(amr.iter().map(|m| (*m).to_owned()).collect()),
+        };
+        let max = Duration::from_secs(900);
+        assert!(claims(&["pwd", "otp"], unix_now())
+            .require_step_up(max)
+            .is_ok());
+        let err = claims(&["pwd"], unix_now())
+            .require_step_up(max)
+            .unwrap_err();
+        assert_eq!(
+            err.www_authenticate(),
+            "Bearer error=\"insufficient_user_authentication\", error_description=\"A second factor is required\", max_age=\"900\""
+        );
+        assert!(claims(&["pwd", "otp"], unix_now() - 901)
+            .require_step_up(max)
+            .is_err());
     }
 
     #[test]
