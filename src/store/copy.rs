@@ -293,3 +293,48 @@ pub fn sqlite_to_postgres(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TABLES;
+
+    /// A table or column added to the schema without a place in `store copy` would be
+    /// silently left behind by every copy: the catalogue of a freshly migrated database
+    /// must match `TABLES` exactly (names and columns, in any order).
+    #[test]
+    fn store_copy_covers_every_table_and_column_of_the_schema() {
+        let conn = crate::store::sqlite::in_memory();
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+                 ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut copied: Vec<&str> = TABLES.iter().map(|(t, _)| *t).collect();
+        copied.sort_unstable();
+        assert_eq!(
+            tables, copied,
+            "store copy's tables differ from the schema's"
+        );
+        for (table, columns) in TABLES {
+            let mut in_schema: Vec<String> = conn
+                .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            in_schema.sort_unstable();
+            let mut listed: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+            listed.sort_unstable();
+            assert_eq!(
+                in_schema, listed,
+                "store copy's columns of {table} differ from the schema's"
+            );
+        }
+    }
+}
