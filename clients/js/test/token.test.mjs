@@ -222,3 +222,54 @@ test('fetch attaches the bearer token', async () => {
   assert.equal(sessions.length, 1);
   assert.equal(sessions[0].current, true);
 });
+
+test('fetch: a 401 invalid_token gets one refresh and one retry, never a loop', async () => {
+  const c = createClient({ issuer: URL_, mode: 'token' });
+  const username = await newUser(c);
+  await c.signIn({ username, password: PASSWORD });
+  const first = await c.getAccessToken();
+  // An API that refuses the first token it sees, then accepts the next one.
+  const seen = [];
+  let refuseAll = false;
+  const api = createServer((req, res) => {
+    seen.push(req.headers.authorization);
+    if (refuseAll || req.headers.authorization === 'Bearer ' + first) {
+      res.writeHead(401, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+      res.end();
+    } else { res.writeHead(200); res.end('ok'); }
+  });
+  await new Promise((r) => api.listen(0, '127.0.0.1', r));
+  try {
+    const at = `http://127.0.0.1:${api.address().port}/orders`;
+    const res = await c.fetch(at);
+    assert.equal(res.status, 200);
+    assert.equal(seen.length, 2, 'one retry');
+    assert.notEqual(seen[1], seen[0], 'with a refreshed token');
+    refuseAll = true;
+    seen.length = 0;
+    const again = await c.fetch(at);
+    assert.equal(again.status, 401, 'a second 401 is returned, not retried');
+    assert.equal(seen.length, 2);
+  } finally {
+    api.close();
+  }
+});
+
+test('a device clock an hour off changes nothing: expiry counts from expires_in', async () => {
+  const realNow = Date.now;
+  Date.now = () => realNow() + 3600_000;
+  try {
+    let sent = 0;
+    const c = createClient({
+      issuer: URL_, mode: 'token',
+      fetch: (i, n) => { if (String(i).endsWith('/oauth/token')) sent++; return fetch(i, n); },
+    });
+    const username = await newUser(c);
+    await c.signIn({ username, password: PASSWORD });
+    for (let i = 0; i < 10; i++) assert.ok(await c.getAccessToken());
+    assert.equal(sent, 0, 'no refresh of a token that is not near expiry');
+    assert.ok(Math.abs(c.session.expiresAt - Date.now() - 900_000) < 5000, 'expiresAt on the local clock');
+  } finally {
+    Date.now = realNow;
+  }
+});
