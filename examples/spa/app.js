@@ -7,37 +7,31 @@
 //   asks for the code (or a recovery code) and finishes at /browser/login/mfa. The
 //   `mfa_token` lives only in memory, like the access token.
 // The API base comes from ?api=…, else http://localhost:8080.
-'use strict';
+
+
+// latchkey example SPA, built on @latchkey/client in cookie mode (clients/js,
+// docs/spa-guide.md). The library does what this page used to do by hand:
+// - the access token is kept in memory, never in storage; the refresh token is an
+//   HttpOnly cookie set by latchkey, which no script can read;
+// - /browser/* calls carry credentials, the X-Latchkey-CSRF header and a JSON body;
+// - silent refresh ahead of expiry, one at a time across the tabs (Web Locks), the new
+//   token shared over BroadcastChannel; sign-in and sign-out reach every tab;
+// - an account with a second factor answers the password with `mfa_required`; the page
+//   asks for the code (or a recovery code) and the library finishes the login.
+// No bundler: latchkey-client.js is clients/js/dist/index.js (a symlink here; copy it
+// when you deploy, or import '@latchkey/client' through your bundler).
+// The API base comes from ?api=…, else http://localhost:8080.
+import { createClient } from './latchkey-client.js';
 
 const API = new URLSearchParams(location.search).get('api') || 'http://localhost:8080';
+const lk = createClient({ issuer: API, mode: 'cookie' });
 
-let accessToken = null; // memory only
-let refreshTimer = null;
-let refreshInFlight = null;
-let mfaToken = null; // memory only: the pending login's token (5 minutes, single use)
+let pendingMfa = null; // memory only: the pending login's second step (5 minutes)
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $('status').textContent = text; };
 
-async function browserCall(path, body) {
-  return fetch(API + path, {
-    method: 'POST',
-    credentials: 'include',
-    headers: { 'Content-Type': 'application/json', 'X-Latchkey-CSRF': '1' },
-    body: JSON.stringify(body || {}),
-  });
-}
-
-function accept(tokens) {
-  accessToken = tokens.access_token;
-  clearTimeout(refreshTimer);
-  const inMs = Math.max(5, tokens.expires_in - 30) * 1000;
-  refreshTimer = setTimeout(() => { refresh(); }, inMs);
-}
-
 function signedOut(message) {
-  accessToken = null;
-  clearTimeout(refreshTimer);
   $('signed-in').hidden = true;
   $('mfa-form').hidden = true;
   $('forgot-form').hidden = true;
@@ -46,48 +40,41 @@ function signedOut(message) {
   status(message || 'Signed out.');
 }
 
-// Silent refresh; concurrent callers in this tab share one request.
-async function refresh() {
-  if (!refreshInFlight) {
-    refreshInFlight = (async () => {
-      try {
-        const res = await browserCall('/browser/refresh');
-        if (!res.ok) { signedOut('Your session has ended; please sign in.'); return false; }
-        accept(await res.json());
-        await showSignedIn();
-        return true;
-      } catch (e) {
-        status('Network error: ' + e.message);
-        return false;
-      } finally {
-        refreshInFlight = null;
-      }
-    })();
+lk.onAuthStateChange(({ event, reason }) => {
+  if (event === 'SIGNED_IN') showSignedIn();
+  if (event === 'SIGNED_OUT') signedOut();
+  if (event === 'SESSION_ENDED') {
+    signedOut(reason === 'reuse'
+      ? 'Your session was ended because it was used from somewhere else. Please sign in again.'
+      : 'Your session has ended; please sign in.');
   }
-  return refreshInFlight;
-}
+});
 
-async function api(method, path) {
-  const res = await fetch(API + path, { method, headers: { Authorization: 'Bearer ' + accessToken } });
-  if (res.status === 401) { return (await refresh()) ? api(method, path) : null; }
-  return res;
+// A refresh on demand (the "Refresh now" button and the end-to-end test): true while
+// the session lives.
+async function refresh() {
+  try {
+    return (await lk.refresh()) !== null;
+  } catch (e) {
+    status('Network error: ' + e.message);
+    return false;
+  }
 }
 
 async function showSignedIn() {
-  const me = await api('GET', '/me');
-  if (!me || !me.ok) { return; }
-  const user = await me.json();
+  let user;
+  try { user = await lk.me(); } catch { return; }
   $('who').textContent = user.username;
   $('login-form').hidden = true;
+  $('mfa-form').hidden = true;
   $('signed-in').hidden = false;
   status('Signed in.');
   await showSessions();
 }
 
 async function showSessions() {
-  const res = await api('GET', '/me/sessions');
-  if (!res || !res.ok) { return; }
-  const sessions = await res.json();
+  let sessions;
+  try { sessions = await lk.sessions.list(); } catch { return; }
   const rows = sessions.map((s) => {
     const tr = document.createElement('tr');
     if (s.current) tr.className = 'current';
@@ -103,7 +90,7 @@ async function showSessions() {
     } else {
       const b = document.createElement('button');
       b.textContent = 'Revoke';
-      b.onclick = async () => { await api('DELETE', '/me/sessions/' + s.id); await showSessions(); };
+      b.onclick = async () => { await lk.sessions.revoke(s.id).catch(() => {}); await showSessions(); };
       td.appendChild(b);
     }
     tr.appendChild(td);
@@ -115,69 +102,53 @@ async function showSessions() {
 $('login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const res = await browserCall('/browser/login', {
-    username: form.get('username'),
-    password: form.get('password'),
-    remember_me: form.get('remember_me') === 'on',
-  });
-  if (!res.ok) {
-    const body = await res.json().catch(() => ({}));
-    if (body.error === 'mfa_required') {
-      // The password was right; the second step finishes the login.
-      mfaToken = body.mfa_token;
-      event.target.reset();
-      $('login-error').textContent = '';
-      $('login-form').hidden = true;
-      $('mfa-error').textContent = '';
-      $('mfa-form').hidden = false;
-      status('Enter the code from your authenticator app.');
-      return;
-    }
-    $('login-error').textContent = res.status === 429 ? 'Too many attempts; wait a moment.' : 'Wrong username or password.';
+  let result;
+  try {
+    result = await lk.signIn({
+      username: form.get('username'),
+      password: form.get('password'),
+      rememberMe: form.get('remember_me') === 'on',
+    });
+  } catch (e) {
+    $('login-error').textContent = e.status === 429 ? 'Too many attempts; wait a moment.' : 'Wrong username or password.';
     return;
   }
   $('login-error').textContent = '';
-  accept(await res.json());
-  await showSignedIn();
+  event.target.reset();
+  if (result.status === 'mfa_required') {
+    // The password was right; the second step finishes the login.
+    pendingMfa = result;
+    $('login-form').hidden = true;
+    $('mfa-error').textContent = '';
+    $('mfa-form').hidden = false;
+    status('Enter the code from your authenticator app.');
+  }
+  // signed_in: the SIGNED_IN event shows the page.
 });
 
 // Six digits are an app's code; anything else is taken for a recovery code.
 $('mfa-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const typed = new FormData(event.target).get('code').trim();
-  const body = /^[0-9]{3} ?[0-9]{3}$/.test(typed)
-    ? { mfa_token: mfaToken, code: typed }
-    : { mfa_token: mfaToken, recovery_code: typed };
-  const res = await browserCall('/browser/login/mfa', body);
-  if (res.ok) {
-    mfaToken = null;
+  const factor = /^[0-9]{3} ?[0-9]{3}$/.test(typed) ? { code: typed } : { recoveryCode: typed };
+  try {
+    await pendingMfa.complete(factor);
+    pendingMfa = null;
     event.target.reset();
-    $('mfa-form').hidden = true;
-    accept(await res.json());
-    await showSignedIn();
-    return;
+  } catch (e) {
+    if (e.code === 'invalid_grant') {
+      // Expired, used, or too many wrong codes: start again with the password.
+      pendingMfa = null;
+      signedOut('That sign-in has expired; please sign in again.');
+      return;
+    }
+    $('mfa-error').textContent = e.status === 429
+      ? 'Too many attempts; wait a moment.'
+      : 'That code is wrong or was already used.';
   }
-  const err = await res.json().catch(() => ({}));
-  if (err.error === 'invalid_grant') {
-    // Expired, used, or too many wrong codes: start again with the password.
-    mfaToken = null;
-    signedOut('That sign-in has expired; please sign in again.');
-    return;
-  }
-  $('mfa-error').textContent = res.status === 429
-    ? 'Too many attempts; wait a moment.'
-    : 'That code is wrong or was already used.';
 });
 
-// Setting up the second factor (Bearer calls with the in-memory access token).
-async function apiJson(method, path, body) {
-  return fetch(API + path, {
-    method,
-    headers: { Authorization: 'Bearer ' + accessToken, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-}
-
+// Setting up the second factor.
 $('mfa-setup').addEventListener('click', () => {
   $('mfa-enrol-form').hidden = false;
   $('mfa-codes').hidden = true;
@@ -186,10 +157,14 @@ $('mfa-setup').addEventListener('click', () => {
 $('mfa-enrol-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const password = new FormData(event.target).get('password');
-  const res = await apiJson('POST', '/me/mfa/totp', { password });
   event.target.reset();
-  if (!res.ok) { status(res.status === 409 ? 'Two-step verification is already on.' : 'Wrong password.'); return; }
-  const enrol = await res.json();
+  let enrol;
+  try {
+    enrol = await lk.mfa.enrollTotp({ password });
+  } catch (e) {
+    status(e.status === 409 ? 'Two-step verification is already on.' : 'Wrong password.');
+    return;
+  }
   $('mfa-secret').textContent = enrol.secret;
   // As an image, never as markup inserted into the page.
   $('mfa-qr').src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(enrol.qr_svg);
@@ -201,9 +176,13 @@ $('mfa-enrol-form').addEventListener('submit', async (event) => {
 $('mfa-confirm-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const code = new FormData(event.target).get('code').trim();
-  const res = await apiJson('POST', '/me/mfa/totp/confirm', { code });
-  if (!res.ok) { $('mfa-confirm-error').textContent = 'That code is wrong; try the next one.'; return; }
-  const { recovery_codes: codes } = await res.json();
+  let codes;
+  try {
+    ({ recovery_codes: codes } = await lk.mfa.confirmTotp({ code }));
+  } catch {
+    $('mfa-confirm-error').textContent = 'That code is wrong; try the next one.';
+    return;
+  }
   event.target.reset();
   event.target.hidden = true;
   $('mfa-secret').textContent = '';
@@ -218,10 +197,7 @@ $('mfa-confirm-form').addEventListener('submit', async (event) => {
 });
 
 $('refresh').addEventListener('click', () => refresh());
-$('logout').addEventListener('click', async () => {
-  await browserCall('/browser/logout');
-  signedOut();
-});
+$('logout').addEventListener('click', () => lk.signOut().catch(() => signedOut()));
 
 // Account recovery (docs/contract.md "Email and account recovery"). Plain JSON calls:
 // no cookie and no session are involved. The reset link is
@@ -251,50 +227,46 @@ function showRecovery() {
   return false;
 }
 
-async function jsonCall(path, body) {
-  return fetch(API + path, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-}
-
 $('forgot-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const who = new FormData(event.target).get('who').trim();
-  const res = await jsonCall('/password/forgot', who.includes('@') ? { email: who } : { username: who });
-  $('forgot-result').textContent = res.status === 202
-    ? 'If that account has a verified email address, a link is on its way. Check your mail.'
-    : res.status === 429 ? 'Too many requests; wait a moment.' : 'Please check what you typed.';
+  try {
+    await lk.password.forgot(who.includes('@') ? { email: who } : { username: who });
+    $('forgot-result').textContent = 'If that account has a verified email address, a link is on its way. Check your mail.';
+  } catch (e) {
+    $('forgot-result').textContent = e.status === 429 ? 'Too many requests; wait a moment.' : 'Please check what you typed.';
+  }
 });
 
 $('reset-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const password = new FormData(event.target).get('new_password');
-  const res = await jsonCall('/password/reset', { token: resetToken, new_password: password });
-  if (res.status === 204) {
-    resetToken = null;
-    event.target.reset();
-    signedOut('Your password has been changed and every session ended. Please sign in.');
+  try {
+    await lk.password.reset({ token: resetToken, newPassword: password });
+  } catch (e) {
+    $('reset-result').textContent = e.code === 'invalid_grant'
+      ? 'This link is invalid, used or expired. Ask for a new one.'
+      : (e.description || 'The password was refused.');
     return;
   }
-  const body = await res.json().catch(() => ({}));
-  $('reset-result').textContent = body.error === 'invalid_grant'
-    ? 'This link is invalid, used or expired. Ask for a new one.'
-    : (body.error_description || 'The password was refused.');
+  resetToken = null;
+  event.target.reset();
+  signedOut('Your password has been changed and every session ended. Please sign in.');
 });
 
 window.addEventListener('hashchange', () => {
-  if (!showRecovery() && !accessToken) signedOut('Please sign in.');
+  if (!showRecovery() && !lk.session) signedOut('Please sign in.');
 });
 
 // For the end-to-end test (and the curious): trigger a refresh, read what the page knows.
 window.latchkey = {
   refresh,
-  signedIn: () => accessToken !== null,
+  signedIn: () => lk.session !== null,
 };
 
-// After a reload the access token is gone; the cookie brings the session back.
-if (!showRecovery()) {
-  refresh().then((ok) => { if (!ok) signedOut('Please sign in.'); });
-}
+// After a reload the access token is gone; the cookie (or another tab) brings the
+// session back: `ready` resolves once the library knows.
+const recovering = showRecovery();
+lk.ready.then(() => {
+  if (!recovering && !lk.session) signedOut('Please sign in.');
+});

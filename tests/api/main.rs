@@ -14,6 +14,7 @@ mod forged;
 mod hardening;
 mod health;
 mod interop;
+mod js_client;
 mod keys;
 mod login;
 mod login_hardening;

@@ -52,8 +52,9 @@ async fn the_readme_walkthrough_works_verbatim() {
     let grants = stdout.matches("\"error\":\"invalid_grant\"").count();
     assert_eq!(grants, 2, "{stdout}");
     assert!(
-        stdout
-            .ends_with("\"error_description\":\"the refresh token has expired or been revoked\"}"),
+        stdout.ends_with(
+            "\"error_description\":\"the session was revoked: refresh token reuse was detected\"}"
+        ),
         "{stdout}"
     );
 }

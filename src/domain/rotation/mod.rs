@@ -98,6 +98,11 @@ pub struct Granted {
 pub enum Rejection {
     Unknown,
     SessionEnded,
+    /// The session was revoked because one of its rotated tokens came back (theft). Its
+    /// holder is told so, so that a client can say why it was signed out (the client
+    /// libraries' `SESSION_ENDED` reason `reuse`); the replayed token itself still gets
+    /// the generic answer.
+    EndedByReuse,
     OtherClient,
     ScopeTooWide,
 }
@@ -107,6 +112,7 @@ impl Rejection {
         match self {
             Rejection::Unknown => "the refresh token is invalid",
             Rejection::SessionEnded => "the refresh token has expired or been revoked",
+            Rejection::EndedByReuse => "the session was revoked: refresh token reuse was detected",
             Rejection::OtherClient => "the refresh token was issued to another client",
             Rejection::ScopeTooWide => "the requested scope exceeds the granted scope",
         }
@@ -193,7 +199,13 @@ pub async fn refresh(
         is_head,
     } = found;
     if !session.is_active(now) {
-        return Ok(RefreshOutcome::Rejected(Rejection::SessionEnded));
+        return Ok(RefreshOutcome::Rejected(
+            if session.revoked_reason == Some(RevocationReason::Reuse) {
+                Rejection::EndedByReuse
+            } else {
+                Rejection::SessionEnded
+            },
+        ));
     }
     let user = match tx.user_by_id(&session.user_id).await? {
         Some(u) if u.is_enabled() => u,

@@ -361,7 +361,7 @@ fn after_reuse_the_head_is_refused_too() {
     ));
     assert!(matches!(
         present(&f, f.head_at + 2, request(&f.tokens[2])),
-        RefreshOutcome::Rejected(Rejection::SessionEnded)
+        RefreshOutcome::Rejected(Rejection::EndedByReuse)
     ));
 }
 
