@@ -291,7 +291,14 @@ pub async fn log_request(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
-    let span = tracing::info_span!("request", request_id = %request_id);
+    // The caller's ids are filled in once known (`telemetry::record_caller`).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        user_id = tracing::field::Empty,
+        session_id = tracing::field::Empty,
+        client_id = tracing::field::Empty,
+    );
     // Store jobs' deadlines count from here (`store::deadline`).
     let mut res =
         crate::store::deadline::from_arrival(started, next.call(req).instrument(span.clone()))

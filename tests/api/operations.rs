@@ -230,7 +230,7 @@ async fn https_with_a_certificate_made_in_the_test_sends_hsts() {
 }
 
 #[tokio::test]
-async fn logs_of_a_full_flow_are_json_lines_with_request_ids_and_no_secret() {
+async fn logs_of_a_full_flow_are_json_lines_with_request_and_caller_ids_and_no_secret() {
     let mut served = tokio::task::spawn_blocking(Served::start).await.unwrap();
     let client = reqwest::Client::new();
     let password = "an unguessable passphrase 7781";
@@ -302,6 +302,7 @@ async fn logs_of_a_full_flow_are_json_lines_with_request_ids_and_no_secret() {
     }
     assert!(!logs.contains("a wrong password"));
     let mut requests = 0;
+    let mut named_callers = Vec::new();
     for line in logs.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
@@ -309,9 +310,21 @@ async fn logs_of_a_full_flow_are_json_lines_with_request_ids_and_no_secret() {
             requests += 1;
             assert!(v["span"]["request_id"].is_string(), "{line}");
             assert!(v["route"].is_string() && v["status"].is_number(), "{line}");
+            // Whose request it was, once known: a login names the session it opened,
+            // a Bearer route its caller (ids only).
+            if v["route"] == "/logout" || (v["route"] == "/login" && v["status"] == 200) {
+                let span = &v["span"];
+                assert!(
+                    span["user_id"].is_string() && span["session_id"].is_string(),
+                    "{line}"
+                );
+                assert!(span["client_id"].is_string(), "{line}");
+                named_callers.push(span["user_id"].as_str().unwrap().to_owned());
+            }
         }
     }
     assert!(requests >= 6, "one line per request: {logs}");
+    assert!(!named_callers.is_empty(), "{logs}");
     assert!(
         logs.contains("flow-login-1"),
         "the client's request id is logged"
