@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::storage::{locked, KeyStorage};
 use crate::domain::Algorithm;
 
-pub(super) const MANIFEST: &str = "manifest.json";
+pub const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyEntry {

@@ -68,7 +68,7 @@ pub use device::{DeviceKey, DEVICE_TOKEN_TTL_SECS};
 pub use jwk::Jwk;
 pub use kek::{init_kek_file, Kek, KEK_LEN};
 pub use keyset::{KeySet, Keys};
-pub use manifest::{read_manifest, with_locked_manifest, KeyEntry, KeyState, Manifest};
+pub use manifest::{read_manifest, with_locked_manifest, KeyEntry, KeyState, Manifest, MANIFEST};
 pub use sealer::Sealer;
 pub use signing::{p256_s_is_low, SigningKey};
 pub use storage::{locked, BlobStore, DirStorage, KeyStorage, MemoryBlobs, SealedStorage};

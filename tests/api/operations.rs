@@ -541,6 +541,14 @@ fn check_config_warns_about_key_and_seal_files_that_others_can_read() {
             .output()
             .unwrap()
     };
+    // A first key, as an operator makes one (check-config itself creates none).
+    let generated = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["keys", "generate"])
+        .current_dir(dir.path())
+        .env("LATCHKEY_KEYS__DIR", &keys)
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
     let first = run();
     assert!(first.status.success());
     assert!(
@@ -786,4 +794,32 @@ fn a_toml_syntax_error_shows_the_line_and_where_on_it() {
         stderr.lines().any(|l| l.trim_end().ends_with('^')),
         "{stderr}"
     );
+}
+
+/// `check-config` only checks: in a folder with nothing but the configuration it
+/// creates no database and no signing key there (it says `serve` will), and still loads
+/// everything `serve` would.
+#[test]
+fn check_config_on_a_first_start_creates_nothing_beside_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("latchkey.toml"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("check-config")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration ok"), "{stdout}");
+    assert!(stdout.contains("latchkey serve creates it"), "{stdout}");
+    assert!(stdout.contains("latchkey serve generates one"), "{stdout}");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["latchkey.toml".to_owned()]);
 }
