@@ -19,6 +19,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::db::{self, TestDb};
+use crate::helpers::free_port;
 use crate::helpers::{spawn_instance, test_settings, Served, TestApp, PASSWORD};
 
 /// Whether this run should run the cluster tests (see the module comment).
@@ -38,14 +39,6 @@ pub struct Balancer {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Balancer {

@@ -814,3 +814,12 @@ impl TestApp {
         panic!("{sids:?} did not all reach GET /revocations within 5 s");
     }
 }
+
+/// A port nothing listens on right now (for a process a test starts on its own port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use latchkey::clock::ManualClock;
 use tokio::sync::OnceCell;
 
+use crate::helpers::free_port;
 use crate::helpers::spawn_app;
 
 fn js_dir() -> PathBuf {
@@ -198,14 +199,6 @@ async fn gzip9(bytes: &[u8]) -> Vec<u8> {
     let out = child.wait_with_output().await.unwrap();
     writer.await.unwrap();
     out.stdout
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Cookie mode in headless Chromium: one tab then five for 20 s each (not the issue's

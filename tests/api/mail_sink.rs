@@ -8,19 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::helpers::free_port;
+
 pub struct SmtpSink {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One received message: envelope, headers, decoded bodies.

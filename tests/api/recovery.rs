@@ -8,8 +8,9 @@ use latchkey::secret::Secret;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::helpers::free_port;
 use crate::helpers::{assert_error, spawn_app_with, Served, TestApp, Tokens, PASSWORD};
-use crate::mail_sink::{free_port, Mail, SmtpSink};
+use crate::mail_sink::{Mail, SmtpSink};
 
 const NEW_PASSWORD: &str = "a brand new passphrase 42";
 const FROM: &str = "Latchkey Test <no-reply@latchkey.test>";
@@ -254,9 +255,11 @@ async fn forgot_answers_alike_for_known_unknown_unverified_and_disabled_accounts
         *medians.iter().max().unwrap(),
     );
     // No hashing and no mail on the request path: every case takes the same few
-    // milliseconds; a difference an attacker could measure would be far larger.
+    // milliseconds. Only a gross difference is checked here, since nine samples on a
+    // loaded machine say little; the timing rule itself is measured with interleaved
+    // pairs in `owasp_forgot_password_takes_as_long_for_a_verified_account_as_for_a_missing_one`.
     assert!(
-        hi - lo < Duration::from_millis(25),
+        hi - lo < Duration::from_millis(250),
         "median times differ: {medians:?}"
     );
     // Only the verified account got mail, and at most 3 an hour of it (the per-account

@@ -8,15 +8,8 @@
 use std::process::Stdio;
 
 use crate::browser::SPA_ORIGIN;
+use crate::helpers::free_port;
 use crate::helpers::{spawn_app_with, PASSWORD};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 #[ignore = "needs Node and Chromium: scripts/test runs it"]

@@ -8,8 +8,8 @@ use std::process::Stdio;
 
 use latchkey::clock::Clock;
 
+use crate::helpers::free_port;
 use crate::helpers::{spawn_app_with, PASSWORD};
-use crate::mail_sink::free_port;
 
 #[tokio::test]
 #[ignore = "needs Node and Chromium: scripts/test runs it"]

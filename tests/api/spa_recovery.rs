@@ -9,8 +9,9 @@ use latchkey::secret::Secret;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::helpers::free_port;
 use crate::helpers::{spawn_app_with, PASSWORD};
-use crate::mail_sink::{free_port, SmtpSink};
+use crate::mail_sink::SmtpSink;
 
 const NEW_PASSWORD: &str = "chosen in the browser 2026";
 
