@@ -1,14 +1,3 @@
-// latchkey example SPA: browser mode (docs/contract.md "Browser mode").
-// - The access token is kept in a variable, never in storage.
-// - The refresh token is an HttpOnly cookie set by latchkey; this script never sees it.
-// - Every /browser/* call sends credentials, the X-Latchkey-CSRF header and a JSON body.
-// - A silent refresh runs 30 s before the access token expires and on every page load.
-// - An account with a second factor answers the password with `mfa_required`; the page
-//   asks for the code (or a recovery code) and finishes at /browser/login/mfa. The
-//   `mfa_token` lives only in memory, like the access token.
-// The API base comes from ?api=…, else http://localhost:8080.
-
-
 // latchkey example SPA, built on @latchkey/client in cookie mode (clients/js,
 // docs/spa-guide.md). The library does what this page used to do by hand:
 // - the access token is kept in memory, never in storage; the refresh token is an
@@ -24,7 +13,32 @@
 import { createClient } from './latchkey-client.js';
 
 const API = new URLSearchParams(location.search).get('api') || 'http://localhost:8080';
-const lk = createClient({ issuer: API, mode: 'cookie' });
+
+// "Not signed in" is a normal state, not an error. The refresh cookie is HttpOnly, so
+// this page cannot see whether one exists; without help, every anonymous load would
+// send /browser/refresh and get a 401, which the browser logs as a console error. So
+// the page keeps its own marker, a cookie holding no secret (`lk_signed_in=1`), set on
+// sign-in with the refresh cookie's kind of lifetime (a browser-session cookie unless
+// "keep me signed in") and removed on sign-out. Without it a refresh is answered here,
+// as latchkey would answer it (invalid_grant), and never sent. A stale marker costs one
+// refresh that fails, after which it is gone.
+const MARKER = 'lk_signed_in';
+const marked = () => document.cookie.split('; ').includes(MARKER + '=1');
+function mark(rememberMe) {
+  document.cookie = `${MARKER}=1; Path=/; SameSite=Strict${rememberMe ? '; Max-Age=34560000' : ''}`;
+}
+const unmark = () => { document.cookie = `${MARKER}=; Path=/; SameSite=Strict; Max-Age=0`; };
+function fetchUnlessAnonymous(input, init) {
+  if (!marked() && String(input).endsWith('/browser/refresh')) {
+    return Promise.resolve(new Response(
+      JSON.stringify({ error: 'invalid_grant', error_description: 'not signed in on this browser' }),
+      { status: 400, headers: { 'Content-Type': 'application/json' } },
+    ));
+  }
+  return fetch(input, init);
+}
+
+const lk = createClient({ issuer: API, mode: 'cookie', fetch: fetchUnlessAnonymous });
 
 let pendingMfa = null; // memory only: the pending login's second step (5 minutes)
 
@@ -36,14 +50,19 @@ function signedOut(message) {
   $('mfa-form').hidden = true;
   $('forgot-form').hidden = true;
   $('reset-form').hidden = true;
+  $('signup-form').hidden = true;
   $('login-form').hidden = false;
   status(message || 'Signed out.');
 }
 
 lk.onAuthStateChange(({ event, reason }) => {
   if (event === 'SIGNED_IN') showSignedIn();
-  if (event === 'SIGNED_OUT') signedOut();
+  if (event === 'SIGNED_OUT') {
+    unmark();
+    signedOut();
+  }
   if (event === 'SESSION_ENDED') {
+    unmark();
     signedOut(reason === 'reuse'
       ? 'Your session was ended because it was used from somewhere else. Please sign in again.'
       : 'Your session has ended; please sign in.');
@@ -99,16 +118,24 @@ async function showSessions() {
   $('sessions').replaceChildren(...rows);
 }
 
+// The marker is set before the answer arrives, so that it is there whenever a session
+// is; a sign-in that fails takes it away again.
+async function signIn(username, password, rememberMe) {
+  mark(rememberMe);
+  try {
+    return await lk.signIn({ username, password, rememberMe });
+  } catch (e) {
+    if (!lk.session) unmark();
+    throw e;
+  }
+}
+
 $('login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   let result;
   try {
-    result = await lk.signIn({
-      username: form.get('username'),
-      password: form.get('password'),
-      rememberMe: form.get('remember_me') === 'on',
-    });
+    result = await signIn(form.get('username'), form.get('password'), form.get('remember_me') === 'on');
   } catch (e) {
     $('login-error').textContent = e.status === 429 ? 'Too many attempts; wait a moment.' : 'Wrong username or password.';
     return;
@@ -139,6 +166,7 @@ $('mfa-form').addEventListener('submit', async (event) => {
     if (e.code === 'invalid_grant') {
       // Expired, used, or too many wrong codes: start again with the password.
       pendingMfa = null;
+      if (!lk.session) unmark();
       signedOut('That sign-in has expired; please sign in again.');
       return;
     }
@@ -199,26 +227,66 @@ $('mfa-confirm-form').addEventListener('submit', async (event) => {
 $('refresh').addEventListener('click', () => refresh());
 $('logout').addEventListener('click', () => lk.signOut().catch(() => signedOut()));
 
+// Sign-up (POST /signup, docs/contract.md "Endpoints"): create the account, then sign in
+// with the same name and password. The email address is optional; latchkey mails a link
+// to verify it.
+$('signup-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const username = form.get('username');
+  const password = form.get('password');
+  const email = form.get('email').trim();
+  try {
+    await lk.signUp({ username, password, ...(email ? { email } : {}) });
+  } catch (e) {
+    $('signup-error').textContent = e.status === 409 ? 'That name is taken; choose another.'
+      : e.status === 403 ? 'Sign-up is closed on this server.'
+        : e.status === 429 ? 'Too many attempts; wait a moment.'
+          : (e.description || 'Please check what you typed.');
+    return;
+  }
+  $('signup-error').textContent = '';
+  event.target.reset();
+  // Leave #signup without a hashchange (which would show the sign-in form first).
+  history.replaceState(null, '', location.pathname + location.search);
+  try {
+    await signIn(username, password, true);
+  } catch {
+    signedOut('Your account is ready; please sign in.');
+  }
+});
+
 // Account recovery (docs/contract.md "Email and account recovery"). Plain JSON calls:
 // no cookie and no session are involved. The reset link is
 // …/#reset-password&token=TOKEN (mail.reset_url); the token stays in the fragment, so it
 // never reaches a server log or a Referer, and is removed from the address bar at once.
 let resetToken = null;
 
-function showRecovery() {
+function showLinkedPage() {
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.has('reset-password') && params.get('token')) {
     resetToken = params.get('token');
     history.replaceState(null, '', location.pathname + location.search);
     $('login-form').hidden = true;
     $('forgot-form').hidden = true;
+    $('signup-form').hidden = true;
     $('reset-form').hidden = false;
     status('Choose a new password.');
+    return true;
+  }
+  if (location.hash === '#signup') {
+    $('login-form').hidden = true;
+    $('forgot-form').hidden = true;
+    $('reset-form').hidden = true;
+    $('signup-form').hidden = false;
+    $('signup-error').textContent = '';
+    status('Create an account.');
     return true;
   }
   if (location.hash === '#forgot') {
     $('login-form').hidden = true;
     $('reset-form').hidden = true;
+    $('signup-form').hidden = true;
     $('forgot-form').hidden = false;
     $('forgot-result').textContent = '';
     status('Forgot password.');
@@ -251,11 +319,12 @@ $('reset-form').addEventListener('submit', async (event) => {
   }
   resetToken = null;
   event.target.reset();
+  unmark();
   signedOut('Your password has been changed and every session ended. Please sign in.');
 });
 
 window.addEventListener('hashchange', () => {
-  if (!showRecovery() && !lk.session) signedOut('Please sign in.');
+  if (!showLinkedPage() && !lk.session) signedOut('Please sign in.');
 });
 
 // For the end-to-end test (and the curious): trigger a refresh, read what the page knows.
@@ -266,7 +335,7 @@ window.latchkey = {
 
 // After a reload the access token is gone; the cookie (or another tab) brings the
 // session back: `ready` resolves once the library knows.
-const recovering = showRecovery();
+const recovering = showLinkedPage();
 lk.ready.then(() => {
   if (!recovering && !lk.session) signedOut('Please sign in.');
 });
