@@ -903,7 +903,7 @@ async fn postgresql_down_and_restarted_gives_503s_then_recovers_without_a_500() 
     }
 }
 
-/// README "Run more than one instance": the HAProxy configuration in `docs/` is valid and,
+/// docs/scale-out.md: the HAProxy configuration in `docs/` is valid and,
 /// with its addresses pointed at two instances, carries a login and refreshes.
 #[tokio::test]
 #[ignore = "needs PostgreSQL and HAProxy: scripts/test runs it"]

@@ -7,8 +7,8 @@
 //! Then whole OAuth client libraries with no glue but configuration: Python Authlib
 //! (`OAuth2Session`, its RFC 9068 validator, RFC 8414 metadata, introspection and
 //! revocation) and Node oauth4webapi (discovery, refresh, `validateJwtAccessToken`,
-//! introspection, revocation); and the README's verifier snippets for PyJWT, `jose` and
-//! Rust `jsonwebtoken`, run as printed.
+//! introspection, revocation); and the verifier snippets of docs/resource-server-guide.md
+//! for PyJWT, `jose` and Rust `jsonwebtoken`, run as printed.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -284,9 +284,9 @@ async fn oauth4webapi_discovers_refreshes_validates_introspects_and_revokes_with
     assert_eq!(ok.len(), 6, "{ok:#?}");
 }
 
-// The Rust verifier of the README's compatibility section, verbatim (a test checks the
-// README prints exactly this).
-// readme-rust-verifier:start
+// The Rust verifier of docs/resource-server-guide.md, verbatim (a test checks the guide
+// prints exactly this).
+// guide-rust-verifier:start
 /// Verifies a latchkey access token with the `jsonwebtoken` crate (9.x), which does not
 /// check `typ`: an RFC 9068 verifier must, so do it first. The algorithm comes from the
 /// JWKS entry, never from the token.
@@ -318,7 +318,7 @@ fn verify_access_token(
     let data = decode::<serde_json::Value>(token, &DecodingKey::from_jwk(jwk)?, &validation)?;
     Ok(data.claims)
 }
-// readme-rust-verifier:end
+// guide-rust-verifier:end
 
 /// The text between two marker lines of a file.
 fn between(text: &str, start: &str, end: &str) -> String {
@@ -333,12 +333,15 @@ fn between(text: &str, start: &str, end: &str) -> String {
     text[from..to].to_owned()
 }
 
-/// The fenced code block after `<!-- verifier:NAME -->` in the README.
-fn readme_snippet(name: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+/// The fenced code block after `<!-- verifier:NAME -->` in the resource-server guide.
+fn guide_snippet(name: &str) -> String {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/resource-server-guide.md"
+    ))
+    .unwrap();
     let after = between(
-        &readme,
+        &guide,
         &format!("<!-- verifier:{name} -->"),
         &format!("<!-- verifier:{name}:end -->"),
     );
@@ -348,24 +351,24 @@ fn readme_snippet(name: &str) -> String {
     after[code_start..code_end].to_owned()
 }
 
-/// The README's PyJWT, `jose` and Rust verifier snippets, run as printed, accept
-/// latchkey's tokens of every algorithm and refuse another audience.
+/// The resource-server guide's PyJWT, `jose` and Rust verifier snippets, run as printed,
+/// accept latchkey's tokens of every algorithm and refuse another audience.
 #[tokio::test]
 #[ignore = "needs Python and Node test packages: scripts/test runs it"]
-async fn the_readme_verifier_snippets_work_as_printed_for_every_algorithm() {
+async fn the_resource_server_guide_verifier_snippets_work_as_printed_for_every_algorithm() {
     // The Rust one is the function above, letter for letter.
     let this =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/interop.rs"))
             .unwrap();
     let rust = between(
         &this,
-        "// readme-rust-verifier:start\n",
-        "// readme-rust-verifier:end",
+        "// guide-rust-verifier:start\n",
+        "// guide-rust-verifier:end",
     );
     assert_eq!(
-        readme_snippet("rust").trim(),
+        guide_snippet("rust").trim(),
         rust.trim(),
-        "README and test differ"
+        "the guide and the test differ"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -377,7 +380,7 @@ async fn the_readme_verifier_snippets_work_as_printed_for_every_algorithm() {
              for line in sys.stdin:\n    \
              try:\n        print('VERIFIED', verify(line.strip())['sub'], flush=True)\n    \
              except Exception as e:\n        print('REFUSED', type(e).__name__, flush=True)\n",
-            readme_snippet("pyjwt")
+            guide_snippet("pyjwt")
         ),
     )
     .unwrap();
@@ -391,7 +394,7 @@ async fn the_readme_verifier_snippets_work_as_printed_for_every_algorithm() {
              for await (const line of createInterface({{ input: process.stdin }})) {{\n  \
              try {{ console.log('VERIFIED', (await verify(line.trim())).sub); }}\n  \
              catch (e) {{ console.log('REFUSED', e.code); }}\n}}\n",
-            readme_snippet("jose")
+            guide_snippet("jose")
         ),
     )
     .unwrap();

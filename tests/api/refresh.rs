@@ -590,7 +590,8 @@ async fn malformed_truncated_wrong_version_and_oversized_refresh_tokens_are_inva
 /// RFC 6749 §6, §10.4 (docs/contract.md "Refresh rotation, reuse detection,
 /// revocation"): clients are public, so a refresh token is bound to the client it was
 /// issued to. A request naming no client acts as that client (not as `default`), one
-/// naming another client is `invalid_grant`; README and openapi.yaml say exactly that.
+/// naming another client is `invalid_grant`; docs/how-it-works.md and openapi.yaml say
+/// exactly that.
 #[tokio::test]
 async fn rfc6749_10_4_an_omitted_client_id_means_the_client_the_token_was_issued_to() {
     let app = spawn_app().await;
@@ -619,9 +620,9 @@ async fn rfc6749_10_4_an_omitted_client_id_means_the_client_the_token_was_issued
 
     // The documents agree with the behaviour.
     let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let guide = std::fs::read_to_string(format!("{root}/docs/how-it-works.md")).unwrap();
     let spec = std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap();
-    for (name, text) in [("README.md", &readme), ("openapi.yaml", &spec)] {
+    for (name, text) in [("docs/how-it-works.md", &guide), ("openapi.yaml", &spec)] {
         let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
             !flat.contains("omitted `client_id` means the client `default`;")

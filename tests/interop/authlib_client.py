@@ -49,7 +49,7 @@ def check_metadata(base: str) -> dict:
     )
     try:
         metadata.validate()
-        raise AssertionError("validate() passed; the README says it asks for response_types_supported")
+        raise AssertionError("validate() passed; docs/resource-server-guide.md says it asks for response_types_supported")
     except ValueError as e:
         assert "response_types_supported" in str(e), e
     for key in metadata.REGISTRY_KEYS:
