@@ -1,7 +1,8 @@
-//! Per-IP request rate limits on the unauthenticated or cheap-to-call endpoints
-//! (`/signup`, `/login`, `/oauth/token`, `/oauth/revoke`, `/oauth/introspect`,
-//! `/browser/*`): `governor`'s keyed GCRA, driven by the application's injectable clock
-//! so tests move time instead of sleeping. IPv6 clients are keyed by their /64.
+//! Per-IP request rate limits on the unauthenticated or expensive endpoints (`/signup`;
+//! `/login` and every other route that checks a password or a second factor;
+//! `/oauth/token`, `/oauth/revoke`, `/oauth/introspect`; `/browser/*`; the recovery
+//! routes): `governor`'s keyed GCRA, driven by the application's injectable clock so
+//! tests move time instead of sleeping. IPv6 clients are keyed by their /64.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -75,7 +75,7 @@ impl ClientSettings {
         }
     }
 
-    /// This client on its own; [`validate_clients`] checks the list.
+    /// This client on its own; `validate_clients` checks the list.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for origin in &self.allowed_origins {
             let ok = url::Url::parse(origin).is_ok_and(|u| {

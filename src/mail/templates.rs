@@ -204,7 +204,7 @@ impl Templates {
     }
 
     /// Fills the template of `kind`. `username` is shown (quoted, see
-    /// [`quoted_identifier`]) only in a reset mail; every other kind goes to an address
+    /// `quoted_identifier`) only in a reset mail; every other kind goes to an address
     /// nobody has proven to be the account's, so it never carries the name.
     pub fn render(
         &self,
