@@ -182,12 +182,12 @@ impl SecondFactorRepo for SqliteTx<'_> {
     ) -> anyhow::Result<Option<u32>> {
         let conn = self.conn;
         Ok(conn
-        .prepare_cached(
-            "UPDATE mfa_logins SET failures = failures + 1 WHERE token_hash = ?1 AND failures < ?2
-             RETURNING failures",
-        )?
-        .query_row(params![hash.as_slice(), max], |r| r.get(0))
-        .optional()?)
+            .prepare_cached(
+                "UPDATE mfa_logins SET failures = failures + 1
+                 WHERE token_hash = ?1 AND failures < ?2 RETURNING failures",
+            )?
+            .query_row(params![hash.as_slice(), max], |r| r.get(0))
+            .optional()?)
     }
 
     /// SQLite has one writer: the read alone is as good as a lock.
