@@ -1,13 +1,16 @@
 //! Storage behind one interface. The rules reach stored state only through the domain's
-//! `repository::Tx` port; a [`Store`] runs jobs over it, each job one transaction.
-//! Backends live in their own folders (`sqlite/`); nothing above `store` names one.
+//! repository traits (`domain::repository`, one per aggregate, all of them together
+//! `Tx`); a [`Store`] runs jobs over them, each job one transaction. Backends live in
+//! their own folders (`sqlite/`, `postgres/`), each aggregate in a file of the same name
+//! in both; nothing above `store` names one (docs/store.md).
 //!
 //! A job is an async closure over `&mut dyn Tx`: `store.write(async move |tx| …)`. With
 //! SQLite it runs on the writer thread (writes, group-committed) or a reader thread;
-//! a backend with its own transactions and row locks (PostgreSQL) would run it on a
-//! pooled connection between BEGIN and COMMIT. Jobs' futures are not `Send`; the
-//! closures are.
+//! with PostgreSQL on a pooled connection between BEGIN and COMMIT, alone or in a group
+//! commit (`postgres/group.rs`). What a committed job leaves to report goes through
+//! `after_commit`, the same for both. Jobs' futures are not `Send`; the closures are.
 
+pub mod after_commit;
 mod columns;
 pub mod copy;
 pub mod deadline;
@@ -57,13 +60,14 @@ impl From<PoolError> for StoreError {
     }
 }
 
-/// Told what the store committed: for metrics. Both run after the commit, so a job that
+/// Told what the store committed: for metrics and the revocation feed. Every call comes
+/// after the commit (`after_commit::report`), so a job that failed or a batch that
 /// rolled back is never counted.
 pub trait StoreObserver: Send + Sync {
     /// A batch of `writes` jobs committed in `took` (BEGIN to COMMIT).
     fn batch_committed(&self, writes: usize, took: Duration);
     /// `n` sessions were revoked for `reason`. Every revocation goes through
-    /// `Tx::revoke_session`, so this counts every path (routes, CLI, reuse detection).
+    /// `SessionRepo::revoke_session`, so this counts every path (routes, CLI, reuse detection).
     fn sessions_revoked(&self, reason: RevocationReason, n: usize);
     /// `n` entries were appended to the revocation log (revocations and erasures): the
     /// feed wakes to read them (docs/contract.md "Revocation feed").

@@ -36,6 +36,7 @@ mod spa_mfa;
 mod spa_recovery;
 mod stall;
 mod stepup;
+mod store_conformance;
 mod store_copy;
 mod verifiers;
 mod wellknown;

@@ -14,7 +14,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use deadpool_postgres::Object;
@@ -22,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{PgStore, PgTx, StoreError};
 use crate::domain::repository::Tx;
+use crate::store::after_commit::{self, Committed};
 use crate::store::deadline::Ticket;
 
 /// Most writes one transaction carries.
@@ -157,7 +157,7 @@ async fn run_batch(store: &PgStore, batch: Vec<Box<dyn GroupJob>>) {
             break;
         }
     }
-    let (mut revoked, mut logged, mut scrub) = (Vec::new(), 0, false);
+    let mut after = Committed::default();
     let mut opened = tx.in_transaction();
     if ok && !concurrent.is_empty() {
         if !opened {
@@ -175,15 +175,11 @@ async fn run_batch(store: &PgStore, batch: Vec<Box<dyn GroupJob>>) {
             .await;
             ok = outcomes.iter().all(Result::is_ok);
             for t in txs {
-                revoked.extend(t.revoked);
-                logged += t.logged;
-                scrub |= t.scrub;
+                after.absorb(t.after);
             }
         }
     }
-    revoked.extend(tx.revoked);
-    logged += tx.logged;
-    scrub |= tx.scrub;
+    after.absorb(tx.after);
     let committed = ok && (!opened || conn.batch_execute("COMMIT").await.is_ok());
     if !committed {
         let clean = !opened || conn.batch_execute("ROLLBACK").await.is_ok();
@@ -198,24 +194,14 @@ async fn run_batch(store: &PgStore, batch: Vec<Box<dyn GroupJob>>) {
         }
         return;
     }
-    let took = started.elapsed();
-    let n = batch.len();
-    store.stats.batches.fetch_add(1, Ordering::Relaxed);
-    store.stats.writes.fetch_add(n as u64, Ordering::Relaxed);
-    store
-        .stats
-        .commit_micros
-        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    if let Some(o) = &store.observer {
-        o.batch_committed(n, took);
-        revoked
-            .iter()
-            .for_each(|reason| o.sessions_revoked(*reason, 1));
-        if logged > 0 {
-            o.revocations_logged(logged);
-        }
-    }
-    if scrub {
+    after_commit::report(
+        store.observer.as_deref(),
+        &store.stats,
+        batch.len(),
+        started.elapsed(),
+        &after,
+    );
+    if after.scrub {
         store.scrub(conn);
     }
     for job in batch {

@@ -13,12 +13,19 @@
 //! - A database that cannot be reached is `StoreError::Unavailable`: 503 with
 //!   `Retry-After`, never a 500.
 
+mod account_tokens;
+mod emails;
+mod events;
 mod executor;
 mod group;
 mod key_blobs;
 mod login_failures;
+mod mfa;
+mod revocations;
 pub mod schema;
+mod sessions;
 mod tx;
+mod users;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,6 +39,7 @@ use tokio_postgres::error::SqlState;
 pub use key_blobs::PgBlobs;
 pub use tx::PgTx;
 
+use super::after_commit;
 use super::deadline::Ticket;
 use super::{StoreError, StoreObserver, WriterStats};
 use crate::domain::repository::Tx;
@@ -268,7 +276,7 @@ impl PgStore {
             let mut tx = PgTx::write(&conn);
             let outcome = f.clone()(&mut tx).await;
             let opened = tx.in_transaction();
-            let (revoked, logged, scrub) = (tx.revoked, tx.logged, tx.scrub);
+            let after = tx.after;
             let finished = match outcome {
                 Ok(r) if opened => conn
                     .batch_execute("COMMIT")
@@ -287,22 +295,14 @@ impl PgStore {
             };
             match finished {
                 Ok(r) => {
-                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                    self.stats.writes.fetch_add(1, Ordering::Relaxed);
-                    let took = started.elapsed();
-                    self.stats
-                        .commit_micros
-                        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-                    if let Some(o) = &self.observer {
-                        o.batch_committed(1, took);
-                        revoked
-                            .iter()
-                            .for_each(|reason| o.sessions_revoked(*reason, 1));
-                        if logged > 0 {
-                            o.revocations_logged(logged);
-                        }
-                    }
-                    if scrub {
+                    after_commit::report(
+                        self.observer.as_deref(),
+                        &self.stats,
+                        1,
+                        started.elapsed(),
+                        &after,
+                    );
+                    if after.scrub {
                         self.scrub(conn);
                     }
                     return Ok(r);

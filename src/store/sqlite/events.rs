@@ -1,131 +1,143 @@
 //! The `events` table: security events, appended in time order.
 
-use rusqlite::{params, Connection};
+use async_trait::async_trait;
+use rusqlite::params;
 
 use crate::clock::Millis;
 use crate::domain::model::{Actor, Event, EventQuery, NewEvent};
+use crate::domain::repository::EventRepo;
 use crate::store::columns::shown_actor;
 
-pub fn insert(conn: &Connection, at: Millis, e: &NewEvent) -> anyhow::Result<()> {
-    let detail = e.detail.as_ref().map(|d| d.to_string());
-    let actor = e.actor.clone().unwrap_or_default();
-    conn.prepare_cached(
-        "INSERT INTO events (at, kind, user_id, session_id, client_id, ip, user_agent, detail,
+use super::SqliteTx;
+
+#[async_trait(?Send)]
+impl EventRepo for SqliteTx<'_> {
+    async fn insert_event(&mut self, at: Millis, e: &NewEvent) -> anyhow::Result<()> {
+        let conn = self.conn;
+        let detail = e.detail.as_ref().map(|d| d.to_string());
+        let actor = e.actor.clone().unwrap_or_default();
+        conn.prepare_cached(
+            "INSERT INTO events (at, kind, user_id, session_id, client_id, ip, user_agent, detail,
              actor_id, actor_ip, actor_user_agent)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        at,
-        e.kind.as_str(),
-        e.user_id,
-        e.session_id,
-        e.client_id,
-        e.ip,
-        e.user_agent,
-        detail,
-        actor.user_id,
-        actor.ip,
-        actor.user_agent
-    ])?;
-    // Security events also go to the log at info (never a token or password: events
-    // hold neither). The detail (scope, reason) is included; IP and user agent are not.
-    tracing::info!(
-        target: "latchkey::security",
-        event = e.kind.as_str(),
-        user_id = e.user_id.as_deref(),
-        session_id = e.session_id.as_deref(),
-        client_id = e.client_id.as_deref(),
-        detail = detail.as_deref(),
-        "security event"
-    );
-    Ok(())
-}
+        )?
+        .execute(params![
+            at,
+            e.kind.as_str(),
+            e.user_id,
+            e.session_id,
+            e.client_id,
+            e.ip,
+            e.user_agent,
+            detail,
+            actor.user_id,
+            actor.ip,
+            actor.user_agent
+        ])?;
+        // Security events also go to the log at info (never a token or password: events
+        // hold neither). The detail (scope, reason) is included; IP and user agent are not.
+        tracing::info!(
+            target: "latchkey::security",
+            event = e.kind.as_str(),
+            user_id = e.user_id.as_deref(),
+            session_id = e.session_id.as_deref(),
+            client_id = e.client_id.as_deref(),
+            detail = detail.as_deref(),
+            "security event"
+        );
+        Ok(())
+    }
 
-pub fn query(conn: &Connection, q: &EventQuery) -> anyhow::Result<Vec<Event>> {
-    // With a user, a plain `user_id = ?1` lets SQLite read just that user's events
-    // (events_by_user); `?1 IS NULL OR user_id = ?1` made it walk the whole table newest
-    // first until it had found `limit` of them.
-    let user_filter = if q.user_id.is_some() {
-        "user_id = ?1"
-    } else {
-        "?1 IS NULL"
-    };
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail,
+    async fn events(&mut self, q: &EventQuery) -> anyhow::Result<Vec<Event>> {
+        let conn = self.conn;
+        // With a user, a plain `user_id = ?1` lets SQLite read just that user's events
+        // (events_by_user); `?1 IS NULL OR user_id = ?1` made it walk the whole table newest
+        // first until it had found `limit` of them.
+        let user_filter = if q.user_id.is_some() {
+            "user_id = ?1"
+        } else {
+            "?1 IS NULL"
+        };
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail,
              actor_id, actor_ip, actor_user_agent
          FROM events
          WHERE {user_filter} AND (?2 IS NULL OR kind = ?2)
            AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
            AND (?5 IS NULL OR id < ?5)
          ORDER BY id DESC LIMIT ?6"
-    ))?;
-    let rows = st
-        .query_map(
-            params![q.user_id, q.kind, q.since, q.until, q.before, q.limit],
-            |r| {
-                let detail: Option<serde_json::Value> = r
-                    .get::<_, Option<String>>(8)?
-                    .and_then(|d| serde_json::from_str(&d).ok());
-                let actor = Actor {
-                    user_id: r.get(9)?,
-                    ip: r.get(10)?,
-                    user_agent: r.get(11)?,
-                };
-                let actor = shown_actor(actor, detail.as_ref());
-                Ok(Event {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    user_id: r.get(3)?,
-                    session_id: r.get(4)?,
-                    client_id: r.get(5)?,
-                    ip: r.get(6)?,
-                    user_agent: r.get(7)?,
-                    detail,
-                    actor,
-                })
-            },
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
+        ))?;
+        let rows = st
+            .query_map(
+                params![q.user_id, q.kind, q.since, q.until, q.before, q.limit],
+                |r| {
+                    let detail: Option<serde_json::Value> = r
+                        .get::<_, Option<String>>(8)?
+                        .and_then(|d| serde_json::from_str(&d).ok());
+                    let actor = Actor {
+                        user_id: r.get(9)?,
+                        ip: r.get(10)?,
+                        user_agent: r.get(11)?,
+                    };
+                    let actor = shown_actor(actor, detail.as_ref());
+                    Ok(Event {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        user_id: r.get(3)?,
+                        session_id: r.get(4)?,
+                        client_id: r.get(5)?,
+                        ip: r.get(6)?,
+                        user_agent: r.get(7)?,
+                        detail,
+                        actor,
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
 
-/// Whether the user logged in from this network and browser family since `since`.
-pub fn seen_device(
-    conn: &Connection,
-    user_id: &str,
-    since: Millis,
-    network: &str,
-    ua_family: &str,
-) -> anyhow::Result<bool> {
-    let mut st = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_logins_by_user
+    /// Whether the user logged in from this network and browser family since `since`.
+    async fn seen_device(
+        &mut self,
+        user_id: &str,
+        since: Millis,
+        network: &str,
+        ua_family: &str,
+    ) -> anyhow::Result<bool> {
+        let conn = self.conn;
+        let mut st = conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_logins_by_user
            WHERE user_id = ?1 AND kind = 'login_succeeded' AND at >= ?2
              AND json_extract(detail, '$.network') = ?3
              AND json_extract(detail, '$.ua_family') = ?4)",
-    )?;
-    Ok(st.query_row(params![user_id, since, network, ua_family], |r| r.get(0))?)
-}
+        )?;
+        Ok(st.query_row(params![user_id, since, network, ua_family], |r| r.get(0))?)
+    }
 
-pub fn has_logged_in_before(conn: &Connection, user_id: &str) -> anyhow::Result<bool> {
-    let mut st = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_logins_by_user
+    async fn has_logged_in_before(&mut self, user_id: &str) -> anyhow::Result<bool> {
+        let conn = self.conn;
+        let mut st = conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_logins_by_user
            WHERE user_id = ?1 AND kind = 'login_succeeded')",
-    )?;
-    Ok(st.query_row([user_id], |r| r.get(0))?)
-}
+        )?;
+        Ok(st.query_row([user_id], |r| r.get(0))?)
+    }
 
-/// Deletes events older than `cutoff` among the oldest `limit` (events are appended in
-/// time order, so the old ones are at the start); a short count means none are left.
-/// Reads at most `limit` rows, where `WHERE at < ? LIMIT` read the whole table whenever
-/// fewer than `limit` were old.
-pub fn delete_before(conn: &Connection, cutoff: Millis, limit: u32) -> anyhow::Result<usize> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM events WHERE id IN (
+    /// Deletes events older than `cutoff` among the oldest `limit` (events are appended in
+    /// time order, so the old ones are at the start); a short count means none are left.
+    /// Reads at most `limit` rows, where `WHERE at < ? LIMIT` read the whole table whenever
+    /// fewer than `limit` were old.
+    async fn delete_events_before(&mut self, cutoff: Millis, limit: u32) -> anyhow::Result<usize> {
+        let conn = self.conn;
+        Ok(conn
+            .prepare_cached(
+                "DELETE FROM events WHERE id IN (
                SELECT id FROM (SELECT id, at FROM events ORDER BY id LIMIT ?2) WHERE at < ?1)",
-        )?
-        .execute(params![cutoff, limit])?)
+            )?
+            .execute(params![cutoff, limit])?)
+    }
 }
 
 #[cfg(test)]
@@ -133,7 +145,10 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
+    use rusqlite::Connection;
+
     use super::*;
+    use crate::store::sqlite::tx::run_now;
 
     /// SQLite VM steps `f` takes, in hundreds.
     fn vm_work(conn: &Connection, f: impl FnOnce()) -> u64 {
@@ -182,14 +197,16 @@ mod tests {
 
         let mut answers = Vec::new();
         let work = vm_work(&conn, || {
-            answers.push(has_logged_in_before(&conn, "alice").unwrap());
-            answers.push(seen_device(&conn, "alice", 0, "203.0.113.0/24", "Firefox").unwrap());
+            let mut tx = SqliteTx::new(&conn);
+            answers.push(run_now(tx.has_logged_in_before("alice")).unwrap());
+            let seen = tx.seen_device("alice", 0, "203.0.113.0/24", "Firefox");
+            answers.push(run_now(seen).unwrap());
             let q = EventQuery {
                 user_id: Some("alice".into()),
                 limit: 50,
                 ..Default::default()
             };
-            answers.push(query(&conn, &q).unwrap().len() == 1);
+            answers.push(run_now(tx.events(&q)).unwrap().len() == 1);
         });
         assert_eq!(answers, [true, true, true]);
         // A scan of the 20,000 rows takes hundreds of these units; an index lookup a few.

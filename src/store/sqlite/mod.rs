@@ -1,5 +1,6 @@
 //! The SQLite backend: one writer thread that group-commits (`writer`), read-only
-//! connections on a bounded pool, and the domain's `Tx` port over a connection (`tx`).
+//! connections on a bounded pool, and the domain's repository traits over a connection
+//! (`tx`, and one file per aggregate paired with `store/postgres/`).
 //! Nothing here blocks an async worker. rusqlite appears nowhere outside this folder.
 
 mod account_tokens;
@@ -10,7 +11,6 @@ mod mfa;
 pub mod migrations;
 mod revocations;
 mod sessions;
-mod tokens;
 mod tx;
 mod users;
 mod writer;
@@ -29,6 +29,7 @@ pub use bulk::BulkLoad;
 use tx::run_now;
 pub use tx::SqliteTx;
 
+use super::after_commit::Committed;
 use super::deadline::Ticket;
 use super::{StoreError, StoreObserver, WriterStats};
 use crate::domain::repository::Tx;
@@ -38,13 +39,15 @@ use crate::pool::WorkerPool;
 const WRITE_QUEUE: usize = 8192;
 
 /// One caller's write, waiting for the writer. `run` gets the batch's connection and
-/// returns what to tell its caller once the batch has committed (or failed), and whether
-/// the files must be scrubbed first; or gets the reason it cannot run and answers at once.
+/// returns what to tell its caller once the batch has committed (or failed), and what
+/// the job leaves for after the commit (`None` if it failed: its savepoint rolled back);
+/// or gets the reason it cannot run and answers at once.
 struct WriteJob {
     ticket: Ticket,
     run: RunJob,
 }
-type RunJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> (Completion, bool) + Send>;
+type RunJob =
+    Box<dyn FnOnce(Result<&Connection, StoreError>) -> (Completion, Option<Committed>) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), Arc<anyhow::Error>>) + Send>;
 
 #[derive(Clone)]
@@ -52,7 +55,6 @@ pub struct SqliteStore {
     writer: Sender<WriteJob>,
     readers: WorkerPool<Connection>,
     stats: Arc<WriterStats>,
-    observer: Option<Arc<dyn StoreObserver>>,
     path: PathBuf,
 }
 
@@ -89,15 +91,14 @@ impl SqliteStore {
 
         let (tx, rx) = bounded::<WriteJob>(WRITE_QUEUE);
         let stats = Arc::new(WriterStats::default());
-        let (writer_stats, writer_observer) = (stats.clone(), observer.clone());
+        let writer_stats = stats.clone();
         thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer::writer_loop(conn, rx, writer_stats, writer_observer))?;
+            .spawn(move || writer::writer_loop(conn, rx, writer_stats, observer))?;
         Ok(Self {
             writer: tx,
             readers,
             stats,
-            observer,
             path: path.to_owned(),
         })
     }
@@ -118,33 +119,21 @@ impl SqliteStore {
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<R, StoreError>>();
-        let observer = self.observer.clone();
         let run = Box::new(move |conn: Result<&Connection, StoreError>| {
             let conn = match conn {
                 Ok(conn) => conn,
                 Err(refused) => {
                     let _ = reply.send(Err(refused));
-                    return (Box::new(|_| {}) as Completion, false);
+                    return (Box::new(|_| {}) as Completion, None);
                 }
             };
             let mut tx = SqliteTx::new(conn);
             let outcome = writer::run_in_savepoint(conn, || run_now(f(&mut tx)));
-            let (revoked, logged, scrub) = tx.into_after_commit();
-            let scrub = scrub && outcome.is_ok();
+            let after = outcome.is_ok().then(|| tx.into_committed());
             let completion: Completion =
                 Box::new(move |committed: Result<(), Arc<anyhow::Error>>| {
                     let result = match (outcome, committed) {
-                        (Ok(r), Ok(())) => {
-                            if let Some(o) = &observer {
-                                revoked
-                                    .iter()
-                                    .for_each(|reason| o.sessions_revoked(*reason, 1));
-                                if logged > 0 {
-                                    o.revocations_logged(logged);
-                                }
-                            }
-                            Ok(r)
-                        }
+                        (Ok(r), Ok(())) => Ok(r),
                         (Err(e), _) => Err(StoreError::Failed(e)),
                         (Ok(_), Err(e)) => {
                             Err(StoreError::Failed(anyhow::anyhow!("commit failed: {e:#}")))
@@ -152,7 +141,7 @@ impl SqliteStore {
                     };
                     let _ = reply.send(result);
                 });
-            (completion, scrub)
+            (completion, after)
         });
         match self.writer.try_send(WriteJob { ticket, run }) {
             Ok(()) => {}

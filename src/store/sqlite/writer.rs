@@ -3,7 +3,6 @@
 //! savepoint; the rest of the batch commits.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,8 +10,8 @@ use crossbeam_channel::Receiver;
 use rusqlite::Connection;
 
 use super::{Completion, WriteJob};
-use crate::store::StoreError;
-use crate::store::{StoreObserver, WriterStats};
+use crate::store::after_commit::{self, Committed};
+use crate::store::{StoreError, StoreObserver, WriterStats};
 
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -82,7 +81,8 @@ pub fn writer_loop(
             continue;
         };
         let started = Instant::now();
-        let mut scrub = false;
+        let mut after = Committed::default();
+        let mut writes = 0;
         let completions: Vec<Completion> = batch
             .into_iter()
             .map(|job| {
@@ -94,15 +94,29 @@ pub fn writer_loop(
                 } else {
                     Err(StoreError::DeadlinePassed)
                 };
-                let (completion, wants_scrub) = (job.run)(conn);
-                scrub |= wants_scrub;
+                let (completion, done) = (job.run)(conn);
+                if let Some(done) = done {
+                    after.absorb(done);
+                    writes += 1;
+                }
                 completion
             })
             .collect();
         let committed = match conn.execute_batch("COMMIT") {
             Ok(()) => {
-                if scrub {
+                if after.scrub {
                     checkpoint_truncate(&conn);
+                }
+                // Only what committed counts: not a batch that rolled back, nor jobs
+                // that failed or were refused inside one that committed.
+                if writes > 0 {
+                    after_commit::report(
+                        observer.as_deref(),
+                        &stats,
+                        writes,
+                        started.elapsed(),
+                        &after,
+                    );
                 }
                 Ok(())
             }
@@ -113,18 +127,6 @@ pub fn writer_loop(
                 Err(e)
             }
         };
-        if let Some(observe) = &observer {
-            if committed.is_ok() {
-                observe.batch_committed(completions.len(), started.elapsed());
-            }
-        }
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats
-            .writes
-            .fetch_add(completions.len() as u64, Ordering::Relaxed);
-        stats
-            .commit_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         for c in completions {
             c(committed.clone());
         }
