@@ -147,7 +147,7 @@ impl SessionRepo for SqliteTx<'_> {
                 "UPDATE sessions SET last_active_at = ?2, idle_expires_at = ?3,
                  ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent),
                  head_generation = ?6, head_issued_at = ?7, sealed_head = ?8, head_hash = ?9
-             WHERE id = ?1 AND head_generation = ?6 - 1",
+             WHERE id = ?1 AND head_generation = ?6 - 1 AND revoked_at IS NULL",
             )?
             .execute(params![
                 s.id,
@@ -160,7 +160,12 @@ impl SessionRepo for SqliteTx<'_> {
                 s.sealed_head,
                 s.head_hash.as_ref().map(|h| &h[..])
             ])?;
-        anyhow::ensure!(n == 1, "the head moved during the rotation");
+        // The single writer already read the head in this transaction; the condition
+        // matches PostgreSQL's so both backends refuse to advance a revoked session.
+        anyhow::ensure!(
+            n == 1,
+            "the head moved (or the session ended) during the rotation"
+        );
         Ok(())
     }
 

@@ -136,6 +136,13 @@ async fn a_revocation_happens_once_and_the_log_is_read_in_order_and_pruned() {
     assert!(!write_job!(store, |tx| tx
         .revoke_session("nope", T0, RevocationReason::Admin)
         .await?));
+    // A revoked session's head never moves again, even from the right generation.
+    let mut next = s.clone();
+    (next.head_generation, next.head_hash) = (s.head_generation + 1, Some(hash(3)));
+    let advanced = store
+        .write(async move |tx| tx.advance_head(&next).await)
+        .await;
+    assert!(advanced.is_err(), "a revoked session is not rotated");
     write_job!(store, |tx| tx
         .revoke_session("sb", T0 + 5, RevocationReason::Logout)
         .await?);
