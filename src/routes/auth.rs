@@ -37,7 +37,7 @@ impl FromRequest for Authenticated {
         let found = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = found?;
-            authenticate(&state, &token).await
+            Ok(authenticate(&state, &token).await?)
         })
     }
 }
@@ -50,7 +50,7 @@ impl FromRequest for Admin {
         let found = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = found?;
-            authenticate_admin(&state, &token).await.map(Admin)
+            Ok(Admin(authenticate_admin(&state, &token).await?))
         })
     }
 }

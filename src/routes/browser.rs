@@ -26,7 +26,7 @@ use crate::keys::DEVICE_TOKEN_TTL_SECS;
 use crate::ratelimit::Endpoint;
 use crate::service::issue::{resolve_client, Issued, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
-use crate::service::{login, mfa, revoke};
+use crate::service::{self, login, mfa, revoke};
 use crate::state::AppState;
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis §5.5).
@@ -49,8 +49,8 @@ pub fn configure(t: &mut RouteTable) {
         .rate_limited(Endpoint::Browser);
 }
 
-fn forbidden(why: &str) -> ApiError {
-    ApiError::Forbidden(format!("cross-site request refused: {why}"))
+fn forbidden(why: &str) -> service::Error {
+    service::Error::Forbidden(format!("cross-site request refused: {why}"))
 }
 
 /// The checks that need no store: returns the request's `Origin`, which is one of some
@@ -61,10 +61,10 @@ fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
     {
-        return Err(forbidden("Sec-Fetch-Site is cross-site"));
+        return Err(forbidden("Sec-Fetch-Site is cross-site").into());
     }
     if headers.get("x-latchkey-csrf").map(|v| v.as_bytes()) != Some(b"1") {
-        return Err(forbidden("the X-Latchkey-CSRF: 1 header is missing"));
+        return Err(forbidden("the X-Latchkey-CSRF: 1 header is missing").into());
     }
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -72,7 +72,7 @@ fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
         .and_then(|v| v.parse::<mime::Mime>().ok())
         .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
     if !json {
-        return Err(forbidden("the body must be application/json"));
+        return Err(forbidden("the body must be application/json").into());
     }
     let origin = headers
         .get(header::ORIGIN)
@@ -84,12 +84,16 @@ fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
         .iter()
         .any(|c| c.allowed_origins.iter().any(|o| o == origin));
     if !known {
-        return Err(forbidden("the Origin is not allowed"));
+        return Err(forbidden("the Origin is not allowed").into());
     }
     Ok(origin.to_owned())
 }
 
-fn origin_allowed_for(state: &AppState, client_id: &str, origin: &str) -> Result<(), ApiError> {
+fn origin_allowed_for(
+    state: &AppState,
+    client_id: &str,
+    origin: &str,
+) -> Result<(), service::Error> {
     let allowed = state
         .settings
         .client(client_id)
@@ -309,8 +313,8 @@ async fn refresh(
     match refresh::refresh(&state, input).await {
         Ok(issued) => Ok(token_reply(&state, issued)),
         // The cookie's token is dead (ended session, reuse, expiry): clear it.
-        Err(e @ ApiError::InvalidGrant(_)) => Ok(clearing(&state, &e)),
-        Err(e) => Err(e),
+        Err(e @ service::Error::InvalidGrant(_)) => Ok(clearing(&state, &e.into())),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -4,24 +4,24 @@ use super::auth::Authenticated;
 use super::login::Origin;
 use super::password_check::hash_error;
 use super::password_check::{self, session_device, Attempt, Purpose};
+use super::Error;
 use crate::config::Registration;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::model::{ClientContext, User};
 use crate::domain::{Password, PasswordError, Username};
-use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn password_error(e: PasswordError) -> ApiError {
-    ApiError::InvalidRequest(e.to_string())
+pub fn password_error(e: PasswordError) -> Error {
+    Error::InvalidRequest(e.to_string())
 }
 
 /// `POST /signup`: 409 if the (case-insensitive) name is taken.
-pub async fn signup(state: &AppState, username: &str, password: String) -> Result<User, ApiError> {
+pub async fn signup(state: &AppState, username: &str, password: String) -> Result<User, Error> {
     if state.settings.registration == Registration::Closed {
-        return Err(ApiError::Forbidden("registration is closed".into()));
+        return Err(Error::Forbidden("registration is closed".into()));
     }
     // Lengths are checked here, before any hashing.
-    let username = Username::parse(username).map_err(|e| ApiError::InvalidRequest(e.into()))?;
+    let username = Username::parse(username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let password = Password::parse(password).map_err(password_error)?;
     let hash = state.hasher.hash(password).await.map_err(hash_error)?;
     let now = state.now();
@@ -31,8 +31,8 @@ pub async fn signup(state: &AppState, username: &str, password: String) -> Resul
         .await?;
     match outcome {
         SignupOutcome::Created(user) => Ok(user),
-        SignupOutcome::Taken => Err(ApiError::Conflict("that username is taken".into())),
-        SignupOutcome::Confusable => Err(ApiError::Conflict(
+        SignupOutcome::Taken => Err(Error::Conflict("that username is taken".into())),
+        SignupOutcome::Confusable => Err(Error::Conflict(
             "that username looks like an existing one; choose another".into(),
         )),
     }
@@ -48,7 +48,7 @@ pub(crate) async fn confirm_password(
     given: Password,
     purpose: Purpose,
     from: Origin,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let attempt = Attempt {
         account_key: Username::lookup_key(&auth.user.username),
         ip: from.ip,
@@ -71,7 +71,7 @@ pub async fn change_password(
     current: String,
     new: String,
     from: Origin,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     // RFC 9470: a user with a second factor changes the password only from a recent
     // login with it (docs/contract.md "Second factor").
     super::auth::require_step_up_if_enrolled(state, auth).await?;
@@ -108,7 +108,7 @@ pub async fn delete_account(
     auth: &Authenticated,
     password: String,
     from: Origin,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     super::auth::require_step_up_if_enrolled(state, auth).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     confirm_password(state, auth, password, Purpose::Erasure, from).await?;
@@ -131,9 +131,9 @@ pub async fn disable_user(
     admin: &Authenticated,
     user_id: String,
     ctx: ClientContext,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if admin.user.id == user_id {
-        return Err(ApiError::Conflict(
+        return Err(Error::Conflict(
             "an admin cannot disable their own account".into(),
         ));
     }

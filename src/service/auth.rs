@@ -3,9 +3,9 @@
 //! latchkey's own routes, though offline resource servers only see it when the access
 //! token expires).
 
+use super::Error;
 use crate::domain::model::{Session, User};
 use crate::domain::AuthMethod;
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tokens::{AccessClaims, Audience};
 
@@ -24,7 +24,7 @@ impl Authenticated {
 /// A caller of latchkey's self-service routes (`/me*`, `/logout`): the token's `aud`
 /// must include the issuer (docs/contract.md "Audiences"), so a token minted for a
 /// resource server cannot act on latchkey.
-pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Authenticated, ApiError> {
+pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Authenticated, Error> {
     authenticate_for(state, bearer, Audience::Issuer).await
 }
 
@@ -32,11 +32,11 @@ async fn authenticate_for(
     state: &AppState,
     bearer: &str,
     audience: Audience<'_>,
-) -> Result<Authenticated, ApiError> {
+) -> Result<Authenticated, Error> {
     let claims = state
         .tokens
         .verify(bearer, audience)
-        .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
+        .map_err(|e| Error::Unauthenticated(e.to_string()))?;
     let now = state.now();
     let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
     let found = state
@@ -54,7 +54,7 @@ async fn authenticate_for(
                 user,
             })
         }
-        _ => Err(ApiError::InvalidToken(
+        _ => Err(Error::Unauthenticated(
             "the access token's session has ended".into(),
         )),
     }
@@ -63,10 +63,10 @@ async fn authenticate_for(
 /// An admin (`/admin/*`): the token's `aud` must be the issuer alone, so no token a
 /// resource server has seen can act as an admin (401 otherwise), and the user must have
 /// the `admin` role (403 otherwise).
-pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authenticated, ApiError> {
+pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authenticated, Error> {
     let auth = authenticate_for(state, bearer, Audience::IssuerOnly).await?;
     if !auth.has_role("admin") {
-        return Err(ApiError::Forbidden("this needs the admin role".into()));
+        return Err(Error::Forbidden("this needs the admin role".into()));
     }
     // docs/contract.md "Second factor": with `admin.require_mfa`, every admin route
     // needs a recent login with a second factor (RFC 9470).
@@ -81,7 +81,7 @@ pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authen
 /// 401 `insufficient_user_authentication` with the `max_age` (and, when the factor is
 /// what is missing, `acr_values`) a client needs to ask the user to log in again. The
 /// session's values are the ones its tokens carry (`amr`, `auth_time`).
-pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), ApiError> {
+pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Error> {
     let max_age = state.settings.mfa.step_up_max_age;
     let has_otp = auth.session.amr.contains(&AuthMethod::Otp);
     let age_ms = state.now() - auth.session.auth_time;
@@ -93,7 +93,7 @@ pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Api
     } else {
         "this needs a login with a second factor: sign in again with your code"
     };
-    Err(ApiError::StepUpRequired {
+    Err(Error::StepUpRequired {
         description: description.into(),
         max_age: max_age.as_secs(),
         needs_mfa: !has_otp,
@@ -105,7 +105,7 @@ pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Api
 pub async fn require_step_up_if_enrolled(
     state: &AppState,
     auth: &Authenticated,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let user_id = auth.user.id.clone();
     let enrolled = state
         .store

@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 
+use super::Error;
 use crate::config::ResourceServerSettings;
 use crate::domain::RefreshToken;
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tokens::Audience;
 
@@ -56,7 +56,7 @@ pub async fn introspect(
     state: &AppState,
     rs: &ResourceServerSettings,
     raw: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Value, Error> {
     let now = state.now();
     if RefreshToken::parse(raw).is_ok() {
         return Ok(inactive());
@@ -84,7 +84,7 @@ pub async fn introspect(
         return Ok(inactive());
     };
     // The claims as the token carries them (empty `scope` and `roles` left out).
-    let mut body = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+    let mut body = serde_json::to_value(&claims).map_err(Error::internal)?;
     if let Value::Object(m) = &mut body {
         m.insert("active".into(), json!(true));
         m.insert("token_type".into(), json!("Bearer"));

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
+use super::Error;
 use crate::clock::Millis;
 use crate::config::ClientSettings;
 use crate::domain::model::{Session, User};
 use crate::domain::{RefreshToken, Scope};
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tokens::MintRequest;
 
@@ -59,7 +59,7 @@ pub fn issue(
     audiences: Vec<String>,
     refresh: RefreshToken,
     now: Millis,
-) -> Result<Issued, ApiError> {
+) -> Result<Issued, Error> {
     crate::telemetry::record_caller(&user.id, &session.id, &client.id);
     let ttl = state.settings.access_ttl(client).as_secs();
     // An access token never outlives its session.
@@ -78,7 +78,7 @@ pub fn issue(
             roles: user.roles.clone(),
             ttl_secs: ttl.min(session_left.max(1)),
         })
-        .map_err(ApiError::Internal)?;
+        .map_err(Error::Internal)?;
     let body = TokenResponse {
         access_token: minted.jwt,
         token_type: "Bearer",
@@ -105,7 +105,7 @@ pub fn audiences_for(
     state: &AppState,
     client: &ClientSettings,
     resource: &[String],
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, Error> {
     let allowed = state.settings.audiences_of(client);
     if resource.is_empty() {
         return Ok(allowed);
@@ -113,7 +113,7 @@ pub fn audiences_for(
     let mut narrowed: Vec<String> = Vec::with_capacity(resource.len());
     for r in resource {
         if !allowed.contains(r) {
-            return Err(ApiError::InvalidTarget(
+            return Err(Error::InvalidTarget(
                 "a requested resource is not an audience of this client".into(),
             ));
         }
@@ -128,10 +128,7 @@ pub fn audiences_for(
 pub fn resolve_client<'a>(
     state: &'a AppState,
     client_id: Option<&str>,
-) -> Result<&'a ClientSettings, ApiError> {
+) -> Result<&'a ClientSettings, Error> {
     let id = client_id.filter(|c| !c.is_empty()).unwrap_or("default");
-    state
-        .settings
-        .client(id)
-        .ok_or(ApiError::InvalidClient { basic: false })
+    state.settings.client(id).ok_or(Error::UnknownClient)
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::issue::{audiences_for, issue, resolve_client, Issued};
 use super::password_check::{self, Attempt, Purpose};
+use super::Error;
 use crate::clock::Millis;
 use crate::config::ClientSettings;
 use crate::domain::email::AccountSecret;
@@ -13,7 +14,6 @@ use crate::domain::mfa;
 use crate::domain::model::{ClientContext, User};
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
 use crate::domain::{AuthMethod, Password, Scope, Username};
-use crate::error::ApiError;
 use crate::secret::Secret;
 use crate::state::AppState;
 
@@ -39,20 +39,20 @@ pub struct Origin {
 }
 
 /// Checks credentials and starts a session (`/login` and `/browser/login`).
-pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result<Issued, ApiError> {
+pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result<Issued, Error> {
     // Cheap checks first, before any hashing (docs/contract.md "Conventions"). A name no
     // account can have by its shape alone (over 256 bytes, or a control character such
     // as NUL, which PostgreSQL cannot even hold) is a malformed request: 400 before any
     // store access, saying nothing about any account.
     let account_key =
-        Username::login_key(&input.username).map_err(|e| ApiError::InvalidRequest(e.into()))?;
+        Username::login_key(&input.username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let password = Password::parse_for_login(input.password)
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
     let client = resolve_client(state, input.client_id.as_deref())?.clone();
     let scope = Scope::parse(input.scope.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::InvalidScope(e.into()))?;
+        .map_err(|e| Error::InvalidScope(e.into()))?;
     if !scope.allowed_by(&client.scopes) {
-        return Err(ApiError::InvalidScope(
+        return Err(Error::InvalidScope(
             "the requested scope is not allowed for this client".into(),
         ));
     }
@@ -93,7 +93,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     // answers the same whoever it belongs to (docs/contract.md "Second factor").
     let admitted = admitted.verify(password, user.as_ref()).await?;
     let Some(user) = user else {
-        return Err(ApiError::InvalidCredentials);
+        return Err(Error::InvalidCredentials);
     };
 
     let new = NewSession {
@@ -145,7 +145,7 @@ pub(super) fn issue_login(
     audiences: Vec<String>,
     account_key: &str,
     now: Millis,
-) -> Result<Issued, ApiError> {
+) -> Result<Issued, Error> {
     match outcome {
         LoginOutcome::Created(c) => {
             let scope = c.session.scope.clone();
@@ -157,12 +157,12 @@ pub(super) fn issue_login(
                 state
                     .devices
                     .issue(account_key, now)
-                    .map_err(ApiError::Internal)?,
+                    .map_err(Error::Internal)?,
             );
             Ok(issued)
         }
-        LoginOutcome::UserUnavailable => Err(ApiError::InvalidCredentials),
-        LoginOutcome::LimitReached => Err(ApiError::Conflict(format!(
+        LoginOutcome::UserUnavailable => Err(Error::InvalidCredentials),
+        LoginOutcome::LimitReached => Err(Error::Conflict(format!(
             "this account already has the maximum of {} active sessions; sign out of one first",
             state.settings.session.max_per_user
         ))),
@@ -170,7 +170,7 @@ pub(super) fn issue_login(
 }
 
 /// Whether the user has a confirmed factor.
-pub async fn has_active_factor(state: &AppState, user_id: &str) -> Result<bool, ApiError> {
+pub async fn has_active_factor(state: &AppState, user_id: &str) -> Result<bool, Error> {
     let id = user_id.to_owned();
     Ok(state
         .store
@@ -188,8 +188,8 @@ pub async fn require_second_factor(
     audiences: Vec<String>,
     now: Millis,
     browser: bool,
-) -> Result<ApiError, ApiError> {
-    let token = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
+) -> Result<Error, Error> {
+    let token = AccountSecret::generate(state.rng.as_ref()).map_err(Error::Internal)?;
     let pending = mfa::pending_login(
         token.hash(),
         now,
@@ -203,7 +203,7 @@ pub async fn require_second_factor(
         .write(async move |tx| tx.insert_mfa_login(&pending).await)
         .await?;
     state.metrics.login("mfa_required");
-    Ok(ApiError::MfaRequired {
+    Ok(Error::SecondFactorRequired {
         mfa_token: Secret::new(token.expose().to_owned()),
     })
 }

@@ -8,6 +8,7 @@ use super::auth::{require_step_up_if_enrolled, Authenticated};
 use super::issue::Issued;
 use super::login::{issue_login, Origin};
 use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
+use super::Error;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{
     self, Actor, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
@@ -16,43 +17,40 @@ use crate::domain::mfa::{
 use crate::domain::sessions::NewSession;
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
 use crate::domain::{AuthMethod, Password, TokenHash, Username};
-use crate::error::ApiError;
 use crate::secret::Secret;
 use crate::state::AppState;
 
 /// A second factor as sent: `code` or `recovery_code`, exactly one of them (an empty
 /// string counts as absent). Malformed values are 400 `invalid_request` and count for
 /// nothing: they cannot have been right.
-pub fn parse_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proof, ApiError> {
+pub fn parse_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proof, Error> {
     let code = code.filter(|c| !c.is_empty());
     let recovery_code = recovery_code.filter(|c| !c.is_empty());
     match (code, recovery_code) {
         (Some(c), None) => TotpCode::parse(&c).map(Proof::Totp).ok_or_else(|| {
-            ApiError::InvalidRequest("code must be the 6 digits the authenticator app shows".into())
+            Error::InvalidRequest("code must be the 6 digits the authenticator app shows".into())
         }),
         (None, Some(r)) => RecoveryCode::parse(&r).map(Proof::Recovery).ok_or_else(|| {
-            ApiError::InvalidRequest("recovery_code is not in the form of a recovery code".into())
+            Error::InvalidRequest("recovery_code is not in the form of a recovery code".into())
         }),
-        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+        (Some(_), Some(_)) => Err(Error::InvalidRequest(
             "send either code or recovery_code, not both".into(),
         )),
-        (None, None) => Err(ApiError::InvalidRequest(
+        (None, None) => Err(Error::InvalidRequest(
             "code (or recovery_code) is required".into(),
         )),
     }
 }
 
-fn code_only(code: Option<String>) -> Result<TotpCode, ApiError> {
+fn code_only(code: Option<String>) -> Result<TotpCode, Error> {
     match parse_proof(code, None)? {
         Proof::Totp(c) => Ok(c),
         Proof::Recovery(_) => unreachable!("no recovery code was given"),
     }
 }
 
-fn dead_token() -> ApiError {
-    ApiError::InvalidGrant(
-        "the mfa_token is invalid, expired or already used; sign in again".into(),
-    )
+fn dead_token() -> Error {
+    Error::InvalidGrant("the mfa_token is invalid, expired or already used; sign in again".into())
 }
 
 /// The second step of a login (`/login/mfa`, `/browser/login/mfa`).
@@ -75,8 +73,8 @@ pub async fn finish_login(
     state: &AppState,
     input: SecondStep,
     from: Origin,
-    allowed: &dyn Fn(&str) -> Result<(), ApiError>,
-) -> Result<Issued, ApiError> {
+    allowed: &dyn Fn(&str) -> Result<(), Error>,
+) -> Result<Issued, Error> {
     let proof = parse_proof(input.code, input.recovery_code)?;
     let token = AccountSecret::parse(&input.mfa_token).ok_or_else(dead_token)?;
     let hash: TokenHash = token.hash();
@@ -97,7 +95,7 @@ pub async fn finish_login(
     // login's refresh token must never come back in a JSON body. Refused before the
     // code is looked at, so the wrong endpoint costs the login no attempt.
     if pending.browser != input.browser {
-        return Err(ApiError::InvalidGrant(if pending.browser {
+        return Err(Error::InvalidGrant(if pending.browser {
             "this mfa_token is from a browser login: finish it at /browser/login/mfa".into()
         } else {
             "this mfa_token is not from a browser login: finish it at /login/mfa".into()
@@ -167,7 +165,7 @@ pub async fn finish_login(
         .await?;
     match outcome {
         FinishOutcome::Dead => Err(dead_token()),
-        FinishOutcome::CodesLocked => Err(ApiError::Forbidden(
+        FinishOutcome::CodesLocked => Err(Error::Forbidden(
             "too many wrong codes in a row on this account: finish with a recovery code or \
              from a device that signed in before, or ask an administrator to reset the factor"
                 .into(),
@@ -175,11 +173,11 @@ pub async fn finish_login(
         FinishOutcome::WrongCode { ended } => {
             admitted.code_failed().await?;
             if ended {
-                Err(ApiError::InvalidGrant(
+                Err(Error::InvalidGrant(
                     "too many wrong codes: the mfa_token has ended; sign in again".into(),
                 ))
             } else {
-                Err(ApiError::WrongCode)
+                Err(Error::WrongCode)
             }
         }
         FinishOutcome::Finished(outcome) => {
@@ -220,7 +218,7 @@ async fn admit_code<'a>(
     state: &'a AppState,
     auth: &Authenticated,
     from: &Origin,
-) -> Result<Admitted<'a>, ApiError> {
+) -> Result<Admitted<'a>, Error> {
     password_check::admit(
         state,
         Attempt {
@@ -243,28 +241,28 @@ pub async fn enrol(
     auth: &Authenticated,
     password: String,
     from: Origin,
-) -> Result<Enrolment, ApiError> {
+) -> Result<Enrolment, Error> {
     require_step_up_if_enrolled(state, auth).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     confirm_password(state, auth, password, Purpose::MfaChange, from).await?;
-    let secret = TotpSecret::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
+    let secret = TotpSecret::generate(state.rng.as_ref()).map_err(Error::Internal)?;
     let sealed = state
         .sealer
         .seal_totp(&auth.user.id, &secret)
-        .map_err(ApiError::Internal)?;
+        .map_err(Error::Internal)?;
     let (now, user_id) = (state.now(), auth.user.id.clone());
     let outcome = state
         .store
         .write(async move |tx| mfa::enrol(tx, now, &user_id, sealed).await)
         .await?;
     if let EnrolOutcome::AlreadyActive = outcome {
-        return Err(ApiError::Conflict(
+        return Err(Error::Conflict(
             "a second factor is already active; remove it first".into(),
         ));
     }
     let uri = otpauth_uri(state, &auth.user.username, &secret);
     let qr = qrcode::QrCode::new(uri.as_bytes())
-        .map_err(ApiError::internal)?
+        .map_err(Error::internal)?
         .render::<qrcode::render::svg::Color>()
         .min_dimensions(200, 200)
         .build();
@@ -302,11 +300,11 @@ fn otpauth_uri(state: &AppState, username: &str, secret: &TotpSecret) -> String 
 }
 
 /// Ten new recovery codes: their display form for the answer, their hashes to store.
-fn new_recovery_codes(state: &AppState) -> Result<(Vec<String>, Vec<TokenHash>), ApiError> {
+fn new_recovery_codes(state: &AppState) -> Result<(Vec<String>, Vec<TokenHash>), Error> {
     let mut shown = Vec::with_capacity(totp::RECOVERY_CODES);
     let mut hashes = Vec::with_capacity(totp::RECOVERY_CODES);
     for _ in 0..totp::RECOVERY_CODES {
-        let c = RecoveryCode::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
+        let c = RecoveryCode::generate(state.rng.as_ref()).map_err(Error::Internal)?;
         shown.push(c.display());
         hashes.push(c.hash());
     }
@@ -320,7 +318,7 @@ pub async fn confirm(
     auth: &Authenticated,
     code: Option<String>,
     from: Origin,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, Error> {
     require_step_up_if_enrolled(state, auth).await?;
     let code = code_only(code)?;
     let admitted = admit_code(state, auth, &from).await?;
@@ -351,12 +349,12 @@ pub async fn confirm(
         }
         ConfirmOutcome::WrongCode => {
             admitted.code_failed().await?;
-            Err(ApiError::WrongCode)
+            Err(Error::WrongCode)
         }
-        ConfirmOutcome::NoEnrolment => Err(ApiError::Conflict(
+        ConfirmOutcome::NoEnrolment => Err(Error::Conflict(
             "no enrolment to confirm; start one with POST /me/mfa/totp".into(),
         )),
-        ConfirmOutcome::AlreadyActive => Err(ApiError::Conflict(
+        ConfirmOutcome::AlreadyActive => Err(Error::Conflict(
             "the second factor is already active".into(),
         )),
     }
@@ -369,7 +367,7 @@ pub async fn remove(
     password: String,
     proof: (Option<String>, Option<String>),
     from: Origin,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     require_step_up_if_enrolled(state, auth).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     let proof = parse_proof(proof.0, proof.1)?;
@@ -405,14 +403,14 @@ pub async fn remove(
         }
         RemoveOutcome::WrongCode => {
             admitted.code_failed().await?;
-            Err(ApiError::WrongCode)
+            Err(Error::WrongCode)
         }
         RemoveOutcome::NoFactor => Err(no_factor()),
     }
 }
 
-fn no_factor() -> ApiError {
-    ApiError::NotFound("no second factor is enrolled".into())
+fn no_factor() -> Error {
+    Error::NotFound("no second factor is enrolled".into())
 }
 
 /// `POST /me/mfa/recovery-codes` `{code}`: step-up and a current TOTP code (spent, and
@@ -423,10 +421,10 @@ pub async fn regenerate_recovery_codes(
     auth: &Authenticated,
     code: Option<String>,
     from: Origin,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, Error> {
     require_step_up_if_enrolled(state, auth).await?;
     if code.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::InvalidRequest(
+        return Err(Error::InvalidRequest(
             "code is required: the current code from the authenticator app".into(),
         ));
     }
@@ -459,7 +457,7 @@ pub async fn regenerate_recovery_codes(
         }
         RegenerateOutcome::WrongCode => {
             admitted.code_failed().await?;
-            Err(ApiError::WrongCode)
+            Err(Error::WrongCode)
         }
         RegenerateOutcome::NoFactor => Err(no_factor()),
     }

@@ -15,11 +15,11 @@
 
 use std::net::IpAddr;
 
+use super::Error;
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, User};
 use crate::domain::throttle::{shared_key, DeviceId, Reservation, Verdict, HOUR};
 use crate::domain::{EventKind, Password};
-use crate::error::ApiError;
 use crate::passwords::CheckSlot;
 use crate::state::AppState;
 
@@ -89,7 +89,7 @@ pub struct Admitted<'a> {
 /// attempt reserves its place in the account's (or device's) count before anything is
 /// checked, so N instances together never check more than the limit (docs/contract.md
 /// "Scale-out on PostgreSQL").
-pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, ApiError> {
+pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, Error> {
     let now = state.now();
     let verdict = state
         .throttle
@@ -103,7 +103,7 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, A
     }
     let Some(slot) = state.hasher.slot(&attempt.account_key) else {
         state.metrics.login("throttled");
-        return Err(ApiError::TooManyRequests {
+        return Err(Error::RateLimited {
             retry_after_secs: 1,
         });
     };
@@ -139,7 +139,7 @@ async fn throttled(
     attempt: &Attempt,
     retry_after_secs: u64,
     newly: bool,
-) -> ApiError {
+) -> Error {
     if newly {
         let key = attempt.account_key.clone();
         let user_id = state
@@ -157,7 +157,7 @@ async fn throttled(
         }
     }
     state.metrics.login("throttled");
-    ApiError::TooManyRequests { retry_after_secs }
+    Error::RateLimited { retry_after_secs }
 }
 
 /// An attempt that ends without a failure and without clearing the count (an error on
@@ -189,7 +189,7 @@ impl Admitted<'_> {
     /// with that password; anything else is one generic 401 (OWASP Authentication: no
     /// enumeration), counted by the throttle and recorded as `login_failed` (with the
     /// user id when the account exists; never the attempted name).
-    pub async fn check(self, password: Password, user: Option<&User>) -> Result<(), ApiError> {
+    pub async fn check(self, password: Password, user: Option<&User>) -> Result<(), Error> {
         self.verify(password, user).await?.succeeded().await?;
         Ok(())
     }
@@ -199,7 +199,7 @@ impl Admitted<'_> {
     /// ([`succeeded`](Self::succeeded)) or a second factor is still to come. The path up
     /// to and including the password check, and every failure, is the same as `check`'s
     /// (no enumeration of who has a factor).
-    pub async fn verify(self, password: Password, user: Option<&User>) -> Result<Self, ApiError> {
+    pub async fn verify(self, password: Password, user: Option<&User>) -> Result<Self, Error> {
         let state = self.state;
         let verified = state
             .hasher
@@ -216,7 +216,7 @@ impl Admitted<'_> {
         event.user_id = user.map(|u| u.id.clone());
         record(state, event).await?;
         state.metrics.login("failure");
-        Err(ApiError::InvalidCredentials)
+        Err(Error::InvalidCredentials)
     }
 }
 
@@ -224,7 +224,7 @@ impl Admitted<'_> {
     /// The attempt succeeded: clears the account's (or device's) failures and the
     /// address's pair, in this instance's memory and, with a shared store, for every
     /// instance (the attempt's own reservation with them).
-    pub async fn succeeded(&self) -> Result<(), ApiError> {
+    pub async fn succeeded(&self) -> Result<(), Error> {
         let (state, a) = (self.state, &self.attempt);
         state
             .throttle
@@ -239,7 +239,7 @@ impl Admitted<'_> {
 
     /// The password was right but the login is not over (a second factor is to come):
     /// nothing is cleared, and the attempt's reservation is given back, now.
-    pub async fn release(self) -> Result<(), ApiError> {
+    pub async fn release(self) -> Result<(), Error> {
         if let (Some((key, at)), Some(shared)) =
             (self.take_reservation(), self.state.store.shared_failures())
         {
@@ -250,7 +250,7 @@ impl Admitted<'_> {
 
     /// A wrong second-factor code: counted by the login throttle exactly like a wrong
     /// password (the `mfa_failed` event is recorded with the check, in its write).
-    pub async fn code_failed(&self) -> Result<(), ApiError> {
+    pub async fn code_failed(&self) -> Result<(), Error> {
         self.count_failure();
         self.state.metrics.login("failure");
         Ok(())
@@ -282,7 +282,7 @@ fn event_of(kind: EventKind, a: &Attempt) -> NewEvent {
 }
 
 /// Records one security event in its own write.
-pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
+pub async fn record(state: &AppState, event: NewEvent) -> Result<(), Error> {
     let now = state.now();
     state
         .store
@@ -304,21 +304,19 @@ pub fn session_device(session_id: &str) -> DeviceId {
 }
 
 /// The shared store failed: its own error says whether it is unreachable (503).
-fn store_unavailable(e: anyhow::Error) -> ApiError {
+fn store_unavailable(e: anyhow::Error) -> Error {
     tracing::warn!(error = %format!("{e:#}"), "the shared login-failure count is unavailable");
-    ApiError::Unavailable {
+    Error::Unavailable {
         retry_after_secs: 2,
     }
 }
 
 /// A full argon2 queue is 429 (retry shortly), anything else internal.
-pub fn hash_error(e: crate::passwords::HashError) -> ApiError {
+pub fn hash_error(e: crate::passwords::HashError) -> Error {
     match e {
-        crate::passwords::HashError::Pool(crate::pool::PoolError::Full(_)) => {
-            ApiError::TooManyRequests {
-                retry_after_secs: 1,
-            }
-        }
-        other => ApiError::internal(other),
+        crate::passwords::HashError::Pool(crate::pool::PoolError::Full(_)) => Error::RateLimited {
+            retry_after_secs: 1,
+        },
+        other => Error::internal(other),
     }
 }

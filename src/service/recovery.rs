@@ -6,6 +6,7 @@ use super::accounts::password_error;
 use super::auth::Authenticated;
 use super::login::Origin;
 use super::password_check::hash_error;
+use super::Error;
 use crate::config::{MailSettings, Registration};
 use crate::domain::email::{AccountSecret, Email};
 use crate::domain::model::{User, UserEmail};
@@ -14,7 +15,6 @@ use crate::domain::recovery::{
 };
 use crate::domain::throttle::Verdict;
 use crate::domain::{Password, Username};
-use crate::error::ApiError;
 use crate::mail::MailKind;
 use crate::state::AppState;
 
@@ -54,8 +54,8 @@ fn verify_link(state: &AppState, secret: &AccountSecret) -> String {
     )
 }
 
-fn parse_email(s: &str) -> Result<Email, ApiError> {
-    Email::parse(s).map_err(|e| ApiError::InvalidRequest(e.into()))
+fn parse_email(s: &str) -> Result<Email, Error> {
+    Email::parse(s).map_err(|e| Error::InvalidRequest(e.into()))
 }
 
 /// Mails the link that verifies `to`. No username: the address is not yet proven to
@@ -111,15 +111,15 @@ pub async fn signup_with_email(
     username: &str,
     password: String,
     email: &str,
-) -> Result<(User, Email), ApiError> {
+) -> Result<(User, Email), Error> {
     if state.settings.registration == Registration::Closed {
-        return Err(ApiError::Forbidden("registration is closed".into()));
+        return Err(Error::Forbidden("registration is closed".into()));
     }
-    let username = Username::parse(username).map_err(|e| ApiError::InvalidRequest(e.into()))?;
+    let username = Username::parse(username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let email = parse_email(email)?;
     let password = Password::parse(password).map_err(password_error)?;
     let hash = state.hasher.hash(password).await.map_err(hash_error)?;
-    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(Error::internal)?;
     let (now, ttl) = (state.now(), state.settings.mail.verify_ttl.as_millis_i64());
     let (e, s) = (email.clone(), secret.clone());
     let outcome = state
@@ -133,12 +133,12 @@ pub async fn signup_with_email(
             mail_address(state, claim, &email, &secret);
             Ok((user, email))
         }
-        SignupWithEmail::UsernameTaken => Err(ApiError::Conflict("that username is taken".into())),
+        SignupWithEmail::UsernameTaken => Err(Error::Conflict("that username is taken".into())),
     }
 }
 
 /// The user's address, for `/me`.
-pub async fn email_of(state: &AppState, user_id: &str) -> Result<Option<UserEmail>, ApiError> {
+pub async fn email_of(state: &AppState, user_id: &str) -> Result<Option<UserEmail>, Error> {
     let id = user_id.to_owned();
     Ok(state
         .store
@@ -156,7 +156,7 @@ pub async fn set_email(
     email: &str,
     password: String,
     from: Origin,
-) -> Result<UserEmail, ApiError> {
+) -> Result<UserEmail, Error> {
     // RFC 9470: whoever controls the address controls password resets, so for a user
     // with a second factor this is a step-up route like `/me/password`.
     super::auth::require_step_up_if_enrolled(state, auth).await?;
@@ -166,7 +166,7 @@ pub async fn set_email(
     // Throttled and recorded like every other password check.
     let purpose = super::password_check::Purpose::EmailChange;
     super::accounts::confirm_password(state, auth, password, purpose, from).await?;
-    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(Error::internal)?;
     let (now, ttl) = (state.now(), state.settings.mail.verify_ttl.as_millis_i64());
     let (user_id, e, s) = (auth.user.id.clone(), email.clone(), secret.clone());
     let claim = state
@@ -183,24 +183,24 @@ pub async fn set_email(
 }
 
 /// 429 while the address (or account key) is throttled by login throttling.
-fn refuse_if_throttled(state: &AppState, key: &str, from: &Origin) -> Result<(), ApiError> {
+fn refuse_if_throttled(state: &AppState, key: &str, from: &Origin) -> Result<(), Error> {
     match state.throttle.check(key, from.ip, None, state.now()) {
         Verdict::Allowed => Ok(()),
         Verdict::Throttled {
             retry_after_secs, ..
-        } => Err(ApiError::TooManyRequests { retry_after_secs }),
+        } => Err(Error::RateLimited { retry_after_secs }),
     }
 }
 
-fn bad_token(state: &AppState, from: &Origin, what: &str) -> ApiError {
+fn bad_token(state: &AppState, from: &Origin, what: &str) -> Error {
     state
         .throttle
         .record_failure(&token_guess_key(from), from.ip, None, state.now());
-    ApiError::InvalidGrant(format!("the {what} token is invalid, used or expired"))
+    Error::InvalidGrant(format!("the {what} token is invalid, used or expired"))
 }
 
 /// `POST /email/verify`: 204, or 400 `invalid_grant` for a bad, used or expired token.
-pub async fn verify_email(state: &AppState, token: &str, from: Origin) -> Result<(), ApiError> {
+pub async fn verify_email(state: &AppState, token: &str, from: Origin) -> Result<(), Error> {
     refuse_if_throttled(state, &token_guess_key(&from), &from)?;
     let Some(secret) = AccountSecret::parse(token) else {
         return Err(bad_token(state, &from, "verification"));
@@ -234,13 +234,13 @@ pub async fn forgot_password(
     state: &AppState,
     input: ForgotInput,
     from: Origin,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let (lookup, throttle_key) = match (input.username, input.email) {
         (Some(name), None) => {
             // A name no account can have (empty, padded, control characters, too long)
             // is refused by its shape alone, which says nothing about any account.
             let key = Username::parse(&name)
-                .map_err(|e| ApiError::InvalidRequest(e.into()))?
+                .map_err(|e| Error::InvalidRequest(e.into()))?
                 .key();
             (Lookup::Username(key.clone()), key)
         }
@@ -249,7 +249,7 @@ pub async fn forgot_password(
             (Lookup::Email(key.clone()), key)
         }
         _ => {
-            return Err(ApiError::InvalidRequest(
+            return Err(Error::InvalidRequest(
                 "give either username or email".into(),
             ))
         }
@@ -257,7 +257,7 @@ pub async fn forgot_password(
     // Counted with login throttling: an account or address refused logins is refused
     // here too, the same way for every name.
     refuse_if_throttled(state, &throttle_key, &from)?;
-    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(Error::internal)?;
     let hash = secret.hash();
     let now = state.now();
     let ttl = state.settings.mail.reset_ttl.as_millis_i64();
@@ -280,7 +280,7 @@ pub async fn reset_password(
     token: &str,
     new_password: String,
     from: Origin,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     refuse_if_throttled(state, &token_guess_key(&from), &from)?;
     let Some(secret) = AccountSecret::parse(token) else {
         return Err(bad_token(state, &from, "reset"));
@@ -312,8 +312,8 @@ pub async fn reset_password(
 
 /// `POST /admin/users/{id}/password-reset`: mails a reset link to the user's verified
 /// address. 404 for no such user, 409 when there is no verified address to mail.
-pub async fn admin_reset(state: &AppState, user_id: String) -> Result<(), ApiError> {
-    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+pub async fn admin_reset(state: &AppState, user_id: String) -> Result<(), Error> {
+    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(Error::internal)?;
     let now = state.now();
     let ttl = state.settings.mail.reset_ttl.as_millis_i64();
     let s = secret.clone();
@@ -329,7 +329,7 @@ pub async fn admin_reset(state: &AppState, user_id: String) -> Result<(), ApiErr
             Ok(())
         }
         AdminReset::NoSuchUser => Err(super::sessions::no_such_user()),
-        AdminReset::NoVerifiedEmail => Err(ApiError::Conflict(
+        AdminReset::NoVerifiedEmail => Err(Error::Conflict(
             "the user has no verified email address to send a reset link to".into(),
         )),
     }

@@ -2,10 +2,10 @@
 //! in `domain::rotation`; docs/contract.md "Refresh rotation").
 
 use super::issue::{audiences_for, issue, Issued};
+use super::Error;
 use crate::domain::model::ClientContext;
 use crate::domain::rotation::{self, RefreshOutcome, RefreshRequest, Rejection};
 use crate::domain::{RefreshToken, Scope};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 pub struct RefreshInput<'a> {
@@ -18,7 +18,7 @@ pub struct RefreshInput<'a> {
     pub ctx: ClientContext,
 }
 
-pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued, ApiError> {
+pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued, Error> {
     refresh_for(state, input, &[]).await
 }
 
@@ -28,15 +28,13 @@ pub async fn refresh_for(
     state: &AppState,
     input: RefreshInput<'_>,
     resource: &[String],
-) -> Result<Issued, ApiError> {
+) -> Result<Issued, Error> {
     let Ok(token) = RefreshToken::parse(input.raw_token) else {
-        return Err(ApiError::InvalidGrant(
-            Rejection::Unknown.description().into(),
-        ));
+        return Err(Error::InvalidGrant(Rejection::Unknown.description().into()));
     };
     if let Some(id) = input.client_id {
         if state.settings.client(id).is_none() {
-            return Err(ApiError::InvalidClient { basic: false });
+            return Err(Error::UnknownClient);
         }
     }
     if !resource.is_empty() {
@@ -86,13 +84,13 @@ pub async fn refresh_for(
     let granted = match outcome {
         RefreshOutcome::Rotated(g) | RefreshOutcome::Replayed(g) => g,
         RefreshOutcome::Rejected(Rejection::ScopeTooWide) => {
-            return Err(ApiError::InvalidScope(
+            return Err(Error::InvalidScope(
                 Rejection::ScopeTooWide.description().into(),
             ))
         }
-        RefreshOutcome::Rejected(r) => return Err(ApiError::InvalidGrant(r.description().into())),
+        RefreshOutcome::Rejected(r) => return Err(Error::InvalidGrant(r.description().into())),
         RefreshOutcome::ReuseDetected => {
-            return Err(ApiError::InvalidGrant(
+            return Err(Error::InvalidGrant(
                 Rejection::SessionEnded.description().into(),
             ));
         }
@@ -101,7 +99,7 @@ pub async fn refresh_for(
         .settings
         .client(&granted.session.client_id)
         .cloned()
-        .ok_or_else(|| ApiError::InvalidGrant("the client no longer exists".into()))?;
+        .ok_or_else(|| Error::InvalidGrant("the client no longer exists".into()))?;
     let audiences = audiences_for(state, &client, resource)?;
     issue(
         state,

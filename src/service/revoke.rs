@@ -2,10 +2,10 @@
 //! and a user ending one of their own sessions.
 
 use super::auth::Authenticated;
+use super::Error;
 use crate::domain::model::{ClientContext, NewEvent, Session};
 use crate::domain::{revocation, rotation};
 use crate::domain::{EventKind, RefreshToken, RevocationReason};
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tokens::Audience;
 
@@ -13,7 +13,7 @@ use crate::tokens::Audience;
 pub async fn session_of_refresh_token(
     state: &AppState,
     raw: &str,
-) -> Result<Option<Session>, ApiError> {
+) -> Result<Option<Session>, Error> {
     let Ok(token) = RefreshToken::parse(raw) else {
         return Ok(None);
     };
@@ -35,7 +35,7 @@ pub async fn revoke_token(
     client_id: Option<String>,
     ctx: ClientContext,
     reason: RevocationReason,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let session_id = match RefreshToken::parse(raw) {
         Ok(_) => session_of_refresh_token(state, raw).await?.map(|s| s.id),
         Err(_) => state
@@ -71,7 +71,7 @@ pub async fn revoke_for_resource_server(
     rs: &crate::config::ResourceServerSettings,
     raw: &str,
     ctx: ClientContext,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     if RefreshToken::parse(raw).is_ok() {
         return Ok(false);
     }
@@ -127,7 +127,7 @@ pub async fn logout(
     auth: &Authenticated,
     scope: LogoutScope,
     ctx: ClientContext,
-) -> Result<usize, ApiError> {
+) -> Result<usize, Error> {
     let now = state.now();
     let current = auth.session.clone();
     Ok(state
@@ -157,7 +157,7 @@ pub async fn end_own_session(
     auth: &Authenticated,
     session_id: String,
     ctx: ClientContext,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let (now, user_id) = (state.now(), auth.user.id.clone());
     let ended = state
         .store
@@ -171,6 +171,6 @@ pub async fn end_own_session(
     if ended {
         Ok(())
     } else {
-        Err(ApiError::NotFound("no such session".into()))
+        Err(Error::NotFound("no such session".into()))
     }
 }

@@ -1,12 +1,12 @@
 //! Listing and ending sessions: a user's own devices, and the operator's views.
 
+use super::Error;
 use crate::domain::model::{ClientContext, Session};
 use crate::domain::{revocation, RevocationReason};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The user's live sessions, oldest first.
-pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Session>, ApiError> {
+pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Session>, Error> {
     let (now, id) = (state.now(), user_id.to_owned());
     Ok(state
         .store
@@ -15,7 +15,7 @@ pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Sess
 }
 
 /// An operator's view of a user's live sessions; `NotFound` if there is no such user.
-pub async fn sessions_of_user(state: &AppState, user_id: String) -> Result<Vec<Session>, ApiError> {
+pub async fn sessions_of_user(state: &AppState, user_id: String) -> Result<Vec<Session>, Error> {
     let now = state.now();
     state
         .store
@@ -34,7 +34,7 @@ pub async fn revoke_all_of_user(
     state: &AppState,
     user_id: String,
     ctx: ClientContext,
-) -> Result<usize, ApiError> {
+) -> Result<usize, Error> {
     let now = state.now();
     state
         .store
@@ -51,6 +51,6 @@ pub async fn revoke_all_of_user(
         .ok_or_else(no_such_user)
 }
 
-pub fn no_such_user() -> ApiError {
-    ApiError::NotFound("no such user".into())
+pub fn no_such_user() -> Error {
+    Error::NotFound("no such user".into())
 }
