@@ -16,6 +16,7 @@ pub fn password_error(e: PasswordError) -> Error {
 }
 
 /// `POST /signup`: 409 if the (case-insensitive) name is taken.
+#[tracing::instrument(skip_all)]
 pub async fn signup(state: &AppState, username: &str, password: String) -> Result<User, Error> {
     if state.settings.registration == Registration::Closed {
         return Err(Error::Forbidden("registration is closed".into()));
@@ -42,6 +43,7 @@ pub async fn signup(state: &AppState, username: &str, password: String) -> Resul
 /// wrong. Through the same throttling, events and queue as a login
 /// (`service/password_check.rs`); the session counts as the trusted client, so an
 /// attacker flooding `/login` does not stop its owner changing the password.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub(crate) async fn confirm_password(
     state: &AppState,
     auth: &Authenticated,
@@ -65,6 +67,7 @@ pub(crate) async fn confirm_password(
 }
 
 /// `POST /me/password`: needs the current password; ends every other session.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn change_password(
     state: &AppState,
     auth: &Authenticated,
@@ -103,6 +106,7 @@ pub async fn change_password(
 /// `DELETE /me` (GDPR erasure): needs the password; removes the user, sessions, tokens
 /// and events, from the database files too (see `accounts::delete_user`), and what the
 /// login throttle kept under the name.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn delete_account(
     state: &AppState,
     auth: &Authenticated,
@@ -126,6 +130,7 @@ pub async fn delete_account(
 /// An operator disables a user and ends their sessions. Not their own account: an
 /// admin locking themselves out is a mistake, and the last admin doing it would leave
 /// nobody to undo it from the API.
+#[tracing::instrument(skip_all, fields(user_id = %user_id, admin_id = %admin.user.id))]
 pub async fn disable_user(
     state: &AppState,
     admin: &Authenticated,

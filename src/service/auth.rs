@@ -24,6 +24,7 @@ impl Authenticated {
 /// A caller of latchkey's self-service routes (`/me*`, `/logout`): the token's `aud`
 /// must include the issuer (docs/contract.md "Audiences"), so a token minted for a
 /// resource server cannot act on latchkey.
+#[tracing::instrument(skip_all)]
 pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Authenticated, Error> {
     authenticate_for(state, bearer, Audience::Issuer).await
 }
@@ -63,6 +64,7 @@ async fn authenticate_for(
 /// An admin (`/admin/*`): the token's `aud` must be the issuer alone, so no token a
 /// resource server has seen can act as an admin (401 otherwise), and the user must have
 /// the `admin` role (403 otherwise).
+#[tracing::instrument(skip_all)]
 pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authenticated, Error> {
     let auth = authenticate_for(state, bearer, Audience::IssuerOnly).await?;
     if !auth.has_role("admin") {
@@ -81,6 +83,7 @@ pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authen
 /// 401 `insufficient_user_authentication` with the `max_age` (and, when the factor is
 /// what is missing, `acr_values`) a client needs to ask the user to log in again. The
 /// session's values are the ones its tokens carry (`amr`, `auth_time`).
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Error> {
     let max_age = state.settings.mfa.step_up_max_age;
     let has_otp = auth.session.amr.contains(&AuthMethod::Otp);
@@ -102,6 +105,7 @@ pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Err
 
 /// Step-up for a user with an active second factor; nothing for one without
 /// (`/me/password`, `DELETE /me`, `/me/mfa/*`).
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn require_step_up_if_enrolled(
     state: &AppState,
     auth: &Authenticated,

@@ -5,6 +5,7 @@ use crate::domain::model::{Event, EventQuery};
 use crate::state::AppState;
 
 /// Events matching `query`, newest first.
+#[tracing::instrument(skip_all)]
 pub async fn list(state: &AppState, query: EventQuery) -> Result<Vec<Event>, Error> {
     Ok(state
         .store

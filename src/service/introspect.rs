@@ -21,6 +21,7 @@ pub struct Presented {
 /// against every reading, without an early exit, through SHA-256 digests: the time taken
 /// depends on neither which part matched nor how much of it (docs/contract.md "Standards
 /// checklist" #29).
+#[tracing::instrument(skip_all)]
 pub fn authenticate_resource_server<'a>(
     state: &'a AppState,
     presented: &Presented,
@@ -52,6 +53,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// includes one of `rs.audiences` and whose session is live. Refresh tokens are
 /// latchkey's own business and answer inactive, as do other audiences' access tokens
 /// (docs/contract.md "Audiences").
+#[tracing::instrument(skip_all, fields(resource_server = %rs.id))]
 pub async fn introspect(
     state: &AppState,
     rs: &ResourceServerSettings,

@@ -50,6 +50,7 @@ impl Issued {
 /// token's audiences: the client's, or the subset named by `resource` (RFC 8707; see
 /// [`audiences_for`]).
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, session_id = %session.id, client_id = %client.id))]
 pub fn issue(
     state: &AppState,
     client: &ClientSettings,

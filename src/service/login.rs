@@ -39,6 +39,7 @@ pub struct Origin {
 }
 
 /// Checks credentials and starts a session (`/login` and `/browser/login`).
+#[tracing::instrument(skip_all)]
 pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result<Issued, Error> {
     // Cheap checks first, before any hashing (docs/contract.md "Conventions"). A name no
     // account can have by its shape alone (over 256 bytes, or a control character such
@@ -170,6 +171,7 @@ pub(super) fn issue_login(
 }
 
 /// Whether the user has a confirmed factor.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn has_active_factor(state: &AppState, user_id: &str) -> Result<bool, Error> {
     let id = user_id.to_owned();
     Ok(state
@@ -181,6 +183,7 @@ pub async fn has_active_factor(state: &AppState, user_id: &str) -> Result<bool, 
 /// The password was right and the account has a factor: stores the pending login and
 /// answers `mfa_required` with its single-use `mfa_token` (256 CSPRNG bits, stored only
 /// as SHA-256; 5 minutes).
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn require_second_factor(
     state: &AppState,
     user: &User,

@@ -11,7 +11,7 @@ use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
 use super::Error;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{
-    self, Actor, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
+    self, AccountOwner, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
     RemoveOutcome, SecretSealer,
 };
 use crate::domain::sessions::NewSession;
@@ -69,6 +69,7 @@ pub struct SecondStep {
 /// client before anything changes (browser mode: the Origin must be one of its
 /// `allowed_origins`). Answers as `/login` does, the session with `amr: ["pwd","otp"]`
 /// and the password step's `auth_time`.
+#[tracing::instrument(skip_all)]
 pub async fn finish_login(
     state: &AppState,
     input: SecondStep,
@@ -236,6 +237,7 @@ async fn admit_code<'a>(
 
 /// `POST /me/mfa/totp`: needs the password (and step-up if a factor is active, which
 /// then answers 409: remove it first). Stores a new secret, sealed and unconfirmed.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn enrol(
     state: &AppState,
     auth: &Authenticated,
@@ -313,6 +315,7 @@ fn new_recovery_codes(state: &AppState) -> Result<(Vec<String>, Vec<TokenHash>),
 
 /// `POST /me/mfa/totp/confirm`: the first code activates the factor; answers the ten
 /// recovery codes, shown only this once.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn confirm(
     state: &AppState,
     auth: &Authenticated,
@@ -333,7 +336,7 @@ pub async fn confirm(
     let outcome = state
         .store
         .write(async move |tx| {
-            let who = Actor {
+            let who = AccountOwner {
                 user_id: &user_id,
                 session_id: Some(&session_id),
                 client_id: &client_id,
@@ -361,6 +364,7 @@ pub async fn confirm(
 }
 
 /// `DELETE /me/mfa/totp`: step-up, the password, and a code (or a recovery code).
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn remove(
     state: &AppState,
     auth: &Authenticated,
@@ -387,7 +391,7 @@ pub async fn remove(
     let outcome = state
         .store
         .write(async move |tx| {
-            let who = Actor {
+            let who = AccountOwner {
                 user_id: &user_id,
                 session_id: Some(&session_id),
                 client_id: &client_id,
@@ -416,6 +420,7 @@ fn no_factor() -> Error {
 /// `POST /me/mfa/recovery-codes` `{code}`: step-up and a current TOTP code (spent, and
 /// counted by the login throttle when wrong, as at `DELETE /me/mfa/totp`); ten new codes
 /// replace the old ones.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn regenerate_recovery_codes(
     state: &AppState,
     auth: &Authenticated,
@@ -441,7 +446,7 @@ pub async fn regenerate_recovery_codes(
     let outcome = state
         .store
         .write(async move |tx| {
-            let who = Actor {
+            let who = AccountOwner {
                 user_id: &user_id,
                 session_id: Some(&session_id),
                 client_id: &client_id,

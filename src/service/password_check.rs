@@ -14,11 +14,12 @@
 //! ([`Admitted::verify`]); only the finished login does.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::Error;
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, User};
-use crate::domain::throttle::{shared_key, DeviceId, Reservation, Verdict, HOUR};
+use crate::domain::throttle::{shared_key, DeviceId, Reservation, SharedFailures, Verdict, HOUR};
 use crate::domain::{EventKind, Password};
 use crate::passwords::CheckSlot;
 use crate::state::AppState;
@@ -79,6 +80,8 @@ pub struct Admitted<'a> {
     /// attempt fails (the reservation is its failure), succeeds (the key is cleared) or
     /// ends otherwise (given back, see `Drop`).
     reservation: std::sync::Mutex<Option<(String, Millis)>>,
+    /// The failure count every instance shares (PostgreSQL), asked of the store once.
+    shared: Option<Arc<dyn SharedFailures>>,
     _slot: CheckSlot,
 }
 
@@ -89,6 +92,7 @@ pub struct Admitted<'a> {
 /// attempt reserves its place in the account's (or device's) count before anything is
 /// checked, so N instances together never check more than the limit (docs/contract.md
 /// "Scale-out on PostgreSQL").
+#[tracing::instrument(skip_all, fields(purpose = attempt.purpose.as_str(), client_id = %attempt.client_id))]
 pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, Error> {
     let now = state.now();
     let verdict = state
@@ -108,7 +112,8 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, E
         });
     };
     let mut reservation = None;
-    if let Some(shared) = state.store.shared_failures() {
+    let shared = state.store.shared_failures();
+    if let Some(shared) = &shared {
         let key = shared_key(&attempt.account_key, attempt.device);
         let limit = state.throttle.per_account_per_hour();
         match shared
@@ -128,6 +133,7 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, E
         state,
         attempt,
         reservation: std::sync::Mutex::new(reservation),
+        shared,
         _slot: slot,
     })
 }
@@ -169,10 +175,8 @@ impl Drop for Admitted<'_> {
         let Some((key, at)) = self.take_reservation() else {
             return;
         };
-        let (Some(shared), Ok(rt)) = (
-            self.state.store.shared_failures(),
-            tokio::runtime::Handle::try_current(),
-        ) else {
+        let (Some(shared), Ok(rt)) = (self.shared.clone(), tokio::runtime::Handle::try_current())
+        else {
             return;
         };
         rt.spawn(async move {
@@ -229,9 +233,7 @@ impl Admitted<'_> {
         state
             .throttle
             .record_success(&a.account_key, a.ip, a.device);
-        if let (Some((key, _)), Some(shared)) =
-            (self.take_reservation(), state.store.shared_failures())
-        {
+        if let (Some((key, _)), Some(shared)) = (self.take_reservation(), &self.shared) {
             shared.clear(&key).await.map_err(store_unavailable)?;
         }
         Ok(())
@@ -240,9 +242,7 @@ impl Admitted<'_> {
     /// The password was right but the login is not over (a second factor is to come):
     /// nothing is cleared, and the attempt's reservation is given back, now.
     pub async fn release(self) -> Result<(), Error> {
-        if let (Some((key, at)), Some(shared)) =
-            (self.take_reservation(), self.state.store.shared_failures())
-        {
+        if let (Some((key, at)), Some(shared)) = (self.take_reservation(), &self.shared) {
             shared.release(&key, at).await.map_err(store_unavailable)?;
         }
         Ok(())
@@ -282,6 +282,7 @@ fn event_of(kind: EventKind, a: &Attempt) -> NewEvent {
 }
 
 /// Records one security event in its own write.
+#[tracing::instrument(skip_all)]
 pub async fn record(state: &AppState, event: NewEvent) -> Result<(), Error> {
     let now = state.now();
     state

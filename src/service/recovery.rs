@@ -106,6 +106,7 @@ fn mail_address(state: &AppState, claim: AddressClaim, to: &Email, secret: &Acco
 /// unverified and a verification link is mailed; an address another account has
 /// verified is answered alike but attached to nothing, and its owner is told
 /// (docs/contract.md "Email and account recovery": no enumeration, no squatting).
+#[tracing::instrument(skip_all)]
 pub async fn signup_with_email(
     state: &AppState,
     username: &str,
@@ -138,6 +139,7 @@ pub async fn signup_with_email(
 }
 
 /// The user's address, for `/me`.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn email_of(state: &AppState, user_id: &str) -> Result<Option<UserEmail>, Error> {
     let id = user_id.to_owned();
     Ok(state
@@ -150,6 +152,7 @@ pub async fn email_of(state: &AppState, user_id: &str) -> Result<Option<UserEmai
 /// for a user with a second factor, step-up; sets or replaces the address, unverified,
 /// and mails a verification link to it; an address another account has verified
 /// changes nothing and is mailed a notice, with the same answer.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn set_email(
     state: &AppState,
     auth: &Authenticated,
@@ -200,6 +203,7 @@ fn bad_token(state: &AppState, from: &Origin, what: &str) -> Error {
 }
 
 /// `POST /email/verify`: 204, or 400 `invalid_grant` for a bad, used or expired token.
+#[tracing::instrument(skip_all)]
 pub async fn verify_email(state: &AppState, token: &str, from: Origin) -> Result<(), Error> {
     refuse_if_throttled(state, &token_guess_key(&from), &from)?;
     let Some(secret) = AccountSecret::parse(token) else {
@@ -230,6 +234,7 @@ pub struct ForgotInput {
 /// hashed, one write makes the same reads and one durable insert (storing the token's
 /// hash as well only if the account qualifies), and the mail, or the same rendering for
 /// nobody, is handed to a task of its own rather than done while the request waits.
+#[tracing::instrument(skip_all)]
 pub async fn forgot_password(
     state: &AppState,
     input: ForgotInput,
@@ -275,6 +280,7 @@ pub async fn forgot_password(
 
 /// `POST /password/reset`: the new password passes the signup policy; the token must
 /// be live. Sets the password, spends every reset token of the user, ends every session.
+#[tracing::instrument(skip_all)]
 pub async fn reset_password(
     state: &AppState,
     token: &str,
@@ -312,6 +318,7 @@ pub async fn reset_password(
 
 /// `POST /admin/users/{id}/password-reset`: mails a reset link to the user's verified
 /// address. 404 for no such user, 409 when there is no verified address to mail.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn admin_reset(state: &AppState, user_id: String) -> Result<(), Error> {
     let secret = AccountSecret::generate(state.rng.as_ref()).map_err(Error::internal)?;
     let now = state.now();

@@ -24,6 +24,7 @@ pub async fn refresh(state: &AppState, input: RefreshInput<'_>) -> Result<Issued
 
 /// [`refresh`], the access token narrowed to the `resource`s asked for (RFC 8707 §2.2;
 /// none: every audience of the session's client).
+#[tracing::instrument(skip_all)]
 pub async fn refresh_for(
     state: &AppState,
     input: RefreshInput<'_>,

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::tokens::Audience;
 
 /// The session a refresh token belongs to, if it is one we issued (any generation).
+#[tracing::instrument(skip_all)]
 pub async fn session_of_refresh_token(
     state: &AppState,
     raw: &str,
@@ -29,6 +30,7 @@ pub async fn session_of_refresh_token(
 
 /// Revokes the session behind `raw` (a refresh token or an access JWT), if there is one
 /// and it belongs to `client_id` when that is given. Whether one was revoked.
+#[tracing::instrument(skip_all)]
 pub async fn revoke_token(
     state: &AppState,
     raw: &str,
@@ -66,6 +68,7 @@ pub async fn revoke_token(
 /// only tokens issued to it): an access token whose `aud` includes one of `rs`'s
 /// audiences ends its session. Anything else (a refresh token, another audience's token)
 /// is left alone and, like an unknown token, still answers 200. Whether one was revoked.
+#[tracing::instrument(skip_all, fields(resource_server = %rs.id))]
 pub async fn revoke_for_resource_server(
     state: &AppState,
     rs: &crate::config::ResourceServerSettings,
@@ -122,6 +125,7 @@ impl LogoutScope {
 }
 
 /// Ends the caller's sessions that `scope` names and records a `logout` event.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id, scope = ?scope))]
 pub async fn logout(
     state: &AppState,
     auth: &Authenticated,
@@ -152,6 +156,7 @@ pub async fn logout(
 
 /// Ends one of the caller's own sessions. `NotFound` for anyone else's: someone else's
 /// session is indistinguishable from no session.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id, ended = %session_id))]
 pub async fn end_own_session(
     state: &AppState,
     auth: &Authenticated,

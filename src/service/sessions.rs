@@ -6,6 +6,7 @@ use crate::domain::{revocation, RevocationReason};
 use crate::state::AppState;
 
 /// The user's live sessions, oldest first.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Session>, Error> {
     let (now, id) = (state.now(), user_id.to_owned());
     Ok(state
@@ -15,6 +16,7 @@ pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Sess
 }
 
 /// An operator's view of a user's live sessions; `NotFound` if there is no such user.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn sessions_of_user(state: &AppState, user_id: String) -> Result<Vec<Session>, Error> {
     let now = state.now();
     state
@@ -30,6 +32,7 @@ pub async fn sessions_of_user(state: &AppState, user_id: String) -> Result<Vec<S
 }
 
 /// User-wide revocation by an operator; how many sessions ended.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn revoke_all_of_user(
     state: &AppState,
     user_id: String,
