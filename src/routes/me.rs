@@ -105,7 +105,7 @@ async fn list_sessions(
     state: web::Data<AppState>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let list = sessions::active_sessions(&state, &auth.user.id).await?;
+    let list = sessions::active_sessions(&state.store, state.now(), &auth.user.id).await?;
     let body: Vec<Value> = list
         .iter()
         .map(|s| session_json(s, Some(&auth.session.id)))

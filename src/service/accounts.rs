@@ -5,11 +5,13 @@ use super::login::Origin;
 use super::password_check::hash_error;
 use super::password_check::{self, session_device, Attempt, Purpose};
 use super::Error;
+use crate::clock::Millis;
 use crate::config::Registration;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::model::{ClientContext, User};
 use crate::domain::{Password, PasswordError, Username};
 use crate::state::AppState;
+use crate::store::Store;
 
 pub fn password_error(e: PasswordError) -> Error {
     Error::InvalidRequest(e.to_string())
@@ -25,10 +27,23 @@ pub async fn signup(state: &AppState, username: &str, password: String) -> Resul
     let username = Username::parse(username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let password = Password::parse(password).map_err(password_error)?;
     let hash = state.hasher.hash(password).await.map_err(hash_error)?;
-    let now = state.now();
-    let outcome = state
-        .store
-        .write(async move |tx| accounts::create_user(tx, now, &username, hash, Vec::new()).await)
+    create_user(&state.store, state.now(), username, hash, Vec::new()).await
+}
+
+/// A new account with `roles` and an already hashed password (`/signup`, `latchkey
+/// users add`): 409 if the (case-insensitive) name is taken or confusable.
+#[tracing::instrument(skip_all)]
+pub async fn create_user(
+    store: &Store,
+    now: Millis,
+    username: Username,
+    password_hash: String,
+    roles: Vec<String>,
+) -> Result<User, Error> {
+    let outcome = store
+        .write(async move |tx| {
+            accounts::create_user(tx, now, &username, password_hash, roles).await
+        })
         .await?;
     match outcome {
         SignupOutcome::Created(user) => Ok(user),
@@ -37,6 +52,22 @@ pub async fn signup(state: &AppState, username: &str, password: String) -> Resul
             "that username looks like an existing one; choose another".into(),
         )),
     }
+}
+
+/// The account named `name` (any case), for the operator's commands; `NotFound` if none.
+#[tracing::instrument(skip_all)]
+pub async fn user_named(store: &Store, name: &str) -> Result<User, Error> {
+    let key = Username::lookup_key(name);
+    store
+        .read(async move |tx| tx.user_by_username_key(&key).await)
+        .await?
+        .ok_or_else(super::sessions::no_such_user)
+}
+
+/// Every account, for the operator.
+#[tracing::instrument(skip_all)]
+pub async fn all_users(store: &Store) -> Result<Vec<User>, Error> {
+    Ok(store.read(async |tx| tx.all_users().await).await?)
 }
 
 /// Checks the caller's password (ASVS v5 6.2.3: sensitive changes need it); 401 if
@@ -116,11 +147,7 @@ pub async fn delete_account(
     super::auth::require_step_up_if_enrolled(state, auth).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     confirm_password(state, auth, password, Purpose::Erasure, from).await?;
-    let (now, user_id) = (state.now(), auth.user.id.clone());
-    state
-        .store
-        .write(async move |tx| accounts::delete_user(tx, now, &user_id).await)
-        .await?;
+    erase(&state.store, state.now(), &auth.user.id).await?;
     state
         .throttle
         .forget(&Username::lookup_key(&auth.user.username));
@@ -142,9 +169,19 @@ pub async fn disable_user(
             "an admin cannot disable their own account".into(),
         ));
     }
-    let now = state.now();
-    let found = state
-        .store
+    disable(&state.store, state.now(), user_id, ctx).await
+}
+
+/// Disables a user and ends their sessions (the admin route, `latchkey users disable`);
+/// `NotFound` if there is no such user.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn disable(
+    store: &Store,
+    now: Millis,
+    user_id: String,
+    ctx: ClientContext,
+) -> Result<(), Error> {
+    let found = store
         .write(async move |tx| accounts::disable_user(tx, now, &user_id, &ctx).await)
         .await?;
     if found {
@@ -152,4 +189,14 @@ pub async fn disable_user(
     } else {
         Err(super::sessions::no_such_user())
     }
+}
+
+/// Erases a user with their sessions, tokens and events, from the database files too
+/// (see `accounts::delete_user`). Whether there was such a user.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn erase(store: &Store, now: Millis, user_id: &str) -> Result<bool, Error> {
+    let id = user_id.to_owned();
+    Ok(store
+        .write(async move |tx| accounts::delete_user(tx, now, &id).await)
+        .await?)
 }

@@ -9,6 +9,7 @@ use super::issue::Issued;
 use super::login::{issue_login, Origin};
 use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
 use super::Error;
+use crate::clock::Millis;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{
     self, AccountOwner, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
@@ -19,6 +20,7 @@ use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
 use crate::domain::{AuthMethod, Password, TokenHash, Username};
 use crate::secret::Secret;
 use crate::state::AppState;
+use crate::store::Store;
 
 /// A second factor as sent: `code` or `recovery_code`, exactly one of them (an empty
 /// string counts as absent). Malformed values are 400 `invalid_request` and count for
@@ -466,4 +468,19 @@ pub async fn regenerate_recovery_codes(
         }
         RegenerateOutcome::NoFactor => Err(no_factor()),
     }
+}
+
+/// The operator removes a locked-out user's factor (`latchkey users reset-mfa`): every
+/// session of theirs ends (`domain::mfa::reset`). `None` if there was no factor, else
+/// how many sessions ended.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn reset_factor(
+    store: &Store,
+    now: Millis,
+    user_id: &str,
+) -> Result<Option<usize>, Error> {
+    let id = user_id.to_owned();
+    Ok(store
+        .write(async move |tx| mfa::reset(tx, now, &id).await)
+        .await?)
 }

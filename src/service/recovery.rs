@@ -2,11 +2,14 @@
 //! Password cheat sheet): the user's email address and its verification, forgot and
 //! reset password, and resets started by an operator.
 
+use ring::rand::SecureRandom;
+
 use super::accounts::password_error;
 use super::auth::Authenticated;
 use super::login::Origin;
 use super::password_check::hash_error;
 use super::Error;
+use crate::clock::Millis;
 use crate::config::{MailSettings, Registration};
 use crate::domain::email::{AccountSecret, Email};
 use crate::domain::model::{User, UserEmail};
@@ -17,6 +20,7 @@ use crate::domain::throttle::Verdict;
 use crate::domain::{Password, Username};
 use crate::mail::MailKind;
 use crate::state::AppState;
+use crate::store::Store;
 
 /// The login-throttle "account" that wrong reset and verification tokens count
 /// against: one per address (so nobody can use up everyone's budget), while the
@@ -320,21 +324,45 @@ pub async fn reset_password(
 /// address. 404 for no such user, 409 when there is no verified address to mail.
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn admin_reset(state: &AppState, user_id: String) -> Result<(), Error> {
-    let secret = AccountSecret::generate(state.rng.as_ref()).map_err(Error::internal)?;
-    let now = state.now();
     let ttl = state.settings.mail.reset_ttl.as_millis_i64();
+    let started = start_reset(
+        &state.store,
+        state.rng.as_ref(),
+        state.now(),
+        ttl,
+        user_id,
+        StartedBy::Admin,
+    )
+    .await?;
+    send_reset(state, Some(&started.mail), &started.secret);
+    Ok(())
+}
+
+/// A reset an operator started: the token to hand over, and whom it is for.
+pub struct StartedReset {
+    pub secret: AccountSecret,
+    pub mail: ResetMail,
+}
+
+/// An operator starts a reset for `user_id` (the admin route, `latchkey users
+/// reset-password`). 404 for no such user; 409 when `by` mails the link and there is no
+/// verified address to mail.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn start_reset(
+    store: &Store,
+    rng: &dyn SecureRandom,
+    now: Millis,
+    ttl_ms: i64,
+    user_id: String,
+    by: StartedBy,
+) -> Result<StartedReset, Error> {
+    let secret = AccountSecret::generate(rng).map_err(Error::internal)?;
     let s = secret.clone();
-    let outcome = state
-        .store
-        .write(async move |tx| {
-            recovery::start_reset_for(tx, now, &user_id, &s, ttl, StartedBy::Admin).await
-        })
+    let outcome = store
+        .write(async move |tx| recovery::start_reset_for(tx, now, &user_id, &s, ttl_ms, by).await)
         .await?;
     match outcome {
-        AdminReset::Started(mail) => {
-            send_reset(state, Some(&mail), &secret);
-            Ok(())
-        }
+        AdminReset::Started(mail) => Ok(StartedReset { secret, mail }),
         AdminReset::NoSuchUser => Err(super::sessions::no_such_user()),
         AdminReset::NoVerifiedEmail => Err(Error::Conflict(
             "the user has no verified email address to send a reset link to".into(),
