@@ -18,6 +18,7 @@ use super::auth::{client_context, origin};
 use super::extract::{parse_object, RawBody};
 use super::login::LoginBody;
 use super::mfa::SecondStepBody;
+use super::responses::name_caller;
 use super::RouteTable;
 use crate::domain::model::Session;
 use crate::domain::{RefreshToken, RevocationReason, Scope};
@@ -215,6 +216,7 @@ fn admit<T: serde::de::DeserializeOwned>(
 /// The token response without the refresh token, which goes only into the cookie (and
 /// without the device token, which goes into the device cookie).
 fn token_reply(state: &AppState, issued: Issued) -> HttpResponse {
+    name_caller(&issued.session);
     let cookie = refresh_cookie(state, &issued.refresh, &issued.session);
     let mut body: TokenResponse = issued.for_browser().body;
     let device = body.device_token.take().map(|t| device_cookie(state, t));

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::auth::origin;
 use super::extract::JsonBody;
-use super::responses::no_store_json;
+use super::responses::{name_caller, no_store_json};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
@@ -77,5 +77,6 @@ async fn handle(
     body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let issued = login::login(&state, body.into_inner().into(), origin(&req)).await?;
+    name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }

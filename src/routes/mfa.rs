@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::auth::{origin, Authenticated};
 use super::extract::JsonBody;
-use super::responses::no_store_json;
+use super::responses::{name_caller, no_store_json};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
@@ -62,6 +62,7 @@ async fn login_mfa(
 ) -> Result<HttpResponse, ApiError> {
     let issued =
         mfa::finish_login(&state, body.into_inner().into(), origin(&req), &|_| Ok(())).await?;
+    name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }
 

@@ -8,7 +8,7 @@ use base64::Engine;
 
 use super::auth::client_context;
 use super::extract::OAuthParams;
-use super::responses::no_store_json;
+use super::responses::{name_caller, no_store_json};
 use super::RouteTable;
 use crate::domain::{RevocationReason, Scope};
 use crate::error::ApiError;
@@ -49,6 +49,7 @@ async fn token(
     };
     let resource = params.get_all("resource");
     let issued = refresh::refresh_for(&state, input, &resource).await?;
+    name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }
 

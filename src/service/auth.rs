@@ -48,7 +48,6 @@ async fn authenticate_for(
         (Some(session), Some(user))
             if session.is_active(now) && session.user_id == user.id && user.is_enabled() =>
         {
-            crate::telemetry::record_caller(&user.id, &session.id, &session.client_id);
             Ok(Authenticated {
                 claims,
                 session,

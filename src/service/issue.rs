@@ -61,7 +61,6 @@ pub fn issue(
     refresh: RefreshToken,
     now: Millis,
 ) -> Result<Issued, Error> {
-    crate::telemetry::record_caller(&user.id, &session.id, &client.id);
     let ttl = state.settings.access_ttl(client).as_secs();
     // An access token never outlives its session.
     let session_left = u64::try_from((session.ends_at() - now) / 1000).unwrap_or(0);
