@@ -21,3 +21,6 @@ pub mod status;
 
 pub use crate::domain::model::ClientContext;
 pub use error::Error;
+
+#[cfg(test)]
+mod tests;
