@@ -96,6 +96,6 @@ async fn list_events(
         limit: page_limit(p.limit)?,
     };
     Ok(no_store_json(&admin_events_json(
-        &events::list(&state, query).await?,
+        &events::list(&state.store, query).await?,
     )))
 }

@@ -38,7 +38,7 @@ impl FromRequest for Authenticated {
         let found = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = found?;
-            let auth = authenticate(&state, &token).await?;
+            let auth = authenticate(&state.tokens, &state.store, state.now(), &token).await?;
             name_caller(&auth.session);
             Ok(auth)
         })
@@ -53,7 +53,14 @@ impl FromRequest for Admin {
         let found = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = found?;
-            let auth = authenticate_admin(&state, &token).await?;
+            let auth = authenticate_admin(
+                &state.tokens,
+                &state.store,
+                &state.settings,
+                state.now(),
+                &token,
+            )
+            .await?;
             name_caller(&auth.session);
             Ok(Admin(auth))
         })

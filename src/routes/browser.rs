@@ -27,6 +27,7 @@ use crate::keys::DEVICE_TOKEN_TTL_SECS;
 use crate::ratelimit::Endpoint;
 use crate::service::issue::{resolve_client, Issued, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
+use crate::service::revoke::TokenLookup;
 use crate::service::{self, login, mfa, revoke};
 use crate::state::AppState;
 
@@ -279,7 +280,7 @@ async fn session_of_cookie(
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let session = revoke::session_of_refresh_token(state, &raw).await?;
+    let session = revoke::session_of_refresh_token(&state.store, &state.sealer, &raw).await?;
     Ok(session.map(|s| (raw, s)))
 }
 
@@ -334,7 +335,14 @@ async fn logout(
     if let Some((raw, session)) = session_of_cookie(&state, raw).await? {
         origin_allowed_for(&state, &session.client_id, &origin)?;
         let (client_id, ctx) = (Some(session.client_id.clone()), client_context(&req));
-        revoke::revoke_token(&state, &raw, client_id, ctx, RevocationReason::Logout).await?;
+        revoke::revoke_token(
+            &TokenLookup::of(&state),
+            &raw,
+            client_id,
+            ctx,
+            RevocationReason::Logout,
+        )
+        .await?;
     }
     // Cleared either way: a stale or unknown cookie is of no use to the browser.
     Ok(HttpResponse::NoContent()

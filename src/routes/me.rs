@@ -119,7 +119,14 @@ async fn delete_session(
     path: web::Path<String>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    revoke::end_own_session(&state, &auth, path.into_inner(), client_context(&req)).await?;
+    revoke::end_own_session(
+        &state.store,
+        state.now(),
+        &auth,
+        path.into_inner(),
+        client_context(&req),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -142,7 +149,7 @@ async fn my_events(
         ..Default::default()
     };
     Ok(no_store_json(&events_json(
-        &events::list(&state, query).await?,
+        &events::list(&state.store, query).await?,
     )))
 }
 

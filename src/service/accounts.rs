@@ -108,7 +108,8 @@ pub async fn change_password(
 ) -> Result<(), Error> {
     // RFC 9470: a user with a second factor changes the password only from a recent
     // login with it (docs/contract.md "Second factor").
-    super::auth::require_step_up_if_enrolled(state, auth).await?;
+    super::auth::require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now())
+        .await?;
     let current = Password::parse_for_login(current).map_err(password_error)?;
     let new = Password::parse(new).map_err(password_error)?;
     let ctx = from.ctx.clone();
@@ -144,7 +145,8 @@ pub async fn delete_account(
     password: String,
     from: Origin,
 ) -> Result<(), Error> {
-    super::auth::require_step_up_if_enrolled(state, auth).await?;
+    super::auth::require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now())
+        .await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     confirm_password(state, auth, password, Purpose::Erasure, from).await?;
     erase(&state.store, state.now(), &auth.user.id).await?;

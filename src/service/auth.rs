@@ -4,10 +4,12 @@
 //! token expires).
 
 use super::Error;
+use crate::clock::Millis;
+use crate::config::{MfaSettings, Settings};
 use crate::domain::model::{Session, User};
 use crate::domain::AuthMethod;
-use crate::state::AppState;
-use crate::tokens::{AccessClaims, Audience};
+use crate::store::Store;
+use crate::tokens::{AccessClaims, Audience, TokenService};
 
 pub struct Authenticated {
     pub claims: AccessClaims,
@@ -25,23 +27,27 @@ impl Authenticated {
 /// must include the issuer (docs/contract.md "Audiences"), so a token minted for a
 /// resource server cannot act on latchkey.
 #[tracing::instrument(skip_all)]
-pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Authenticated, Error> {
-    authenticate_for(state, bearer, Audience::Issuer).await
+pub async fn authenticate(
+    tokens: &TokenService,
+    store: &Store,
+    now: Millis,
+    bearer: &str,
+) -> Result<Authenticated, Error> {
+    authenticate_for(tokens, store, now, bearer, Audience::Issuer).await
 }
 
 async fn authenticate_for(
-    state: &AppState,
+    tokens: &TokenService,
+    store: &Store,
+    now: Millis,
     bearer: &str,
     audience: Audience<'_>,
 ) -> Result<Authenticated, Error> {
-    let claims = state
-        .tokens
+    let claims = tokens
         .verify(bearer, audience)
         .map_err(|e| Error::Unauthenticated(e.to_string()))?;
-    let now = state.now();
     let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
-    let found = state
-        .store
+    let found = store
         .read(async move |tx| Ok((tx.session_by_id(&sid).await?, tx.user_by_id(&sub).await?)))
         .await?;
     match found {
@@ -64,15 +70,21 @@ async fn authenticate_for(
 /// resource server has seen can act as an admin (401 otherwise), and the user must have
 /// the `admin` role (403 otherwise).
 #[tracing::instrument(skip_all)]
-pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authenticated, Error> {
-    let auth = authenticate_for(state, bearer, Audience::IssuerOnly).await?;
+pub async fn authenticate_admin(
+    tokens: &TokenService,
+    store: &Store,
+    settings: &Settings,
+    now: Millis,
+    bearer: &str,
+) -> Result<Authenticated, Error> {
+    let auth = authenticate_for(tokens, store, now, bearer, Audience::IssuerOnly).await?;
     if !auth.has_role("admin") {
         return Err(Error::Forbidden("this needs the admin role".into()));
     }
     // docs/contract.md "Second factor": with `admin.require_mfa`, every admin route
     // needs a recent login with a second factor (RFC 9470).
-    if state.settings.admin.require_mfa {
-        require_step_up(state, &auth)?;
+    if settings.admin.require_mfa {
+        require_step_up(&settings.mfa, &auth, now)?;
     }
     Ok(auth)
 }
@@ -83,10 +95,10 @@ pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authen
 /// what is missing, `acr_values`) a client needs to ask the user to log in again. The
 /// session's values are the ones its tokens carry (`amr`, `auth_time`).
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
-pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Error> {
-    let max_age = state.settings.mfa.step_up_max_age;
+pub fn require_step_up(mfa: &MfaSettings, auth: &Authenticated, now: Millis) -> Result<(), Error> {
+    let max_age = mfa.step_up_max_age;
     let has_otp = auth.session.amr.contains(&AuthMethod::Otp);
-    let age_ms = state.now() - auth.session.auth_time;
+    let age_ms = now - auth.session.auth_time;
     if has_otp && age_ms <= max_age.as_millis_i64() {
         return Ok(());
     }
@@ -103,19 +115,20 @@ pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Err
 }
 
 /// Step-up for a user with an active second factor; nothing for one without
-/// (`/me/password`, `DELETE /me`, `/me/mfa/*`).
+/// (`/me/password`, `DELETE /me`, `/me/email`, `/me/mfa/*`).
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn require_step_up_if_enrolled(
-    state: &AppState,
+    store: &Store,
+    mfa: &MfaSettings,
     auth: &Authenticated,
+    now: Millis,
 ) -> Result<(), Error> {
     let user_id = auth.user.id.clone();
-    let enrolled = state
-        .store
+    let enrolled = store
         .read(async move |tx| crate::domain::mfa::has_active_factor(tx, &user_id).await)
         .await?;
     if enrolled {
-        require_step_up(state, auth)?;
+        require_step_up(mfa, auth, now)?;
     }
     Ok(())
 }

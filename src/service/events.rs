@@ -2,15 +2,12 @@
 
 use super::Error;
 use crate::domain::model::{Event, EventQuery};
-use crate::state::AppState;
+use crate::store::Store;
 
 /// Events matching `query`, newest first.
 #[tracing::instrument(skip_all)]
-pub async fn list(state: &AppState, query: EventQuery) -> Result<Vec<Event>, Error> {
-    Ok(state
-        .store
-        .read(async move |tx| tx.events(&query).await)
-        .await?)
+pub async fn list(store: &Store, query: EventQuery) -> Result<Vec<Event>, Error> {
+    Ok(store.read(async move |tx| tx.events(&query).await).await?)
 }
 
 /// `before` is an event id (ids start at 1).

@@ -246,7 +246,7 @@ pub async fn enrol(
     password: String,
     from: Origin,
 ) -> Result<Enrolment, Error> {
-    require_step_up_if_enrolled(state, auth).await?;
+    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     confirm_password(state, auth, password, Purpose::MfaChange, from).await?;
     let secret = TotpSecret::generate(state.rng.as_ref()).map_err(Error::Internal)?;
@@ -324,7 +324,7 @@ pub async fn confirm(
     code: Option<String>,
     from: Origin,
 ) -> Result<Vec<String>, Error> {
-    require_step_up_if_enrolled(state, auth).await?;
+    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
     let code = code_only(code)?;
     let admitted = admit_code(state, auth, &from).await?;
     let (shown, hashes) = new_recovery_codes(state)?;
@@ -374,7 +374,7 @@ pub async fn remove(
     proof: (Option<String>, Option<String>),
     from: Origin,
 ) -> Result<(), Error> {
-    require_step_up_if_enrolled(state, auth).await?;
+    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     let proof = parse_proof(proof.0, proof.1)?;
     let ctx = from.ctx.clone();
@@ -429,7 +429,7 @@ pub async fn regenerate_recovery_codes(
     code: Option<String>,
     from: Origin,
 ) -> Result<Vec<String>, Error> {
-    require_step_up_if_enrolled(state, auth).await?;
+    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
     if code.as_deref().is_none_or(str::is_empty) {
         return Err(Error::InvalidRequest(
             "code is required: the current code from the authenticator app".into(),

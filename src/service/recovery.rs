@@ -166,7 +166,8 @@ pub async fn set_email(
 ) -> Result<UserEmail, Error> {
     // RFC 9470: whoever controls the address controls password resets, so for a user
     // with a second factor this is a step-up route like `/me/password`.
-    super::auth::require_step_up_if_enrolled(state, auth).await?;
+    super::auth::require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now())
+        .await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     let email = parse_email(email)?;
     let ctx = from.ctx.clone();

@@ -42,7 +42,9 @@ pub async fn refresh_for(
         // A bad `resource` must fail before the token rotates, or the client would lose
         // the new token with the error. A session's client never changes, so reading it
         // ahead of the write is safe.
-        let session = super::revoke::session_of_refresh_token(state, input.raw_token).await?;
+        let session =
+            super::revoke::session_of_refresh_token(&state.store, &state.sealer, input.raw_token)
+                .await?;
         if let Some(client) = session.and_then(|s| state.settings.client(&s.client_id)) {
             audiences_for(state, client, resource)?;
         }

@@ -1,7 +1,6 @@
 use super::{origin, Fixture};
 use crate::domain::totp::{self, TotpSecret};
 use crate::domain::AuthMethod;
-use crate::service::auth::authenticate;
 use crate::service::mfa::{confirm, enrol, finish_login, SecondStep};
 use crate::service::Error;
 
@@ -24,9 +23,7 @@ fn wrong(code: &str) -> String {
 async fn enrolled(f: &Fixture) -> (String, Vec<String>) {
     f.user("alice", "correct horse battery").await;
     let issued = f.login("alice", "correct horse battery").await.unwrap();
-    let auth = authenticate(&f.state, &issued.body.access_token)
-        .await
-        .unwrap();
+    let auth = f.authenticate(&issued.body.access_token).await.unwrap();
     let enrolment = enrol(&f.state, &auth, "correct horse battery".into(), origin())
         .await
         .unwrap();

@@ -10,6 +10,7 @@ mod revoke;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::Authenticated;
 use super::issue::Issued;
 use super::login::{Credentials, Origin};
 use super::{accounts, Error};
@@ -61,6 +62,11 @@ impl Fixture {
         accounts::create_user(&self.state.store, self.now(), username, hash, Vec::new())
             .await
             .expect("the account is created")
+    }
+
+    pub async fn authenticate(&self, bearer: &str) -> Result<Authenticated, Error> {
+        let s = &self.state;
+        super::auth::authenticate(&s.tokens, &s.store, self.now(), bearer).await
     }
 
     pub async fn login(&self, name: &str, password: &str) -> Result<Issued, Error> {

@@ -1,6 +1,5 @@
 use super::{origin, Fixture};
 use crate::domain::recovery::StartedBy;
-use crate::service::auth::authenticate;
 use crate::service::recovery::{
     admin_reset, forgot_password, reset_password, start_reset, ForgotInput,
 };
@@ -20,7 +19,7 @@ async fn a_reset_token_sets_the_password_once_and_ends_every_session() {
     reset_password(&f.state, &token, "a brand new password".into(), origin())
         .await
         .unwrap();
-    let old = authenticate(&f.state, &before.body.access_token).await;
+    let old = f.authenticate(&before.body.access_token).await;
     assert!(
         matches!(old, Err(Error::Unauthenticated(_))),
         "{:?}",

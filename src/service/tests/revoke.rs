@@ -1,8 +1,7 @@
 use super::{origin, Fixture};
 use crate::domain::RevocationReason;
-use crate::service::auth::authenticate;
 use crate::service::refresh::{refresh, RefreshInput};
-use crate::service::revoke::{end_own_session, logout, revoke_token, LogoutScope};
+use crate::service::revoke::{end_own_session, logout, revoke_token, LogoutScope, TokenLookup};
 use crate::service::Error;
 
 #[tokio::test]
@@ -11,13 +10,15 @@ async fn revoking_a_refresh_token_ends_the_session_for_its_access_tokens_too() {
     f.user("alice", "correct horse battery").await;
     let issued = f.login("alice", "correct horse battery").await.unwrap();
     let access = issued.body.access_token.clone();
-    authenticate(&f.state, &access).await.unwrap();
+    f.authenticate(&access).await.unwrap();
     let reason = RevocationReason::Revoked;
     let raw = issued.refresh.expose();
-    assert!(revoke_token(&f.state, raw, None, origin().ctx, reason)
-        .await
-        .unwrap());
-    let after = authenticate(&f.state, &access).await;
+    assert!(
+        revoke_token(&TokenLookup::of(&f.state), raw, None, origin().ctx, reason)
+            .await
+            .unwrap()
+    );
+    let after = f.authenticate(&access).await;
     assert!(
         matches!(after, Err(Error::Unauthenticated(_))),
         "{:?}",
@@ -45,17 +46,21 @@ async fn a_client_cannot_revoke_a_session_of_another_client_nor_an_unknown_token
     let reason = RevocationReason::Revoked;
     let raw = issued.refresh.expose();
     let other = Some("mobile".to_owned());
-    assert!(!revoke_token(&f.state, raw, other, origin().ctx, reason)
-        .await
-        .unwrap());
     assert!(
-        !revoke_token(&f.state, "nonsense", None, origin().ctx, reason)
+        !revoke_token(&TokenLookup::of(&f.state), raw, other, origin().ctx, reason)
             .await
             .unwrap()
     );
-    authenticate(&f.state, &issued.body.access_token)
-        .await
-        .unwrap();
+    assert!(!revoke_token(
+        &TokenLookup::of(&f.state),
+        "nonsense",
+        None,
+        origin().ctx,
+        reason
+    )
+    .await
+    .unwrap());
+    f.authenticate(&issued.body.access_token).await.unwrap();
 }
 
 #[tokio::test]
@@ -64,17 +69,19 @@ async fn logout_of_the_others_keeps_only_the_current_session() {
     f.user("alice", "correct horse battery").await;
     let here = f.login("alice", "correct horse battery").await.unwrap();
     let there = f.login("alice", "correct horse battery").await.unwrap();
-    let auth = authenticate(&f.state, &here.body.access_token)
-        .await
-        .unwrap();
-    let ended = logout(&f.state, &auth, LogoutScope::Others, origin().ctx)
-        .await
-        .unwrap();
+    let auth = f.authenticate(&here.body.access_token).await.unwrap();
+    let ended = logout(
+        &f.state.store,
+        f.now(),
+        &auth,
+        LogoutScope::Others,
+        origin().ctx,
+    )
+    .await
+    .unwrap();
     assert_eq!(ended, 1);
-    authenticate(&f.state, &here.body.access_token)
-        .await
-        .unwrap();
-    let gone = authenticate(&f.state, &there.body.access_token).await;
+    f.authenticate(&here.body.access_token).await.unwrap();
+    let gone = f.authenticate(&there.body.access_token).await;
     assert!(
         matches!(gone, Err(Error::Unauthenticated(_))),
         "{:?}",
@@ -89,16 +96,19 @@ async fn someone_elses_session_is_as_unknown_as_no_session() {
     f.user("mallory", "another good password").await;
     let alice = f.login("alice", "correct horse battery").await.unwrap();
     let mallory = f.login("mallory", "another good password").await.unwrap();
-    let auth = authenticate(&f.state, &mallory.body.access_token)
-        .await
-        .unwrap();
-    let e = end_own_session(&f.state, &auth, alice.session.id.clone(), origin().ctx).await;
+    let auth = f.authenticate(&mallory.body.access_token).await.unwrap();
+    let e = end_own_session(
+        &f.state.store,
+        f.now(),
+        &auth,
+        alice.session.id.clone(),
+        origin().ctx,
+    )
+    .await;
     assert!(
         matches!(e, Err(Error::NotFound(_))),
         "{:?}",
         e.as_ref().err()
     );
-    authenticate(&f.state, &alice.body.access_token)
-        .await
-        .unwrap();
+    f.authenticate(&alice.body.access_token).await.unwrap();
 }
