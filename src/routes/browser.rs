@@ -237,7 +237,7 @@ async fn login(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let (request_origin, credentials): (_, LoginBody) = admit(&state, &req, &body.0)?;
-    let client_id = resolve_client(&state, credentials.client_id.as_deref())?
+    let client_id = resolve_client(&state.settings, credentials.client_id.as_deref())?
         .id
         .clone();
     origin_allowed_for(&state, &client_id, &request_origin)?;

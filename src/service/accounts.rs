@@ -3,7 +3,7 @@
 use super::auth::Authenticated;
 use super::login::Origin;
 use super::password_check::hash_error;
-use super::password_check::{self, session_device, Attempt, Purpose};
+use super::password_check::{self, session_device, Attempt, Gate, Purpose};
 use super::Error;
 use crate::clock::Millis;
 use crate::config::Registration;
@@ -91,7 +91,7 @@ pub(crate) async fn confirm_password(
         session_id: Some(auth.session.id.clone()),
         ctx: from.ctx,
     };
-    password_check::admit(state, attempt)
+    password_check::admit(Gate::of(state), attempt)
         .await?
         .check(given, Some(&auth.user))
         .await

@@ -5,11 +5,10 @@ use serde::Serialize;
 
 use super::Error;
 use crate::clock::Millis;
-use crate::config::ClientSettings;
+use crate::config::{ClientSettings, Settings};
 use crate::domain::model::{Session, User};
 use crate::domain::{RefreshToken, Scope};
-use crate::state::AppState;
-use crate::tokens::MintRequest;
+use crate::tokens::{MintRequest, TokenService};
 
 /// The token response body. `refresh_token` is taken out in browser mode, where the
 /// refresh token travels only in the cookie.
@@ -52,7 +51,8 @@ impl Issued {
 #[allow(clippy::too_many_arguments)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id, session_id = %session.id, client_id = %client.id))]
 pub fn issue(
-    state: &AppState,
+    tokens: &TokenService,
+    settings: &Settings,
     client: &ClientSettings,
     session: Session,
     user: &User,
@@ -61,12 +61,11 @@ pub fn issue(
     refresh: RefreshToken,
     now: Millis,
 ) -> Result<Issued, Error> {
-    let ttl = state.settings.access_ttl(client).as_secs();
+    let ttl = settings.access_ttl(client).as_secs();
     // An access token never outlives its session.
     let session_left = u64::try_from((session.ends_at() - now) / 1000).unwrap_or(0);
     let scope = scope.to_claim();
-    let minted = state
-        .tokens
+    let minted = tokens
         .mint(MintRequest {
             user_id: &user.id,
             audiences,
@@ -102,11 +101,11 @@ pub fn issue(
 /// `invalid_target`. The narrowing applies to the access token of this response only:
 /// the session may ask for any subset of the client's audiences at its next refresh.
 pub fn audiences_for(
-    state: &AppState,
+    settings: &Settings,
     client: &ClientSettings,
     resource: &[String],
 ) -> Result<Vec<String>, Error> {
-    let allowed = state.settings.audiences_of(client);
+    let allowed = settings.audiences_of(client);
     if resource.is_empty() {
         return Ok(allowed);
     }
@@ -126,9 +125,9 @@ pub fn audiences_for(
 
 /// The configured client a request names, or `default` when it names none.
 pub fn resolve_client<'a>(
-    state: &'a AppState,
+    settings: &'a Settings,
     client_id: Option<&str>,
 ) -> Result<&'a ClientSettings, Error> {
     let id = client_id.filter(|c| !c.is_empty()).unwrap_or("default");
-    state.settings.client(id).ok_or(Error::UnknownClient)
+    settings.client(id).ok_or(Error::UnknownClient)
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::issue::{audiences_for, issue, resolve_client, Issued};
-use super::password_check::{self, Attempt, Purpose};
+use super::password_check::{self, Attempt, Gate, Purpose};
 use super::Error;
 use crate::clock::Millis;
 use crate::config::ClientSettings;
@@ -49,7 +49,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         Username::login_key(&input.username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let password = Password::parse_for_login(input.password)
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    let client = resolve_client(state, input.client_id.as_deref())?.clone();
+    let client = resolve_client(&state.settings, input.client_id.as_deref())?.clone();
     let scope = Scope::parse(input.scope.as_deref().unwrap_or(""))
         .map_err(|e| Error::InvalidScope(e.into()))?;
     if !scope.allowed_by(&client.scopes) {
@@ -57,7 +57,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
             "the requested scope is not allowed for this client".into(),
         ));
     }
-    let audiences = audiences_for(state, &client, &input.resource)?;
+    let audiences = audiences_for(&state.settings, &client, &input.resource)?;
     let remember_me = input.remember_me.unwrap_or(true);
     let browser = input.browser;
 
@@ -72,7 +72,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         .as_deref()
         .and_then(|t| state.devices.verify(t, &account_key, now));
     let admitted = password_check::admit(
-        state,
+        Gate::of(state),
         Attempt {
             account_key: account_key.clone(),
             ip: from.ip,
@@ -151,7 +151,15 @@ pub(super) fn issue_login(
         LoginOutcome::Created(c) => {
             let scope = c.session.scope.clone();
             let mut issued = issue(
-                state, client, c.session, &c.user, &scope, audiences, c.token, now,
+                &state.tokens,
+                &state.settings,
+                client,
+                c.session,
+                &c.user,
+                &scope,
+                audiences,
+                c.token,
+                now,
             )?;
             // A new device token with every successful login (OWASP device cookies).
             issued.body.device_token = Some(

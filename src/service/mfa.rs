@@ -7,7 +7,7 @@ use super::accounts::{confirm_password, password_error};
 use super::auth::{require_step_up_if_enrolled, Authenticated};
 use super::issue::Issued;
 use super::login::{issue_login, Origin};
-use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
+use super::password_check::{self, session_device, Admitted, Attempt, Gate, Purpose};
 use super::Error;
 use crate::clock::Millis;
 use crate::domain::email::AccountSecret;
@@ -121,7 +121,7 @@ pub async fn finish_login(
     // Admitted like a password check: a throttled account or address gets 429 here
     // too, and each wrong code counts (docs/contract.md "Login throttling").
     let admitted = password_check::admit(
-        state,
+        Gate::of(state),
         Attempt {
             account_key: account_key.clone(),
             ip: from.ip,
@@ -223,7 +223,7 @@ async fn admit_code<'a>(
     from: &Origin,
 ) -> Result<Admitted<'a>, Error> {
     password_check::admit(
-        state,
+        Gate::of(state),
         Attempt {
             account_key: Username::lookup_key(&auth.user.username),
             ip: from.ip,

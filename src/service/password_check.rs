@@ -18,11 +18,16 @@ use std::sync::Arc;
 
 use super::Error;
 use crate::clock::Millis;
+use crate::clock::SharedClock;
 use crate::domain::model::{ClientContext, NewEvent, User};
+use crate::domain::throttle::LoginThrottle;
 use crate::domain::throttle::{shared_key, DeviceId, Reservation, SharedFailures, Verdict, HOUR};
 use crate::domain::{EventKind, Password};
+use crate::metrics::Metrics;
 use crate::passwords::CheckSlot;
+use crate::passwords::PasswordHasher;
 use crate::state::AppState;
+use crate::store::Store;
 
 /// Why the password is being checked (the `purpose` of a `login_failed` event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +60,34 @@ impl Purpose {
     }
 }
 
+/// What admitting and checking a password or code needs: the login throttle, the argon2
+/// pool, the store (events, and the failure count instances share), the metrics and the
+/// clock.
+#[derive(Clone, Copy)]
+pub struct Gate<'a> {
+    pub store: &'a Store,
+    pub throttle: &'a LoginThrottle,
+    pub hasher: &'a PasswordHasher,
+    pub metrics: &'a Metrics,
+    pub clock: &'a SharedClock,
+}
+
+impl<'a> Gate<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            store: &state.store,
+            throttle: &state.throttle,
+            hasher: &state.hasher,
+            metrics: &state.metrics,
+            clock: &state.clock,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_millis()
+    }
+}
+
 /// One password check about to happen.
 pub struct Attempt {
     /// The account's name key (`Username::lookup_key`), existing or not: throttling
@@ -74,7 +107,7 @@ pub struct Attempt {
 /// An attempt the throttle let through, holding its account's one check slot and, with
 /// a shared store, its reserved place in the shared failure count.
 pub struct Admitted<'a> {
-    state: &'a AppState,
+    gate: Gate<'a>,
     attempt: Attempt,
     /// The place this attempt reserved in the shared count (key and time), until the
     /// attempt fails (the reservation is its failure), succeeds (the key is cleared) or
@@ -93,9 +126,9 @@ pub struct Admitted<'a> {
 /// checked, so N instances together never check more than the limit (docs/contract.md
 /// "Scale-out on PostgreSQL").
 #[tracing::instrument(skip_all, fields(purpose = attempt.purpose.as_str(), client_id = %attempt.client_id))]
-pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, Error> {
-    let now = state.now();
-    let verdict = state
+pub async fn admit(gate: Gate<'_>, attempt: Attempt) -> Result<Admitted<'_>, Error> {
+    let now = gate.now();
+    let verdict = gate
         .throttle
         .check(&attempt.account_key, attempt.ip, attempt.device, now);
     if let Verdict::Throttled {
@@ -103,19 +136,19 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, E
         newly,
     } = verdict
     {
-        return Err(throttled(state, &attempt, retry_after_secs, newly).await);
+        return Err(throttled(gate, &attempt, retry_after_secs, newly).await);
     }
-    let Some(slot) = state.hasher.slot(&attempt.account_key) else {
-        state.metrics.login("throttled");
+    let Some(slot) = gate.hasher.slot(&attempt.account_key) else {
+        gate.metrics.login("throttled");
         return Err(Error::RateLimited {
             retry_after_secs: 1,
         });
     };
     let mut reservation = None;
-    let shared = state.store.shared_failures();
+    let shared = gate.store.shared_failures();
     if let Some(shared) = &shared {
         let key = shared_key(&attempt.account_key, attempt.device);
-        let limit = state.throttle.per_account_per_hour();
+        let limit = gate.throttle.per_account_per_hour();
         match shared
             .reserve(&key, now, now - HOUR, limit)
             .await
@@ -124,13 +157,13 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, E
             Reservation::Reserved => reservation = Some((key, now)),
             Reservation::Full { oldest } => {
                 let retry_after_secs = ((oldest + HOUR - now).max(1000) as u64).div_ceil(1000);
-                let newly = state.throttle.shared_refusal(&key, oldest);
-                return Err(throttled(state, &attempt, retry_after_secs, newly).await);
+                let newly = gate.throttle.shared_refusal(&key, oldest);
+                return Err(throttled(gate, &attempt, retry_after_secs, newly).await);
             }
         }
     }
     Ok(Admitted {
-        state,
+        gate,
         attempt,
         reservation: std::sync::Mutex::new(reservation),
         shared,
@@ -140,15 +173,10 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, E
 
 /// The 429 of a throttled attempt; one `login_throttled` event per throttling episode
 /// (not per refused attempt, which an attacker could use to flood the events table).
-async fn throttled(
-    state: &AppState,
-    attempt: &Attempt,
-    retry_after_secs: u64,
-    newly: bool,
-) -> Error {
+async fn throttled(gate: Gate<'_>, attempt: &Attempt, retry_after_secs: u64, newly: bool) -> Error {
     if newly {
         let key = attempt.account_key.clone();
-        let user_id = state
+        let user_id = gate
             .store
             .read(async move |tx| Ok(tx.user_by_username_key(&key).await?.map(|u| u.id)))
             .await;
@@ -158,11 +186,11 @@ async fn throttled(
         };
         let mut event = event_of(EventKind::LoginThrottled, attempt);
         event.user_id = user_id;
-        if let Err(e) = record(state, event).await {
+        if let Err(e) = record(gate, event).await {
             return e;
         }
     }
-    state.metrics.login("throttled");
+    gate.metrics.login("throttled");
     Error::RateLimited { retry_after_secs }
 }
 
@@ -204,8 +232,8 @@ impl Admitted<'_> {
     /// to and including the password check, and every failure, is the same as `check`'s
     /// (no enumeration of who has a factor).
     pub async fn verify(self, password: Password, user: Option<&User>) -> Result<Self, Error> {
-        let state = self.state;
-        let verified = state
+        let gate = self.gate;
+        let verified = gate
             .hasher
             .verify(password, user.map(|u| u.password_hash.clone()))
             .await
@@ -218,8 +246,8 @@ impl Admitted<'_> {
         let mut event = event_of(EventKind::LoginFailed, a)
             .detail(serde_json::json!({ "purpose": a.purpose.as_str() }));
         event.user_id = user.map(|u| u.id.clone());
-        record(state, event).await?;
-        state.metrics.login("failure");
+        record(gate, event).await?;
+        gate.metrics.login("failure");
         Err(Error::InvalidCredentials)
     }
 }
@@ -229,10 +257,8 @@ impl Admitted<'_> {
     /// address's pair, in this instance's memory and, with a shared store, for every
     /// instance (the attempt's own reservation with them).
     pub async fn succeeded(&self) -> Result<(), Error> {
-        let (state, a) = (self.state, &self.attempt);
-        state
-            .throttle
-            .record_success(&a.account_key, a.ip, a.device);
+        let (gate, a) = (self.gate, &self.attempt);
+        gate.throttle.record_success(&a.account_key, a.ip, a.device);
         if let (Some((key, _)), Some(shared)) = (self.take_reservation(), &self.shared) {
             shared.clear(&key).await.map_err(store_unavailable)?;
         }
@@ -252,7 +278,7 @@ impl Admitted<'_> {
     /// password (the `mfa_failed` event is recorded with the check, in its write).
     pub async fn code_failed(&self) -> Result<(), Error> {
         self.count_failure();
-        self.state.metrics.login("failure");
+        self.gate.metrics.login("failure");
         Ok(())
     }
 
@@ -260,10 +286,9 @@ impl Admitted<'_> {
     /// address and their pair; with a shared store, the attempt's reservation stays as
     /// the failure every instance counts.
     fn count_failure(&self) {
-        let (state, a) = (self.state, &self.attempt);
-        state
-            .throttle
-            .record_failure(&a.account_key, a.ip, a.device, state.now());
+        let (gate, a) = (self.gate, &self.attempt);
+        gate.throttle
+            .record_failure(&a.account_key, a.ip, a.device, gate.now());
         self.take_reservation();
     }
 
@@ -283,10 +308,9 @@ fn event_of(kind: EventKind, a: &Attempt) -> NewEvent {
 
 /// Records one security event in its own write.
 #[tracing::instrument(skip_all)]
-pub async fn record(state: &AppState, event: NewEvent) -> Result<(), Error> {
-    let now = state.now();
-    state
-        .store
+pub async fn record(gate: Gate<'_>, event: NewEvent) -> Result<(), Error> {
+    let now = gate.now();
+    gate.store
         .write(async move |tx| tx.insert_event(now, &event).await)
         .await?;
     Ok(())

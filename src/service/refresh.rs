@@ -46,7 +46,7 @@ pub async fn refresh_for(
             super::revoke::session_of_refresh_token(&state.store, &state.sealer, input.raw_token)
                 .await?;
         if let Some(client) = session.and_then(|s| state.settings.client(&s.client_id)) {
-            audiences_for(state, client, resource)?;
+            audiences_for(&state.settings, client, resource)?;
         }
     }
     let request = RefreshRequest {
@@ -103,9 +103,10 @@ pub async fn refresh_for(
         .client(&granted.session.client_id)
         .cloned()
         .ok_or_else(|| Error::InvalidGrant("the client no longer exists".into()))?;
-    let audiences = audiences_for(state, &client, resource)?;
+    let audiences = audiences_for(&state.settings, &client, resource)?;
     issue(
-        state,
+        &state.tokens,
+        &state.settings,
         &client,
         granted.session,
         &granted.user,
