@@ -52,7 +52,7 @@ async fn disable_user(
     Admin(admin): Admin,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = ClientContext::administrator(&admin.user.id, client_context(&req));
-    accounts::disable_user(&state, &admin, path.into_inner(), ctx).await?;
+    accounts::disable_user(&state.store, state.now(), &admin, path.into_inner(), ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

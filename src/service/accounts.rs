@@ -6,11 +6,10 @@ use super::password_check::hash_error;
 use super::password_check::{self, session_device, Attempt, Gate, Purpose};
 use super::Error;
 use crate::clock::Millis;
-use crate::config::Registration;
+use crate::config::{MfaSettings, Registration, Settings};
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::model::{ClientContext, User};
 use crate::domain::{Password, PasswordError, Username};
-use crate::state::AppState;
 use crate::store::Store;
 
 pub fn password_error(e: PasswordError) -> Error {
@@ -19,15 +18,20 @@ pub fn password_error(e: PasswordError) -> Error {
 
 /// `POST /signup`: 409 if the (case-insensitive) name is taken.
 #[tracing::instrument(skip_all)]
-pub async fn signup(state: &AppState, username: &str, password: String) -> Result<User, Error> {
-    if state.settings.registration == Registration::Closed {
+pub async fn signup(
+    gate: Gate<'_>,
+    settings: &Settings,
+    username: &str,
+    password: String,
+) -> Result<User, Error> {
+    if settings.registration == Registration::Closed {
         return Err(Error::Forbidden("registration is closed".into()));
     }
     // Lengths are checked here, before any hashing.
     let username = Username::parse(username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let password = Password::parse(password).map_err(password_error)?;
-    let hash = state.hasher.hash(password).await.map_err(hash_error)?;
-    create_user(&state.store, state.now(), username, hash, Vec::new()).await
+    let hash = gate.hasher.hash(password).await.map_err(hash_error)?;
+    create_user(gate.store, gate.now(), username, hash, Vec::new()).await
 }
 
 /// A new account with `roles` and an already hashed password (`/signup`, `latchkey
@@ -76,7 +80,7 @@ pub async fn all_users(store: &Store) -> Result<Vec<User>, Error> {
 /// attacker flooding `/login` does not stop its owner changing the password.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub(crate) async fn confirm_password(
-    state: &AppState,
+    gate: Gate<'_>,
     auth: &Authenticated,
     given: Password,
     purpose: Purpose,
@@ -91,7 +95,7 @@ pub(crate) async fn confirm_password(
         session_id: Some(auth.session.id.clone()),
         ctx: from.ctx,
     };
-    password_check::admit(Gate::of(state), attempt)
+    password_check::admit(gate, attempt)
         .await?
         .check(given, Some(&auth.user))
         .await
@@ -100,7 +104,8 @@ pub(crate) async fn confirm_password(
 /// `POST /me/password`: needs the current password; ends every other session.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn change_password(
-    state: &AppState,
+    gate: Gate<'_>,
+    mfa: &MfaSettings,
     auth: &Authenticated,
     current: String,
     new: String,
@@ -108,17 +113,15 @@ pub async fn change_password(
 ) -> Result<(), Error> {
     // RFC 9470: a user with a second factor changes the password only from a recent
     // login with it (docs/contract.md "Second factor").
-    super::auth::require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now())
-        .await?;
+    super::auth::require_step_up_if_enrolled(gate.store, mfa, auth, gate.now()).await?;
     let current = Password::parse_for_login(current).map_err(password_error)?;
     let new = Password::parse(new).map_err(password_error)?;
     let ctx = from.ctx.clone();
-    confirm_password(state, auth, current, Purpose::PasswordChange, from).await?;
-    let hash = state.hasher.hash(new).await.map_err(hash_error)?;
-    let now = state.now();
+    confirm_password(gate, auth, current, Purpose::PasswordChange, from).await?;
+    let hash = gate.hasher.hash(new).await.map_err(hash_error)?;
+    let now = gate.now();
     let session = auth.session.clone();
-    state
-        .store
+    gate.store
         .write(async move |tx| {
             accounts::change_password(
                 tx,
@@ -140,18 +143,17 @@ pub async fn change_password(
 /// login throttle kept under the name.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn delete_account(
-    state: &AppState,
+    gate: Gate<'_>,
+    mfa: &MfaSettings,
     auth: &Authenticated,
     password: String,
     from: Origin,
 ) -> Result<(), Error> {
-    super::auth::require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now())
-        .await?;
+    super::auth::require_step_up_if_enrolled(gate.store, mfa, auth, gate.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
-    confirm_password(state, auth, password, Purpose::Erasure, from).await?;
-    erase(&state.store, state.now(), &auth.user.id).await?;
-    state
-        .throttle
+    confirm_password(gate, auth, password, Purpose::Erasure, from).await?;
+    erase(gate.store, gate.now(), &auth.user.id).await?;
+    gate.throttle
         .forget(&Username::lookup_key(&auth.user.username));
     Ok(())
 }
@@ -161,7 +163,8 @@ pub async fn delete_account(
 /// nobody to undo it from the API.
 #[tracing::instrument(skip_all, fields(user_id = %user_id, admin_id = %admin.user.id))]
 pub async fn disable_user(
-    state: &AppState,
+    store: &Store,
+    now: Millis,
     admin: &Authenticated,
     user_id: String,
     ctx: ClientContext,
@@ -171,7 +174,7 @@ pub async fn disable_user(
             "an admin cannot disable their own account".into(),
         ));
     }
-    disable(&state.store, state.now(), user_id, ctx).await
+    disable(store, now, user_id, ctx).await
 }
 
 /// Disables a user and ends their sessions (the admin route, `latchkey users disable`);

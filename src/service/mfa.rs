@@ -248,7 +248,7 @@ pub async fn enrol(
 ) -> Result<Enrolment, Error> {
     require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
-    confirm_password(state, auth, password, Purpose::MfaChange, from).await?;
+    confirm_password(Gate::of(state), auth, password, Purpose::MfaChange, from).await?;
     let secret = TotpSecret::generate(state.rng.as_ref()).map_err(Error::Internal)?;
     let sealed = state
         .sealer
@@ -382,7 +382,7 @@ pub async fn remove(
         ctx: from.ctx.clone(),
         ip: from.ip,
     };
-    confirm_password(state, auth, password, Purpose::MfaChange, from).await?;
+    confirm_password(Gate::of(state), auth, password, Purpose::MfaChange, from).await?;
     let admitted = admit_code(state, auth, &from_again).await?;
     let (now, keys) = (state.now(), state.sealer.clone());
     let (user_id, session_id, client_id) = (

@@ -83,7 +83,7 @@ impl<'a> Gate<'a> {
         }
     }
 
-    fn now(&self) -> Millis {
+    pub fn now(&self) -> Millis {
         self.clock.now_millis()
     }
 }

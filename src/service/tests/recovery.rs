@@ -1,7 +1,7 @@
 use super::{origin, Fixture};
 use crate::domain::recovery::StartedBy;
 use crate::service::recovery::{
-    admin_reset, forgot_password, reset_password, start_reset, ForgotInput,
+    admin_reset, forgot_password, reset_password, start_reset, ForgotInput, Recovery,
 };
 use crate::service::Error;
 
@@ -16,9 +16,14 @@ async fn a_reset_token_sets_the_password_once_and_ends_every_session() {
         .await
         .unwrap();
     let token = started.secret.expose().to_owned();
-    reset_password(&f.state, &token, "a brand new password".into(), origin())
-        .await
-        .unwrap();
+    reset_password(
+        &Recovery::of(&f.state),
+        &token,
+        "a brand new password".into(),
+        origin(),
+    )
+    .await
+    .unwrap();
     let old = f.authenticate(&before.body.access_token).await;
     assert!(
         matches!(old, Err(Error::Unauthenticated(_))),
@@ -32,7 +37,13 @@ async fn a_reset_token_sets_the_password_once_and_ends_every_session() {
         with_old.as_ref().err()
     );
     f.login("alice", "a brand new password").await.unwrap();
-    let again = reset_password(&f.state, &token, "yet another password".into(), origin()).await;
+    let again = reset_password(
+        &Recovery::of(&f.state),
+        &token,
+        "yet another password".into(),
+        origin(),
+    )
+    .await;
     assert!(
         matches!(again, Err(Error::InvalidGrant(_))),
         "{:?}",
@@ -51,7 +62,13 @@ async fn an_expired_reset_token_is_an_invalid_grant() {
         .unwrap();
     f.advance(f.state.settings.mail.reset_ttl.as_secs() + 1);
     let token = started.secret.expose().to_owned();
-    let late = reset_password(&f.state, &token, "a brand new password".into(), origin()).await;
+    let late = reset_password(
+        &Recovery::of(&f.state),
+        &token,
+        "a brand new password".into(),
+        origin(),
+    )
+    .await;
     assert!(
         matches!(late, Err(Error::InvalidGrant(_))),
         "{:?}",
@@ -69,13 +86,15 @@ async fn forgot_password_answers_alike_for_an_account_and_for_nobody() {
             username: Some(name.into()),
             email: None,
         };
-        forgot_password(&f.state, input, origin()).await.unwrap();
+        forgot_password(&Recovery::of(&f.state), input, origin())
+            .await
+            .unwrap();
     }
     let neither = ForgotInput {
         username: None,
         email: None,
     };
-    let e = forgot_password(&f.state, neither, origin()).await;
+    let e = forgot_password(&Recovery::of(&f.state), neither, origin()).await;
     assert!(
         matches!(e, Err(Error::InvalidRequest(_))),
         "{:?}",
@@ -87,13 +106,13 @@ async fn forgot_password_answers_alike_for_an_account_and_for_nobody() {
 async fn an_admin_reset_needs_a_user_with_a_verified_address() {
     let f = Fixture::new();
     let user = f.user("alice", "correct horse battery").await;
-    let unverified = admin_reset(&f.state, user.id).await;
+    let unverified = admin_reset(&Recovery::of(&f.state), user.id).await;
     assert!(
         matches!(unverified, Err(Error::Conflict(_))),
         "{:?}",
         unverified.as_ref().err()
     );
-    let nobody = admin_reset(&f.state, "no-such-id".into()).await;
+    let nobody = admin_reset(&Recovery::of(&f.state), "no-such-id".into()).await;
     assert!(
         matches!(nobody, Err(Error::NotFound(_))),
         "{:?}",
