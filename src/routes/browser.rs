@@ -25,7 +25,7 @@ use crate::domain::{RefreshToken, RevocationReason, Scope};
 use crate::error::ApiError;
 use crate::keys::DEVICE_TOKEN_TTL_SECS;
 use crate::ratelimit::Endpoint;
-use crate::service::issue::{resolve_client, Issued, TokenResponse};
+use crate::service::issue::{resolve_client, Issued, Issuing, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
 use crate::service::revoke::TokenLookup;
 use crate::service::{self, login, mfa, revoke};
@@ -245,7 +245,7 @@ async fn login(
     // The device token travels in its cookie here, never in the body.
     credentials.device_token = device_cookie_of(&state, &req);
     credentials.browser = true;
-    let issued = login::login(&state, credentials, origin(&req)).await?;
+    let issued = login::login(&Issuing::of(&state), credentials, origin(&req)).await?;
     Ok(token_reply(&state, issued))
 }
 
@@ -262,7 +262,7 @@ async fn login_mfa(
     // As at `/browser/login`: the device token comes from its cookie, never the body.
     step.device_token = device_cookie_of(&state, &req);
     step.browser = true;
-    let issued = mfa::finish_login(&state, step, origin(&req), &allowed).await?;
+    let issued = mfa::finish_login(&Issuing::of(&state), step, origin(&req), &allowed).await?;
     Ok(token_reply(&state, issued))
 }
 
@@ -313,7 +313,7 @@ async fn refresh(
         scope,
         ctx: client_context(&req),
     };
-    match refresh::refresh(&state, input).await {
+    match refresh::refresh(&Issuing::of(&state), input).await {
         Ok(issued) => Ok(token_reply(&state, issued)),
         // The cookie's token is dead (ended session, reuse, expiry): clear it.
         Err(e @ service::Error::InvalidGrant(_)) => Ok(clearing(&state, &e.into())),

@@ -13,6 +13,7 @@ use super::RouteTable;
 use crate::domain::{RevocationReason, Scope};
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
+use crate::service::issue::Issuing;
 use crate::service::refresh::{self, RefreshInput};
 use crate::service::revoke::TokenLookup;
 use crate::service::{introspect, revoke};
@@ -49,7 +50,7 @@ async fn token(
         ctx: client_context(&req),
     };
     let resource = params.get_all("resource");
-    let issued = refresh::refresh_for(&state, input, &resource).await?;
+    let issued = refresh::refresh_for(&Issuing::of(&state), input, &resource).await?;
     name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }

@@ -1,14 +1,48 @@
 //! Issuing tokens for a session: the access JWT and the token response
 //! (docs/contract.md "Token response"; RFC 6749 §5.1).
 
+use std::sync::Arc;
+
+use ring::rand::SystemRandom;
 use serde::Serialize;
+
+use super::password_check::Gate;
 
 use super::Error;
 use crate::clock::Millis;
 use crate::config::{ClientSettings, Settings};
 use crate::domain::model::{Session, User};
 use crate::domain::{RefreshToken, Scope};
+use crate::keys::{DeviceKey, Sealer};
+use crate::state::AppState;
 use crate::tokens::{MintRequest, TokenService};
+
+/// What opening a session and issuing its tokens needs (a login, its second step, a
+/// refresh), and managing the second factor whose secrets the same sealer protects:
+/// the gate for password and code checks, the settings, the verifier that mints, the
+/// sealer, device tokens and randomness.
+#[derive(Clone, Copy)]
+pub struct Issuing<'a> {
+    pub gate: Gate<'a>,
+    pub settings: &'a Arc<Settings>,
+    pub tokens: &'a TokenService,
+    pub sealer: &'a Arc<Sealer>,
+    pub devices: &'a DeviceKey,
+    pub rng: &'a Arc<SystemRandom>,
+}
+
+impl<'a> Issuing<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            gate: Gate::of(state),
+            settings: &state.settings,
+            tokens: &state.tokens,
+            sealer: &state.sealer,
+            devices: &state.devices,
+            rng: &state.rng,
+        }
+    }
+}
 
 /// The token response body. `refresh_token` is taken out in browser mode, where the
 /// refresh token travels only in the cookie.

@@ -5,9 +5,9 @@
 
 use super::accounts::{confirm_password, password_error};
 use super::auth::{require_step_up_if_enrolled, Authenticated};
-use super::issue::Issued;
+use super::issue::{Issued, Issuing};
 use super::login::{issue_login, Origin};
-use super::password_check::{self, session_device, Admitted, Attempt, Gate, Purpose};
+use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
 use super::Error;
 use crate::clock::Millis;
 use crate::domain::email::AccountSecret;
@@ -19,7 +19,6 @@ use crate::domain::sessions::NewSession;
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
 use crate::domain::{AuthMethod, Password, TokenHash, Username};
 use crate::secret::Secret;
-use crate::state::AppState;
 use crate::store::Store;
 
 /// A second factor as sent: `code` or `recovery_code`, exactly one of them (an empty
@@ -73,7 +72,7 @@ pub struct SecondStep {
 /// and the password step's `auth_time`.
 #[tracing::instrument(skip_all)]
 pub async fn finish_login(
-    state: &AppState,
+    deps: &Issuing<'_>,
     input: SecondStep,
     from: Origin,
     allowed: &dyn Fn(&str) -> Result<(), Error>,
@@ -81,8 +80,9 @@ pub async fn finish_login(
     let proof = parse_proof(input.code, input.recovery_code)?;
     let token = AccountSecret::parse(&input.mfa_token).ok_or_else(dead_token)?;
     let hash: TokenHash = token.hash();
-    let now = state.now();
-    let found = state
+    let now = deps.gate.now();
+    let found = deps
+        .gate
         .store
         .read(async move |tx| {
             let Some(p) = tx.mfa_login_by_hash(&hash).await? else {
@@ -105,7 +105,7 @@ pub async fn finish_login(
         }));
     }
     allowed(&pending.client_id)?;
-    let client = state
+    let client = deps
         .settings
         .client(&pending.client_id)
         .ok_or_else(dead_token)?
@@ -117,11 +117,11 @@ pub async fn finish_login(
     let device = input
         .device_token
         .as_deref()
-        .and_then(|t| state.devices.verify(t, &account_key, now));
+        .and_then(|t| deps.devices.verify(t, &account_key, now));
     // Admitted like a password check: a throttled account or address gets 429 here
     // too, and each wrong code counts (docs/contract.md "Login throttling").
     let admitted = password_check::admit(
-        Gate::of(state),
+        deps.gate,
         Attempt {
             account_key: account_key.clone(),
             ip: from.ip,
@@ -138,17 +138,18 @@ pub async fn finish_login(
         client_id: client.id.clone(),
         scope: pending.scope.clone(),
         remember_me: pending.remember_me,
-        lifetimes: state.settings.lifetimes(Some(&client), pending.remember_me),
-        max_per_user: state.settings.session.max_per_user,
-        limit_policy: state.settings.session.limit_policy,
+        lifetimes: deps.settings.lifetimes(Some(&client), pending.remember_me),
+        max_per_user: deps.settings.session.max_per_user,
+        limit_policy: deps.settings.session.limit_policy,
         ctx: from.ctx,
         // RFC 8176 §2: a password, then a one-time password.
         amr: vec![AuthMethod::Pwd, AuthMethod::Otp],
         auth_time: Some(pending.auth_time),
     };
-    let (rng, keys) = (state.rng.clone(), state.sealer.clone());
+    let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
     let known_device = device.is_some();
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
             let sealer = keys.as_ref();
@@ -186,19 +187,12 @@ pub async fn finish_login(
         FinishOutcome::Finished(outcome) => {
             admitted.succeeded().await?;
             drop(admitted);
-            state.metrics.login(match &outcome {
+            deps.gate.metrics.login(match &outcome {
                 crate::domain::sessions::LoginOutcome::Created(_) => "success",
                 crate::domain::sessions::LoginOutcome::UserUnavailable => "failure",
                 crate::domain::sessions::LoginOutcome::LimitReached => "rejected",
             });
-            issue_login(
-                state,
-                &client,
-                outcome,
-                pending.audiences,
-                &account_key,
-                now,
-            )
+            issue_login(deps, &client, outcome, pending.audiences, &account_key, now)
         }
     }
 }
@@ -218,12 +212,12 @@ pub struct Enrolment {
 /// The admission of a code check by a signed-in user: counted like their password
 /// re-checks (the session is the trusted client).
 async fn admit_code<'a>(
-    state: &'a AppState,
+    deps: &Issuing<'a>,
     auth: &Authenticated,
     from: &Origin,
 ) -> Result<Admitted<'a>, Error> {
     password_check::admit(
-        Gate::of(state),
+        deps.gate,
         Attempt {
             account_key: Username::lookup_key(&auth.user.username),
             ip: from.ip,
@@ -241,21 +235,22 @@ async fn admit_code<'a>(
 /// then answers 409: remove it first). Stores a new secret, sealed and unconfirmed.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn enrol(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     password: String,
     from: Origin,
 ) -> Result<Enrolment, Error> {
-    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
-    confirm_password(Gate::of(state), auth, password, Purpose::MfaChange, from).await?;
-    let secret = TotpSecret::generate(state.rng.as_ref()).map_err(Error::Internal)?;
-    let sealed = state
+    confirm_password(deps.gate, auth, password, Purpose::MfaChange, from).await?;
+    let secret = TotpSecret::generate(deps.rng.as_ref()).map_err(Error::Internal)?;
+    let sealed = deps
         .sealer
         .seal_totp(&auth.user.id, &secret)
         .map_err(Error::Internal)?;
-    let (now, user_id) = (state.now(), auth.user.id.clone());
-    let outcome = state
+    let (now, user_id) = (deps.gate.now(), auth.user.id.clone());
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| mfa::enrol(tx, now, &user_id, sealed).await)
         .await?;
@@ -264,7 +259,7 @@ pub async fn enrol(
             "a second factor is already active; remove it first".into(),
         ));
     }
-    let uri = otpauth_uri(state, &auth.user.username, &secret);
+    let uri = otpauth_uri(deps, &auth.user.username, &secret);
     let qr = qrcode::QrCode::new(uri.as_bytes())
         .map_err(Error::internal)?
         .render::<qrcode::render::svg::Color>()
@@ -279,7 +274,7 @@ pub async fn enrol(
 
 /// The Key URI Format authenticator apps read: `otpauth://totp/ISSUER:USER?secret=…
 /// &issuer=ISSUER&algorithm=SHA1&digits=6&period=30`. ISSUER is the issuer URL's host.
-fn otpauth_uri(state: &AppState, username: &str, secret: &TotpSecret) -> String {
+fn otpauth_uri(deps: &Issuing<'_>, username: &str, secret: &TotpSecret) -> String {
     use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
     // RFC 3986 §2.3: unreserved characters stay as they are.
     const LABEL: &AsciiSet = &NON_ALPHANUMERIC
@@ -287,7 +282,7 @@ fn otpauth_uri(state: &AppState, username: &str, secret: &TotpSecret) -> String 
         .remove(b'.')
         .remove(b'_')
         .remove(b'~');
-    let issuer = url::Url::parse(&state.settings.issuer)
+    let issuer = url::Url::parse(&deps.settings.issuer)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| "latchkey".to_owned());
@@ -304,11 +299,11 @@ fn otpauth_uri(state: &AppState, username: &str, secret: &TotpSecret) -> String 
 }
 
 /// Ten new recovery codes: their display form for the answer, their hashes to store.
-fn new_recovery_codes(state: &AppState) -> Result<(Vec<String>, Vec<TokenHash>), Error> {
+fn new_recovery_codes(deps: &Issuing<'_>) -> Result<(Vec<String>, Vec<TokenHash>), Error> {
     let mut shown = Vec::with_capacity(totp::RECOVERY_CODES);
     let mut hashes = Vec::with_capacity(totp::RECOVERY_CODES);
     for _ in 0..totp::RECOVERY_CODES {
-        let c = RecoveryCode::generate(state.rng.as_ref()).map_err(Error::Internal)?;
+        let c = RecoveryCode::generate(deps.rng.as_ref()).map_err(Error::Internal)?;
         shown.push(c.display());
         hashes.push(c.hash());
     }
@@ -319,23 +314,24 @@ fn new_recovery_codes(state: &AppState) -> Result<(Vec<String>, Vec<TokenHash>),
 /// recovery codes, shown only this once.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn confirm(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     code: Option<String>,
     from: Origin,
 ) -> Result<Vec<String>, Error> {
-    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     let code = code_only(code)?;
-    let admitted = admit_code(state, auth, &from).await?;
-    let (shown, hashes) = new_recovery_codes(state)?;
-    let (now, keys) = (state.now(), state.sealer.clone());
+    let admitted = admit_code(deps, auth, &from).await?;
+    let (shown, hashes) = new_recovery_codes(deps)?;
+    let (now, keys) = (deps.gate.now(), deps.sealer.clone());
     let (user_id, session_id, client_id) = (
         auth.user.id.clone(),
         auth.session.id.clone(),
         auth.session.client_id.clone(),
     );
     let ctx = from.ctx;
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
             let who = AccountOwner {
@@ -368,13 +364,13 @@ pub async fn confirm(
 /// `DELETE /me/mfa/totp`: step-up, the password, and a code (or a recovery code).
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn remove(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     password: String,
     proof: (Option<String>, Option<String>),
     from: Origin,
 ) -> Result<(), Error> {
-    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     let proof = parse_proof(proof.0, proof.1)?;
     let ctx = from.ctx.clone();
@@ -382,15 +378,16 @@ pub async fn remove(
         ctx: from.ctx.clone(),
         ip: from.ip,
     };
-    confirm_password(Gate::of(state), auth, password, Purpose::MfaChange, from).await?;
-    let admitted = admit_code(state, auth, &from_again).await?;
-    let (now, keys) = (state.now(), state.sealer.clone());
+    confirm_password(deps.gate, auth, password, Purpose::MfaChange, from).await?;
+    let admitted = admit_code(deps, auth, &from_again).await?;
+    let (now, keys) = (deps.gate.now(), deps.sealer.clone());
     let (user_id, session_id, client_id) = (
         auth.user.id.clone(),
         auth.session.id.clone(),
         auth.session.client_id.clone(),
     );
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
             let who = AccountOwner {
@@ -424,28 +421,29 @@ fn no_factor() -> Error {
 /// replace the old ones.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn regenerate_recovery_codes(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     code: Option<String>,
     from: Origin,
 ) -> Result<Vec<String>, Error> {
-    require_step_up_if_enrolled(&state.store, &state.settings.mfa, auth, state.now()).await?;
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     if code.as_deref().is_none_or(str::is_empty) {
         return Err(Error::InvalidRequest(
             "code is required: the current code from the authenticator app".into(),
         ));
     }
     let code = code_only(code)?;
-    let admitted = admit_code(state, auth, &from).await?;
-    let (shown, hashes) = new_recovery_codes(state)?;
-    let (now, keys) = (state.now(), state.sealer.clone());
+    let admitted = admit_code(deps, auth, &from).await?;
+    let (shown, hashes) = new_recovery_codes(deps)?;
+    let (now, keys) = (deps.gate.now(), deps.sealer.clone());
     let (user_id, session_id, client_id) = (
         auth.user.id.clone(),
         auth.session.id.clone(),
         auth.session.client_id.clone(),
     );
     let ctx = from.ctx;
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
             let who = AccountOwner {

@@ -1,7 +1,11 @@
-//! Use-cases: one function each. A use-case takes typed input, runs its rules through
-//! the store (`domain::repository::Tx`), records its own events and metrics, and returns
-//! a typed outcome or a transport-neutral [`Error`]. Routes only parse the
-//! request, call one of these, and render the answer; nothing here reads HTTP.
+//! Use-cases: one function each. A use-case takes typed input and the parts of the
+//! state it uses (the store, the time, or a small context naming its dependencies:
+//! [`password_check::Gate`], [`issue::Issuing`], [`recovery::Recovery`],
+//! [`revoke::TokenLookup`]), runs its rules through the store (`domain::repository::Tx`),
+//! records its own events and metrics, and returns a typed outcome or a
+//! transport-neutral [`Error`]. Routes only parse the request, call one of these, and
+//! render the answer; the CLI calls the same functions. Nothing here reads or writes
+//! HTTP.
 
 pub mod accounts;
 pub mod auth;

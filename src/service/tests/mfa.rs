@@ -24,11 +24,16 @@ async fn enrolled(f: &Fixture) -> (String, Vec<String>) {
     f.user("alice", "correct horse battery").await;
     let issued = f.login("alice", "correct horse battery").await.unwrap();
     let auth = f.authenticate(&issued.body.access_token).await.unwrap();
-    let enrolment = enrol(&f.state, &auth, "correct horse battery".into(), origin())
-        .await
-        .unwrap();
+    let enrolment = enrol(
+        &f.issuing(),
+        &auth,
+        "correct horse battery".into(),
+        origin(),
+    )
+    .await
+    .unwrap();
     let secret = enrolment.secret.expose().clone();
-    let codes = confirm(&f.state, &auth, Some(code_now(f, &secret)), origin())
+    let codes = confirm(&f.issuing(), &auth, Some(code_now(f, &secret)), origin())
         .await
         .unwrap();
     // The next code: the one just used is spent for its time step.
@@ -62,7 +67,7 @@ async fn with_a_factor_the_password_alone_only_starts_the_login_and_a_right_code
     let any = &|_: &str| Ok(());
     let wrong_code = wrong(&code_now(&f, &secret));
     let refused = finish_login(
-        &f.state,
+        &f.issuing(),
         second_step(&token, Some(wrong_code), None),
         origin(),
         any,
@@ -74,11 +79,13 @@ async fn with_a_factor_the_password_alone_only_starts_the_login_and_a_right_code
         refused.as_ref().err()
     );
     let right = second_step(&token, Some(code_now(&f, &secret)), None);
-    let issued = finish_login(&f.state, right, origin(), any).await.unwrap();
+    let issued = finish_login(&f.issuing(), right, origin(), any)
+        .await
+        .unwrap();
     assert_eq!(issued.session.amr, [AuthMethod::Pwd, AuthMethod::Otp]);
     // The token is single-use.
     let again = second_step(&token, Some(code_now(&f, &secret)), None);
-    let spent = finish_login(&f.state, again, origin(), any).await;
+    let spent = finish_login(&f.issuing(), again, origin(), any).await;
     assert!(
         matches!(spent, Err(Error::InvalidGrant(_))),
         "{:?}",
@@ -93,10 +100,12 @@ async fn a_recovery_code_finishes_a_login_once() {
     let any = &|_: &str| Ok(());
     let token = mfa_token(&f).await;
     let step = second_step(&token, None, Some(codes[0].clone()));
-    finish_login(&f.state, step, origin(), any).await.unwrap();
+    finish_login(&f.issuing(), step, origin(), any)
+        .await
+        .unwrap();
     let token = mfa_token(&f).await;
     let step = second_step(&token, None, Some(codes[0].clone()));
-    let reused = finish_login(&f.state, step, origin(), any).await;
+    let reused = finish_login(&f.issuing(), step, origin(), any).await;
     assert!(
         matches!(reused, Err(Error::WrongCode)),
         "{:?}",
@@ -111,7 +120,7 @@ async fn a_pending_login_refused_for_its_client_spends_neither_token_nor_code() 
     let token = mfa_token(&f).await;
     let refuse = &|_: &str| Err(Error::Forbidden("not from here".into()));
     let step = second_step(&token, Some(code_now(&f, &secret)), None);
-    let refused = finish_login(&f.state, step, origin(), refuse).await;
+    let refused = finish_login(&f.issuing(), step, origin(), refuse).await;
     assert!(
         matches!(refused, Err(Error::Forbidden(_))),
         "{:?}",
@@ -119,7 +128,7 @@ async fn a_pending_login_refused_for_its_client_spends_neither_token_nor_code() 
     );
     // Nothing was spent: the same token and code still finish the login.
     let step = second_step(&token, Some(code_now(&f, &secret)), None);
-    finish_login(&f.state, step, origin(), &|_: &str| Ok(()))
+    finish_login(&f.issuing(), step, origin(), &|_: &str| Ok(()))
         .await
         .unwrap();
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::Authenticated;
-use super::issue::Issued;
+use super::issue::{Issued, Issuing};
 use super::login::{Credentials, Origin};
 use super::{accounts, Error};
 use crate::clock::{Clock, ManualClock};
@@ -45,6 +45,10 @@ impl Fixture {
             clock,
             _dir: dir,
         }
+    }
+
+    pub fn issuing(&self) -> Issuing<'_> {
+        Issuing::of(&self.state)
     }
 
     pub fn now(&self) -> crate::clock::Millis {
@@ -89,7 +93,7 @@ impl Fixture {
             device_token,
             browser: false,
         };
-        super::login::login(&self.state, credentials, origin()).await
+        super::login::login(&self.issuing(), credentials, origin()).await
     }
 }
 

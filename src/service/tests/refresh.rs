@@ -16,7 +16,7 @@ async fn a_refresh_rotates_the_token_and_keeps_the_session() {
     let f = Fixture::new();
     f.user("alice", "correct horse battery").await;
     let first = f.login("alice", "correct horse battery").await.unwrap();
-    let second = refresh(&f.state, input(first.refresh.expose()))
+    let second = refresh(&f.issuing(), input(first.refresh.expose()))
         .await
         .unwrap();
     assert_ne!(first.refresh.expose(), second.refresh.expose());
@@ -28,16 +28,16 @@ async fn an_old_token_inside_the_grace_interval_gets_the_current_token_again() {
     let f = Fixture::new();
     f.user("alice", "correct horse battery").await;
     let first = f.login("alice", "correct horse battery").await.unwrap();
-    let second = refresh(&f.state, input(first.refresh.expose()))
+    let second = refresh(&f.issuing(), input(first.refresh.expose()))
         .await
         .unwrap();
     f.advance(2);
-    let again = refresh(&f.state, input(first.refresh.expose()))
+    let again = refresh(&f.issuing(), input(first.refresh.expose()))
         .await
         .unwrap();
     assert_eq!(again.session.id, second.session.id);
     // The session lives on: its newest token still refreshes.
-    refresh(&f.state, input(again.refresh.expose()))
+    refresh(&f.issuing(), input(again.refresh.expose()))
         .await
         .unwrap();
 }
@@ -47,17 +47,17 @@ async fn an_old_token_after_the_grace_interval_ends_the_whole_family() {
     let f = Fixture::new();
     f.user("alice", "correct horse battery").await;
     let first = f.login("alice", "correct horse battery").await.unwrap();
-    let second = refresh(&f.state, input(first.refresh.expose()))
+    let second = refresh(&f.issuing(), input(first.refresh.expose()))
         .await
         .unwrap();
     f.advance(f.state.settings.refresh.reuse_interval.as_secs() + 1);
-    let reused = refresh(&f.state, input(first.refresh.expose())).await;
+    let reused = refresh(&f.issuing(), input(first.refresh.expose())).await;
     assert!(
         matches!(reused, Err(Error::InvalidGrant(_))),
         "{:?}",
         reused.as_ref().err()
     );
-    let current = refresh(&f.state, input(second.refresh.expose())).await;
+    let current = refresh(&f.issuing(), input(second.refresh.expose())).await;
     assert!(
         matches!(current, Err(Error::InvalidGrant(_))),
         "{:?}",
@@ -68,7 +68,7 @@ async fn an_old_token_after_the_grace_interval_ends_the_whole_family() {
 #[tokio::test]
 async fn a_token_that_is_not_ours_is_an_invalid_grant_and_an_unknown_client_is_refused() {
     let f = Fixture::new();
-    let garbage = refresh(&f.state, input("not a refresh token")).await;
+    let garbage = refresh(&f.issuing(), input("not a refresh token")).await;
     assert!(
         matches!(garbage, Err(Error::InvalidGrant(_))),
         "{:?}",
@@ -78,7 +78,7 @@ async fn a_token_that_is_not_ours_is_an_invalid_grant_and_an_unknown_client_is_r
     let first = f.login("alice", "correct horse battery").await.unwrap();
     let mut asked = input(first.refresh.expose());
     asked.client_id = Some("nobody");
-    let refused = refresh(&f.state, asked).await;
+    let refused = refresh(&f.issuing(), asked).await;
     assert!(
         matches!(refused, Err(Error::UnknownClient)),
         "{:?}",

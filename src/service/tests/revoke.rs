@@ -30,7 +30,7 @@ async fn revoking_a_refresh_token_ends_the_session_for_its_access_tokens_too() {
         scope: None,
         ctx: origin().ctx,
     };
-    let refreshed = refresh(&f.state, input).await;
+    let refreshed = refresh(&f.issuing(), input).await;
     assert!(
         matches!(refreshed, Err(Error::InvalidGrant(_))),
         "{:?}",
