@@ -48,7 +48,7 @@ pub async fn login(deps: &Issuing<'_>, input: Credentials, from: Origin) -> Resu
         Username::login_key(&input.username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let password = Password::parse_for_login(input.password)
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    let client = resolve_client(&deps.settings, input.client_id.as_deref())?.clone();
+    let client = resolve_client(deps.settings, input.client_id.as_deref())?.clone();
     let scope = Scope::parse(input.scope.as_deref().unwrap_or(""))
         .map_err(|e| Error::InvalidScope(e.into()))?;
     if !scope.allowed_by(&client.scopes) {
@@ -56,7 +56,7 @@ pub async fn login(deps: &Issuing<'_>, input: Credentials, from: Origin) -> Resu
             "the requested scope is not allowed for this client".into(),
         ));
     }
-    let audiences = audiences_for(&deps.settings, &client, &input.resource)?;
+    let audiences = audiences_for(deps.settings, &client, &input.resource)?;
     let remember_me = input.remember_me.unwrap_or(true);
     let browser = input.browser;
 
@@ -153,7 +153,7 @@ pub(super) fn issue_login(
             let scope = c.session.scope.clone();
             let mut issued = issue(
                 deps.tokens,
-                &deps.settings,
+                deps.settings,
                 client,
                 c.session,
                 &c.user,

@@ -45,7 +45,7 @@ pub async fn refresh_for(
             super::revoke::session_of_refresh_token(deps.gate.store, deps.sealer, input.raw_token)
                 .await?;
         if let Some(client) = session.and_then(|s| deps.settings.client(&s.client_id)) {
-            audiences_for(&deps.settings, client, resource)?;
+            audiences_for(deps.settings, client, resource)?;
         }
     }
     let request = RefreshRequest {
@@ -103,10 +103,10 @@ pub async fn refresh_for(
         .client(&granted.session.client_id)
         .cloned()
         .ok_or_else(|| Error::InvalidGrant("the client no longer exists".into()))?;
-    let audiences = audiences_for(&deps.settings, &client, resource)?;
+    let audiences = audiences_for(deps.settings, &client, resource)?;
     issue(
         deps.tokens,
-        &deps.settings,
+        deps.settings,
         &client,
         granted.session,
         &granted.user,
