@@ -277,28 +277,6 @@ fn step_up_challenge(description: &str, max_age: u64, needs_mfa: bool) -> String
     v
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Busy => ApiError::Unavailable {
-                retry_after_secs: 1,
-            },
-            crate::store::StoreError::Unavailable => ApiError::DatabaseUnavailable {
-                retry_after_secs: 2,
-            },
-            // The database did not answer within `store.deadline`; nothing was written,
-            // so the same request may simply be sent again.
-            crate::store::StoreError::DeadlinePassed => ApiError::DatabaseUnavailable {
-                retry_after_secs: 1,
-            },
-            crate::store::StoreError::InvalidText => {
-                ApiError::InvalidRequest("a parameter contains a NUL character".into())
-            }
-            other => ApiError::Internal(other.into()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,23 +310,6 @@ mod tests {
         );
         assert!(h.contains(", max_age=900"), "{h}");
         assert!(h.contains(&format!("acr_values=\"{MFA_ACR}\"")), "{h}");
-    }
-
-    #[test]
-    fn an_unreachable_database_says_so_and_a_busy_store_says_busy() {
-        use crate::store::StoreError;
-        let down = ApiError::from(StoreError::Unavailable);
-        let busy = ApiError::from(StoreError::Busy);
-        for e in [&down, &busy] {
-            assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(e.code(), "temporarily_unavailable");
-            assert!(e
-                .error_response()
-                .headers()
-                .contains_key(header::RETRY_AFTER));
-        }
-        assert_eq!(down.to_string(), "the database is unavailable; retry later");
-        assert_eq!(busy.to_string(), "the server is busy; retry later");
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn render(
 
 /// Session ids are UUIDs, which need no escaping; anything else in the log goes
 /// through serde_json (a log row is data).
-fn push_json_string(out: &mut String, s: &str) {
+pub fn push_json_string(out: &mut String, s: &str) {
     if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         out.push('"');
         out.push_str(s);
@@ -297,17 +297,6 @@ pub fn spawn_follower(
             }
         }
     })
-}
-
-/// One stream event per entry (the SSE wire format, WHATWG HTML §9.2).
-pub fn event(e: &Entry) -> String {
-    let mut sid = String::with_capacity(40);
-    push_json_string(&mut sid, &e.session_id);
-    format!(
-        "id: {}\nevent: revoked\ndata: {{\"sid\":{sid},\"revoked_at\":{}}}\n\n",
-        e.seq,
-        e.revoked_at / 1000
-    )
 }
 
 #[cfg(test)]
@@ -357,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_that_are_not_uuids_are_escaped_in_the_document_and_the_events() {
+    fn ids_that_are_not_uuids_are_escaped_in_the_document() {
         let feed = feed_with(0);
         feed.lock().entries.push_back(Entry {
             seq: 1,
@@ -367,10 +356,6 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_slice(&feed.snapshot("i", 1_000_000).body).unwrap();
         assert_eq!(doc["sessions"][0], "a\"b\\c\n");
-        let e = event(&feed.after(0, 1)[0]);
-        let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-        let data: serde_json::Value = serde_json::from_str(data).unwrap();
-        assert_eq!(data["sid"], "a\"b\\c\n");
     }
 
     #[test]

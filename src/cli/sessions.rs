@@ -1,11 +1,10 @@
 //! `latchkey sessions list|revoke --user NAME` (docs/contract.md "Command line").
 
-use super::users::user_named;
 use super::SessionsCommand;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::domain::RevocationReason;
-use crate::domain::Username;
+use crate::domain::model::ClientContext;
+use crate::service::{accounts, sessions};
 use crate::store::Store;
 
 pub(super) async fn run(command: SessionsCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -17,16 +16,9 @@ pub(super) async fn run(command: SessionsCommand, settings: &Settings) -> anyhow
 
 /// A user's active sessions, one line each.
 async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
-    let clock = SystemClock;
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let now = clock.now_millis();
-    let key = Username::lookup_key(&user);
-    let list = store
-        .read(async move |tx| {
-            let u = user_named(tx, &key).await?;
-            tx.active_sessions_of_user(&u.id, now).await
-        })
-        .await?;
+    let u = accounts::user_named(&store, &user).await?;
+    let list = sessions::active_sessions(&store, SystemClock.now_millis(), &u.id).await?;
     println!(
         "{:<36}  {:<12} {:<20} {:<20} {:<15} USER AGENT",
         "SESSION", "CLIENT", "CREATED", "LAST ACTIVE", "IP"
@@ -47,18 +39,10 @@ async fn list(settings: &Settings, user: String) -> anyhow::Result<()> {
 
 /// Ends every session of a user (reason `admin`); safe while the server runs.
 async fn revoke(settings: &Settings, user: String) -> anyhow::Result<()> {
-    let clock = SystemClock;
-    let key = Username::lookup_key(&user);
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let now = clock.now_millis();
-    let n = store
-        .write(async move |tx| {
-            let u = user_named(tx, &key).await?;
-            let reason = RevocationReason::Admin;
-            let ctx = crate::domain::model::ClientContext::operator();
-            crate::domain::revocation::revoke_all_of_user(tx, now, &u.id, None, reason, &ctx).await
-        })
-        .await?;
+    let u = accounts::user_named(&store, &user).await?;
+    let now = SystemClock.now_millis();
+    let n = sessions::revoke_all_of_user(&store, now, u.id, ClientContext::operator()).await?;
     println!("revoked {n} session(s)");
     Ok(())
 }

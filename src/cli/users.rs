@@ -7,10 +7,10 @@ use anyhow::{bail, Context};
 use super::UsersCommand;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::domain::accounts::{self, SignupOutcome};
-use crate::domain::model::User;
-use crate::domain::repository::Tx;
+use crate::domain::model::ClientContext;
+use crate::domain::recovery::StartedBy;
 use crate::domain::{Password, Username};
+use crate::service::{accounts, mfa, recovery};
 use crate::store::Store;
 
 pub(super) async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -26,28 +26,18 @@ pub(super) async fn run(command: UsersCommand, settings: &Settings) -> anyhow::R
 
 /// Creates a user with the full password policy; prints the new id.
 async fn add(settings: &Settings, username: String, roles: Vec<String>) -> anyhow::Result<()> {
-    let clock = SystemClock;
     let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
     let password = Password::parse(read_password()?).map_err(anyhow::Error::msg)?;
     let hash = crate::passwords::hash_blocking(password.expose())?;
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let now = clock.now_millis();
-    let outcome = store
-        .write(async move |tx| accounts::create_user(tx, now, &username, hash, roles).await)
-        .await?;
-    match outcome {
-        SignupOutcome::Created(u) => {
-            println!("{}", u.id);
-            Ok(())
-        }
-        SignupOutcome::Taken => bail!("that username is taken"),
-        SignupOutcome::Confusable => bail!("that username looks like an existing one"),
-    }
+    let user = accounts::create_user(&store, now(), username, hash, roles).await?;
+    println!("{}", user.id);
+    Ok(())
 }
 
 async fn list(settings: &Settings) -> anyhow::Result<()> {
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let users = store.read(async |tx| tx.all_users().await).await?;
+    let users = accounts::all_users(&store).await?;
     println!(
         "{:<36}  {:<24} {:<8} {:<20} ROLES",
         "ID", "USERNAME", "STATE", "CREATED"
@@ -71,33 +61,20 @@ async fn list(settings: &Settings) -> anyhow::Result<()> {
 
 /// Disables the user and ends all their sessions.
 async fn disable(settings: &Settings, username: String) -> anyhow::Result<()> {
-    let clock = SystemClock;
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let now = clock.now_millis();
-    let key = Username::lookup_key(&username);
-    store
-        .write(async move |tx| {
-            let u = user_named(tx, &key).await?;
-            let ctx = crate::domain::model::ClientContext::operator();
-            accounts::disable_user(tx, now, &u.id, &ctx).await
-        })
-        .await?;
+    let u = accounts::user_named(&store, &username).await?;
+    accounts::disable(&store, now(), u.id, ClientContext::operator()).await?;
     println!("disabled {username}");
     Ok(())
 }
 
 /// Erases the user with their sessions, tokens and events.
 async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
-    let clock = SystemClock;
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let now = clock.now_millis();
-    let key = Username::lookup_key(&username);
-    store
-        .write(async move |tx| {
-            let u = user_named(tx, &key).await?;
-            accounts::delete_user(tx, now, &u.id).await
-        })
-        .await?;
+    let u = accounts::user_named(&store, &username).await?;
+    if !accounts::erase(&store, now(), &u.id).await? {
+        bail!("no such user");
+    }
     println!("deleted {username}");
     Ok(())
 }
@@ -106,42 +83,26 @@ async fn delete(settings: &Settings, username: String) -> anyhow::Result<()> {
 /// "Email and account recovery"); no verified address is needed, since support staff
 /// hand the link over themselves.
 async fn reset_password(settings: &Settings, username: String) -> anyhow::Result<()> {
-    use crate::domain::email::AccountSecret;
-    use crate::domain::recovery::{self, AdminReset, StartedBy};
-    let clock = SystemClock;
+    Username::parse(&username).map_err(anyhow::Error::msg)?;
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let now = clock.now_millis();
-    let key = Username::parse(&username)
-        .map_err(anyhow::Error::msg)?
-        .key();
-    let secret = AccountSecret::generate(&ring::rand::SystemRandom::new())?;
+    let u = accounts::user_named(&store, &username).await?;
     let ttl = settings.mail.reset_ttl.as_millis_i64();
-    let s = secret.clone();
-    let outcome = store
-        .write(async move |tx| {
-            let u = user_named(tx, &key).await?;
-            recovery::start_reset_for(tx, now, &u.id, &s, ttl, StartedBy::Cli).await
-        })
-        .await?;
-    match outcome {
-        AdminReset::Started(_) => {
-            println!(
-                "{}",
-                crate::config::MailSettings::link(
-                    settings.mail.reset_url.as_deref(),
-                    &settings.issuer,
-                    "reset-password",
-                    secret.expose(),
-                )
-            );
-            eprintln!(
-                "one-time link for {username}, valid for {}; give it to the user only",
-                humantime::format_duration(settings.mail.reset_ttl.0)
-            );
-            Ok(())
-        }
-        AdminReset::NoSuchUser | AdminReset::NoVerifiedEmail => bail!("no such user"),
-    }
+    let rng = ring::rand::SystemRandom::new();
+    let started = recovery::start_reset(&store, &rng, now(), ttl, u.id, StartedBy::Cli).await?;
+    println!(
+        "{}",
+        crate::config::MailSettings::link(
+            settings.mail.reset_url.as_deref(),
+            &settings.issuer,
+            "reset-password",
+            started.secret.expose(),
+        )
+    );
+    eprintln!(
+        "one-time link for {username}, valid for {}; give it to the user only",
+        humantime::format_duration(settings.mail.reset_ttl.0)
+    );
+    Ok(())
 }
 
 /// Removes a locked-out user's second factor, its recovery codes and pending logins
@@ -149,17 +110,9 @@ async fn reset_password(settings: &Settings, username: String) -> anyhow::Result
 /// Every session of theirs ends (reason `mfa_reset`, ASVS v5 7.4.3: the CLI has no
 /// current session to keep); their next login needs only the password.
 async fn reset_mfa(settings: &Settings, username: String) -> anyhow::Result<()> {
-    let clock = SystemClock;
     let store = Store::from_settings(&settings.store, 1, None)?;
-    let now = clock.now_millis();
-    let key = Username::lookup_key(&username);
-    let removed = store
-        .write(async move |tx| {
-            let u = user_named(tx, &key).await?;
-            crate::domain::mfa::reset(tx, now, &u.id).await
-        })
-        .await?;
-    match removed {
+    let u = accounts::user_named(&store, &username).await?;
+    match mfa::reset_factor(&store, now(), &u.id).await? {
         Some(ended) => println!(
             "removed the second factor of {username} and ended {ended} session{}",
             if ended == 1 { "" } else { "s" }
@@ -169,11 +122,8 @@ async fn reset_mfa(settings: &Settings, username: String) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The user whose case-insensitive name key is `key`, or a "no such user" error.
-pub(super) async fn user_named(tx: &mut dyn Tx, key: &str) -> anyhow::Result<User> {
-    tx.user_by_username_key(key)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no such user"))
+fn now() -> crate::clock::Millis {
+    SystemClock.now_millis()
 }
 
 /// One line from standard input, or a hidden prompt on a terminal.

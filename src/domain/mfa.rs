@@ -84,15 +84,17 @@ pub enum ConfirmOutcome {
     WrongCode,
 }
 
-/// Who is acting and from where, for the events.
-pub struct Actor<'a> {
+/// The account's own user, signed in (a session) or finishing a login (none yet),
+/// acting on their second factor: who and from where, for the events. Not
+/// [`model::Actor`](crate::domain::model::Actor), an admin acting on someone else.
+pub struct AccountOwner<'a> {
     pub user_id: &'a str,
     pub session_id: Option<&'a str>,
     pub client_id: &'a str,
     pub ctx: &'a ClientContext,
 }
 
-impl Actor<'_> {
+impl AccountOwner<'_> {
     fn event(&self, kind: EventKind) -> NewEvent {
         let mut e = NewEvent::new(kind)
             .user(self.user_id)
@@ -122,7 +124,7 @@ impl Actor<'_> {
 async fn record_failure(
     tx: &mut dyn Tx,
     now: Millis,
-    who: &Actor<'_>,
+    who: &AccountOwner<'_>,
     purpose: &str,
     method: &str,
 ) -> anyhow::Result<()> {
@@ -139,7 +141,7 @@ pub async fn confirm(
     tx: &mut dyn Tx,
     now: Millis,
     sealer: &dyn SecretSealer,
-    who: &Actor<'_>,
+    who: &AccountOwner<'_>,
     code: &TotpCode,
     recovery_hashes: &[TokenHash],
 ) -> anyhow::Result<ConfirmOutcome> {
@@ -212,7 +214,7 @@ pub async fn remove(
     tx: &mut dyn Tx,
     now: Millis,
     sealer: &dyn SecretSealer,
-    who: &Actor<'_>,
+    who: &AccountOwner<'_>,
     proof: &Proof,
 ) -> anyhow::Result<RemoveOutcome> {
     if !has_active_factor(tx, who.user_id).await? {
@@ -243,7 +245,7 @@ pub async fn regenerate_recovery_codes(
     tx: &mut dyn Tx,
     now: Millis,
     sealer: &dyn SecretSealer,
-    who: &Actor<'_>,
+    who: &AccountOwner<'_>,
     code: &TotpCode,
     hashes: &[TokenHash],
 ) -> anyhow::Result<RegenerateOutcome> {
@@ -367,7 +369,7 @@ pub async fn finish_login(
         tx.delete_mfa_login(token_hash).await?;
         return Ok(FinishOutcome::Dead);
     };
-    let who = Actor {
+    let who = AccountOwner {
         user_id: &pending.user_id,
         session_id: None,
         client_id: &pending.client_id,

@@ -10,6 +10,8 @@ use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::service::accounts;
+use crate::service::password_check::Gate;
+use crate::service::recovery::Recovery;
 use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
@@ -34,7 +36,7 @@ async fn signup(
     let body = body.into_inner();
     if let Some(email) = body.email.as_deref() {
         let (user, email) = crate::service::recovery::signup_with_email(
-            &state,
+            &Recovery::of(&state),
             &body.username,
             body.password,
             email,
@@ -48,7 +50,13 @@ async fn signup(
             "email_verified": false,
         })));
     }
-    let user = accounts::signup(&state, &body.username, body.password).await?;
+    let user = accounts::signup(
+        Gate::of(&state),
+        &state.settings,
+        &body.username,
+        body.password,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(json!({
         "id": user.id,
         "username": user.username,

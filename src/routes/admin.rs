@@ -26,7 +26,7 @@ async fn user_sessions(
     path: web::Path<String>,
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    let list = sessions::sessions_of_user(&state, path.into_inner()).await?;
+    let list = sessions::sessions_of_user(&state.store, state.now(), path.into_inner()).await?;
     let body: Vec<Value> = list.iter().map(|s| session_json(s, None)).collect();
     Ok(no_store_json(&body))
 }
@@ -41,7 +41,7 @@ async fn revoke_user_sessions(
     // The admin's own address and user agent go into the events' actor, not the
     // user's fields (docs/contract.md "Security events").
     let ctx = ClientContext::administrator(&admin.user.id, client_context(&req));
-    sessions::revoke_all_of_user(&state, path.into_inner(), ctx).await?;
+    sessions::revoke_all_of_user(&state.store, state.now(), path.into_inner(), ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -52,7 +52,7 @@ async fn disable_user(
     Admin(admin): Admin,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = ClientContext::administrator(&admin.user.id, client_context(&req));
-    accounts::disable_user(&state, &admin, path.into_inner(), ctx).await?;
+    accounts::disable_user(&state.store, state.now(), &admin, path.into_inner(), ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -96,6 +96,6 @@ async fn list_events(
         limit: page_limit(p.limit)?,
     };
     Ok(no_store_json(&admin_events_json(
-        &events::list(&state, query).await?,
+        &events::list(&state.store, query).await?,
     )))
 }

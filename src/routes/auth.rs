@@ -9,6 +9,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use super::responses::name_caller;
 use crate::config::ForwardedHeader;
 use crate::domain::model::ClientContext;
 use crate::error::ApiError;
@@ -37,7 +38,9 @@ impl FromRequest for Authenticated {
         let found = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = found?;
-            authenticate(&state, &token).await
+            let auth = authenticate(&state.tokens, &state.store, state.now(), &token).await?;
+            name_caller(&auth.session);
+            Ok(auth)
         })
     }
 }
@@ -50,7 +53,16 @@ impl FromRequest for Admin {
         let found = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = found?;
-            authenticate_admin(&state, &token).await.map(Admin)
+            let auth = authenticate_admin(
+                &state.tokens,
+                &state.store,
+                &state.settings,
+                state.now(),
+                &token,
+            )
+            .await?;
+            name_caller(&auth.session);
+            Ok(Admin(auth))
         })
     }
 }

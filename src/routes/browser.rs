@@ -18,15 +18,17 @@ use super::auth::{client_context, origin};
 use super::extract::{parse_object, RawBody};
 use super::login::LoginBody;
 use super::mfa::SecondStepBody;
+use super::responses::name_caller;
 use super::RouteTable;
 use crate::domain::model::Session;
 use crate::domain::{RefreshToken, RevocationReason, Scope};
 use crate::error::ApiError;
 use crate::keys::DEVICE_TOKEN_TTL_SECS;
 use crate::ratelimit::Endpoint;
-use crate::service::issue::{resolve_client, Issued, TokenResponse};
+use crate::service::issue::{resolve_client, Issued, Issuing, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
-use crate::service::{login, mfa, revoke};
+use crate::service::revoke::TokenLookup;
+use crate::service::{self, login, mfa, revoke};
 use crate::state::AppState;
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis §5.5).
@@ -49,8 +51,8 @@ pub fn configure(t: &mut RouteTable) {
         .rate_limited(Endpoint::Browser);
 }
 
-fn forbidden(why: &str) -> ApiError {
-    ApiError::Forbidden(format!("cross-site request refused: {why}"))
+fn forbidden(why: &str) -> service::Error {
+    service::Error::Forbidden(format!("cross-site request refused: {why}"))
 }
 
 /// The checks that need no store: returns the request's `Origin`, which is one of some
@@ -61,10 +63,10 @@ fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
     {
-        return Err(forbidden("Sec-Fetch-Site is cross-site"));
+        return Err(forbidden("Sec-Fetch-Site is cross-site").into());
     }
     if headers.get("x-latchkey-csrf").map(|v| v.as_bytes()) != Some(b"1") {
-        return Err(forbidden("the X-Latchkey-CSRF: 1 header is missing"));
+        return Err(forbidden("the X-Latchkey-CSRF: 1 header is missing").into());
     }
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -72,7 +74,7 @@ fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
         .and_then(|v| v.parse::<mime::Mime>().ok())
         .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
     if !json {
-        return Err(forbidden("the body must be application/json"));
+        return Err(forbidden("the body must be application/json").into());
     }
     let origin = headers
         .get(header::ORIGIN)
@@ -84,12 +86,16 @@ fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
         .iter()
         .any(|c| c.allowed_origins.iter().any(|o| o == origin));
     if !known {
-        return Err(forbidden("the Origin is not allowed"));
+        return Err(forbidden("the Origin is not allowed").into());
     }
     Ok(origin.to_owned())
 }
 
-fn origin_allowed_for(state: &AppState, client_id: &str, origin: &str) -> Result<(), ApiError> {
+fn origin_allowed_for(
+    state: &AppState,
+    client_id: &str,
+    origin: &str,
+) -> Result<(), service::Error> {
     let allowed = state
         .settings
         .client(client_id)
@@ -211,6 +217,7 @@ fn admit<T: serde::de::DeserializeOwned>(
 /// The token response without the refresh token, which goes only into the cookie (and
 /// without the device token, which goes into the device cookie).
 fn token_reply(state: &AppState, issued: Issued) -> HttpResponse {
+    name_caller(&issued.session);
     let cookie = refresh_cookie(state, &issued.refresh, &issued.session);
     let mut body: TokenResponse = issued.for_browser().body;
     let device = body.device_token.take().map(|t| device_cookie(state, t));
@@ -230,7 +237,7 @@ async fn login(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let (request_origin, credentials): (_, LoginBody) = admit(&state, &req, &body.0)?;
-    let client_id = resolve_client(&state, credentials.client_id.as_deref())?
+    let client_id = resolve_client(&state.settings, credentials.client_id.as_deref())?
         .id
         .clone();
     origin_allowed_for(&state, &client_id, &request_origin)?;
@@ -238,7 +245,7 @@ async fn login(
     // The device token travels in its cookie here, never in the body.
     credentials.device_token = device_cookie_of(&state, &req);
     credentials.browser = true;
-    let issued = login::login(&state, credentials, origin(&req)).await?;
+    let issued = login::login(&Issuing::of(&state), credentials, origin(&req)).await?;
     Ok(token_reply(&state, issued))
 }
 
@@ -255,7 +262,7 @@ async fn login_mfa(
     // As at `/browser/login`: the device token comes from its cookie, never the body.
     step.device_token = device_cookie_of(&state, &req);
     step.browser = true;
-    let issued = mfa::finish_login(&state, step, origin(&req), &allowed).await?;
+    let issued = mfa::finish_login(&Issuing::of(&state), step, origin(&req), &allowed).await?;
     Ok(token_reply(&state, issued))
 }
 
@@ -273,7 +280,7 @@ async fn session_of_cookie(
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let session = revoke::session_of_refresh_token(state, &raw).await?;
+    let session = revoke::session_of_refresh_token(&state.store, &state.sealer, &raw).await?;
     Ok(session.map(|s| (raw, s)))
 }
 
@@ -306,11 +313,11 @@ async fn refresh(
         scope,
         ctx: client_context(&req),
     };
-    match refresh::refresh(&state, input).await {
+    match refresh::refresh(&Issuing::of(&state), input).await {
         Ok(issued) => Ok(token_reply(&state, issued)),
         // The cookie's token is dead (ended session, reuse, expiry): clear it.
-        Err(e @ ApiError::InvalidGrant(_)) => Ok(clearing(&state, &e)),
-        Err(e) => Err(e),
+        Err(e @ service::Error::InvalidGrant(_)) => Ok(clearing(&state, &e.into())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -328,7 +335,14 @@ async fn logout(
     if let Some((raw, session)) = session_of_cookie(&state, raw).await? {
         origin_allowed_for(&state, &session.client_id, &origin)?;
         let (client_id, ctx) = (Some(session.client_id.clone()), client_context(&req));
-        revoke::revoke_token(&state, &raw, client_id, ctx, RevocationReason::Logout).await?;
+        revoke::revoke_token(
+            &TokenLookup::of(&state),
+            &raw,
+            client_id,
+            ctx,
+            RevocationReason::Logout,
+        )
+        .await?;
     }
     // Cleared either way: a stale or unknown cookie is of no use to the browser.
     Ok(HttpResponse::NoContent()

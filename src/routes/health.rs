@@ -2,6 +2,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::RouteTable;
+use crate::service::status;
 use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
@@ -14,22 +15,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store completes a read and a write within two seconds (a stalled
-/// writer or a locked table is not ready, though the connection is fine) and a signing
+/// Readiness: the store completes a read and a write within two seconds and a signing
 /// key is active.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store_ok = state.store.probe().await.is_ok();
-    let keys = state.keys.current(state.now());
-    let key_ok = keys
-        .entries
-        .iter()
-        .any(|(_, s)| *s == crate::keys::KeyState::Active);
+    let r = status::readiness(&state.store, &state.keys, state.now()).await;
     let body = json!({
-        "status": if store_ok && key_ok { "ready" } else { "not_ready" },
-        "store": store_ok,
-        "signing_key": key_ok,
+        "status": if r.ready() { "ready" } else { "not_ready" },
+        "store": r.store,
+        "signing_key": r.signing_key,
     });
-    if store_ok && key_ok {
+    if r.ready() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

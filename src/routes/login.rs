@@ -6,10 +6,11 @@ use serde::Deserialize;
 
 use super::auth::origin;
 use super::extract::JsonBody;
-use super::responses::no_store_json;
+use super::responses::{name_caller, no_store_json};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
+use crate::service::issue::Issuing;
 use crate::service::login::{self, Credentials};
 use crate::state::AppState;
 
@@ -76,6 +77,7 @@ async fn handle(
     req: HttpRequest,
     body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = login::login(&state, body.into_inner().into(), origin(&req)).await?;
+    let issued = login::login(&Issuing::of(&state), body.into_inner().into(), origin(&req)).await?;
+    name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }

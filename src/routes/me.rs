@@ -14,6 +14,7 @@ use crate::domain::model::{Event, EventQuery, Session};
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::service::events::{page_before, page_limit};
+use crate::service::password_check::Gate;
 use crate::service::{accounts, events, revoke, sessions};
 use crate::state::AppState;
 
@@ -31,7 +32,7 @@ pub fn configure(t: &mut RouteTable) {
 
 async fn me(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     // docs/contract.md "Email and account recovery": the address and whether it is verified.
-    let email = crate::service::recovery::email_of(&state, &auth.user.id).await?;
+    let email = crate::service::recovery::email_of(&state.store, &auth.user.id).await?;
     Ok(no_store_json(&json!({
         "id": auth.user.id,
         "username": auth.user.username,
@@ -105,7 +106,7 @@ async fn list_sessions(
     state: web::Data<AppState>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let list = sessions::active_sessions(&state, &auth.user.id).await?;
+    let list = sessions::active_sessions(&state.store, state.now(), &auth.user.id).await?;
     let body: Vec<Value> = list
         .iter()
         .map(|s| session_json(s, Some(&auth.session.id)))
@@ -119,7 +120,14 @@ async fn delete_session(
     path: web::Path<String>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    revoke::end_own_session(&state, &auth, path.into_inner(), client_context(&req)).await?;
+    revoke::end_own_session(
+        &state.store,
+        state.now(),
+        &auth,
+        path.into_inner(),
+        client_context(&req),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -142,7 +150,7 @@ async fn my_events(
         ..Default::default()
     };
     Ok(no_store_json(&events_json(
-        &events::list(&state, query).await?,
+        &events::list(&state.store, query).await?,
     )))
 }
 
@@ -162,7 +170,8 @@ async fn change_password(
     let body = body.into_inner();
     let from = origin(&req);
     accounts::change_password(
-        &state,
+        Gate::of(&state),
+        &state.settings.mfa,
         &auth,
         body.current_password,
         body.new_password,
@@ -184,7 +193,14 @@ async fn delete_me(
     body: JsonBody<DeleteMe>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    accounts::delete_account(&state, &auth, body.into_inner().password, origin(&req)).await?;
+    accounts::delete_account(
+        Gate::of(&state),
+        &state.settings.mfa,
+        &auth,
+        body.into_inner().password,
+        origin(&req),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -9,10 +9,11 @@ use serde_json::json;
 
 use super::auth::{origin, Authenticated};
 use super::extract::JsonBody;
-use super::responses::no_store_json;
+use super::responses::{name_caller, no_store_json};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
+use crate::service::issue::Issuing;
 use crate::service::mfa::{self, SecondStep};
 use crate::state::AppState;
 
@@ -60,8 +61,14 @@ async fn login_mfa(
     req: HttpRequest,
     body: JsonBody<SecondStepBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued =
-        mfa::finish_login(&state, body.into_inner().into(), origin(&req), &|_| Ok(())).await?;
+    let issued = mfa::finish_login(
+        &Issuing::of(&state),
+        body.into_inner().into(),
+        origin(&req),
+        &|_| Ok(()),
+    )
+    .await?;
+    name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }
 
@@ -76,7 +83,13 @@ async fn enrol(
     body: JsonBody<PasswordBody>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let e = mfa::enrol(&state, &auth, body.into_inner().password, origin(&req)).await?;
+    let e = mfa::enrol(
+        &Issuing::of(&state),
+        &auth,
+        body.into_inner().password,
+        origin(&req),
+    )
+    .await?;
     Ok(no_store_json(&json!({
         "secret": e.secret.expose(),
         "otpauth_uri": e.otpauth_uri.expose(),
@@ -96,7 +109,13 @@ async fn confirm(
     body: JsonBody<CodeBody>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let codes = mfa::confirm(&state, &auth, body.into_inner().code, origin(&req)).await?;
+    let codes = mfa::confirm(
+        &Issuing::of(&state),
+        &auth,
+        body.into_inner().code,
+        origin(&req),
+    )
+    .await?;
     Ok(no_store_json(&json!({ "recovery_codes": codes })))
 }
 
@@ -117,7 +136,7 @@ async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     mfa::remove(
-        &state,
+        &Issuing::of(&state),
         &auth,
         b.password,
         (b.code, b.recovery_code),
@@ -134,6 +153,7 @@ async fn regenerate(
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let code = body.into_inner().code;
-    let codes = mfa::regenerate_recovery_codes(&state, &auth, code, origin(&req)).await?;
+    let codes =
+        mfa::regenerate_recovery_codes(&Issuing::of(&state), &auth, code, origin(&req)).await?;
     Ok(no_store_json(&json!({ "recovery_codes": codes })))
 }

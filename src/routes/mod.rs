@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod recovery;
 pub mod responses;
 pub mod revocations;
+mod service_error;
 pub mod sessions;
 pub mod wellknown;
 

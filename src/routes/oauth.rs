@@ -8,12 +8,14 @@ use base64::Engine;
 
 use super::auth::client_context;
 use super::extract::OAuthParams;
-use super::responses::no_store_json;
+use super::responses::{name_caller, no_store_json};
 use super::RouteTable;
 use crate::domain::{RevocationReason, Scope};
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
+use crate::service::issue::Issuing;
 use crate::service::refresh::{self, RefreshInput};
+use crate::service::revoke::TokenLookup;
 use crate::service::{introspect, revoke};
 use crate::state::AppState;
 
@@ -48,7 +50,8 @@ async fn token(
         ctx: client_context(&req),
     };
     let resource = params.get_all("resource");
-    let issued = refresh::refresh_for(&state, input, &resource).await?;
+    let issued = refresh::refresh_for(&Issuing::of(&state), input, &resource).await?;
+    name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }
 
@@ -68,14 +71,18 @@ async fn revoke(
     let ctx = client_context(&req);
     match caller(&params, basic)? {
         Some((presented, by_basic)) => {
-            let rs = introspect::authenticate_resource_server(&state, &presented)
-                .ok_or(ApiError::InvalidClient { basic: by_basic })?;
-            revoke::revoke_for_resource_server(&state, rs, raw, ctx).await?;
+            let rs = introspect::authenticate_resource_server(
+                &state.settings.resource_servers,
+                &presented,
+            )
+            .ok_or(ApiError::InvalidClient { basic: by_basic })?;
+            let (tokens, store) = (&state.tokens, &state.store);
+            revoke::revoke_for_resource_server(tokens, store, state.now(), rs, raw, ctx).await?;
         }
         None => {
             let client_id = params.get("client_id").map(str::to_owned);
             let reason = RevocationReason::Revoked;
-            revoke::revoke_token(&state, raw, client_id, ctx, reason).await?;
+            revoke::revoke_token(&TokenLookup::of(&state), raw, client_id, ctx, reason).await?;
         }
     }
     Ok(HttpResponse::Ok()
@@ -94,7 +101,8 @@ async fn introspect(
     let basic = basic_credentials(&req)?;
     // RFC 7662 §2.1: with Basic, authenticate before looking at the body at all.
     if let Some(presented) = &basic {
-        introspect::authenticate_resource_server(&state, presented).ok_or_else(unauthorized)?;
+        introspect::authenticate_resource_server(&state.settings.resource_servers, presented)
+            .ok_or_else(unauthorized)?;
     }
     // Without credentials, an unreadable body is still "not authenticated" (401).
     let from_body = basic.is_none();
@@ -104,9 +112,10 @@ async fn introspect(
         Err(e) => return Err(e),
     };
     let (presented, _) = caller(&params, basic)?.ok_or_else(unauthorized)?;
-    let rs =
-        introspect::authenticate_resource_server(&state, &presented).ok_or_else(unauthorized)?;
-    let body = introspect::introspect(&state, rs, params.require("token")?).await?;
+    let rs = introspect::authenticate_resource_server(&state.settings.resource_servers, &presented)
+        .ok_or_else(unauthorized)?;
+    let token = params.require("token")?;
+    let body = introspect::introspect(&state.tokens, &state.store, state.now(), rs, token).await?;
     Ok(no_store_json(&body))
 }
 
@@ -117,7 +126,7 @@ pub(crate) fn authenticate_resource_server<'a>(
     req: &HttpRequest,
 ) -> Result<&'a crate::config::ResourceServerSettings, ApiError> {
     let presented = basic_credentials(req)?.ok_or(ApiError::InvalidClient { basic: true })?;
-    introspect::authenticate_resource_server(state, &presented)
+    introspect::authenticate_resource_server(&state.settings.resource_servers, &presented)
         .ok_or(ApiError::InvalidClient { basic: true })
 }
 

@@ -10,7 +10,7 @@ use super::auth::{origin, Admin, Authenticated};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
-use crate::service::recovery::{self, ForgotInput};
+use crate::service::recovery::{self, ForgotInput, Recovery};
 use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
@@ -52,7 +52,7 @@ async fn forgot(
         username: b.username,
         email: b.email,
     };
-    recovery::forgot_password(&state, input, origin(&req)).await?;
+    recovery::forgot_password(&Recovery::of(&state), input, origin(&req)).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("cache-control", "no-store"))
         .json(json!({ "status": "accepted", "message": FORGOT_MESSAGE })))
@@ -70,7 +70,13 @@ async fn reset(
     body: web::Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    recovery::reset_password(&state, &b.token, b.new_password, origin(&req)).await?;
+    recovery::reset_password(
+        &Recovery::of(&state),
+        &b.token,
+        b.new_password,
+        origin(&req),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -84,7 +90,12 @@ async fn verify(
     req: HttpRequest,
     body: web::Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    recovery::verify_email(&state, &body.into_inner().token, origin(&req)).await?;
+    recovery::verify_email(
+        &Recovery::of(&state),
+        &body.into_inner().token,
+        origin(&req),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -102,7 +113,14 @@ async fn set_email(
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let e = recovery::set_email(&state, &auth, &b.email, b.password, origin(&req)).await?;
+    let e = recovery::set_email(
+        &Recovery::of(&state),
+        &auth,
+        &b.email,
+        b.password,
+        origin(&req),
+    )
+    .await?;
     Ok(HttpResponse::Accepted().json(json!({
         "email": e.email,
         "email_verified": e.verified_at.is_some(),
@@ -114,6 +132,6 @@ async fn admin_reset(
     path: web::Path<String>,
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    recovery::admin_reset(&state, path.into_inner()).await?;
+    recovery::admin_reset(&Recovery::of(&state), path.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted" })))
 }

@@ -26,6 +26,13 @@ async fn logout(
     body: OptionalJson<LogoutBody>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    revoke::logout(&state, &auth, body.0.scope, client_context(&req)).await?;
+    revoke::logout(
+        &state.store,
+        state.now(),
+        &auth,
+        body.0.scope,
+        client_context(&req),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,11 +3,13 @@
 //! latchkey's own routes, though offline resource servers only see it when the access
 //! token expires).
 
+use super::Error;
+use crate::clock::Millis;
+use crate::config::{MfaSettings, Settings};
 use crate::domain::model::{Session, User};
 use crate::domain::AuthMethod;
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::tokens::{AccessClaims, Audience};
+use crate::store::Store;
+use crate::tokens::{AccessClaims, Audience, TokenService};
 
 pub struct Authenticated {
     pub claims: AccessClaims,
@@ -24,37 +26,41 @@ impl Authenticated {
 /// A caller of latchkey's self-service routes (`/me*`, `/logout`): the token's `aud`
 /// must include the issuer (docs/contract.md "Audiences"), so a token minted for a
 /// resource server cannot act on latchkey.
-pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Authenticated, ApiError> {
-    authenticate_for(state, bearer, Audience::Issuer).await
+#[tracing::instrument(skip_all)]
+pub async fn authenticate(
+    tokens: &TokenService,
+    store: &Store,
+    now: Millis,
+    bearer: &str,
+) -> Result<Authenticated, Error> {
+    authenticate_for(tokens, store, now, bearer, Audience::Issuer).await
 }
 
 async fn authenticate_for(
-    state: &AppState,
+    tokens: &TokenService,
+    store: &Store,
+    now: Millis,
     bearer: &str,
     audience: Audience<'_>,
-) -> Result<Authenticated, ApiError> {
-    let claims = state
-        .tokens
+) -> Result<Authenticated, Error> {
+    let claims = tokens
         .verify(bearer, audience)
-        .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
-    let now = state.now();
+        .map_err(|e| Error::Unauthenticated(e.to_string()))?;
     let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
-    let found = state
-        .store
+    let found = store
         .read(async move |tx| Ok((tx.session_by_id(&sid).await?, tx.user_by_id(&sub).await?)))
         .await?;
     match found {
         (Some(session), Some(user))
             if session.is_active(now) && session.user_id == user.id && user.is_enabled() =>
         {
-            crate::telemetry::record_caller(&user.id, &session.id, &session.client_id);
             Ok(Authenticated {
                 claims,
                 session,
                 user,
             })
         }
-        _ => Err(ApiError::InvalidToken(
+        _ => Err(Error::Unauthenticated(
             "the access token's session has ended".into(),
         )),
     }
@@ -63,15 +69,22 @@ async fn authenticate_for(
 /// An admin (`/admin/*`): the token's `aud` must be the issuer alone, so no token a
 /// resource server has seen can act as an admin (401 otherwise), and the user must have
 /// the `admin` role (403 otherwise).
-pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authenticated, ApiError> {
-    let auth = authenticate_for(state, bearer, Audience::IssuerOnly).await?;
+#[tracing::instrument(skip_all)]
+pub async fn authenticate_admin(
+    tokens: &TokenService,
+    store: &Store,
+    settings: &Settings,
+    now: Millis,
+    bearer: &str,
+) -> Result<Authenticated, Error> {
+    let auth = authenticate_for(tokens, store, now, bearer, Audience::IssuerOnly).await?;
     if !auth.has_role("admin") {
-        return Err(ApiError::Forbidden("this needs the admin role".into()));
+        return Err(Error::Forbidden("this needs the admin role".into()));
     }
     // docs/contract.md "Second factor": with `admin.require_mfa`, every admin route
     // needs a recent login with a second factor (RFC 9470).
-    if state.settings.admin.require_mfa {
-        require_step_up(state, &auth)?;
+    if settings.admin.require_mfa {
+        require_step_up(&settings.mfa, &auth, now)?;
     }
     Ok(auth)
 }
@@ -81,10 +94,11 @@ pub async fn authenticate_admin(state: &AppState, bearer: &str) -> Result<Authen
 /// 401 `insufficient_user_authentication` with the `max_age` (and, when the factor is
 /// what is missing, `acr_values`) a client needs to ask the user to log in again. The
 /// session's values are the ones its tokens carry (`amr`, `auth_time`).
-pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), ApiError> {
-    let max_age = state.settings.mfa.step_up_max_age;
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
+pub fn require_step_up(mfa: &MfaSettings, auth: &Authenticated, now: Millis) -> Result<(), Error> {
+    let max_age = mfa.step_up_max_age;
     let has_otp = auth.session.amr.contains(&AuthMethod::Otp);
-    let age_ms = state.now() - auth.session.auth_time;
+    let age_ms = now - auth.session.auth_time;
     if has_otp && age_ms <= max_age.as_millis_i64() {
         return Ok(());
     }
@@ -93,7 +107,7 @@ pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Api
     } else {
         "this needs a login with a second factor: sign in again with your code"
     };
-    Err(ApiError::StepUpRequired {
+    Err(Error::StepUpRequired {
         description: description.into(),
         max_age: max_age.as_secs(),
         needs_mfa: !has_otp,
@@ -101,18 +115,20 @@ pub fn require_step_up(state: &AppState, auth: &Authenticated) -> Result<(), Api
 }
 
 /// Step-up for a user with an active second factor; nothing for one without
-/// (`/me/password`, `DELETE /me`, `/me/mfa/*`).
+/// (`/me/password`, `DELETE /me`, `/me/email`, `/me/mfa/*`).
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn require_step_up_if_enrolled(
-    state: &AppState,
+    store: &Store,
+    mfa: &MfaSettings,
     auth: &Authenticated,
-) -> Result<(), ApiError> {
+    now: Millis,
+) -> Result<(), Error> {
     let user_id = auth.user.id.clone();
-    let enrolled = state
-        .store
+    let enrolled = store
         .read(async move |tx| crate::domain::mfa::has_active_factor(tx, &user_id).await)
         .await?;
     if enrolled {
-        require_step_up(state, auth)?;
+        require_step_up(mfa, auth, now)?;
     }
     Ok(())
 }

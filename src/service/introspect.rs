@@ -4,11 +4,12 @@
 
 use serde_json::{json, Value};
 
+use super::Error;
+use crate::clock::Millis;
 use crate::config::ResourceServerSettings;
 use crate::domain::RefreshToken;
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::tokens::Audience;
+use crate::store::Store;
+use crate::tokens::{Audience, TokenService};
 
 /// Credentials a caller presented as a resource server: each pair is one reading of
 /// what was sent (HTTP Basic is tried both form-decoded, as RFC 6749 §2.3.1 asks, and
@@ -21,12 +22,13 @@ pub struct Presented {
 /// against every reading, without an early exit, through SHA-256 digests: the time taken
 /// depends on neither which part matched nor how much of it (docs/contract.md "Standards
 /// checklist" #29).
+#[tracing::instrument(skip_all)]
 pub fn authenticate_resource_server<'a>(
-    state: &'a AppState,
+    configured: &'a [ResourceServerSettings],
     presented: &Presented,
 ) -> Option<&'a ResourceServerSettings> {
     let mut found = None;
-    for rs in &state.settings.resource_servers {
+    for rs in configured {
         let mut matched = false;
         for (id, secret) in &presented.pairs {
             let id_ok = constant_time_eq(rs.id.as_bytes(), id.as_bytes());
@@ -52,25 +54,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// includes one of `rs.audiences` and whose session is live. Refresh tokens are
 /// latchkey's own business and answer inactive, as do other audiences' access tokens
 /// (docs/contract.md "Audiences").
+#[tracing::instrument(skip_all, fields(resource_server = %rs.id))]
 pub async fn introspect(
-    state: &AppState,
+    tokens: &TokenService,
+    store: &Store,
+    now: Millis,
     rs: &ResourceServerSettings,
     raw: &str,
-) -> Result<Value, ApiError> {
-    let now = state.now();
+) -> Result<Value, Error> {
     if RefreshToken::parse(raw).is_ok() {
         return Ok(inactive());
     }
     // The issuer is the authority on expiry: no leeway here (RFC 7662 §2.2).
-    let Ok(claims) = state.tokens.verify(raw, Audience::AnyOf(&rs.audiences)) else {
+    let Ok(claims) = tokens.verify(raw, Audience::AnyOf(&rs.audiences)) else {
         return Ok(inactive());
     };
     if claims.exp <= now / 1000 {
         return Ok(inactive());
     }
     let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
-    let live = state
-        .store
+    let live = store
         .read(async move |tx| {
             let s = tx.session_by_id(&sid).await?;
             let u = tx.user_by_id(&sub).await?;
@@ -84,7 +87,7 @@ pub async fn introspect(
         return Ok(inactive());
     };
     // The claims as the token carries them (empty `scope` and `roles` left out).
-    let mut body = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+    let mut body = serde_json::to_value(&claims).map_err(Error::internal)?;
     if let Value::Object(m) = &mut body {
         m.insert("active".into(), json!(true));
         m.insert("token_type".into(), json!("Bearer"));

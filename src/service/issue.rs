@@ -1,15 +1,48 @@
 //! Issuing tokens for a session: the access JWT and the token response
 //! (docs/contract.md "Token response"; RFC 6749 §5.1).
 
+use std::sync::Arc;
+
+use ring::rand::SystemRandom;
 use serde::Serialize;
 
+use super::password_check::Gate;
+
+use super::Error;
 use crate::clock::Millis;
-use crate::config::ClientSettings;
+use crate::config::{ClientSettings, Settings};
 use crate::domain::model::{Session, User};
 use crate::domain::{RefreshToken, Scope};
-use crate::error::ApiError;
+use crate::keys::{DeviceKey, Sealer};
 use crate::state::AppState;
-use crate::tokens::MintRequest;
+use crate::tokens::{MintRequest, TokenService};
+
+/// What opening a session and issuing its tokens needs (a login, its second step, a
+/// refresh), and managing the second factor whose secrets the same sealer protects:
+/// the gate for password and code checks, the settings, the verifier that mints, the
+/// sealer, device tokens and randomness.
+#[derive(Clone, Copy)]
+pub struct Issuing<'a> {
+    pub gate: Gate<'a>,
+    pub settings: &'a Arc<Settings>,
+    pub tokens: &'a TokenService,
+    pub sealer: &'a Arc<Sealer>,
+    pub devices: &'a DeviceKey,
+    pub rng: &'a Arc<SystemRandom>,
+}
+
+impl<'a> Issuing<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            gate: Gate::of(state),
+            settings: &state.settings,
+            tokens: &state.tokens,
+            sealer: &state.sealer,
+            devices: &state.devices,
+            rng: &state.rng,
+        }
+    }
+}
 
 /// The token response body. `refresh_token` is taken out in browser mode, where the
 /// refresh token travels only in the cookie.
@@ -50,8 +83,10 @@ impl Issued {
 /// token's audiences: the client's, or the subset named by `resource` (RFC 8707; see
 /// [`audiences_for`]).
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, session_id = %session.id, client_id = %client.id))]
 pub fn issue(
-    state: &AppState,
+    tokens: &TokenService,
+    settings: &Settings,
     client: &ClientSettings,
     session: Session,
     user: &User,
@@ -59,14 +94,12 @@ pub fn issue(
     audiences: Vec<String>,
     refresh: RefreshToken,
     now: Millis,
-) -> Result<Issued, ApiError> {
-    crate::telemetry::record_caller(&user.id, &session.id, &client.id);
-    let ttl = state.settings.access_ttl(client).as_secs();
+) -> Result<Issued, Error> {
+    let ttl = settings.access_ttl(client).as_secs();
     // An access token never outlives its session.
     let session_left = u64::try_from((session.ends_at() - now) / 1000).unwrap_or(0);
     let scope = scope.to_claim();
-    let minted = state
-        .tokens
+    let minted = tokens
         .mint(MintRequest {
             user_id: &user.id,
             audiences,
@@ -78,7 +111,7 @@ pub fn issue(
             roles: user.roles.clone(),
             ttl_secs: ttl.min(session_left.max(1)),
         })
-        .map_err(ApiError::Internal)?;
+        .map_err(Error::Internal)?;
     let body = TokenResponse {
         access_token: minted.jwt,
         token_type: "Bearer",
@@ -102,18 +135,18 @@ pub fn issue(
 /// `invalid_target`. The narrowing applies to the access token of this response only:
 /// the session may ask for any subset of the client's audiences at its next refresh.
 pub fn audiences_for(
-    state: &AppState,
+    settings: &Settings,
     client: &ClientSettings,
     resource: &[String],
-) -> Result<Vec<String>, ApiError> {
-    let allowed = state.settings.audiences_of(client);
+) -> Result<Vec<String>, Error> {
+    let allowed = settings.audiences_of(client);
     if resource.is_empty() {
         return Ok(allowed);
     }
     let mut narrowed: Vec<String> = Vec::with_capacity(resource.len());
     for r in resource {
         if !allowed.contains(r) {
-            return Err(ApiError::InvalidTarget(
+            return Err(Error::InvalidTarget(
                 "a requested resource is not an audience of this client".into(),
             ));
         }
@@ -126,12 +159,9 @@ pub fn audiences_for(
 
 /// The configured client a request names, or `default` when it names none.
 pub fn resolve_client<'a>(
-    state: &'a AppState,
+    settings: &'a Settings,
     client_id: Option<&str>,
-) -> Result<&'a ClientSettings, ApiError> {
+) -> Result<&'a ClientSettings, Error> {
     let id = client_id.filter(|c| !c.is_empty()).unwrap_or("default");
-    state
-        .settings
-        .client(id)
-        .ok_or(ApiError::InvalidClient { basic: false })
+    settings.client(id).ok_or(Error::UnknownClient)
 }

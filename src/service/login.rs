@@ -4,8 +4,9 @@
 
 use std::net::IpAddr;
 
-use super::issue::{audiences_for, issue, resolve_client, Issued};
+use super::issue::{audiences_for, issue, resolve_client, Issued, Issuing};
 use super::password_check::{self, Attempt, Purpose};
+use super::Error;
 use crate::clock::Millis;
 use crate::config::ClientSettings;
 use crate::domain::email::AccountSecret;
@@ -13,9 +14,7 @@ use crate::domain::mfa;
 use crate::domain::model::{ClientContext, User};
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
 use crate::domain::{AuthMethod, Password, Scope, Username};
-use crate::error::ApiError;
 use crate::secret::Secret;
-use crate::state::AppState;
 
 pub struct Credentials {
     pub username: String,
@@ -39,24 +38,25 @@ pub struct Origin {
 }
 
 /// Checks credentials and starts a session (`/login` and `/browser/login`).
-pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result<Issued, ApiError> {
+#[tracing::instrument(skip_all)]
+pub async fn login(deps: &Issuing<'_>, input: Credentials, from: Origin) -> Result<Issued, Error> {
     // Cheap checks first, before any hashing (docs/contract.md "Conventions"). A name no
     // account can have by its shape alone (over 256 bytes, or a control character such
     // as NUL, which PostgreSQL cannot even hold) is a malformed request: 400 before any
     // store access, saying nothing about any account.
     let account_key =
-        Username::login_key(&input.username).map_err(|e| ApiError::InvalidRequest(e.into()))?;
+        Username::login_key(&input.username).map_err(|e| Error::InvalidRequest(e.into()))?;
     let password = Password::parse_for_login(input.password)
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let client = resolve_client(state, input.client_id.as_deref())?.clone();
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    let client = resolve_client(deps.settings, input.client_id.as_deref())?.clone();
     let scope = Scope::parse(input.scope.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::InvalidScope(e.into()))?;
+        .map_err(|e| Error::InvalidScope(e.into()))?;
     if !scope.allowed_by(&client.scopes) {
-        return Err(ApiError::InvalidScope(
+        return Err(Error::InvalidScope(
             "the requested scope is not allowed for this client".into(),
         ));
     }
-    let audiences = audiences_for(state, &client, &input.resource)?;
+    let audiences = audiences_for(deps.settings, &client, &input.resource)?;
     let remember_me = input.remember_me.unwrap_or(true);
     let browser = input.browser;
 
@@ -65,13 +65,13 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     // A valid device token for this name (from an earlier successful login) makes this
     // a trusted client, exempt from the account-wide lockout (docs/contract.md
     // "Login throttling").
-    let now = state.now();
+    let now = deps.gate.now();
     let device = input
         .device_token
         .as_deref()
-        .and_then(|t| state.devices.verify(t, &account_key, now));
+        .and_then(|t| deps.devices.verify(t, &account_key, now));
     let admitted = password_check::admit(
-        state,
+        deps.gate,
         Attempt {
             account_key: account_key.clone(),
             ip: from.ip,
@@ -85,7 +85,8 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     .await?;
 
     let key = account_key.clone();
-    let user = state
+    let user = deps
+        .gate
         .store
         .read(async move |tx| tx.user_by_username_key(&key).await)
         .await?;
@@ -93,7 +94,7 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     // answers the same whoever it belongs to (docs/contract.md "Second factor").
     let admitted = admitted.verify(password, user.as_ref()).await?;
     let Some(user) = user else {
-        return Err(ApiError::InvalidCredentials);
+        return Err(Error::InvalidCredentials);
     };
 
     let new = NewSession {
@@ -101,9 +102,9 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
         client_id: client.id.clone(),
         scope,
         remember_me,
-        lifetimes: state.settings.lifetimes(Some(&client), remember_me),
-        max_per_user: state.settings.session.max_per_user,
-        limit_policy: state.settings.session.limit_policy,
+        lifetimes: deps.settings.lifetimes(Some(&client), remember_me),
+        max_per_user: deps.settings.session.max_per_user,
+        limit_policy: deps.settings.session.limit_policy,
         ctx: from.ctx,
         amr: vec![AuthMethod::Pwd],
         auth_time: None,
@@ -111,68 +112,78 @@ pub async fn login(state: &AppState, input: Credentials, from: Origin) -> Result
     // Only now, with the password right, does a second factor matter: the login waits
     // for it, and the throttle is not cleared until it comes (a right password must not
     // wipe the wrong codes counted against the account).
-    if has_active_factor(state, &user.id).await? {
+    if has_active_factor(deps, &user.id).await? {
         // Not a failure either: the attempt's place in the shared count is given back.
         admitted.release().await?;
-        return Err(require_second_factor(state, &user, &new, audiences, now, browser).await?);
+        return Err(require_second_factor(deps, &user, &new, audiences, now, browser).await?);
     }
     admitted.succeeded().await?;
     drop(admitted);
 
-    let (rng, keys) = (state.rng.clone(), state.sealer.clone());
+    let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
     // The hash that was verified: the write refuses if a password change replaced it.
     let verified_hash = user.password_hash.clone();
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
             sessions::create_login_session(tx, now, &rng, keys.as_ref(), &new, &verified_hash).await
         })
         .await?;
-    state.metrics.login(match &outcome {
+    deps.gate.metrics.login(match &outcome {
         LoginOutcome::Created(_) => "success",
         LoginOutcome::UserUnavailable => "failure",
         LoginOutcome::LimitReached => "rejected",
     });
-    issue_login(state, &client, outcome, audiences, &account_key, now)
+    issue_login(deps, &client, outcome, audiences, &account_key, now)
 }
 
 /// The answer to a login whose session write ran (after the password, or after the
 /// second factor): the token response with a new device token, or why not.
 pub(super) fn issue_login(
-    state: &AppState,
+    deps: &Issuing<'_>,
     client: &ClientSettings,
     outcome: LoginOutcome,
     audiences: Vec<String>,
     account_key: &str,
     now: Millis,
-) -> Result<Issued, ApiError> {
+) -> Result<Issued, Error> {
     match outcome {
         LoginOutcome::Created(c) => {
             let scope = c.session.scope.clone();
             let mut issued = issue(
-                state, client, c.session, &c.user, &scope, audiences, c.token, now,
+                deps.tokens,
+                deps.settings,
+                client,
+                c.session,
+                &c.user,
+                &scope,
+                audiences,
+                c.token,
+                now,
             )?;
             // A new device token with every successful login (OWASP device cookies).
             issued.body.device_token = Some(
-                state
-                    .devices
+                deps.devices
                     .issue(account_key, now)
-                    .map_err(ApiError::Internal)?,
+                    .map_err(Error::Internal)?,
             );
             Ok(issued)
         }
-        LoginOutcome::UserUnavailable => Err(ApiError::InvalidCredentials),
-        LoginOutcome::LimitReached => Err(ApiError::Conflict(format!(
+        LoginOutcome::UserUnavailable => Err(Error::InvalidCredentials),
+        LoginOutcome::LimitReached => Err(Error::Conflict(format!(
             "this account already has the maximum of {} active sessions; sign out of one first",
-            state.settings.session.max_per_user
+            deps.settings.session.max_per_user
         ))),
     }
 }
 
 /// Whether the user has a confirmed factor.
-pub async fn has_active_factor(state: &AppState, user_id: &str) -> Result<bool, ApiError> {
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn has_active_factor(deps: &Issuing<'_>, user_id: &str) -> Result<bool, Error> {
     let id = user_id.to_owned();
-    Ok(state
+    Ok(deps
+        .gate
         .store
         .read(async move |tx| mfa::has_active_factor(tx, &id).await)
         .await?)
@@ -181,15 +192,16 @@ pub async fn has_active_factor(state: &AppState, user_id: &str) -> Result<bool, 
 /// The password was right and the account has a factor: stores the pending login and
 /// answers `mfa_required` with its single-use `mfa_token` (256 CSPRNG bits, stored only
 /// as SHA-256; 5 minutes).
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn require_second_factor(
-    state: &AppState,
+    deps: &Issuing<'_>,
     user: &User,
     new: &NewSession,
     audiences: Vec<String>,
     now: Millis,
     browser: bool,
-) -> Result<ApiError, ApiError> {
-    let token = AccountSecret::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
+) -> Result<Error, Error> {
+    let token = AccountSecret::generate(deps.rng.as_ref()).map_err(Error::Internal)?;
     let pending = mfa::pending_login(
         token.hash(),
         now,
@@ -198,12 +210,12 @@ pub async fn require_second_factor(
         audiences,
         browser,
     );
-    state
+    deps.gate
         .store
         .write(async move |tx| tx.insert_mfa_login(&pending).await)
         .await?;
-    state.metrics.login("mfa_required");
-    Ok(ApiError::MfaRequired {
+    deps.gate.metrics.login("mfa_required");
+    Ok(Error::SecondFactorRequired {
         mfa_token: Secret::new(token.expose().to_owned()),
     })
 }

@@ -5,54 +5,53 @@
 
 use super::accounts::{confirm_password, password_error};
 use super::auth::{require_step_up_if_enrolled, Authenticated};
-use super::issue::Issued;
+use super::issue::{Issued, Issuing};
 use super::login::{issue_login, Origin};
 use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
+use super::Error;
+use crate::clock::Millis;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{
-    self, Actor, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
+    self, AccountOwner, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
     RemoveOutcome, SecretSealer,
 };
 use crate::domain::sessions::NewSession;
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
 use crate::domain::{AuthMethod, Password, TokenHash, Username};
-use crate::error::ApiError;
 use crate::secret::Secret;
-use crate::state::AppState;
+use crate::store::Store;
 
 /// A second factor as sent: `code` or `recovery_code`, exactly one of them (an empty
 /// string counts as absent). Malformed values are 400 `invalid_request` and count for
 /// nothing: they cannot have been right.
-pub fn parse_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proof, ApiError> {
+pub fn parse_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proof, Error> {
     let code = code.filter(|c| !c.is_empty());
     let recovery_code = recovery_code.filter(|c| !c.is_empty());
     match (code, recovery_code) {
         (Some(c), None) => TotpCode::parse(&c).map(Proof::Totp).ok_or_else(|| {
-            ApiError::InvalidRequest("code must be the 6 digits the authenticator app shows".into())
+            Error::InvalidRequest("code must be the 6 digits the authenticator app shows".into())
         }),
         (None, Some(r)) => RecoveryCode::parse(&r).map(Proof::Recovery).ok_or_else(|| {
-            ApiError::InvalidRequest("recovery_code is not in the form of a recovery code".into())
+            Error::InvalidRequest("recovery_code is not in the form of a recovery code".into())
         }),
-        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+        (Some(_), Some(_)) => Err(Error::InvalidRequest(
             "send either code or recovery_code, not both".into(),
         )),
-        (None, None) => Err(ApiError::InvalidRequest(
+        (None, None) => Err(Error::InvalidRequest(
             "code (or recovery_code) is required".into(),
         )),
     }
 }
 
-fn code_only(code: Option<String>) -> Result<TotpCode, ApiError> {
+fn code_only(code: Option<String>) -> Result<TotpCode, Error> {
     match parse_proof(code, None)? {
         Proof::Totp(c) => Ok(c),
         Proof::Recovery(_) => unreachable!("no recovery code was given"),
     }
 }
 
-fn dead_token() -> ApiError {
-    ApiError::InvalidGrant(
-        "the mfa_token is invalid, expired or already used; sign in again".into(),
-    )
+fn dead_token() -> Error {
+    Error::InvalidGrant("the mfa_token is invalid, expired or already used; sign in again".into())
 }
 
 /// The second step of a login (`/login/mfa`, `/browser/login/mfa`).
@@ -71,17 +70,19 @@ pub struct SecondStep {
 /// client before anything changes (browser mode: the Origin must be one of its
 /// `allowed_origins`). Answers as `/login` does, the session with `amr: ["pwd","otp"]`
 /// and the password step's `auth_time`.
+#[tracing::instrument(skip_all)]
 pub async fn finish_login(
-    state: &AppState,
+    deps: &Issuing<'_>,
     input: SecondStep,
     from: Origin,
-    allowed: &dyn Fn(&str) -> Result<(), ApiError>,
-) -> Result<Issued, ApiError> {
+    allowed: &dyn Fn(&str) -> Result<(), Error>,
+) -> Result<Issued, Error> {
     let proof = parse_proof(input.code, input.recovery_code)?;
     let token = AccountSecret::parse(&input.mfa_token).ok_or_else(dead_token)?;
     let hash: TokenHash = token.hash();
-    let now = state.now();
-    let found = state
+    let now = deps.gate.now();
+    let found = deps
+        .gate
         .store
         .read(async move |tx| {
             let Some(p) = tx.mfa_login_by_hash(&hash).await? else {
@@ -97,14 +98,14 @@ pub async fn finish_login(
     // login's refresh token must never come back in a JSON body. Refused before the
     // code is looked at, so the wrong endpoint costs the login no attempt.
     if pending.browser != input.browser {
-        return Err(ApiError::InvalidGrant(if pending.browser {
+        return Err(Error::InvalidGrant(if pending.browser {
             "this mfa_token is from a browser login: finish it at /browser/login/mfa".into()
         } else {
             "this mfa_token is not from a browser login: finish it at /login/mfa".into()
         }));
     }
     allowed(&pending.client_id)?;
-    let client = state
+    let client = deps
         .settings
         .client(&pending.client_id)
         .ok_or_else(dead_token)?
@@ -116,11 +117,11 @@ pub async fn finish_login(
     let device = input
         .device_token
         .as_deref()
-        .and_then(|t| state.devices.verify(t, &account_key, now));
+        .and_then(|t| deps.devices.verify(t, &account_key, now));
     // Admitted like a password check: a throttled account or address gets 429 here
     // too, and each wrong code counts (docs/contract.md "Login throttling").
     let admitted = password_check::admit(
-        state,
+        deps.gate,
         Attempt {
             account_key: account_key.clone(),
             ip: from.ip,
@@ -137,17 +138,18 @@ pub async fn finish_login(
         client_id: client.id.clone(),
         scope: pending.scope.clone(),
         remember_me: pending.remember_me,
-        lifetimes: state.settings.lifetimes(Some(&client), pending.remember_me),
-        max_per_user: state.settings.session.max_per_user,
-        limit_policy: state.settings.session.limit_policy,
+        lifetimes: deps.settings.lifetimes(Some(&client), pending.remember_me),
+        max_per_user: deps.settings.session.max_per_user,
+        limit_policy: deps.settings.session.limit_policy,
         ctx: from.ctx,
         // RFC 8176 §2: a password, then a one-time password.
         amr: vec![AuthMethod::Pwd, AuthMethod::Otp],
         auth_time: Some(pending.auth_time),
     };
-    let (rng, keys) = (state.rng.clone(), state.sealer.clone());
+    let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
     let known_device = device.is_some();
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
             let sealer = keys.as_ref();
@@ -167,7 +169,7 @@ pub async fn finish_login(
         .await?;
     match outcome {
         FinishOutcome::Dead => Err(dead_token()),
-        FinishOutcome::CodesLocked => Err(ApiError::Forbidden(
+        FinishOutcome::CodesLocked => Err(Error::Forbidden(
             "too many wrong codes in a row on this account: finish with a recovery code or \
              from a device that signed in before, or ask an administrator to reset the factor"
                 .into(),
@@ -175,29 +177,22 @@ pub async fn finish_login(
         FinishOutcome::WrongCode { ended } => {
             admitted.code_failed().await?;
             if ended {
-                Err(ApiError::InvalidGrant(
+                Err(Error::InvalidGrant(
                     "too many wrong codes: the mfa_token has ended; sign in again".into(),
                 ))
             } else {
-                Err(ApiError::WrongCode)
+                Err(Error::WrongCode)
             }
         }
         FinishOutcome::Finished(outcome) => {
             admitted.succeeded().await?;
             drop(admitted);
-            state.metrics.login(match &outcome {
+            deps.gate.metrics.login(match &outcome {
                 crate::domain::sessions::LoginOutcome::Created(_) => "success",
                 crate::domain::sessions::LoginOutcome::UserUnavailable => "failure",
                 crate::domain::sessions::LoginOutcome::LimitReached => "rejected",
             });
-            issue_login(
-                state,
-                &client,
-                outcome,
-                pending.audiences,
-                &account_key,
-                now,
-            )
+            issue_login(deps, &client, outcome, pending.audiences, &account_key, now)
         }
     }
 }
@@ -217,12 +212,12 @@ pub struct Enrolment {
 /// The admission of a code check by a signed-in user: counted like their password
 /// re-checks (the session is the trusted client).
 async fn admit_code<'a>(
-    state: &'a AppState,
+    deps: &Issuing<'a>,
     auth: &Authenticated,
     from: &Origin,
-) -> Result<Admitted<'a>, ApiError> {
+) -> Result<Admitted<'a>, Error> {
     password_check::admit(
-        state,
+        deps.gate,
         Attempt {
             account_key: Username::lookup_key(&auth.user.username),
             ip: from.ip,
@@ -238,33 +233,35 @@ async fn admit_code<'a>(
 
 /// `POST /me/mfa/totp`: needs the password (and step-up if a factor is active, which
 /// then answers 409: remove it first). Stores a new secret, sealed and unconfirmed.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn enrol(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     password: String,
     from: Origin,
-) -> Result<Enrolment, ApiError> {
-    require_step_up_if_enrolled(state, auth).await?;
+) -> Result<Enrolment, Error> {
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
-    confirm_password(state, auth, password, Purpose::MfaChange, from).await?;
-    let secret = TotpSecret::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
-    let sealed = state
+    confirm_password(deps.gate, auth, password, Purpose::MfaChange, from).await?;
+    let secret = TotpSecret::generate(deps.rng.as_ref()).map_err(Error::Internal)?;
+    let sealed = deps
         .sealer
         .seal_totp(&auth.user.id, &secret)
-        .map_err(ApiError::Internal)?;
-    let (now, user_id) = (state.now(), auth.user.id.clone());
-    let outcome = state
+        .map_err(Error::Internal)?;
+    let (now, user_id) = (deps.gate.now(), auth.user.id.clone());
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| mfa::enrol(tx, now, &user_id, sealed).await)
         .await?;
     if let EnrolOutcome::AlreadyActive = outcome {
-        return Err(ApiError::Conflict(
+        return Err(Error::Conflict(
             "a second factor is already active; remove it first".into(),
         ));
     }
-    let uri = otpauth_uri(state, &auth.user.username, &secret);
+    let uri = otpauth_uri(deps, &auth.user.username, &secret);
     let qr = qrcode::QrCode::new(uri.as_bytes())
-        .map_err(ApiError::internal)?
+        .map_err(Error::internal)?
         .render::<qrcode::render::svg::Color>()
         .min_dimensions(200, 200)
         .build();
@@ -277,7 +274,7 @@ pub async fn enrol(
 
 /// The Key URI Format authenticator apps read: `otpauth://totp/ISSUER:USER?secret=…
 /// &issuer=ISSUER&algorithm=SHA1&digits=6&period=30`. ISSUER is the issuer URL's host.
-fn otpauth_uri(state: &AppState, username: &str, secret: &TotpSecret) -> String {
+fn otpauth_uri(deps: &Issuing<'_>, username: &str, secret: &TotpSecret) -> String {
     use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
     // RFC 3986 §2.3: unreserved characters stay as they are.
     const LABEL: &AsciiSet = &NON_ALPHANUMERIC
@@ -285,7 +282,7 @@ fn otpauth_uri(state: &AppState, username: &str, secret: &TotpSecret) -> String 
         .remove(b'.')
         .remove(b'_')
         .remove(b'~');
-    let issuer = url::Url::parse(&state.settings.issuer)
+    let issuer = url::Url::parse(&deps.settings.issuer)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| "latchkey".to_owned());
@@ -302,11 +299,11 @@ fn otpauth_uri(state: &AppState, username: &str, secret: &TotpSecret) -> String 
 }
 
 /// Ten new recovery codes: their display form for the answer, their hashes to store.
-fn new_recovery_codes(state: &AppState) -> Result<(Vec<String>, Vec<TokenHash>), ApiError> {
+fn new_recovery_codes(deps: &Issuing<'_>) -> Result<(Vec<String>, Vec<TokenHash>), Error> {
     let mut shown = Vec::with_capacity(totp::RECOVERY_CODES);
     let mut hashes = Vec::with_capacity(totp::RECOVERY_CODES);
     for _ in 0..totp::RECOVERY_CODES {
-        let c = RecoveryCode::generate(state.rng.as_ref()).map_err(ApiError::Internal)?;
+        let c = RecoveryCode::generate(deps.rng.as_ref()).map_err(Error::Internal)?;
         shown.push(c.display());
         hashes.push(c.hash());
     }
@@ -315,27 +312,29 @@ fn new_recovery_codes(state: &AppState) -> Result<(Vec<String>, Vec<TokenHash>),
 
 /// `POST /me/mfa/totp/confirm`: the first code activates the factor; answers the ten
 /// recovery codes, shown only this once.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn confirm(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     code: Option<String>,
     from: Origin,
-) -> Result<Vec<String>, ApiError> {
-    require_step_up_if_enrolled(state, auth).await?;
+) -> Result<Vec<String>, Error> {
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     let code = code_only(code)?;
-    let admitted = admit_code(state, auth, &from).await?;
-    let (shown, hashes) = new_recovery_codes(state)?;
-    let (now, keys) = (state.now(), state.sealer.clone());
+    let admitted = admit_code(deps, auth, &from).await?;
+    let (shown, hashes) = new_recovery_codes(deps)?;
+    let (now, keys) = (deps.gate.now(), deps.sealer.clone());
     let (user_id, session_id, client_id) = (
         auth.user.id.clone(),
         auth.session.id.clone(),
         auth.session.client_id.clone(),
     );
     let ctx = from.ctx;
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
-            let who = Actor {
+            let who = AccountOwner {
                 user_id: &user_id,
                 session_id: Some(&session_id),
                 client_id: &client_id,
@@ -351,26 +350,27 @@ pub async fn confirm(
         }
         ConfirmOutcome::WrongCode => {
             admitted.code_failed().await?;
-            Err(ApiError::WrongCode)
+            Err(Error::WrongCode)
         }
-        ConfirmOutcome::NoEnrolment => Err(ApiError::Conflict(
+        ConfirmOutcome::NoEnrolment => Err(Error::Conflict(
             "no enrolment to confirm; start one with POST /me/mfa/totp".into(),
         )),
-        ConfirmOutcome::AlreadyActive => Err(ApiError::Conflict(
+        ConfirmOutcome::AlreadyActive => Err(Error::Conflict(
             "the second factor is already active".into(),
         )),
     }
 }
 
 /// `DELETE /me/mfa/totp`: step-up, the password, and a code (or a recovery code).
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn remove(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     password: String,
     proof: (Option<String>, Option<String>),
     from: Origin,
-) -> Result<(), ApiError> {
-    require_step_up_if_enrolled(state, auth).await?;
+) -> Result<(), Error> {
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     let password = Password::parse_for_login(password).map_err(password_error)?;
     let proof = parse_proof(proof.0, proof.1)?;
     let ctx = from.ctx.clone();
@@ -378,18 +378,19 @@ pub async fn remove(
         ctx: from.ctx.clone(),
         ip: from.ip,
     };
-    confirm_password(state, auth, password, Purpose::MfaChange, from).await?;
-    let admitted = admit_code(state, auth, &from_again).await?;
-    let (now, keys) = (state.now(), state.sealer.clone());
+    confirm_password(deps.gate, auth, password, Purpose::MfaChange, from).await?;
+    let admitted = admit_code(deps, auth, &from_again).await?;
+    let (now, keys) = (deps.gate.now(), deps.sealer.clone());
     let (user_id, session_id, client_id) = (
         auth.user.id.clone(),
         auth.session.id.clone(),
         auth.session.client_id.clone(),
     );
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
-            let who = Actor {
+            let who = AccountOwner {
                 user_id: &user_id,
                 session_id: Some(&session_id),
                 client_id: &client_id,
@@ -405,45 +406,47 @@ pub async fn remove(
         }
         RemoveOutcome::WrongCode => {
             admitted.code_failed().await?;
-            Err(ApiError::WrongCode)
+            Err(Error::WrongCode)
         }
         RemoveOutcome::NoFactor => Err(no_factor()),
     }
 }
 
-fn no_factor() -> ApiError {
-    ApiError::NotFound("no second factor is enrolled".into())
+fn no_factor() -> Error {
+    Error::NotFound("no second factor is enrolled".into())
 }
 
 /// `POST /me/mfa/recovery-codes` `{code}`: step-up and a current TOTP code (spent, and
 /// counted by the login throttle when wrong, as at `DELETE /me/mfa/totp`); ten new codes
 /// replace the old ones.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn regenerate_recovery_codes(
-    state: &AppState,
+    deps: &Issuing<'_>,
     auth: &Authenticated,
     code: Option<String>,
     from: Origin,
-) -> Result<Vec<String>, ApiError> {
-    require_step_up_if_enrolled(state, auth).await?;
+) -> Result<Vec<String>, Error> {
+    require_step_up_if_enrolled(deps.gate.store, &deps.settings.mfa, auth, deps.gate.now()).await?;
     if code.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::InvalidRequest(
+        return Err(Error::InvalidRequest(
             "code is required: the current code from the authenticator app".into(),
         ));
     }
     let code = code_only(code)?;
-    let admitted = admit_code(state, auth, &from).await?;
-    let (shown, hashes) = new_recovery_codes(state)?;
-    let (now, keys) = (state.now(), state.sealer.clone());
+    let admitted = admit_code(deps, auth, &from).await?;
+    let (shown, hashes) = new_recovery_codes(deps)?;
+    let (now, keys) = (deps.gate.now(), deps.sealer.clone());
     let (user_id, session_id, client_id) = (
         auth.user.id.clone(),
         auth.session.id.clone(),
         auth.session.client_id.clone(),
     );
     let ctx = from.ctx;
-    let outcome = state
+    let outcome = deps
+        .gate
         .store
         .write(async move |tx| {
-            let who = Actor {
+            let who = AccountOwner {
                 user_id: &user_id,
                 session_id: Some(&session_id),
                 client_id: &client_id,
@@ -459,8 +462,23 @@ pub async fn regenerate_recovery_codes(
         }
         RegenerateOutcome::WrongCode => {
             admitted.code_failed().await?;
-            Err(ApiError::WrongCode)
+            Err(Error::WrongCode)
         }
         RegenerateOutcome::NoFactor => Err(no_factor()),
     }
+}
+
+/// The operator removes a locked-out user's factor (`latchkey users reset-mfa`): every
+/// session of theirs ends (`domain::mfa::reset`). `None` if there was no factor, else
+/// how many sessions ended.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn reset_factor(
+    store: &Store,
+    now: Millis,
+    user_id: &str,
+) -> Result<Option<usize>, Error> {
+    let id = user_id.to_owned();
+    Ok(store
+        .write(async move |tx| mfa::reset(tx, now, &id).await)
+        .await?)
 }

@@ -1,10 +1,15 @@
-//! Use-cases: one function each. A use-case takes typed input, runs its rules through
-//! the store (`domain::repository::Tx`), records its own events and metrics, and returns
-//! a typed outcome or an [`ApiError`](crate::error::ApiError). Routes only parse the
-//! request, call one of these, and render the answer; nothing here reads HTTP.
+//! Use-cases: one function each. A use-case takes typed input and the parts of the
+//! state it uses (the store, the time, or a small context naming its dependencies:
+//! [`password_check::Gate`], [`issue::Issuing`], [`recovery::Recovery`],
+//! [`revoke::TokenLookup`]), runs its rules through the store (`domain::repository::Tx`),
+//! records its own events and metrics, and returns a typed outcome or a
+//! transport-neutral [`Error`]. Routes only parse the request, call one of these, and
+//! render the answer; the CLI calls the same functions. Nothing here reads or writes
+//! HTTP.
 
 pub mod accounts;
 pub mod auth;
+pub mod error;
 pub mod events;
 pub mod introspect;
 pub mod issue;
@@ -16,5 +21,10 @@ pub mod refresh;
 pub mod revocations;
 pub mod revoke;
 pub mod sessions;
+pub mod status;
 
 pub use crate::domain::model::ClientContext;
+pub use error::Error;
+
+#[cfg(test)]
+mod tests;

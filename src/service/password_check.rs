@@ -14,14 +14,20 @@
 //! ([`Admitted::verify`]); only the finished login does.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use super::Error;
 use crate::clock::Millis;
+use crate::clock::SharedClock;
 use crate::domain::model::{ClientContext, NewEvent, User};
-use crate::domain::throttle::{shared_key, DeviceId, Reservation, Verdict, HOUR};
+use crate::domain::throttle::LoginThrottle;
+use crate::domain::throttle::{shared_key, DeviceId, Reservation, SharedFailures, Verdict, HOUR};
 use crate::domain::{EventKind, Password};
-use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::passwords::CheckSlot;
+use crate::passwords::PasswordHasher;
 use crate::state::AppState;
+use crate::store::Store;
 
 /// Why the password is being checked (the `purpose` of a `login_failed` event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,34 @@ impl Purpose {
     }
 }
 
+/// What admitting and checking a password or code needs: the login throttle, the argon2
+/// pool, the store (events, and the failure count instances share), the metrics and the
+/// clock.
+#[derive(Clone, Copy)]
+pub struct Gate<'a> {
+    pub store: &'a Store,
+    pub throttle: &'a LoginThrottle,
+    pub hasher: &'a PasswordHasher,
+    pub metrics: &'a Metrics,
+    pub clock: &'a SharedClock,
+}
+
+impl<'a> Gate<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            store: &state.store,
+            throttle: &state.throttle,
+            hasher: &state.hasher,
+            metrics: &state.metrics,
+            clock: &state.clock,
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now_millis()
+    }
+}
+
 /// One password check about to happen.
 pub struct Attempt {
     /// The account's name key (`Username::lookup_key`), existing or not: throttling
@@ -73,12 +107,14 @@ pub struct Attempt {
 /// An attempt the throttle let through, holding its account's one check slot and, with
 /// a shared store, its reserved place in the shared failure count.
 pub struct Admitted<'a> {
-    state: &'a AppState,
+    gate: Gate<'a>,
     attempt: Attempt,
     /// The place this attempt reserved in the shared count (key and time), until the
     /// attempt fails (the reservation is its failure), succeeds (the key is cleared) or
     /// ends otherwise (given back, see `Drop`).
     reservation: std::sync::Mutex<Option<(String, Millis)>>,
+    /// The failure count every instance shares (PostgreSQL), asked of the store once.
+    shared: Option<Arc<dyn SharedFailures>>,
     _slot: CheckSlot,
 }
 
@@ -89,9 +125,10 @@ pub struct Admitted<'a> {
 /// attempt reserves its place in the account's (or device's) count before anything is
 /// checked, so N instances together never check more than the limit (docs/contract.md
 /// "Scale-out on PostgreSQL").
-pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, ApiError> {
-    let now = state.now();
-    let verdict = state
+#[tracing::instrument(skip_all, fields(purpose = attempt.purpose.as_str(), client_id = %attempt.client_id))]
+pub async fn admit(gate: Gate<'_>, attempt: Attempt) -> Result<Admitted<'_>, Error> {
+    let now = gate.now();
+    let verdict = gate
         .throttle
         .check(&attempt.account_key, attempt.ip, attempt.device, now);
     if let Verdict::Throttled {
@@ -99,18 +136,19 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, A
         newly,
     } = verdict
     {
-        return Err(throttled(state, &attempt, retry_after_secs, newly).await);
+        return Err(throttled(gate, &attempt, retry_after_secs, newly).await);
     }
-    let Some(slot) = state.hasher.slot(&attempt.account_key) else {
-        state.metrics.login("throttled");
-        return Err(ApiError::TooManyRequests {
+    let Some(slot) = gate.hasher.slot(&attempt.account_key) else {
+        gate.metrics.login("throttled");
+        return Err(Error::RateLimited {
             retry_after_secs: 1,
         });
     };
     let mut reservation = None;
-    if let Some(shared) = state.store.shared_failures() {
+    let shared = gate.store.shared_failures();
+    if let Some(shared) = &shared {
         let key = shared_key(&attempt.account_key, attempt.device);
-        let limit = state.throttle.per_account_per_hour();
+        let limit = gate.throttle.per_account_per_hour();
         match shared
             .reserve(&key, now, now - HOUR, limit)
             .await
@@ -119,30 +157,26 @@ pub async fn admit(state: &AppState, attempt: Attempt) -> Result<Admitted<'_>, A
             Reservation::Reserved => reservation = Some((key, now)),
             Reservation::Full { oldest } => {
                 let retry_after_secs = ((oldest + HOUR - now).max(1000) as u64).div_ceil(1000);
-                let newly = state.throttle.shared_refusal(&key, oldest);
-                return Err(throttled(state, &attempt, retry_after_secs, newly).await);
+                let newly = gate.throttle.shared_refusal(&key, oldest);
+                return Err(throttled(gate, &attempt, retry_after_secs, newly).await);
             }
         }
     }
     Ok(Admitted {
-        state,
+        gate,
         attempt,
         reservation: std::sync::Mutex::new(reservation),
+        shared,
         _slot: slot,
     })
 }
 
 /// The 429 of a throttled attempt; one `login_throttled` event per throttling episode
 /// (not per refused attempt, which an attacker could use to flood the events table).
-async fn throttled(
-    state: &AppState,
-    attempt: &Attempt,
-    retry_after_secs: u64,
-    newly: bool,
-) -> ApiError {
+async fn throttled(gate: Gate<'_>, attempt: &Attempt, retry_after_secs: u64, newly: bool) -> Error {
     if newly {
         let key = attempt.account_key.clone();
-        let user_id = state
+        let user_id = gate
             .store
             .read(async move |tx| Ok(tx.user_by_username_key(&key).await?.map(|u| u.id)))
             .await;
@@ -152,12 +186,12 @@ async fn throttled(
         };
         let mut event = event_of(EventKind::LoginThrottled, attempt);
         event.user_id = user_id;
-        if let Err(e) = record(state, event).await {
+        if let Err(e) = record(gate, event).await {
             return e;
         }
     }
-    state.metrics.login("throttled");
-    ApiError::TooManyRequests { retry_after_secs }
+    gate.metrics.login("throttled");
+    Error::RateLimited { retry_after_secs }
 }
 
 /// An attempt that ends without a failure and without clearing the count (an error on
@@ -169,10 +203,8 @@ impl Drop for Admitted<'_> {
         let Some((key, at)) = self.take_reservation() else {
             return;
         };
-        let (Some(shared), Ok(rt)) = (
-            self.state.store.shared_failures(),
-            tokio::runtime::Handle::try_current(),
-        ) else {
+        let (Some(shared), Ok(rt)) = (self.shared.clone(), tokio::runtime::Handle::try_current())
+        else {
             return;
         };
         rt.spawn(async move {
@@ -189,7 +221,7 @@ impl Admitted<'_> {
     /// with that password; anything else is one generic 401 (OWASP Authentication: no
     /// enumeration), counted by the throttle and recorded as `login_failed` (with the
     /// user id when the account exists; never the attempted name).
-    pub async fn check(self, password: Password, user: Option<&User>) -> Result<(), ApiError> {
+    pub async fn check(self, password: Password, user: Option<&User>) -> Result<(), Error> {
         self.verify(password, user).await?.succeeded().await?;
         Ok(())
     }
@@ -199,9 +231,9 @@ impl Admitted<'_> {
     /// ([`succeeded`](Self::succeeded)) or a second factor is still to come. The path up
     /// to and including the password check, and every failure, is the same as `check`'s
     /// (no enumeration of who has a factor).
-    pub async fn verify(self, password: Password, user: Option<&User>) -> Result<Self, ApiError> {
-        let state = self.state;
-        let verified = state
+    pub async fn verify(self, password: Password, user: Option<&User>) -> Result<Self, Error> {
+        let gate = self.gate;
+        let verified = gate
             .hasher
             .verify(password, user.map(|u| u.password_hash.clone()))
             .await
@@ -214,9 +246,9 @@ impl Admitted<'_> {
         let mut event = event_of(EventKind::LoginFailed, a)
             .detail(serde_json::json!({ "purpose": a.purpose.as_str() }));
         event.user_id = user.map(|u| u.id.clone());
-        record(state, event).await?;
-        state.metrics.login("failure");
-        Err(ApiError::InvalidCredentials)
+        record(gate, event).await?;
+        gate.metrics.login("failure");
+        Err(Error::InvalidCredentials)
     }
 }
 
@@ -224,14 +256,10 @@ impl Admitted<'_> {
     /// The attempt succeeded: clears the account's (or device's) failures and the
     /// address's pair, in this instance's memory and, with a shared store, for every
     /// instance (the attempt's own reservation with them).
-    pub async fn succeeded(&self) -> Result<(), ApiError> {
-        let (state, a) = (self.state, &self.attempt);
-        state
-            .throttle
-            .record_success(&a.account_key, a.ip, a.device);
-        if let (Some((key, _)), Some(shared)) =
-            (self.take_reservation(), state.store.shared_failures())
-        {
+    pub async fn succeeded(&self) -> Result<(), Error> {
+        let (gate, a) = (self.gate, &self.attempt);
+        gate.throttle.record_success(&a.account_key, a.ip, a.device);
+        if let (Some((key, _)), Some(shared)) = (self.take_reservation(), &self.shared) {
             shared.clear(&key).await.map_err(store_unavailable)?;
         }
         Ok(())
@@ -239,10 +267,8 @@ impl Admitted<'_> {
 
     /// The password was right but the login is not over (a second factor is to come):
     /// nothing is cleared, and the attempt's reservation is given back, now.
-    pub async fn release(self) -> Result<(), ApiError> {
-        if let (Some((key, at)), Some(shared)) =
-            (self.take_reservation(), self.state.store.shared_failures())
-        {
+    pub async fn release(self) -> Result<(), Error> {
+        if let (Some((key, at)), Some(shared)) = (self.take_reservation(), &self.shared) {
             shared.release(&key, at).await.map_err(store_unavailable)?;
         }
         Ok(())
@@ -250,9 +276,9 @@ impl Admitted<'_> {
 
     /// A wrong second-factor code: counted by the login throttle exactly like a wrong
     /// password (the `mfa_failed` event is recorded with the check, in its write).
-    pub async fn code_failed(&self) -> Result<(), ApiError> {
+    pub async fn code_failed(&self) -> Result<(), Error> {
         self.count_failure();
-        self.state.metrics.login("failure");
+        self.gate.metrics.login("failure");
         Ok(())
     }
 
@@ -260,10 +286,9 @@ impl Admitted<'_> {
     /// address and their pair; with a shared store, the attempt's reservation stays as
     /// the failure every instance counts.
     fn count_failure(&self) {
-        let (state, a) = (self.state, &self.attempt);
-        state
-            .throttle
-            .record_failure(&a.account_key, a.ip, a.device, state.now());
+        let (gate, a) = (self.gate, &self.attempt);
+        gate.throttle
+            .record_failure(&a.account_key, a.ip, a.device, gate.now());
         self.take_reservation();
     }
 
@@ -282,10 +307,10 @@ fn event_of(kind: EventKind, a: &Attempt) -> NewEvent {
 }
 
 /// Records one security event in its own write.
-pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
-    let now = state.now();
-    state
-        .store
+#[tracing::instrument(skip_all)]
+pub async fn record(gate: Gate<'_>, event: NewEvent) -> Result<(), Error> {
+    let now = gate.now();
+    gate.store
         .write(async move |tx| tx.insert_event(now, &event).await)
         .await?;
     Ok(())
@@ -304,21 +329,19 @@ pub fn session_device(session_id: &str) -> DeviceId {
 }
 
 /// The shared store failed: its own error says whether it is unreachable (503).
-fn store_unavailable(e: anyhow::Error) -> ApiError {
+fn store_unavailable(e: anyhow::Error) -> Error {
     tracing::warn!(error = %format!("{e:#}"), "the shared login-failure count is unavailable");
-    ApiError::Unavailable {
+    Error::Unavailable {
         retry_after_secs: 2,
     }
 }
 
 /// A full argon2 queue is 429 (retry shortly), anything else internal.
-pub fn hash_error(e: crate::passwords::HashError) -> ApiError {
+pub fn hash_error(e: crate::passwords::HashError) -> Error {
     match e {
-        crate::passwords::HashError::Pool(crate::pool::PoolError::Full(_)) => {
-            ApiError::TooManyRequests {
-                retry_after_secs: 1,
-            }
-        }
-        other => ApiError::internal(other),
+        crate::passwords::HashError::Pool(crate::pool::PoolError::Full(_)) => Error::RateLimited {
+            retry_after_secs: 1,
+        },
+        other => Error::internal(other),
     }
 }

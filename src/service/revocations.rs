@@ -1,68 +1,61 @@
 //! The revocation feed for offline verifiers (docs/contract.md "Revocation feed"): the
-//! document of every session revoked inside the horizon, and the event stream. Both are
-//! served from the in-memory feed (`crate::feed`), never from the store.
+//! document of every session revoked inside the horizon, and the live subscription
+//! behind the event stream. Both are served from the in-memory feed (`crate::feed`),
+//! never from the store; how they go on the wire (ETag, SSE) is the route's business.
 
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
-use crate::error::ApiError;
-use crate::feed::{self, Snapshot};
-use crate::state::AppState;
+use super::Error;
+use crate::clock::Millis;
+use crate::config::RevocationSettings;
+use crate::feed::{Entry, RevocationFeed, Snapshot};
 
-/// Events sent to a stream per chunk.
+/// Entries handed to a subscriber at a time.
 const EVENTS_PER_CHUNK: usize = 512;
-/// Chunks a stream may hold that its client has not taken yet.
+/// Items a subscription may hold that its subscriber has not taken yet.
 const QUEUED_CHUNKS: usize = 8;
-/// A client that has not taken a queued chunk for this long is dropped: it reconnects
-/// with `Last-Event-ID` and misses nothing, and no memory grows on its behalf.
+/// A subscriber that has not taken a queued item for this long is dropped: it
+/// reconnects with its last id and misses nothing, and no memory grows on its behalf.
 const SLOW_READER: Duration = Duration::from_secs(10);
 
-pub enum FeedAnswer {
-    /// `If-None-Match` matched: 304 with this tag.
-    NotModified(String),
-    Document(Snapshot),
+/// What a subscription yields, in order: `Opened` once, then revocations as they
+/// commit, with `Idle` after each quiet `revocations.heartbeat`.
+#[derive(Debug)]
+pub enum FeedItem {
+    Opened { horizon_secs: i64 },
+    Revoked(Vec<Entry>),
+    Idle,
 }
 
-/// `GET /revocations`: `if_none_match` is the request's header, if any.
-pub fn document(state: &AppState, if_none_match: Option<&str>) -> FeedAnswer {
-    let snap = state.feed.snapshot(&state.settings.issuer, state.now());
-    // RFC 9110 §13.1.2: weak comparison; `*` matches any current representation.
-    let matches = if_none_match.is_some_and(|v| {
-        v.split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t.trim_start_matches("W/") == snap.etag.trim_start_matches("W/"))
-    });
-    if matches {
-        FeedAnswer::NotModified(snap.etag)
-    } else {
-        FeedAnswer::Document(snap)
-    }
+/// `GET /revocations`: the document as of `now`, with its tag.
+#[tracing::instrument(skip_all)]
+pub fn document(feed: &RevocationFeed, issuer: &str, now: Millis) -> Snapshot {
+    feed.snapshot(issuer, now)
 }
 
-/// `GET /revocations/stream` for resource server `rs_id`. Without `last_event_id` (or
-/// with one this feed never issued, e.g. from before the database was replaced) the
-/// stream first replays every entry inside the horizon, so a new verifier needs nothing
-/// else; with it, the entries after it. Then one event per revocation as it commits,
-/// and a heartbeat comment when idle.
-pub fn stream(
-    state: &AppState,
+/// A subscription for resource server `rs_id`. Without `last_event_id` (or with one this
+/// feed never issued, e.g. from before the database was replaced) it first replays every
+/// entry inside the horizon, so a new verifier needs nothing else; with it, the entries
+/// after it. Rate limited per resource server (`max_streams_per_resource_server`).
+#[tracing::instrument(skip_all, fields(resource_server = rs_id))]
+pub fn subscribe(
+    feed: &Arc<RevocationFeed>,
+    settings: &RevocationSettings,
     rs_id: &str,
     last_event_id: Option<i64>,
-) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + 'static, ApiError> {
-    let settings = &state.settings.revocations;
-    let slot = state
-        .feed
+) -> Result<impl Stream<Item = FeedItem> + 'static, Error> {
+    let slot = feed
         .open_stream(rs_id, settings.max_streams_per_resource_server)
-        .ok_or(ApiError::TooManyRequests {
+        .ok_or(Error::RateLimited {
             retry_after_secs: 5,
         })?;
-    let feed = state.feed.clone();
+    let feed = feed.clone();
     let heartbeat = settings.heartbeat.0;
-    let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
+    let (tx, mut rx) = mpsc::channel::<FeedItem>(QUEUED_CHUNKS);
     tokio::spawn(async move {
         let mut cursor = match last_event_id {
             Some(id) if id >= 0 => {
@@ -71,7 +64,7 @@ pub fn stream(
                 // follower two of its polls to catch up before calling the id unknown.
                 let deadline = tokio::time::Instant::now() + 2 * crate::feed::POLL;
                 while feed.last_seq() < id && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 if id <= feed.last_seq() {
                     id
@@ -82,22 +75,16 @@ pub fn stream(
             _ => 0,
         };
         let mut head = feed.subscribe();
-        let send = async |tx: &mpsc::Sender<Bytes>, chunk: String| -> bool {
+        let send = async |tx: &mpsc::Sender<FeedItem>, item: FeedItem| -> bool {
             matches!(
-                tokio::time::timeout(SLOW_READER, tx.send(Bytes::from(chunk))).await,
+                tokio::time::timeout(SLOW_READER, tx.send(item)).await,
                 Ok(Ok(()))
             )
         };
-        // Reconnect after a second (the feed's own latency) rather than the default 3 s.
-        if !send(
-            &tx,
-            format!(
-                "retry: 1000\n: latchkey revocations, horizon {} s\n\n",
-                feed.horizon_secs()
-            ),
-        )
-        .await
-        {
+        let opened = FeedItem::Opened {
+            horizon_secs: feed.horizon_secs(),
+        };
+        if !send(&tx, opened).await {
             return;
         }
         loop {
@@ -107,8 +94,7 @@ pub fn stream(
             let batch = feed.after(cursor, EVENTS_PER_CHUNK);
             if let Some(last) = batch.last() {
                 cursor = last.seq;
-                let chunk: String = batch.iter().map(feed::event).collect();
-                if !send(&tx, chunk).await {
+                if !send(&tx, FeedItem::Revoked(batch)).await {
                     return;
                 }
                 continue;
@@ -116,7 +102,7 @@ pub fn stream(
             tokio::select! {
                 changed = head.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep(heartbeat) => {
-                    if !send(&tx, ": heartbeat\n\n".to_owned()).await {
+                    if !send(&tx, FeedItem::Idle).await {
                         return;
                     }
                 }
@@ -124,11 +110,11 @@ pub fn stream(
             }
         }
     });
-    // The body holds the slot: the server drops the body as soon as the client's
-    // connection closes, which gives the slot back at once (and ends the task above,
-    // whose sender is then closed).
+    // The stream holds the slot: the server drops it as soon as the subscriber goes,
+    // which gives the slot back at once (and ends the task above, whose sender is then
+    // closed).
     Ok(futures_util::stream::poll_fn(move |cx| {
         let _slot = &slot;
-        rx.poll_recv(cx).map(|chunk| chunk.map(Ok))
+        rx.poll_recv(cx)
     }))
 }

@@ -1,25 +1,52 @@
 //! Ending sessions on request: token revocation (RFC 7009), logout in its three scopes,
 //! and a user ending one of their own sessions.
 
+use std::sync::Arc;
+
 use super::auth::Authenticated;
+use super::Error;
+use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, Session};
 use crate::domain::{revocation, rotation};
 use crate::domain::{EventKind, RefreshToken, RevocationReason};
-use crate::error::ApiError;
+use crate::keys::Sealer;
 use crate::state::AppState;
-use crate::tokens::Audience;
+use crate::store::Store;
+use crate::tokens::{Audience, TokenService};
+
+/// What finding the session behind a presented token needs: refresh tokens are looked
+/// up sealed in the store, access tokens checked by the verifier.
+#[derive(Clone, Copy)]
+pub struct TokenLookup<'a> {
+    pub store: &'a Store,
+    pub sealer: &'a Arc<Sealer>,
+    pub tokens: &'a TokenService,
+    pub now: Millis,
+}
+
+impl<'a> TokenLookup<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            store: &state.store,
+            sealer: &state.sealer,
+            tokens: &state.tokens,
+            now: state.now(),
+        }
+    }
+}
 
 /// The session a refresh token belongs to, if it is one we issued (any generation).
+#[tracing::instrument(skip_all)]
 pub async fn session_of_refresh_token(
-    state: &AppState,
+    store: &Store,
+    sealer: &Arc<Sealer>,
     raw: &str,
-) -> Result<Option<Session>, ApiError> {
+) -> Result<Option<Session>, Error> {
     let Ok(token) = RefreshToken::parse(raw) else {
         return Ok(None);
     };
-    let keys = state.sealer.clone();
-    Ok(state
-        .store
+    let keys = sealer.clone();
+    Ok(store
         .read(async move |tx| {
             let found = rotation::find(tx, keys.as_ref(), &token).await?;
             Ok(found.map(|f| f.session))
@@ -29,16 +56,19 @@ pub async fn session_of_refresh_token(
 
 /// Revokes the session behind `raw` (a refresh token or an access JWT), if there is one
 /// and it belongs to `client_id` when that is given. Whether one was revoked.
+#[tracing::instrument(skip_all)]
 pub async fn revoke_token(
-    state: &AppState,
+    lookup: &TokenLookup<'_>,
     raw: &str,
     client_id: Option<String>,
     ctx: ClientContext,
     reason: RevocationReason,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let session_id = match RefreshToken::parse(raw) {
-        Ok(_) => session_of_refresh_token(state, raw).await?.map(|s| s.id),
-        Err(_) => state
+        Ok(_) => session_of_refresh_token(lookup.store, lookup.sealer, raw)
+            .await?
+            .map(|s| s.id),
+        Err(_) => lookup
             .tokens
             .verify(raw, Audience::Issued)
             .ok()
@@ -47,8 +77,8 @@ pub async fn revoke_token(
     let Some(session_id) = session_id else {
         return Ok(false);
     };
-    let now = state.now();
-    Ok(state
+    let now = lookup.now;
+    Ok(lookup
         .store
         .write(async move |tx| {
             let Some(session) = tx.session_by_id(&session_id).await? else {
@@ -66,21 +96,22 @@ pub async fn revoke_token(
 /// only tokens issued to it): an access token whose `aud` includes one of `rs`'s
 /// audiences ends its session. Anything else (a refresh token, another audience's token)
 /// is left alone and, like an unknown token, still answers 200. Whether one was revoked.
+#[tracing::instrument(skip_all, fields(resource_server = %rs.id))]
 pub async fn revoke_for_resource_server(
-    state: &AppState,
+    tokens: &TokenService,
+    store: &Store,
+    now: Millis,
     rs: &crate::config::ResourceServerSettings,
     raw: &str,
     ctx: ClientContext,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     if RefreshToken::parse(raw).is_ok() {
         return Ok(false);
     }
-    let Ok(claims) = state.tokens.verify(raw, Audience::AnyOf(&rs.audiences)) else {
+    let Ok(claims) = tokens.verify(raw, Audience::AnyOf(&rs.audiences)) else {
         return Ok(false);
     };
-    let now = state.now();
-    Ok(state
-        .store
+    Ok(store
         .write(async move |tx| match tx.session_by_id(&claims.sid).await? {
             Some(session) => {
                 revocation::revoke(tx, now, &session, RevocationReason::Revoked, &ctx).await
@@ -122,16 +153,16 @@ impl LogoutScope {
 }
 
 /// Ends the caller's sessions that `scope` names and records a `logout` event.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id, scope = ?scope))]
 pub async fn logout(
-    state: &AppState,
+    store: &Store,
+    now: Millis,
     auth: &Authenticated,
     scope: LogoutScope,
     ctx: ClientContext,
-) -> Result<usize, ApiError> {
-    let now = state.now();
+) -> Result<usize, Error> {
     let current = auth.session.clone();
-    Ok(state
-        .store
+    Ok(store
         .write(async move |tx| {
             let reason = scope.reason();
             let mut ended = 0;
@@ -152,15 +183,16 @@ pub async fn logout(
 
 /// Ends one of the caller's own sessions. `NotFound` for anyone else's: someone else's
 /// session is indistinguishable from no session.
+#[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id, ended = %session_id))]
 pub async fn end_own_session(
-    state: &AppState,
+    store: &Store,
+    now: Millis,
     auth: &Authenticated,
     session_id: String,
     ctx: ClientContext,
-) -> Result<(), ApiError> {
-    let (now, user_id) = (state.now(), auth.user.id.clone());
-    let ended = state
-        .store
+) -> Result<(), Error> {
+    let user_id = auth.user.id.clone();
+    let ended = store
         .write(async move |tx| match tx.session_by_id(&session_id).await? {
             Some(s) if s.user_id == user_id && s.is_active(now) => {
                 revocation::revoke(tx, now, &s, RevocationReason::UserRevoked, &ctx).await
@@ -171,6 +203,6 @@ pub async fn end_own_session(
     if ended {
         Ok(())
     } else {
-        Err(ApiError::NotFound("no such session".into()))
+        Err(Error::NotFound("no such session".into()))
     }
 }

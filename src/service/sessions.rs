@@ -1,24 +1,33 @@
-//! Listing and ending sessions: a user's own devices, and the operator's views.
+//! Listing and ending sessions: a user's own devices, and the operator's views (the
+//! admin routes and `latchkey sessions`).
 
+use super::Error;
+use crate::clock::Millis;
 use crate::domain::model::{ClientContext, Session};
 use crate::domain::{revocation, RevocationReason};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::store::Store;
 
 /// The user's live sessions, oldest first.
-pub async fn active_sessions(state: &AppState, user_id: &str) -> Result<Vec<Session>, ApiError> {
-    let (now, id) = (state.now(), user_id.to_owned());
-    Ok(state
-        .store
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn active_sessions(
+    store: &Store,
+    now: Millis,
+    user_id: &str,
+) -> Result<Vec<Session>, Error> {
+    let id = user_id.to_owned();
+    Ok(store
         .read(async move |tx| tx.active_sessions_of_user(&id, now).await)
         .await?)
 }
 
 /// An operator's view of a user's live sessions; `NotFound` if there is no such user.
-pub async fn sessions_of_user(state: &AppState, user_id: String) -> Result<Vec<Session>, ApiError> {
-    let now = state.now();
-    state
-        .store
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn sessions_of_user(
+    store: &Store,
+    now: Millis,
+    user_id: String,
+) -> Result<Vec<Session>, Error> {
+    store
         .read(async move |tx| {
             if tx.user_by_id(&user_id).await?.is_none() {
                 return Ok(None);
@@ -30,14 +39,14 @@ pub async fn sessions_of_user(state: &AppState, user_id: String) -> Result<Vec<S
 }
 
 /// User-wide revocation by an operator; how many sessions ended.
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 pub async fn revoke_all_of_user(
-    state: &AppState,
+    store: &Store,
+    now: Millis,
     user_id: String,
     ctx: ClientContext,
-) -> Result<usize, ApiError> {
-    let now = state.now();
-    state
-        .store
+) -> Result<usize, Error> {
+    store
         .write(async move |tx| {
             if tx.user_by_id(&user_id).await?.is_none() {
                 return Ok(None);
@@ -51,6 +60,6 @@ pub async fn revoke_all_of_user(
         .ok_or_else(no_such_user)
 }
 
-pub fn no_such_user() -> ApiError {
-    ApiError::NotFound("no such user".into())
+pub fn no_such_user() -> Error {
+    Error::NotFound("no such user".into())
 }

@@ -3,21 +3,25 @@
 //! malformed or mistyped input — never a 500. Every JSON body is parsed by one parser
 //! ([`parse_object`]), so `/login` and `/browser/login` refuse the same things.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+mod deadline;
+mod oauth_params;
+
+pub use deadline::Deadline;
+pub use oauth_params::OAuthParams;
 
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
@@ -92,126 +96,6 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// Parameters of an `/oauth/*` request, from an `application/x-www-form-urlencoded` body
-/// (as RFC 6749 clients send) or a JSON object of strings.
-/// RFC 6749 §3.2: a parameter sent twice is `invalid_request`; empty values count as
-/// omitted; unknown parameters are ignored. The exception is RFC 8707's `resource`,
-/// which may be repeated (in JSON: a string or an array of strings).
-#[derive(Debug, Default)]
-pub struct OAuthParams(HashMap<String, String>, HashMap<String, Vec<String>>);
-
-/// Parameters that may appear more than once (RFC 8707 §2: `resource`).
-const REPEATABLE: [&str; 1] = ["resource"];
-
-impl OAuthParams {
-    /// The body parser on raw input, for the fuzz target (`fuzz/`): what the extractor
-    /// does after the size and content-type checks of the request itself.
-    pub fn parse_raw(content_type: &str, body: &[u8]) -> Result<Self, ApiError> {
-        Self::parse(content_type.parse::<mime::Mime>().ok(), body)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// Every non-empty value of a repeatable parameter, in order.
-    pub fn get_all(&self, name: &str) -> Vec<String> {
-        self.1
-            .get(name)
-            .map(|v| v.iter().filter(|s| !s.is_empty()).cloned().collect())
-            .unwrap_or_default()
-    }
-
-    pub fn require(&self, name: &str) -> Result<&str, ApiError> {
-        self.get(name)
-            .ok_or_else(|| ApiError::InvalidRequest(format!("missing parameter: {name}")))
-    }
-
-    fn from_pairs(pairs: impl Iterator<Item = (String, String)>) -> Result<Self, ApiError> {
-        let mut map = HashMap::new();
-        let mut multi: HashMap<String, Vec<String>> = HashMap::new();
-        for (k, v) in pairs {
-            if REPEATABLE.contains(&k.as_str()) {
-                multi.entry(k).or_default().push(v);
-                continue;
-            }
-            if map.insert(k.clone(), v).is_some() {
-                return Err(ApiError::InvalidRequest(format!(
-                    "parameter {k} is repeated"
-                )));
-            }
-        }
-        Ok(Self(map, multi))
-    }
-
-    fn parse(content_type: Option<mime::Mime>, body: &[u8]) -> Result<Self, ApiError> {
-        let Some(mime) = content_type else {
-            return Err(ApiError::UnsupportedMediaType(
-                "send application/x-www-form-urlencoded or application/json".into(),
-            ));
-        };
-        if mime.type_() == mime::APPLICATION && mime.subtype() == mime::WWW_FORM_URLENCODED {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| ApiError::InvalidRequest("the body is not valid UTF-8".into()))?;
-            Self::from_pairs(strict_form_pairs(text)?.into_iter())
-        } else if mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON) {
-            let PairsInOrder(obj) = serde_json::from_slice(body)
-                .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)))?;
-            let mut pairs = Vec::with_capacity(obj.len());
-            for (k, v) in obj {
-                match v {
-                    serde_json::Value::String(s) => pairs.push((k, s)),
-                    serde_json::Value::Null => {}
-                    serde_json::Value::Array(items) if REPEATABLE.contains(&k.as_str()) => {
-                        for item in items {
-                            let serde_json::Value::String(s) = item else {
-                                return Err(ApiError::InvalidRequest(format!(
-                                    "parameter {k} must be a string or an array of strings"
-                                )));
-                            };
-                            pairs.push((k.clone(), s));
-                        }
-                    }
-                    _ => {
-                        return Err(ApiError::InvalidRequest(format!(
-                            "parameter {k} must be a string"
-                        )))
-                    }
-                }
-            }
-            Self::from_pairs(pairs.into_iter())
-        } else {
-            Err(ApiError::UnsupportedMediaType(
-                "send application/x-www-form-urlencoded or application/json".into(),
-            ))
-        }
-    }
-}
-
-/// `application/x-www-form-urlencoded` pairs, refusing percent-escapes that decode to
-/// invalid UTF-8 (a lossy decoder would turn them into U+FFFD and hide the mistake).
-fn strict_form_pairs(text: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let decode = |s: &str| -> Result<String, ApiError> {
-        let spaced = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&spaced)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| {
-                ApiError::InvalidRequest("a form parameter is not valid UTF-8 once decoded".into())
-            })
-    };
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode(k)?, decode(v)?))
-        })
-        .collect()
-}
-
 fn body_limit(req: &HttpRequest) -> usize {
     req.app_data::<web::Data<AppState>>()
         .map_or(16 * 1024, |s| s.settings.server.body_limit)
@@ -222,47 +106,6 @@ fn declared_length(req: &HttpRequest) -> Option<usize> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-}
-
-/// A request body stream with a deadline: once `deadline` has passed without the body
-/// having ended, it fails with a `TimedOut` error, which extraction turns into 408.
-/// The `body_deadline` middleware puts it on every request, so a client that trickles
-/// its body (one byte every few seconds) is cut off like one that trickles its head.
-pub struct Deadline {
-    inner: Payload,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    expired: bool,
-}
-
-impl Deadline {
-    pub fn new(inner: Payload, within: Duration) -> Self {
-        Self {
-            inner,
-            sleep: Box::pin(tokio::time::sleep(within)),
-            expired: false,
-        }
-    }
-}
-
-impl Stream for Deadline {
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.expired {
-            return Poll::Ready(None);
-        }
-        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
-            return Poll::Ready(item);
-        }
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            self.expired = true;
-            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the request body did not arrive in time",
-            )))));
-        }
-        Poll::Pending
-    }
 }
 
 fn content_type(req: &HttpRequest) -> Option<mime::Mime> {
@@ -296,17 +139,6 @@ impl<'de> serde::Deserialize<'de> for PairsInOrder {
             }
         }
         d.deserialize_map(V)
-    }
-}
-
-impl FromRequest for OAuthParams {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type = content_type(req);
-        let raw = RawBody::from_request(req, payload);
-        Box::pin(async move { Self::parse(content_type, &raw.await?.0) })
     }
 }
 
@@ -437,60 +269,6 @@ async fn read_limited(payload: &mut Payload, limit: usize) -> Result<Bytes, ApiE
 mod tests {
     use super::*;
 
-    fn form() -> Option<mime::Mime> {
-        Some(mime::APPLICATION_WWW_FORM_URLENCODED)
-    }
-
-    #[test]
-    fn rfc6749_3_2_repeated_parameters_are_invalid_request() {
-        let err = OAuthParams::parse(form(), b"grant_type=a&grant_type=b").unwrap_err();
-        assert_eq!(err.code(), "invalid_request");
-    }
-
-    #[test]
-    fn rfc8707_2_resource_may_be_repeated_in_a_form_or_be_a_json_array() {
-        let p = OAuthParams::parse(form(), b"resource=a&grant_type=x&resource=b").unwrap();
-        assert_eq!(p.get_all("resource"), ["a", "b"]);
-        let p = OAuthParams::parse(
-            Some(mime::APPLICATION_JSON),
-            br#"{"resource":["a","b"],"grant_type":"x"}"#,
-        )
-        .unwrap();
-        assert_eq!(p.get_all("resource"), ["a", "b"]);
-        let p = OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"resource":"a"}"#).unwrap();
-        assert_eq!(p.get_all("resource"), ["a"]);
-        assert!(OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"resource":[1]}"#).is_err());
-        // Other parameters still may not be repeated or be arrays.
-        assert!(OAuthParams::parse(form(), b"scope=a&scope=b").is_err());
-        assert!(OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"scope":["a"]}"#).is_err());
-    }
-
-    #[test]
-    fn rfc6749_3_1_empty_parameters_count_as_omitted() {
-        let p = OAuthParams::parse(form(), b"grant_type=&x=1").unwrap();
-        assert!(p.get("grant_type").is_none());
-        assert!(p.require("grant_type").is_err());
-    }
-
-    #[test]
-    fn json_bodies_of_strings_are_accepted() {
-        let p = OAuthParams::parse(Some(mime::APPLICATION_JSON), br#"{"token":"abc","n":null}"#)
-            .unwrap();
-        assert_eq!(p.get("token"), Some("abc"));
-    }
-
-    #[test]
-    fn rfc6749_3_2_repeated_json_members_are_invalid_request() {
-        let err = OAuthParams::parse(
-            Some(mime::APPLICATION_JSON),
-            br#"{"grant_type":"refresh_token","grant_type":"password"}"#,
-        )
-        .unwrap_err();
-        assert_eq!(err.code(), "invalid_request");
-        let err = OAuthParams::parse(Some(mime::APPLICATION_JSON), b"[1]").unwrap_err();
-        assert_eq!(err.code(), "invalid_request");
-    }
-
     #[test]
     fn type_errors_never_echo_numbers_or_escaped_strings() {
         #[derive(Debug, serde::Deserialize)]
@@ -536,12 +314,6 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn other_content_types_are_415() {
-        let err = OAuthParams::parse(Some(mime::TEXT_PLAIN), b"token=x").unwrap_err();
-        assert_eq!(err.code(), "unsupported_media_type");
     }
 
     #[test]
