@@ -8,7 +8,6 @@ use anyhow::Context;
 use super::StoreCommand;
 use crate::config::Settings;
 use crate::keys::{self, Kek, KeyStorage, MemoryBlobs, SealedStorage};
-use crate::store::postgres::PgStore;
 
 pub fn run(command: StoreCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
@@ -45,8 +44,7 @@ fn copy(settings: &Settings, to: &str) -> anyhow::Result<()> {
     );
 
     eprintln!("copying {} into the PostgreSQL database", source.display());
-    let target = PgStore::open(to, 2, None, None)?;
-    crate::store::copy::sqlite_to_postgres(source, &target, sealed.entries(), &mut |table, n| {
+    crate::store::copy::sqlite_to_postgres(source, to, sealed.entries(), &mut |table, n| {
         eprintln!("  {table}: {n} rows");
     })?;
     eprintln!(

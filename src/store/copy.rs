@@ -171,11 +171,13 @@ fn convert(kind: Kind, v: Sqlite) -> anyhow::Result<Box<dyn ToSql + Sync + Send>
     })
 }
 
-/// Copies the SQLite store at `source` and the (already sealed) key blobs into `target`,
-/// which must be empty. `progress` hears each table's count as it goes.
+/// Copies the SQLite store at `source` and the (already sealed) key blobs into the
+/// PostgreSQL database at `target_url` (migrated first), which must be empty. `progress`
+/// hears each table's count as it goes. Takes a URL so that callers (the CLI) never name
+/// a backend.
 pub fn sqlite_to_postgres(
     source: &std::path::Path,
-    target: &PgStore,
+    target_url: &str,
     key_blobs: Vec<(String, Vec<u8>)>,
     progress: &mut dyn FnMut(&str, u64),
 ) -> anyhow::Result<()> {
@@ -184,6 +186,7 @@ pub fn sqlite_to_postgres(
         "there is no SQLite store at {} (store.path)",
         source.display()
     );
+    let target = &PgStore::open(target_url, 2, None, None)?;
     let mut conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .with_context(|| format!("cannot open the SQLite store {}", source.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
