@@ -20,7 +20,7 @@ use latchkey::domain::repository::Tx;
 use latchkey::domain::rotation::{self, RefreshOutcome, RefreshRequest};
 use latchkey::domain::sessions::{self, LoginOutcome, NewSession};
 use latchkey::domain::{
-    EventKind, Lifetimes, LimitPolicy, RefreshToken, Scope, TokenHash, Username,
+    EventKind, Lifetimes, LimitPolicy, RefreshToken, Scope, SessionId, TokenHash, UserId, Username,
 };
 use latchkey::keys::Sealer;
 use latchkey::store::sqlite::BulkLoad;
@@ -184,7 +184,8 @@ pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<
     let now = SystemClock.now_millis();
     let seed = *uuid::Uuid::new_v4().as_bytes();
     let mut filled = Filled::default();
-    let mut user_id = String::new();
+    // Replaced by the first session's user (session 0 starts a user).
+    let mut user_id = UserId::new_random();
     let mut next = 0u64;
     while next < spec.sessions {
         let end = (next + SESSIONS_PER_TRANSACTION).min(spec.sessions);
@@ -193,7 +194,7 @@ pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<
         (filled, user_id) = load.batch(async move |tx| {
             for s in next..end {
                 if s % spec.sessions_per_user.max(1) == 0 {
-                    uid = uuid::Uuid::new_v4().to_string();
+                    uid = UserId::new_random();
                     let name = format!("scale{}", f.users);
                     let user = User {
                         id: uid.clone(),
@@ -219,7 +220,7 @@ pub fn fill(path: &Path, spec: FillSpec, password_hash: &str) -> anyhow::Result<
 
 async fn fill_session(
     tx: &mut dyn Tx,
-    user_id: &str,
+    user_id: &UserId,
     index: u64,
     now: Millis,
     spec: FillSpec,
@@ -233,8 +234,8 @@ async fn fill_session(
     let rotated_every = (DAY_MS / 2 / generations).min(600_000);
     let head_issued = created + (generations - 1) * rotated_every;
     let session = Session {
-        id: uuid::Uuid::new_v4().to_string(),
-        user_id: user_id.to_owned(),
+        id: SessionId::new_random(),
+        user_id: user_id.clone(),
         client_id: "default".into(),
         scope: Scope::default(),
         remember_me: true,

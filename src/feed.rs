@@ -116,7 +116,7 @@ impl RevocationFeed {
                         inner.last_seq = r.seq;
                         inner.entries.push_back(Entry {
                             seq: r.seq,
-                            session_id: r.session_id.into_boxed_str(),
+                            session_id: r.session_id.as_str().into(),
                             revoked_at: r.revoked_at,
                         });
                     }

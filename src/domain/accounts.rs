@@ -5,7 +5,7 @@ use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, User};
 use crate::domain::repository::Tx;
 use crate::domain::revocation;
-use crate::domain::{EventKind, RevocationReason, Username};
+use crate::domain::{EventKind, RevocationReason, SessionId, UserId, Username};
 
 pub enum SignupOutcome {
     Created(User),
@@ -32,7 +32,7 @@ pub async fn create_user(
         return Ok(SignupOutcome::Confusable);
     }
     let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: UserId::new_random(),
         username: username.as_str().to_owned(),
         password_hash,
         roles,
@@ -51,8 +51,8 @@ pub async fn create_user(
 pub async fn change_password(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
-    keep_session: &str,
+    user_id: &UserId,
+    keep_session: &SessionId,
     client_id: &str,
     new_hash: &str,
     ctx: &ClientContext,
@@ -81,7 +81,7 @@ pub async fn change_password(
 pub async fn disable_user(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
     ctx: &ClientContext,
 ) -> anyhow::Result<bool> {
     if tx.user_by_id(user_id).await?.is_none() {
@@ -104,7 +104,7 @@ pub async fn disable_user(
 /// scrubbed of them once this commits. An anonymous `user_deleted` event (no user id,
 /// no name, no address) records that an erasure happened. `false` if there is no such
 /// user.
-pub async fn delete_user(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<bool> {
+pub async fn delete_user(tx: &mut dyn Tx, now: Millis, user_id: &UserId) -> anyhow::Result<bool> {
     if !tx.delete_user(user_id, now).await? {
         return Ok(false);
     }

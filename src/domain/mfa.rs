@@ -12,7 +12,7 @@ use crate::domain::repository::Tx;
 use crate::domain::revocation::revoke_all_of_user;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
-use crate::domain::{EventKind, RevocationReason, TokenHash, TokenTagger};
+use crate::domain::{EventKind, RevocationReason, SessionId, TokenHash, TokenTagger, UserId};
 
 /// A pending login (`mfa_token`) lives this long (docs/contract.md: 5 minutes).
 pub const MFA_TOKEN_TTL_MS: Millis = 5 * 60 * 1000;
@@ -44,7 +44,7 @@ impl Proof {
 }
 
 /// Whether the user has a confirmed factor (the one that login and step-up ask for).
-pub async fn has_active_factor(tx: &mut dyn Tx, user_id: &str) -> anyhow::Result<bool> {
+pub async fn has_active_factor(tx: &mut dyn Tx, user_id: &UserId) -> anyhow::Result<bool> {
     Ok(tx.mfa_factor(user_id).await?.is_some_and(|f| f.is_active()))
 }
 
@@ -59,14 +59,14 @@ pub enum EnrolOutcome {
 pub async fn enrol(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
     sealed_secret: Vec<u8>,
 ) -> anyhow::Result<EnrolOutcome> {
     if has_active_factor(tx, user_id).await? {
         return Ok(EnrolOutcome::AlreadyActive);
     }
     tx.put_mfa_factor(&MfaFactor {
-        user_id: user_id.to_owned(),
+        user_id: user_id.clone(),
         sealed_secret,
         created_at: now,
         confirmed_at: None,
@@ -88,8 +88,8 @@ pub enum ConfirmOutcome {
 /// acting on their second factor: who and from where, for the events. Not
 /// [`model::Actor`](crate::domain::model::Actor), an admin acting on someone else.
 pub struct AccountOwner<'a> {
-    pub user_id: &'a str,
-    pub session_id: Option<&'a str>,
+    pub user_id: &'a UserId,
+    pub session_id: Option<&'a SessionId>,
     pub client_id: &'a str,
     pub ctx: &'a ClientContext,
 }
@@ -100,7 +100,7 @@ impl AccountOwner<'_> {
             .user(self.user_id)
             .client(self.client_id)
             .from(self.ctx);
-        e.session_id = self.session_id.map(str::to_owned);
+        e.session_id = self.session_id.cloned();
         e
     }
 
@@ -152,7 +152,7 @@ pub async fn confirm(
         return Ok(ConfirmOutcome::AlreadyActive);
     }
     let secret = sealer
-        .open_totp(who.user_id, &factor.sealed_secret)
+        .open_totp(who.user_id.as_str(), &factor.sealed_secret)
         .ok_or_else(|| anyhow::anyhow!("a stored TOTP secret does not open"))?;
     let Some(step) = totp::verify(&secret, code, now, factor.last_step) else {
         record_failure(tx, now, who, "enrol", "totp").await?;
@@ -181,7 +181,7 @@ pub async fn spend(
     tx: &mut dyn Tx,
     now: Millis,
     sealer: &dyn SecretSealer,
-    user_id: &str,
+    user_id: &UserId,
     proof: &Proof,
 ) -> anyhow::Result<bool> {
     let Some(factor) = tx.mfa_factor(user_id).await?.filter(MfaFactor::is_active) else {
@@ -190,7 +190,7 @@ pub async fn spend(
     match proof {
         Proof::Totp(code) => {
             let secret = sealer
-                .open_totp(user_id, &factor.sealed_secret)
+                .open_totp(user_id.as_str(), &factor.sealed_secret)
                 .ok_or_else(|| anyhow::anyhow!("a stored TOTP secret does not open"))?;
             match totp::verify(&secret, code, now, factor.last_step) {
                 // The conditional update refuses a step another request spent first.
@@ -267,7 +267,11 @@ pub async fn regenerate_recovery_codes(
 /// recorded as `mfa_disabled` by an administrator. There is no current session to keep,
 /// so every session of the user ends (ASVS v5 7.4.3). `None` if there was no factor,
 /// else how many sessions ended.
-pub async fn reset(tx: &mut dyn Tx, now: Millis, user_id: &str) -> anyhow::Result<Option<usize>> {
+pub async fn reset(
+    tx: &mut dyn Tx,
+    now: Millis,
+    user_id: &UserId,
+) -> anyhow::Result<Option<usize>> {
     if !tx.delete_mfa_factor(user_id).await? {
         return Ok(None);
     }

@@ -5,6 +5,7 @@
 //! input passed the rules, so handlers and the store never re-check.
 
 mod client_id;
+mod ids;
 mod password;
 mod policy;
 mod refresh_token;
@@ -13,6 +14,7 @@ pub mod username;
 mod vocabulary;
 
 pub use client_id::ClientId;
+pub use ids::{InvalidId, SessionId, UserId};
 pub use password::{Password, PasswordError};
 pub use policy::{Algorithm, Lifetimes, LimitPolicy};
 pub use refresh_token::{

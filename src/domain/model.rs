@@ -2,12 +2,12 @@
 //! how (see `repository::Tx`).
 
 use crate::clock::Millis;
-use crate::domain::{AuthMethod, EventKind, RevocationReason, Scope, TokenHash};
+use crate::domain::{AuthMethod, EventKind, RevocationReason, Scope, SessionId, TokenHash, UserId};
 
 /// An account.
 #[derive(Debug, Clone)]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     /// As the user typed it at signup; `Username::key` of it is unique.
     pub username: String,
     /// A PHC string (argon2id); never logged.
@@ -27,8 +27,8 @@ impl User {
 /// token families").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub id: String,
-    pub user_id: String,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub client_id: String,
     pub scope: Scope,
     pub remember_me: bool,
@@ -74,7 +74,7 @@ impl Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     pub seq: i64,
-    pub session_id: String,
+    pub session_id: SessionId,
     pub revoked_at: Millis,
 }
 
@@ -82,7 +82,7 @@ pub struct Revocation {
 #[derive(Debug, Clone)]
 pub struct StoredToken {
     pub token_hash: TokenHash,
-    pub session_id: String,
+    pub session_id: SessionId,
     pub generation: i64,
     pub issued_at: Millis,
 }
@@ -101,12 +101,12 @@ pub struct ClientContext {
 
 impl ClientContext {
     /// An administrator's request (`ctx`), acting on someone else's account.
-    pub fn administrator(user_id: &str, ctx: ClientContext) -> Self {
+    pub fn administrator(user_id: &UserId, ctx: ClientContext) -> Self {
         Self {
             ip: None,
             user_agent: None,
             admin: Some(Actor {
-                user_id: Some(user_id.to_owned()),
+                user_id: Some(user_id.clone()),
                 ip: ctx.ip,
                 user_agent: ctx.user_agent,
             }),
@@ -126,7 +126,7 @@ impl ClientContext {
 /// (none of them for the operator's CLI). Shown only in the admin view of events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actor {
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
@@ -135,8 +135,8 @@ pub struct Actor {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub kind: EventKind,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
     pub client_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -169,13 +169,13 @@ impl NewEvent {
             .from(ctx)
     }
 
-    pub fn user(mut self, id: &str) -> Self {
-        self.user_id = Some(id.to_owned());
+    pub fn user(mut self, id: &UserId) -> Self {
+        self.user_id = Some(id.clone());
         self
     }
 
-    pub fn session(mut self, id: &str) -> Self {
-        self.session_id = Some(id.to_owned());
+    pub fn session(mut self, id: &SessionId) -> Self {
+        self.session_id = Some(id.clone());
         self
     }
 
@@ -217,8 +217,8 @@ pub struct Event {
     pub at: Millis,
     /// Stored text; events recorded by older versions may carry kinds no longer written.
     pub kind: String,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
     pub client_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -230,7 +230,7 @@ pub struct Event {
 /// Filters for reading events, newest first; `before` is an event id (the cursor).
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub kind: Option<String>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
@@ -242,7 +242,7 @@ pub struct EventQuery {
 /// per user, unique by its case-insensitive key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserEmail {
-    pub user_id: String,
+    pub user_id: UserId,
     /// As the user gave it (trimmed, domain lower-cased).
     pub email: String,
     pub verified_at: Option<Millis>,
@@ -268,7 +268,7 @@ impl TokenPurpose {
 #[derive(Debug, Clone)]
 pub struct AccountToken {
     pub token_hash: TokenHash,
-    pub user_id: String,
+    pub user_id: UserId,
     pub purpose: TokenPurpose,
     /// For a verification token: the key of the address it verifies.
     pub email_key: Option<String>,
@@ -279,7 +279,7 @@ pub struct AccountToken {
 /// A user's TOTP factor (docs/contract.md "Second factor"): one per user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MfaFactor {
-    pub user_id: String,
+    pub user_id: UserId,
     /// The RFC 6238 shared secret sealed with AES-256-GCM, bound to the user id
     /// (`keys::Sealer`). Never stored in plaintext.
     pub sealed_secret: Vec<u8>,
@@ -303,7 +303,7 @@ impl MfaFactor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingLogin {
     pub token_hash: TokenHash,
-    pub user_id: String,
+    pub user_id: UserId,
     pub client_id: String,
     pub scope: Scope,
     /// The access token's audiences as the first step narrowed them (RFC 8707).

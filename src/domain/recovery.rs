@@ -6,7 +6,7 @@ use crate::clock::Millis;
 use crate::domain::email::{AccountSecret, Email};
 use crate::domain::model::{AccountToken, ClientContext, NewEvent, TokenPurpose, User, UserEmail};
 use crate::domain::repository::Tx;
-use crate::domain::{accounts, sessions, EventKind, RevocationReason, TokenHash, Username};
+use crate::domain::{accounts, sessions, EventKind, RevocationReason, TokenHash, UserId, Username};
 
 const HOUR_MS: Millis = 3_600_000;
 
@@ -16,11 +16,11 @@ const HOUR_MS: Millis = 3_600_000;
 async fn verified_elsewhere(
     tx: &mut dyn Tx,
     email: &Email,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
 ) -> anyhow::Result<bool> {
     Ok(match tx.user_by_verified_email(&email.key()).await? {
         None => false,
-        Some(owner) => Some(owner.id.as_str()) != user_id,
+        Some(owner) => Some(&owner.id) != user_id,
     })
 }
 
@@ -84,7 +84,7 @@ pub async fn create_user_with_email(
 async fn store_email(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
     email: &Email,
     verify: &AccountSecret,
     verify_ttl_ms: i64,
@@ -92,7 +92,7 @@ async fn store_email(
 ) -> anyhow::Result<()> {
     let previous = tx.email_of_user(user_id).await?;
     let record = UserEmail {
-        user_id: user_id.to_owned(),
+        user_id: user_id.clone(),
         email: email.as_str().to_owned(),
         verified_at: None,
     };
@@ -103,7 +103,7 @@ async fn store_email(
         .await?;
     tx.insert_account_token(&AccountToken {
         token_hash: verify.hash(),
-        user_id: user_id.to_owned(),
+        user_id: user_id.clone(),
         purpose: TokenPurpose::Verify,
         email_key: Some(email.key()),
         created_at: now,
@@ -124,7 +124,7 @@ async fn store_email(
 pub async fn set_email(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
     email: &Email,
     verify: &AccountSecret,
     verify_ttl_ms: i64,
@@ -188,7 +188,7 @@ pub enum Lookup {
 /// Where a reset link goes.
 #[derive(Debug, Clone)]
 pub struct ResetMail {
-    pub user_id: String,
+    pub user_id: UserId,
     pub username: String,
     pub to: String,
 }
@@ -216,13 +216,13 @@ impl StartedBy {
 async fn insert_reset_token(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
     token_hash: TokenHash,
     ttl_ms: i64,
 ) -> anyhow::Result<()> {
     tx.insert_account_token(&AccountToken {
         token_hash,
-        user_id: user_id.to_owned(),
+        user_id: user_id.clone(),
         purpose: TokenPurpose::Reset,
         email_key: None,
         created_at: now,
@@ -256,14 +256,15 @@ pub async fn request_reset(
         Lookup::Username(key) => tx.user_by_username_key(key).await?,
         Lookup::Email(key) => tx.user_by_verified_email(key).await?,
     };
+    let known = user.as_ref().map(|u| u.id.clone());
     // An id no account has, for the same look-ups when there is no account.
-    let user_id = user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
+    let probe = known.clone().unwrap_or_else(UserId::new_random);
     let email = tx
-        .email_of_user(&user_id)
+        .email_of_user(&probe)
         .await?
         .filter(|e| e.verified_at.is_some());
     let recent = tx
-        .count_account_tokens_since(&user_id, TokenPurpose::Reset, now - HOUR_MS)
+        .count_account_tokens_since(&probe, TokenPurpose::Reset, now - HOUR_MS)
         .await?;
     let mail = match (user, email) {
         (Some(user), Some(email)) if user.is_enabled() && recent < max_per_hour => {
@@ -283,7 +284,7 @@ pub async fn request_reset(
         }
     }
     let mut event = reset_requested(StartedBy::User, mail.is_some()).from(ctx);
-    event.user_id = (!user_id.is_empty()).then_some(user_id);
+    event.user_id = known;
     tx.insert_event(now, &event).await?;
     Ok(mail)
 }
@@ -300,7 +301,7 @@ pub enum AdminReset {
 pub async fn start_reset_for(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
     secret: &AccountSecret,
     ttl_ms: i64,
     by: StartedBy,

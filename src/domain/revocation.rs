@@ -5,7 +5,7 @@
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, Session};
 use crate::domain::repository::Tx;
-use crate::domain::{EventKind, RevocationReason};
+use crate::domain::{EventKind, RevocationReason, SessionId, UserId};
 
 /// Revokes a live session and records why. Returns whether it was live. The one place
 /// a session is revoked: the store counts what it commits (metrics), by reason.
@@ -29,14 +29,14 @@ pub async fn revoke(
 pub async fn revoke_all_of_user(
     tx: &mut dyn Tx,
     now: Millis,
-    user_id: &str,
-    keep: Option<&str>,
+    user_id: &UserId,
+    keep: Option<&SessionId>,
     reason: RevocationReason,
     ctx: &ClientContext,
 ) -> anyhow::Result<usize> {
     let mut n = 0;
     for s in tx.active_sessions_of_user(user_id, now).await? {
-        if Some(s.id.as_str()) != keep && revoke(tx, now, &s, reason, ctx).await? {
+        if Some(&s.id) != keep && revoke(tx, now, &s, reason, ctx).await? {
             n += 1;
         }
     }

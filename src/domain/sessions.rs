@@ -10,12 +10,12 @@ pub use crate::domain::revocation::{revoke, revoke_all_of_user};
 use crate::domain::rotation::first_head;
 use crate::domain::{
     AuthMethod, EventKind, Lifetimes, LimitPolicy, RefreshToken, RevocationReason, Scope,
-    TokenTagger,
+    SessionId, TokenTagger, UserId,
 };
 
 #[derive(Clone)]
 pub struct NewSession {
-    pub user_id: String,
+    pub user_id: UserId,
     pub client_id: String,
     pub scope: Scope,
     pub remember_me: bool,
@@ -109,7 +109,7 @@ async fn create(
         }
     }
     let mut session = Session {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: SessionId::new_random(),
         user_id: user.id.clone(),
         client_id: req.client_id.clone(),
         scope: req.scope.clone(),

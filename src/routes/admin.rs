@@ -9,6 +9,7 @@ use super::me::{admin_events_json, parse_time, session_json};
 use super::responses::no_store_json;
 use super::RouteTable;
 use crate::domain::model::{ClientContext, EventQuery};
+use crate::domain::UserId;
 use crate::error::ApiError;
 use crate::service::events::{page_before, page_limit};
 use crate::service::{accounts, events, sessions};
@@ -26,7 +27,8 @@ async fn user_sessions(
     path: web::Path<String>,
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    let list = sessions::sessions_of_user(&state.store, state.now(), path.into_inner()).await?;
+    let user_id = user_in_path(&path)?;
+    let list = sessions::sessions_of_user(&state.store, state.now(), user_id).await?;
     let body: Vec<Value> = list.iter().map(|s| session_json(s, None)).collect();
     Ok(no_store_json(&body))
 }
@@ -40,8 +42,9 @@ async fn revoke_user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     // The admin's own address and user agent go into the events' actor, not the
     // user's fields (docs/contract.md "Security events").
+    let user_id = user_in_path(&path)?;
     let ctx = ClientContext::administrator(&admin.user.id, client_context(&req));
-    sessions::revoke_all_of_user(&state.store, state.now(), path.into_inner(), ctx).await?;
+    sessions::revoke_all_of_user(&state.store, state.now(), user_id, ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -51,9 +54,16 @@ async fn disable_user(
     path: web::Path<String>,
     Admin(admin): Admin,
 ) -> Result<HttpResponse, ApiError> {
+    let user_id = user_in_path(&path)?;
     let ctx = ClientContext::administrator(&admin.user.id, client_context(&req));
-    accounts::disable_user(&state.store, state.now(), &admin, path.into_inner(), ctx).await?;
+    accounts::disable_user(&state.store, state.now(), &admin, user_id, ctx).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The user named by `/admin/users/{id}/…`; an id in a form we never issue names no
+/// user (404, as for an unknown one).
+pub(super) fn user_in_path(id: &str) -> Result<UserId, ApiError> {
+    Ok(UserId::parse(id).ok_or_else(sessions::no_such_user)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,12 +98,21 @@ async fn list_events(
         }
     }
     let query = EventQuery {
-        user_id: p.user_id,
+        user_id: None,
         kind: p.kind,
         since: time("since", p.since)?,
         until: time("until", p.until)?,
         before: page_before(p.before)?,
         limit: page_limit(p.limit)?,
+    };
+    let query = match p.user_id.as_deref().map(UserId::parse) {
+        None => query,
+        Some(Some(user_id)) => EventQuery {
+            user_id: Some(user_id),
+            ..query
+        },
+        // An id in a form we never issue matches no event.
+        Some(None) => return Ok(no_store_json(&admin_events_json(&[]))),
     };
     Ok(no_store_json(&admin_events_json(
         &events::list(&state.store, query).await?,

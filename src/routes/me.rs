@@ -11,6 +11,7 @@ use super::responses::no_store_json;
 use super::RouteTable;
 use crate::clock::{rfc3339, Millis};
 use crate::domain::model::{Event, EventQuery, Session};
+use crate::domain::SessionId;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::service::events::{page_before, page_limit};
@@ -44,7 +45,7 @@ async fn me(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpRespo
 }
 
 /// A session as users and admins see it. `current` only for the caller's own list.
-pub fn session_json(s: &Session, current: Option<&str>) -> Value {
+pub fn session_json(s: &Session, current: Option<&SessionId>) -> Value {
     let mut v = json!({
         "id": s.id,
         "client_id": s.client_id,
@@ -57,7 +58,7 @@ pub fn session_json(s: &Session, current: Option<&str>) -> Value {
         "remember_me": s.remember_me,
     });
     if let Some(c) = current {
-        v["current"] = json!(s.id == c);
+        v["current"] = json!(&s.id == c);
     }
     v
 }
@@ -120,11 +121,13 @@ async fn delete_session(
     path: web::Path<String>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
+    // An id in a form we never issue names no session.
+    let session_id = SessionId::parse(&path).ok_or_else(revoke::no_such_session)?;
     revoke::end_own_session(
         &state.store,
         state.now(),
         &auth,
-        path.into_inner(),
+        session_id,
         client_context(&req),
     )
     .await?;

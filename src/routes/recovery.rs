@@ -132,6 +132,7 @@ async fn admin_reset(
     path: web::Path<String>,
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    recovery::admin_reset(&Recovery::of(&state), path.into_inner()).await?;
+    let user_id = super::admin::user_in_path(&path)?;
+    recovery::admin_reset(&Recovery::of(&state), user_id).await?;
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted" })))
 }

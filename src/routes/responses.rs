@@ -9,7 +9,11 @@ use crate::domain::model::Session;
 /// Names the session's user and client on the request's span once a login or refresh
 /// has issued for it (`telemetry::record_caller`).
 pub fn name_caller(session: &Session) {
-    crate::telemetry::record_caller(&session.user_id, &session.id, &session.client_id);
+    crate::telemetry::record_caller(
+        session.user_id.as_str(),
+        session.id.as_str(),
+        &session.client_id,
+    );
 }
 
 /// 200 JSON with `Cache-Control: no-store` and `Pragma: no-cache`: token responses

@@ -9,7 +9,7 @@ use crate::clock::Millis;
 use crate::config::{MfaSettings, Registration, Settings};
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::model::{ClientContext, User};
-use crate::domain::{Password, PasswordError, Username};
+use crate::domain::{Password, PasswordError, UserId, Username};
 use crate::store::Store;
 
 pub fn password_error(e: PasswordError) -> Error {
@@ -166,7 +166,7 @@ pub async fn disable_user(
     store: &Store,
     now: Millis,
     admin: &Authenticated,
-    user_id: String,
+    user_id: UserId,
     ctx: ClientContext,
 ) -> Result<(), Error> {
     if admin.user.id == user_id {
@@ -183,7 +183,7 @@ pub async fn disable_user(
 pub async fn disable(
     store: &Store,
     now: Millis,
-    user_id: String,
+    user_id: UserId,
     ctx: ClientContext,
 ) -> Result<(), Error> {
     let found = store
@@ -199,8 +199,8 @@ pub async fn disable(
 /// Erases a user with their sessions, tokens and events, from the database files too
 /// (see `accounts::delete_user`). Whether there was such a user.
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-pub async fn erase(store: &Store, now: Millis, user_id: &str) -> Result<bool, Error> {
-    let id = user_id.to_owned();
+pub async fn erase(store: &Store, now: Millis, user_id: &UserId) -> Result<bool, Error> {
+    let id = user_id.clone();
     Ok(store
         .write(async move |tx| accounts::delete_user(tx, now, &id).await)
         .await?)

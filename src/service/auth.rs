@@ -7,7 +7,7 @@ use super::Error;
 use crate::clock::Millis;
 use crate::config::{MfaSettings, Settings};
 use crate::domain::model::{Session, User};
-use crate::domain::AuthMethod;
+use crate::domain::{AuthMethod, SessionId, UserId};
 use crate::store::Store;
 use crate::tokens::{AccessClaims, Audience, TokenService};
 
@@ -46,9 +46,20 @@ async fn authenticate_for(
     let claims = tokens
         .verify(bearer, audience)
         .map_err(|e| Error::Unauthenticated(e.to_string()))?;
-    let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
+    // Claims in a form we never issue name no session or user: as if not found.
+    let (sid, sub) = (SessionId::parse(&claims.sid), UserId::parse(&claims.sub));
     let found = store
-        .read(async move |tx| Ok((tx.session_by_id(&sid).await?, tx.user_by_id(&sub).await?)))
+        .read(async move |tx| {
+            let session = match &sid {
+                Some(sid) => tx.session_by_id(sid).await?,
+                None => None,
+            };
+            let user = match &sub {
+                Some(sub) => tx.user_by_id(sub).await?,
+                None => None,
+            };
+            Ok((session, user))
+        })
         .await?;
     match found {
         (Some(session), Some(user))

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::Error;
 use crate::clock::Millis;
 use crate::config::ResourceServerSettings;
-use crate::domain::RefreshToken;
+use crate::domain::{RefreshToken, SessionId, UserId};
 use crate::store::Store;
 use crate::tokens::{Audience, TokenService};
 
@@ -72,11 +72,18 @@ pub async fn introspect(
     if claims.exp <= now / 1000 {
         return Ok(inactive());
     }
-    let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
+    // Claims in a form we never issue name no session or user: inactive.
+    let (sid, sub) = (SessionId::parse(&claims.sid), UserId::parse(&claims.sub));
     let live = store
         .read(async move |tx| {
-            let s = tx.session_by_id(&sid).await?;
-            let u = tx.user_by_id(&sub).await?;
+            let s = match &sid {
+                Some(sid) => tx.session_by_id(sid).await?,
+                None => None,
+            };
+            let u = match &sub {
+                Some(sub) => tx.user_by_id(sub).await?,
+                None => None,
+            };
             Ok(match (s, u) {
                 (Some(s), Some(u)) if s.is_active(now) && u.is_enabled() => Some(u),
                 _ => None,

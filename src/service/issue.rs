@@ -12,7 +12,7 @@ use super::Error;
 use crate::clock::Millis;
 use crate::config::{ClientSettings, Settings};
 use crate::domain::model::{Session, User};
-use crate::domain::{RefreshToken, Scope};
+use crate::domain::{RefreshToken, Scope, SessionId};
 use crate::keys::{DeviceKey, Sealer};
 use crate::state::AppState;
 use crate::tokens::{MintRequest, TokenService};
@@ -54,7 +54,7 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub refresh_token_expires_in: u64,
-    pub session_id: String,
+    pub session_id: SessionId,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
     /// Logins only: the device token to send back with the next login to this account
@@ -101,10 +101,10 @@ pub fn issue(
     let scope = scope.to_claim();
     let minted = tokens
         .mint(MintRequest {
-            user_id: &user.id,
+            user_id: user.id.as_str(),
             audiences,
             client_id: &client.id,
-            session_id: &session.id,
+            session_id: session.id.as_str(),
             authenticated_at: session.auth_time,
             amr: session.amr.iter().map(|m| m.as_str().to_owned()).collect(),
             scope: scope.clone(),

@@ -13,7 +13,7 @@ use crate::domain::email::AccountSecret;
 use crate::domain::mfa;
 use crate::domain::model::{ClientContext, User};
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
-use crate::domain::{AuthMethod, Password, Scope, Username};
+use crate::domain::{AuthMethod, Password, Scope, UserId, Username};
 use crate::secret::Secret;
 
 pub struct Credentials {
@@ -180,8 +180,8 @@ pub(super) fn issue_login(
 
 /// Whether the user has a confirmed factor.
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-pub async fn has_active_factor(deps: &Issuing<'_>, user_id: &str) -> Result<bool, Error> {
-    let id = user_id.to_owned();
+pub async fn has_active_factor(deps: &Issuing<'_>, user_id: &UserId) -> Result<bool, Error> {
+    let id = user_id.clone();
     Ok(deps
         .gate
         .store

@@ -17,7 +17,7 @@ use crate::domain::mfa::{
 };
 use crate::domain::sessions::NewSession;
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
-use crate::domain::{AuthMethod, Password, TokenHash, Username};
+use crate::domain::{AuthMethod, Password, TokenHash, UserId, Username};
 use crate::secret::Secret;
 use crate::store::Store;
 
@@ -246,7 +246,7 @@ pub async fn enrol(
     let secret = TotpSecret::generate(deps.rng.as_ref()).map_err(Error::Internal)?;
     let sealed = deps
         .sealer
-        .seal_totp(&auth.user.id, &secret)
+        .seal_totp(auth.user.id.as_str(), &secret)
         .map_err(Error::Internal)?;
     let (now, user_id) = (deps.gate.now(), auth.user.id.clone());
     let outcome = deps
@@ -475,9 +475,9 @@ pub async fn regenerate_recovery_codes(
 pub async fn reset_factor(
     store: &Store,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Option<usize>, Error> {
-    let id = user_id.to_owned();
+    let id = user_id.clone();
     Ok(store
         .write(async move |tx| mfa::reset(tx, now, &id).await)
         .await?)

@@ -22,7 +22,7 @@ use crate::clock::SharedClock;
 use crate::domain::model::{ClientContext, NewEvent, User};
 use crate::domain::throttle::LoginThrottle;
 use crate::domain::throttle::{shared_key, DeviceId, Reservation, SharedFailures, Verdict, HOUR};
-use crate::domain::{EventKind, Password};
+use crate::domain::{EventKind, Password, SessionId};
 use crate::metrics::Metrics;
 use crate::passwords::CheckSlot;
 use crate::passwords::PasswordHasher;
@@ -99,7 +99,7 @@ pub struct Attempt {
     pub device: Option<DeviceId>,
     pub purpose: Purpose,
     pub client_id: String,
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// For the events.
     pub ctx: ClientContext,
 }
@@ -318,7 +318,7 @@ pub async fn record(gate: Gate<'_>, event: NewEvent) -> Result<(), Error> {
 
 /// The trusted-client id of an authenticated session re-checking its own password: a
 /// session proves an earlier successful login, as a device token does.
-pub fn session_device(session_id: &str) -> DeviceId {
+pub fn session_device(session_id: &SessionId) -> DeviceId {
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
         format!("session\0{session_id}").as_bytes(),

@@ -19,7 +19,7 @@ use crate::domain::recovery::{
     self, AddressClaim, AdminReset, Lookup, ResetMail, SignupWithEmail, StartedBy,
 };
 use crate::domain::throttle::Verdict;
-use crate::domain::{Password, Username};
+use crate::domain::{Password, UserId, Username};
 use crate::mail::{MailKind, Mailer};
 use crate::state::AppState;
 use crate::store::Store;
@@ -169,8 +169,8 @@ pub async fn signup_with_email(
 
 /// The user's address, for `/me`.
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-pub async fn email_of(store: &Store, user_id: &str) -> Result<Option<UserEmail>, Error> {
-    let id = user_id.to_owned();
+pub async fn email_of(store: &Store, user_id: &UserId) -> Result<Option<UserEmail>, Error> {
+    let id = user_id.clone();
     Ok(store
         .read(async move |tx| tx.email_of_user(&id).await)
         .await?)
@@ -353,7 +353,7 @@ pub async fn reset_password(
 /// `POST /admin/users/{id}/password-reset`: mails a reset link to the user's verified
 /// address. 404 for no such user, 409 when there is no verified address to mail.
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-pub async fn admin_reset(r: &Recovery<'_>, user_id: String) -> Result<(), Error> {
+pub async fn admin_reset(r: &Recovery<'_>, user_id: UserId) -> Result<(), Error> {
     let ttl = r.settings.mail.reset_ttl.as_millis_i64();
     let started = start_reset(
         r.gate.store,
@@ -383,7 +383,7 @@ pub async fn start_reset(
     rng: &dyn SecureRandom,
     now: Millis,
     ttl_ms: i64,
-    user_id: String,
+    user_id: UserId,
     by: StartedBy,
 ) -> Result<StartedReset, Error> {
     let secret = AccountSecret::generate(rng).map_err(Error::internal)?;

@@ -8,7 +8,7 @@ use super::Error;
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, Session};
 use crate::domain::{revocation, rotation};
-use crate::domain::{EventKind, RefreshToken, RevocationReason};
+use crate::domain::{EventKind, RefreshToken, RevocationReason, SessionId};
 use crate::keys::Sealer;
 use crate::state::AppState;
 use crate::store::Store;
@@ -72,7 +72,8 @@ pub async fn revoke_token(
             .tokens
             .verify(raw, Audience::Issued)
             .ok()
-            .map(|c| c.sid),
+            // A `sid` in a form we never issue names no session.
+            .and_then(|c| SessionId::parse(&c.sid)),
     };
     let Some(session_id) = session_id else {
         return Ok(false);
@@ -111,8 +112,12 @@ pub async fn revoke_for_resource_server(
     let Ok(claims) = tokens.verify(raw, Audience::AnyOf(&rs.audiences)) else {
         return Ok(false);
     };
+    // A `sid` in a form we never issue names no session.
+    let Some(sid) = SessionId::parse(&claims.sid) else {
+        return Ok(false);
+    };
     Ok(store
-        .write(async move |tx| match tx.session_by_id(&claims.sid).await? {
+        .write(async move |tx| match tx.session_by_id(&sid).await? {
             Some(session) => {
                 revocation::revoke(tx, now, &session, RevocationReason::Revoked, &ctx).await
             }
@@ -188,7 +193,7 @@ pub async fn end_own_session(
     store: &Store,
     now: Millis,
     auth: &Authenticated,
-    session_id: String,
+    session_id: SessionId,
     ctx: ClientContext,
 ) -> Result<(), Error> {
     let user_id = auth.user.id.clone();
@@ -203,6 +208,10 @@ pub async fn end_own_session(
     if ended {
         Ok(())
     } else {
-        Err(Error::NotFound("no such session".into()))
+        Err(no_such_session())
     }
+}
+
+pub fn no_such_session() -> Error {
+    Error::NotFound("no such session".into())
 }

@@ -4,7 +4,7 @@
 use super::Error;
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, Session};
-use crate::domain::{revocation, RevocationReason};
+use crate::domain::{revocation, RevocationReason, UserId};
 use crate::store::Store;
 
 /// The user's live sessions, oldest first.
@@ -12,9 +12,9 @@ use crate::store::Store;
 pub async fn active_sessions(
     store: &Store,
     now: Millis,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Vec<Session>, Error> {
-    let id = user_id.to_owned();
+    let id = user_id.clone();
     Ok(store
         .read(async move |tx| tx.active_sessions_of_user(&id, now).await)
         .await?)
@@ -25,7 +25,7 @@ pub async fn active_sessions(
 pub async fn sessions_of_user(
     store: &Store,
     now: Millis,
-    user_id: String,
+    user_id: UserId,
 ) -> Result<Vec<Session>, Error> {
     store
         .read(async move |tx| {
@@ -43,7 +43,7 @@ pub async fn sessions_of_user(
 pub async fn revoke_all_of_user(
     store: &Store,
     now: Millis,
-    user_id: String,
+    user_id: UserId,
     ctx: ClientContext,
 ) -> Result<usize, Error> {
     store

@@ -65,7 +65,7 @@ mod tests {
 
     use super::*;
     use crate::domain::model::{Session, User};
-    use crate::domain::{AuthMethod, Scope};
+    use crate::domain::{AuthMethod, Scope, SessionId, UserId};
     use crate::store::Store;
 
     /// What the observer heard: batch sizes, revocations, log entries.
@@ -84,10 +84,10 @@ mod tests {
         }
     }
 
-    fn session(id: &str, user_id: &str) -> Session {
+    fn session(id: &SessionId, user_id: &UserId) -> Session {
         Session {
-            id: id.into(),
-            user_id: user_id.into(),
+            id: id.clone(),
+            user_id: user_id.clone(),
             client_id: "c".into(),
             scope: Scope::default(),
             remember_me: false,
@@ -113,10 +113,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let heard = Arc::new(Heard::default());
         let store = Store::open_observed(&dir.path().join("s.db"), 1, Some(heard.clone())).unwrap();
+        let (uid, sid) = (UserId::new_random(), SessionId::new_random());
+        let (u, s) = (uid.clone(), sid.clone());
         store
-            .write(async |tx| {
+            .write(async move |tx| {
                 let user = User {
-                    id: "u".into(),
+                    id: u.clone(),
                     username: "u".into(),
                     password_hash: "h".into(),
                     roles: vec![],
@@ -124,15 +126,16 @@ mod tests {
                     disabled_at: None,
                 };
                 tx.insert_user(&user, "u", "u").await?;
-                tx.insert_session(&session("s", "u")).await
+                tx.insert_session(&session(&s, &u)).await
             })
             .await
             .unwrap();
         let batches_before = store.stats().batches.load(Ordering::Relaxed);
 
+        let s = sid.clone();
         let failed = store
-            .write(async |tx| {
-                let revoked = tx.revoke_session("s", 2, RevocationReason::Admin).await?;
+            .write(async move |tx| {
+                let revoked = tx.revoke_session(&s, 2, RevocationReason::Admin).await?;
                 anyhow::ensure!(revoked, "the session was live");
                 Err::<(), _>(anyhow::anyhow!("the job fails after its revocation"))
             })
@@ -150,7 +153,7 @@ mod tests {
         );
 
         let revoked = store
-            .write(async |tx| tx.revoke_session("s", 3, RevocationReason::Admin).await)
+            .write(async move |tx| tx.revoke_session(&sid, 3, RevocationReason::Admin).await)
             .await
             .unwrap();
         assert!(revoked, "the failed job's revocation rolled back");

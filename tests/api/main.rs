@@ -13,6 +13,7 @@ mod crash;
 mod forged;
 mod hardening;
 mod health;
+mod ids;
 mod interop;
 mod js_client;
 mod keys;

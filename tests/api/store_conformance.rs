@@ -11,7 +11,9 @@ use latchkey::domain::model::{
     AccountToken, Actor, EventQuery, MfaFactor, NewEvent, PendingLogin, Session, StoredToken,
     TokenPurpose, User, UserEmail,
 };
-use latchkey::domain::{AuthMethod, EventKind, RevocationReason, Scope, TokenHash};
+use latchkey::domain::{
+    AuthMethod, EventKind, RevocationReason, Scope, SessionId, TokenHash, UserId,
+};
 use latchkey::store::{Store, StoreError};
 
 use crate::db;
@@ -36,9 +38,25 @@ async fn store() -> (Store, tempfile::TempDir) {
     (store, dir)
 }
 
+/// A fixed id for a short name (up to 16 bytes): the name's bytes, zero-padded, as a
+/// UUID. Distinct names get distinct ids in the names' order, so the tests read with names.
+fn uuid_of(name: &str) -> uuid::Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..name.len()].copy_from_slice(name.as_bytes());
+    uuid::Uuid::from_bytes(bytes)
+}
+
+fn uid(name: &str) -> UserId {
+    UserId::from(uuid_of(name))
+}
+
+fn sid(name: &str) -> SessionId {
+    SessionId::from(uuid_of(name))
+}
+
 fn user(id: &str, created_at: i64) -> User {
     User {
-        id: id.into(),
+        id: uid(id),
         username: id.to_uppercase(),
         password_hash: format!("hash-of-{id}"),
         roles: vec!["reader".into()],
@@ -49,8 +67,8 @@ fn user(id: &str, created_at: i64) -> User {
 
 fn session(id: &str, user_id: &str, created_at: i64) -> Session {
     Session {
-        id: id.into(),
-        user_id: user_id.into(),
+        id: sid(id),
+        user_id: uid(user_id),
         client_id: "web".into(),
         scope: Scope::parse("profile").unwrap(),
         remember_me: true,
@@ -78,7 +96,7 @@ fn hash(n: u8) -> TokenHash {
 fn pending(n: u8, user_id: &str, expires_at: i64) -> PendingLogin {
     PendingLogin {
         token_hash: hash(n),
-        user_id: user_id.into(),
+        user_id: uid(user_id),
         client_id: "web".into(),
         scope: Scope::default(),
         audiences: vec!["https://api.example".into()],

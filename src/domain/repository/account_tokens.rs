@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::domain::model::{AccountToken, TokenPurpose};
-use crate::domain::TokenHash;
+use crate::domain::{TokenHash, UserId};
 
 use super::Result;
 
@@ -16,13 +16,13 @@ pub trait AccountTokenRepo {
     /// Deletes every token of `purpose` the user holds; returns how many.
     async fn delete_account_tokens(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         purpose: TokenPurpose,
     ) -> Result<usize>;
     /// How many tokens of `purpose` were issued to the user since `since`.
     async fn count_account_tokens_since(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         purpose: TokenPurpose,
         since: Millis,
     ) -> Result<u32>;

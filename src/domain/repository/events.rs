@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::domain::model::{Event, EventQuery, NewEvent};
+use crate::domain::UserId;
 
 use super::Result;
 
@@ -11,11 +12,11 @@ use super::Result;
 pub trait EventRepo {
     async fn insert_event(&mut self, at: Millis, event: &NewEvent) -> Result<()>;
     async fn events(&mut self, query: &EventQuery) -> Result<Vec<Event>>;
-    async fn has_logged_in_before(&mut self, user_id: &str) -> Result<bool>;
+    async fn has_logged_in_before(&mut self, user_id: &UserId) -> Result<bool>;
     /// Whether the user logged in from this network and browser family since `since`.
     async fn seen_device(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         since: Millis,
         network: &str,
         ua_family: &str,

@@ -7,28 +7,32 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::domain::model::{MfaFactor, PendingLogin};
-use crate::domain::TokenHash;
+use crate::domain::{TokenHash, UserId};
 
 use super::Result;
 
 #[async_trait(?Send)]
 pub trait SecondFactorRepo {
     /// The user's factor, confirmed or still waiting for its first code.
-    async fn mfa_factor(&mut self, user_id: &str) -> Result<Option<MfaFactor>>;
+    async fn mfa_factor(&mut self, user_id: &UserId) -> Result<Option<MfaFactor>>;
     /// Inserts the user's factor, or replaces the one they have (every column).
     async fn put_mfa_factor(&mut self, factor: &MfaFactor) -> Result<()>;
     /// Records `step` as the factor's last used time step, only if it is later than the
     /// stored one (or none is stored): `UPDATE … WHERE last_step IS NULL OR last_step <
     /// step`. `false` if not, i.e. the code was already used (RFC 6238 §5.2).
-    async fn advance_mfa_step(&mut self, user_id: &str, step: i64) -> Result<bool>;
+    async fn advance_mfa_step(&mut self, user_id: &UserId, step: i64) -> Result<bool>;
     /// Deletes the user's factor and all their recovery codes and pending logins;
     /// `false` if they had no factor.
-    async fn delete_mfa_factor(&mut self, user_id: &str) -> Result<bool>;
+    async fn delete_mfa_factor(&mut self, user_id: &UserId) -> Result<bool>;
     /// Replaces all the user's recovery codes (their SHA-256) with `hashes`.
-    async fn replace_recovery_codes(&mut self, user_id: &str, hashes: &[TokenHash]) -> Result<()>;
+    async fn replace_recovery_codes(
+        &mut self,
+        user_id: &UserId,
+        hashes: &[TokenHash],
+    ) -> Result<()>;
     /// Deletes the user's recovery code with this SHA-256; `true` if there was one (the
     /// code is spent), `false` if unknown or already used.
-    async fn consume_recovery_code(&mut self, user_id: &str, hash: &TokenHash) -> Result<bool>;
+    async fn consume_recovery_code(&mut self, user_id: &UserId, hash: &TokenHash) -> Result<bool>;
     async fn insert_mfa_login(&mut self, login: &PendingLogin) -> Result<()>;
     /// By the SHA-256 of its `mfa_token`, expired or not.
     async fn mfa_login_by_hash(&mut self, hash: &TokenHash) -> Result<Option<PendingLogin>>;
@@ -44,11 +48,11 @@ pub trait SecondFactorRepo {
     /// The consecutive wrong codes of the user's active factor (NIST SP 800-63B §5.2.2),
     /// locking its row until this write commits (`SELECT … FOR UPDATE`), so concurrent
     /// checks of one account's codes take turns. `None` without an active factor.
-    async fn mfa_code_failures_for_update(&mut self, user_id: &str) -> Result<Option<u32>>;
+    async fn mfa_code_failures_for_update(&mut self, user_id: &UserId) -> Result<Option<u32>>;
     /// One more consecutive wrong code on the user's factor.
-    async fn add_mfa_code_failure(&mut self, user_id: &str) -> Result<()>;
+    async fn add_mfa_code_failure(&mut self, user_id: &UserId) -> Result<()>;
     /// A right code: the consecutive count starts again.
-    async fn reset_mfa_code_failures(&mut self, user_id: &str) -> Result<()>;
+    async fn reset_mfa_code_failures(&mut self, user_id: &UserId) -> Result<()>;
     /// Housekeeping: deletes pending logins that expired before `cutoff`; how many.
     async fn delete_mfa_logins_expired_before(&mut self, cutoff: Millis) -> Result<usize>;
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::domain::model::{Session, StoredToken};
-use crate::domain::{RevocationReason, TokenHash};
+use crate::domain::{RevocationReason, SessionId, TokenHash, UserId};
 
 use super::Result;
 
@@ -20,10 +20,13 @@ pub struct SweepStep {
 
 #[async_trait(?Send)]
 pub trait SessionRepo {
-    async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>>;
+    async fn session_by_id(&mut self, id: &SessionId) -> Result<Option<Session>>;
     /// The user's sessions live at `now`, oldest first.
-    async fn active_sessions_of_user(&mut self, user_id: &str, now: Millis)
-        -> Result<Vec<Session>>;
+    async fn active_sessions_of_user(
+        &mut self,
+        user_id: &UserId,
+        now: Millis,
+    ) -> Result<Vec<Session>>;
     async fn count_active_sessions(&mut self, now: Millis) -> Result<i64>;
     async fn insert_session(&mut self, session: &Session) -> Result<()>;
     /// Records activity: `last_active_at`, the idle expiry (never the absolute one), and
@@ -38,7 +41,7 @@ pub trait SessionRepo {
     /// each to the revocation log in the same transaction.
     async fn revoke_session(
         &mut self,
-        id: &str,
+        id: &SessionId,
         now: Millis,
         reason: RevocationReason,
     ) -> Result<bool>;

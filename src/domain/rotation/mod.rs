@@ -39,7 +39,7 @@ use crate::clock::Millis;
 use crate::domain::model::{ClientContext, NewEvent, Session, User};
 use crate::domain::repository::Tx;
 use crate::domain::revocation;
-use crate::domain::{EventKind, RefreshToken, RevocationReason, Scope, TokenTagger};
+use crate::domain::{EventKind, RefreshToken, RevocationReason, Scope, SessionId, TokenTagger};
 
 /// The keys the rules use, without seeing them: the seal for the head (AES-256-GCM) and
 /// the tagger for located tokens (HMAC-SHA256), both under the key in `keys.dir`.
@@ -138,7 +138,7 @@ pub async fn find(
     match token.locate(tagger) {
         Err(_) => Ok(None),
         Ok(Some(at)) => {
-            let Some(session) = tx.session_by_id(&at.session_id.to_string()).await? else {
+            let Some(session) = tx.session_by_id(&SessionId::from(at.session_id)).await? else {
                 return Ok(None);
             };
             let is_head = at.generation == session.head_generation
@@ -328,7 +328,7 @@ fn next_head(
     parent: &RefreshToken,
 ) -> anyhow::Result<RefreshToken> {
     let generation = session.head_generation + 1;
-    let id = uuid::Uuid::parse_str(&session.id)?;
+    let id = uuid::Uuid::parse_str(session.id.as_str())?;
     let next = RefreshToken::issue(rng, keys, id, generation)?;
     session.head_generation = generation;
     session.head_issued_at = now;
@@ -343,7 +343,7 @@ pub fn first_head(
     tagger: &dyn TokenTagger,
     session: &mut Session,
 ) -> anyhow::Result<RefreshToken> {
-    let token = RefreshToken::issue(rng, tagger, uuid::Uuid::parse_str(&session.id)?, 0)?;
+    let token = RefreshToken::issue(rng, tagger, uuid::Uuid::parse_str(session.id.as_str())?, 0)?;
     session.head_generation = 0;
     session.head_hash = Some(token.hash());
     Ok(token)

@@ -8,7 +8,7 @@ use ring::rand::SystemRandom;
 use super::*;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::sessions::{self, CreatedSession, LoginOutcome, NewSession};
-use crate::domain::{Lifetimes, LimitPolicy, Username};
+use crate::domain::{Lifetimes, LimitPolicy, UserId, Username};
 use crate::keys::Sealer;
 use crate::store::sqlite::{in_memory, run_test_job};
 
@@ -20,8 +20,8 @@ struct Family {
     conn: rusqlite::Connection,
     sealer: Sealer,
     _keys: tempfile::TempDir,
-    session_id: String,
-    user_id: String,
+    session_id: SessionId,
+    user_id: UserId,
     /// Generation 0, 1 and 2 (the head).
     tokens: Vec<RefreshToken>,
     /// When generation 2 was issued.
@@ -317,7 +317,7 @@ fn rotation_rules_table() {
 fn forged_old_generation(f: &Family) -> RefreshToken {
     let other_key = tempfile::tempdir().unwrap();
     let impostor = Sealer::load_or_generate(other_key.path()).unwrap();
-    let sid = uuid::Uuid::parse_str(&f.session_id).unwrap();
+    let sid = uuid::Uuid::parse_str(f.session_id.as_str()).unwrap();
     RefreshToken::issue(&SystemRandom::new(), &impostor, sid, 0).unwrap()
 }
 
@@ -415,8 +415,9 @@ fn legacy_tokens_issued_before_version_5_keep_working_until_they_rotate() {
         conn,
         sealer: Sealer::load_or_generate(keys.path()).unwrap(),
         _keys: keys,
-        session_id: sid,
-        user_id: "u".into(),
+        session_id: SessionId::from_stored(sid),
+        // What the row above holds.
+        user_id: UserId::from_stored("u".into()),
         tokens: legacy.clone(),
         head_at: T0,
     };

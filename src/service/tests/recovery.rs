@@ -1,5 +1,6 @@
 use super::{origin, Fixture};
 use crate::domain::recovery::StartedBy;
+use crate::domain::UserId;
 use crate::service::recovery::{
     admin_reset, forgot_password, reset_password, start_reset, ForgotInput, Recovery,
 };
@@ -112,7 +113,7 @@ async fn an_admin_reset_needs_a_user_with_a_verified_address() {
         "{:?}",
         unverified.as_ref().err()
     );
-    let nobody = admin_reset(&Recovery::of(&f.state), "no-such-id".into()).await;
+    let nobody = admin_reset(&Recovery::of(&f.state), UserId::new_random()).await;
     assert!(
         matches!(nobody, Err(Error::NotFound(_))),
         "{:?}",

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use crate::clock::Millis;
 use crate::domain::model::{AccountToken, TokenPurpose};
 use crate::domain::repository::{AccountTokenRepo, Result};
-use crate::domain::TokenHash;
+use crate::domain::{TokenHash, UserId};
 use crate::store::columns::purpose_of;
 
 use super::tx::{count, hash_of};
@@ -19,7 +19,7 @@ impl AccountTokenRepo for PgTx<'_> {
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 &t.token_hash.as_slice(),
-                &t.user_id,
+                &t.user_id.as_str(),
                 &t.purpose.as_str(),
                 &t.email_key,
                 &t.created_at,
@@ -42,7 +42,7 @@ impl AccountTokenRepo for PgTx<'_> {
             let purpose: String = r.try_get(2)?;
             Ok(AccountToken {
                 token_hash: hash_of(r.try_get(0)?)?,
-                user_id: r.try_get(1)?,
+                user_id: UserId::from_stored(r.try_get(1)?),
                 purpose: purpose_of(&purpose),
                 email_key: r.try_get(3)?,
                 created_at: r.try_get(4)?,
@@ -54,13 +54,13 @@ impl AccountTokenRepo for PgTx<'_> {
 
     async fn delete_account_tokens(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         purpose: TokenPurpose,
     ) -> Result<usize> {
         Ok(count(
             self.exec(
                 "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2",
-                &[&user_id, &purpose.as_str()],
+                &[&user_id.as_str(), &purpose.as_str()],
             )
             .await?,
         ))
@@ -68,7 +68,7 @@ impl AccountTokenRepo for PgTx<'_> {
 
     async fn count_account_tokens_since(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         purpose: TokenPurpose,
         since: Millis,
     ) -> Result<u32> {
@@ -76,7 +76,7 @@ impl AccountTokenRepo for PgTx<'_> {
             .one(
                 "SELECT count(*) FROM account_tokens
                  WHERE user_id = $1 AND purpose = $2 AND created_at > $3",
-                &[&user_id, &purpose.as_str(), &since],
+                &[&user_id.as_str(), &purpose.as_str(), &since],
             )
             .await?;
         let n: i64 = r.try_get(0)?;

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use crate::clock::Millis;
 use crate::domain::model::{TokenPurpose, User, UserEmail};
 use crate::domain::repository::{EmailRepo, Result};
+use crate::domain::UserId;
 
 use super::tx::count;
 use super::users::{user_from_row, USER_COLS};
@@ -12,16 +13,16 @@ use super::PgTx;
 
 #[async_trait(?Send)]
 impl EmailRepo for PgTx<'_> {
-    async fn email_of_user(&mut self, user_id: &str) -> Result<Option<UserEmail>> {
+    async fn email_of_user(&mut self, user_id: &UserId) -> Result<Option<UserEmail>> {
         let row = self
             .opt(
                 "SELECT user_id, email, verified_at FROM user_emails WHERE user_id = $1",
-                &[&user_id],
+                &[&user_id.as_str()],
             )
             .await?;
         row.map(|r| {
             Ok(UserEmail {
-                user_id: r.try_get(0)?,
+                user_id: UserId::from_stored(r.try_get(0)?),
                 email: r.try_get(1)?,
                 verified_at: r.try_get(2)?,
             })
@@ -59,7 +60,7 @@ impl EmailRepo for PgTx<'_> {
         .iter()
         .map(|r| {
             Ok(UserEmail {
-                user_id: r.try_get(0)?,
+                user_id: UserId::from_stored(r.try_get(0)?),
                 email: r.try_get(1)?,
                 verified_at: r.try_get(2)?,
             })
@@ -67,18 +68,18 @@ impl EmailRepo for PgTx<'_> {
         .collect()
     }
 
-    async fn drop_unverified_claims(&mut self, email_key: &str, owner: &str) -> Result<usize> {
+    async fn drop_unverified_claims(&mut self, email_key: &str, owner: &UserId) -> Result<usize> {
         self.exec(
             "DELETE FROM account_tokens
              WHERE purpose = $3 AND email_key = $1 AND user_id <> $2",
-            &[&email_key, &owner, &TokenPurpose::Verify.as_str()],
+            &[&email_key, &owner.as_str(), &TokenPurpose::Verify.as_str()],
         )
         .await?;
         Ok(count(
             self.exec(
                 "DELETE FROM user_emails
                  WHERE email_key = $1 AND user_id <> $2 AND verified_at IS NULL",
-                &[&email_key, &owner],
+                &[&email_key, &owner.as_str()],
             )
             .await?,
         ))
@@ -90,7 +91,7 @@ impl EmailRepo for PgTx<'_> {
              ON CONFLICT (user_id) DO UPDATE SET
                  email = excluded.email, email_key = excluded.email_key,
                  verified_at = excluded.verified_at",
-            &[&email.user_id, &email.email, &email_key, &email.verified_at],
+            &[&email.user_id.as_str(), &email.email, &email_key, &email.verified_at],
         )
         .await?;
         Ok(())
@@ -98,7 +99,7 @@ impl EmailRepo for PgTx<'_> {
 
     async fn mark_email_verified(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         email_key: &str,
         now: Millis,
     ) -> Result<bool> {
@@ -106,7 +107,7 @@ impl EmailRepo for PgTx<'_> {
             .exec(
                 "UPDATE user_emails SET verified_at = COALESCE(verified_at, $3)
                  WHERE user_id = $1 AND email_key = $2",
-                &[&user_id, &email_key, &now],
+                &[&user_id.as_str(), &email_key, &now],
             )
             .await?
             > 0)

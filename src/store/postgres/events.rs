@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use crate::clock::Millis;
 use crate::domain::model::{Actor, Event, EventQuery, NewEvent};
 use crate::domain::repository::{EventRepo, Result};
+use crate::domain::{SessionId, UserId};
 use crate::store::columns::shown_actor;
 
 use super::tx::count;
@@ -21,13 +22,13 @@ impl EventRepo for PgTx<'_> {
             &[
                 &at,
                 &e.kind.as_str(),
-                &e.user_id,
-                &e.session_id,
+                &e.user_id.as_ref().map(UserId::as_str),
+                &e.session_id.as_ref().map(SessionId::as_str),
                 &e.client_id,
                 &e.ip,
                 &e.user_agent,
                 &e.detail,
-                &actor.user_id,
+                &actor.user_id.as_ref().map(UserId::as_str),
                 &actor.ip,
                 &actor.user_agent,
             ],
@@ -36,8 +37,8 @@ impl EventRepo for PgTx<'_> {
         tracing::info!(
             target: "latchkey::security",
             event = e.kind.as_str(),
-            user_id = e.user_id.as_deref(),
-            session_id = e.session_id.as_deref(),
+            user_id = e.user_id.as_ref().map(UserId::as_str),
+            session_id = e.session_id.as_ref().map(SessionId::as_str),
             client_id = e.client_id.as_deref(),
             detail = e.detail.as_ref().map(|d| d.to_string()).as_deref(),
             "security event"
@@ -56,7 +57,7 @@ impl EventRepo for PgTx<'_> {
                    AND ($5::BIGINT IS NULL OR id < $5)
                  ORDER BY id DESC LIMIT $6",
                 &[
-                    &q.user_id,
+                    &q.user_id.as_ref().map(UserId::as_str),
                     &q.kind,
                     &q.since,
                     &q.until,
@@ -69,7 +70,7 @@ impl EventRepo for PgTx<'_> {
             .map(|r| {
                 let detail: Option<serde_json::Value> = r.try_get(8)?;
                 let actor = Actor {
-                    user_id: r.try_get(9)?,
+                    user_id: r.try_get::<_, Option<String>>(9)?.map(UserId::from_stored),
                     ip: r.try_get(10)?,
                     user_agent: r.try_get(11)?,
                 };
@@ -78,8 +79,10 @@ impl EventRepo for PgTx<'_> {
                     id: r.try_get(0)?,
                     at: r.try_get(1)?,
                     kind: r.try_get(2)?,
-                    user_id: r.try_get(3)?,
-                    session_id: r.try_get(4)?,
+                    user_id: r.try_get::<_, Option<String>>(3)?.map(UserId::from_stored),
+                    session_id: r
+                        .try_get::<_, Option<String>>(4)?
+                        .map(SessionId::from_stored),
                     client_id: r.try_get(5)?,
                     ip: r.try_get(6)?,
                     user_agent: r.try_get(7)?,
@@ -90,12 +93,12 @@ impl EventRepo for PgTx<'_> {
             .collect()
     }
 
-    async fn has_logged_in_before(&mut self, user_id: &str) -> Result<bool> {
+    async fn has_logged_in_before(&mut self, user_id: &UserId) -> Result<bool> {
         let r = self
             .one(
                 "SELECT EXISTS (SELECT 1 FROM events
                    WHERE user_id = $1 AND kind = 'login_succeeded')",
-                &[&user_id],
+                &[&user_id.as_str()],
             )
             .await?;
         Ok(r.try_get(0)?)
@@ -103,7 +106,7 @@ impl EventRepo for PgTx<'_> {
 
     async fn seen_device(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         since: Millis,
         network: &str,
         ua_family: &str,
@@ -113,7 +116,7 @@ impl EventRepo for PgTx<'_> {
                 "SELECT EXISTS (SELECT 1 FROM events
                    WHERE user_id = $1 AND kind = 'login_succeeded' AND at >= $2
                      AND detail ->> 'network' = $3 AND detail ->> 'ua_family' = $4)",
-                &[&user_id, &since, &network, &ua_family],
+                &[&user_id.as_str(), &since, &network, &ua_family],
             )
             .await?;
         Ok(r.try_get(0)?)

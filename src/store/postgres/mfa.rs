@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use crate::clock::Millis;
 use crate::domain::model::{MfaFactor, PendingLogin};
 use crate::domain::repository::{Result, SecondFactorRepo};
-use crate::domain::{Scope, TokenHash};
+use crate::domain::{Scope, TokenHash, UserId};
 
 use super::tx::{count, hash_of};
 use super::PgTx;
@@ -18,7 +18,7 @@ fn pending_login_from_row(r: &Row) -> Result<PendingLogin> {
     let failures: i64 = r.try_get(9)?;
     Ok(PendingLogin {
         token_hash: hash_of(r.try_get(0)?)?,
-        user_id: r.try_get(1)?,
+        user_id: UserId::from_stored(r.try_get(1)?),
         client_id: r.try_get(2)?,
         scope: Scope::parse(&scope).unwrap_or_default(),
         audiences: serde_json::from_str(&audiences).unwrap_or_default(),
@@ -33,17 +33,17 @@ fn pending_login_from_row(r: &Row) -> Result<PendingLogin> {
 
 #[async_trait(?Send)]
 impl SecondFactorRepo for PgTx<'_> {
-    async fn mfa_factor(&mut self, user_id: &str) -> Result<Option<MfaFactor>> {
+    async fn mfa_factor(&mut self, user_id: &UserId) -> Result<Option<MfaFactor>> {
         let row = self
             .opt(
                 "SELECT user_id, sealed_secret, created_at, confirmed_at, last_step
                  FROM mfa_factors WHERE user_id = $1",
-                &[&user_id],
+                &[&user_id.as_str()],
             )
             .await?;
         row.map(|r| {
             Ok(MfaFactor {
-                user_id: r.try_get(0)?,
+                user_id: UserId::from_stored(r.try_get(0)?),
                 sealed_secret: r.try_get(1)?,
                 created_at: r.try_get(2)?,
                 confirmed_at: r.try_get(3)?,
@@ -61,7 +61,7 @@ impl SecondFactorRepo for PgTx<'_> {
                  created_at = excluded.created_at, confirmed_at = excluded.confirmed_at,
                  last_step = excluded.last_step",
             &[
-                &f.user_id,
+                &f.user_id.as_str(),
                 &f.sealed_secret,
                 &f.created_at,
                 &f.confirmed_at,
@@ -72,55 +72,65 @@ impl SecondFactorRepo for PgTx<'_> {
         Ok(())
     }
 
-    async fn advance_mfa_step(&mut self, user_id: &str, step: i64) -> Result<bool> {
+    async fn advance_mfa_step(&mut self, user_id: &UserId, step: i64) -> Result<bool> {
         // RFC 6238 §5.2: a code is accepted once; the row's update decides between two
         // instances checking the same code at once.
         Ok(self
             .exec(
                 "UPDATE mfa_factors SET last_step = $2
                  WHERE user_id = $1 AND (last_step IS NULL OR last_step < $2)",
-                &[&user_id, &step],
+                &[&user_id.as_str(), &step],
             )
             .await?
             == 1)
     }
 
-    async fn delete_mfa_factor(&mut self, user_id: &str) -> Result<bool> {
+    async fn delete_mfa_factor(&mut self, user_id: &UserId) -> Result<bool> {
         self.exec(
             "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
-            &[&user_id],
+            &[&user_id.as_str()],
         )
         .await?;
-        self.exec("DELETE FROM mfa_logins WHERE user_id = $1", &[&user_id])
-            .await?;
+        self.exec(
+            "DELETE FROM mfa_logins WHERE user_id = $1",
+            &[&user_id.as_str()],
+        )
+        .await?;
         Ok(self
-            .exec("DELETE FROM mfa_factors WHERE user_id = $1", &[&user_id])
+            .exec(
+                "DELETE FROM mfa_factors WHERE user_id = $1",
+                &[&user_id.as_str()],
+            )
             .await?
             == 1)
     }
 
-    async fn replace_recovery_codes(&mut self, user_id: &str, hashes: &[TokenHash]) -> Result<()> {
+    async fn replace_recovery_codes(
+        &mut self,
+        user_id: &UserId,
+        hashes: &[TokenHash],
+    ) -> Result<()> {
         self.exec(
             "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
-            &[&user_id],
+            &[&user_id.as_str()],
         )
         .await?;
         for h in hashes {
             self.exec(
                 "INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)
                  ON CONFLICT DO NOTHING",
-                &[&user_id, &h.as_slice()],
+                &[&user_id.as_str(), &h.as_slice()],
             )
             .await?;
         }
         Ok(())
     }
 
-    async fn consume_recovery_code(&mut self, user_id: &str, hash: &TokenHash) -> Result<bool> {
+    async fn consume_recovery_code(&mut self, user_id: &UserId, hash: &TokenHash) -> Result<bool> {
         Ok(self
             .exec(
                 "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND code_hash = $2",
-                &[&user_id, &hash.as_slice()],
+                &[&user_id.as_str(), &hash.as_slice()],
             )
             .await?
             == 1)
@@ -133,7 +143,7 @@ impl SecondFactorRepo for PgTx<'_> {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &l.token_hash.as_slice(),
-                &l.user_id,
+                &l.user_id.as_str(),
                 &l.client_id,
                 &l.scope.to_claim(),
                 &serde_json::to_string(&l.audiences)?,
@@ -187,31 +197,31 @@ impl SecondFactorRepo for PgTx<'_> {
         Ok(n.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
-    async fn mfa_code_failures_for_update(&mut self, user_id: &str) -> Result<Option<u32>> {
+    async fn mfa_code_failures_for_update(&mut self, user_id: &UserId) -> Result<Option<u32>> {
         let row = self
             .opt(
                 "SELECT code_failures FROM mfa_factors
                  WHERE user_id = $1 AND confirmed_at IS NOT NULL FOR UPDATE",
-                &[&user_id],
+                &[&user_id.as_str()],
             )
             .await?;
         let n: Option<i64> = row.map(|r| r.try_get(0)).transpose()?;
         Ok(n.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
-    async fn add_mfa_code_failure(&mut self, user_id: &str) -> Result<()> {
+    async fn add_mfa_code_failure(&mut self, user_id: &UserId) -> Result<()> {
         self.exec(
             "UPDATE mfa_factors SET code_failures = code_failures + 1 WHERE user_id = $1",
-            &[&user_id],
+            &[&user_id.as_str()],
         )
         .await?;
         Ok(())
     }
 
-    async fn reset_mfa_code_failures(&mut self, user_id: &str) -> Result<()> {
+    async fn reset_mfa_code_failures(&mut self, user_id: &UserId) -> Result<()> {
         self.exec(
             "UPDATE mfa_factors SET code_failures = 0 WHERE user_id = $1 AND code_failures <> 0",
-            &[&user_id],
+            &[&user_id.as_str()],
         )
         .await?;
         Ok(())

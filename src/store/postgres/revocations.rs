@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use crate::clock::Millis;
 use crate::domain::model::Revocation;
 use crate::domain::repository::{Result, RevocationLog};
+use crate::domain::SessionId;
 
 use super::tx::count;
 use super::PgTx;
@@ -29,7 +30,7 @@ impl RevocationLog for PgTx<'_> {
             .map(|r| {
                 Ok(Revocation {
                     seq: r.try_get(0)?,
-                    session_id: r.try_get(1)?,
+                    session_id: SessionId::from_stored(r.try_get(1)?),
                     revoked_at: r.try_get(2)?,
                 })
             })

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use crate::clock::Millis;
 use crate::domain::model::{Session, StoredToken};
 use crate::domain::repository::{Result, SessionRepo, SweepStep};
-use crate::domain::{RevocationReason, Scope, TokenHash};
+use crate::domain::{RevocationReason, Scope, SessionId, TokenHash, UserId};
 use crate::store::columns::{amr_of, amr_text};
 
 use super::tx::{count, hash_of};
@@ -29,8 +29,8 @@ fn session_from_row(r: &Row) -> Result<Session> {
     let reason: Option<String> = r.try_get(12)?;
     let head_hash: Option<Vec<u8>> = r.try_get(16)?;
     Ok(Session {
-        id: r.try_get(0)?,
-        user_id: r.try_get(1)?,
+        id: SessionId::from_stored(r.try_get(0)?),
+        user_id: UserId::from_stored(r.try_get(1)?),
         client_id: r.try_get(2)?,
         // Stored scopes were parsed when the session began.
         scope: Scope::parse(&scope).unwrap_or_default(),
@@ -57,7 +57,7 @@ fn session_from_row(r: &Row) -> Result<Session> {
 
 #[async_trait(?Send)]
 impl SessionRepo for PgTx<'_> {
-    async fn session_by_id(&mut self, id: &str) -> Result<Option<Session>> {
+    async fn session_by_id(&mut self, id: &SessionId) -> Result<Option<Session>> {
         // Every caller of a session goes on to its user (a refresh, a Bearer request):
         // both come in one round trip. No row lock: every write a job makes to a
         // session it read is conditional on what it read (see the module comment).
@@ -65,7 +65,7 @@ impl SessionRepo for PgTx<'_> {
             "SELECT {SESSION_COLS_OF_S}, {USER_COLS_OF_U} FROM sessions s
              JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
-        let Some(row) = self.opt(&sql, &[&id]).await? else {
+        let Some(row) = self.opt(&sql, &[&id.as_str()]).await? else {
             return Ok(None);
         };
         let session = session_from_row(&row)?;
@@ -75,13 +75,13 @@ impl SessionRepo for PgTx<'_> {
 
     async fn active_sessions_of_user(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         now: Millis,
     ) -> Result<Vec<Session>> {
         if self.writing {
             self.exec(
                 "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
-                &[&user_id],
+                &[&user_id.as_str()],
             )
             .await?;
         }
@@ -90,7 +90,7 @@ impl SessionRepo for PgTx<'_> {
              WHERE user_id = $1 AND revoked_at IS NULL AND idle_expires_at > $2 AND expires_at > $2
              ORDER BY created_at, id"
         );
-        self.rows(&sql, &[&user_id, &now])
+        self.rows(&sql, &[&user_id.as_str(), &now])
             .await?
             .iter()
             .map(session_from_row)
@@ -116,8 +116,8 @@ impl SessionRepo for PgTx<'_> {
                  head_generation, head_issued_at, head_hash, amr, auth_time)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             &[
-                &s.id,
-                &s.user_id,
+                &s.id.as_str(),
+                &s.user_id.as_str(),
                 &s.client_id,
                 &s.scope.to_claim(),
                 &s.remember_me,
@@ -144,7 +144,7 @@ impl SessionRepo for PgTx<'_> {
                  ip = COALESCE($4, ip), user_agent = COALESCE($5, user_agent)
              WHERE id = $1",
             &[
-                &s.id,
+                &s.id.as_str(),
                 &s.last_active_at,
                 &s.idle_expires_at,
                 &s.ip,
@@ -164,7 +164,7 @@ impl SessionRepo for PgTx<'_> {
                      head_generation = $6, head_issued_at = $7, sealed_head = $8, head_hash = $9
                  WHERE id = $1 AND head_generation = $6::BIGINT - 1 AND revoked_at IS NULL",
                 &[
-                    &s.id,
+                    &s.id.as_str(),
                     &s.last_active_at,
                     &s.idle_expires_at,
                     &s.ip,
@@ -186,7 +186,7 @@ impl SessionRepo for PgTx<'_> {
 
     async fn revoke_session(
         &mut self,
-        id: &str,
+        id: &SessionId,
         now: Millis,
         reason: RevocationReason,
     ) -> Result<bool> {
@@ -195,7 +195,7 @@ impl SessionRepo for PgTx<'_> {
             .exec(
                 "UPDATE sessions SET revoked_at = $2, revoked_reason = $3, sealed_head = NULL
                  WHERE id = $1 AND revoked_at IS NULL",
-                &[&id, &now, &reason.as_str()],
+                &[&id.as_str(), &now, &reason.as_str()],
             )
             .await?;
         if n == 0 {
@@ -204,7 +204,7 @@ impl SessionRepo for PgTx<'_> {
         self.lock_revocation_log().await?;
         self.exec(
             "INSERT INTO revocations (session_id, revoked_at) VALUES ($1, $2)",
-            &[&id, &now],
+            &[&id.as_str(), &now],
         )
         .await?;
         self.after.revoked(reason);
@@ -274,7 +274,7 @@ impl SessionRepo for PgTx<'_> {
         let Some(r) = row else { return Ok(None) };
         Ok(Some(StoredToken {
             token_hash: hash_of(r.try_get(0)?)?,
-            session_id: r.try_get(1)?,
+            session_id: SessionId::from_stored(r.try_get(1)?),
             generation: r.try_get(2)?,
             issued_at: r.try_get(3)?,
         }))
@@ -286,7 +286,7 @@ impl SessionRepo for PgTx<'_> {
              VALUES ($1, $2, $3, $4)",
             &[
                 &&t.token_hash[..],
-                &t.session_id,
+                &t.session_id.as_str(),
                 &t.generation,
                 &t.issued_at,
             ],

@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use crate::clock::Millis;
 use crate::domain::model::User;
 use crate::domain::repository::{Result, UserRepo};
+use crate::domain::UserId;
 
 use super::tx::count;
 use super::PgTx;
@@ -23,7 +24,7 @@ pub(super) fn user_from_row(r: &Row) -> Result<User> {
 pub(super) fn user_from_row_at(r: &Row, at: usize) -> Result<User> {
     let roles: String = r.try_get(at + 3)?;
     Ok(User {
-        id: r.try_get(at)?,
+        id: UserId::from_stored(r.try_get(at)?),
         username: r.try_get(at + 1)?,
         password_hash: r.try_get(at + 2)?,
         roles: serde_json::from_str(&roles).unwrap_or_default(),
@@ -34,8 +35,8 @@ pub(super) fn user_from_row_at(r: &Row, at: usize) -> Result<User> {
 
 #[async_trait(?Send)]
 impl UserRepo for PgTx<'_> {
-    async fn user_by_id(&mut self, id: &str) -> Result<Option<User>> {
-        if let Some(user) = self.user_read_with_session.as_ref().filter(|u| u.id == id) {
+    async fn user_by_id(&mut self, id: &UserId) -> Result<Option<User>> {
+        if let Some(user) = self.user_read_with_session.as_ref().filter(|u| &u.id == id) {
             return Ok(Some(user.clone()));
         }
         // A write job holds the user's row (shared) until it commits, so a password
@@ -47,7 +48,7 @@ impl UserRepo for PgTx<'_> {
         } else {
             format!("SELECT {USER_COLS} FROM users WHERE id = $1")
         };
-        self.opt(&sql, &[&id])
+        self.opt(&sql, &[&id.as_str()])
             .await?
             .as_ref()
             .map(user_from_row)
@@ -84,7 +85,7 @@ impl UserRepo for PgTx<'_> {
                  roles, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
-                &user.id,
+                &user.id.as_str(),
                 &user.username,
                 &username_key,
                 &skeleton,
@@ -107,28 +108,28 @@ impl UserRepo for PgTx<'_> {
         Ok(r.try_get(0)?)
     }
 
-    async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()> {
+    async fn set_password_hash(&mut self, user_id: &UserId, hash: &str) -> Result<()> {
         self.user_read_with_session = None;
         self.exec(
             "UPDATE users SET password_hash = $2 WHERE id = $1",
-            &[&user_id, &hash],
+            &[&user_id.as_str(), &hash],
         )
         .await?;
         Ok(())
     }
 
-    async fn set_disabled(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+    async fn set_disabled(&mut self, user_id: &UserId, now: Millis) -> Result<bool> {
         self.user_read_with_session = None;
         Ok(self
             .exec(
                 "UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
-                &[&user_id, &now],
+                &[&user_id.as_str(), &now],
             )
             .await?
             > 0)
     }
 
-    async fn delete_user(&mut self, user_id: &str, now: Millis) -> Result<bool> {
+    async fn delete_user(&mut self, user_id: &UserId, now: Millis) -> Result<bool> {
         self.user_read_with_session = None;
         // Erasure deletes the session rows, not the access tokens already issued: the
         // live sessions enter the log first (docs/contract.md "Revocation feed").
@@ -140,26 +141,29 @@ impl UserRepo for PgTx<'_> {
                  WHERE user_id = $1 AND revoked_at IS NULL
                    AND idle_expires_at > $2 AND expires_at > $2
                  ORDER BY created_at, id",
-                &[&user_id, &now],
+                &[&user_id.as_str(), &now],
             )
             .await?;
-        self.exec("DELETE FROM events WHERE user_id = $1", &[&user_id])
-            .await?;
+        self.exec(
+            "DELETE FROM events WHERE user_id = $1",
+            &[&user_id.as_str()],
+        )
+        .await?;
         // The shared login-failure count is keyed by the name: personal data too.
         self.exec(
             "DELETE FROM login_failures
              WHERE key = 'a:' || (SELECT username_key FROM users WHERE id = $1)",
-            &[&user_id],
+            &[&user_id.as_str()],
         )
         .await?;
         self.exec(
             "UPDATE events SET actor_id = NULL, actor_ip = NULL, actor_user_agent = NULL
              WHERE actor_id = $1",
-            &[&user_id],
+            &[&user_id.as_str()],
         )
         .await?;
         let deleted = self
-            .exec("DELETE FROM users WHERE id = $1", &[&user_id])
+            .exec("DELETE FROM users WHERE id = $1", &[&user_id.as_str()])
             .await?
             > 0;
         if deleted {

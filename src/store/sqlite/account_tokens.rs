@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension};
 use crate::clock::Millis;
 use crate::domain::model::{AccountToken, TokenPurpose};
 use crate::domain::repository::AccountTokenRepo;
-use crate::domain::TokenHash;
+use crate::domain::{TokenHash, UserId};
 use crate::store::columns::purpose_of;
 
 use super::SqliteTx;
@@ -22,7 +22,7 @@ impl AccountTokenRepo for SqliteTx<'_> {
     )?
     .execute(params![
         t.token_hash.as_slice(),
-        t.user_id,
+        t.user_id.as_str(),
         t.purpose.as_str(),
         t.email_key,
         t.created_at,
@@ -50,7 +50,7 @@ impl AccountTokenRepo for SqliteTx<'_> {
                 let purpose: String = r.get(2)?;
                 Ok(AccountToken {
                     token_hash,
-                    user_id: r.get(1)?,
+                    user_id: UserId::from_stored(r.get(1)?),
                     purpose: purpose_of(&purpose),
                     email_key: r.get(3)?,
                     created_at: r.get(4)?,
@@ -62,18 +62,18 @@ impl AccountTokenRepo for SqliteTx<'_> {
 
     async fn delete_account_tokens(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         purpose: TokenPurpose,
     ) -> anyhow::Result<usize> {
         let conn = self.conn;
         Ok(conn
             .prepare_cached("DELETE FROM account_tokens WHERE user_id = ?1 AND purpose = ?2")?
-            .execute(params![user_id, purpose.as_str()])?)
+            .execute(params![user_id.as_str(), purpose.as_str()])?)
     }
 
     async fn count_account_tokens_since(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         purpose: TokenPurpose,
         since: Millis,
     ) -> anyhow::Result<u32> {
@@ -83,7 +83,9 @@ impl AccountTokenRepo for SqliteTx<'_> {
                 "SELECT count(*) FROM account_tokens
              WHERE user_id = ?1 AND purpose = ?2 AND created_at > ?3",
             )?
-            .query_row(params![user_id, purpose.as_str(), since], |r| r.get(0))?)
+            .query_row(params![user_id.as_str(), purpose.as_str(), since], |r| {
+                r.get(0)
+            })?)
     }
 
     async fn delete_account_tokens_expired_before(

@@ -8,12 +8,13 @@ use rusqlite::{params, OptionalExtension};
 use crate::clock::Millis;
 use crate::domain::model::{TokenPurpose, User, UserEmail};
 use crate::domain::repository::{EmailRepo, UserRepo};
+use crate::domain::UserId;
 
 use super::SqliteTx;
 
 fn email_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserEmail> {
     Ok(UserEmail {
-        user_id: r.get(0)?,
+        user_id: UserId::from_stored(r.get(0)?),
         email: r.get(1)?,
         verified_at: r.get(2)?,
     })
@@ -21,12 +22,14 @@ fn email_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserEmail> {
 
 #[async_trait(?Send)]
 impl EmailRepo for SqliteTx<'_> {
-    async fn email_of_user(&mut self, user_id: &str) -> anyhow::Result<Option<UserEmail>> {
+    async fn email_of_user(&mut self, user_id: &UserId) -> anyhow::Result<Option<UserEmail>> {
         let conn = self.conn;
         let mut st = conn.prepare_cached(
             "SELECT user_id, email, verified_at FROM user_emails WHERE user_id = ?1",
         )?;
-        Ok(st.query_row([user_id], email_from_row).optional()?)
+        Ok(st
+            .query_row([user_id.as_str()], email_from_row)
+            .optional()?)
     }
 
     async fn user_by_verified_email(&mut self, email_key: &str) -> anyhow::Result<Option<User>> {
@@ -38,7 +41,7 @@ impl EmailRepo for SqliteTx<'_> {
             .query_row([email_key], |r| r.get(0))
             .optional()?;
         match id {
-            Some(id) => self.user_by_id(&id).await,
+            Some(id) => self.user_by_id(&UserId::from_stored(id)).await,
             None => Ok(None),
         }
     }
@@ -56,20 +59,24 @@ impl EmailRepo for SqliteTx<'_> {
     async fn drop_unverified_claims(
         &mut self,
         email_key: &str,
-        owner: &str,
+        owner: &UserId,
     ) -> anyhow::Result<usize> {
         let conn = self.conn;
         conn.prepare_cached(
             "DELETE FROM account_tokens
          WHERE purpose = ?3 AND email_key = ?1 AND user_id <> ?2",
         )?
-        .execute(params![email_key, owner, TokenPurpose::Verify.as_str()])?;
+        .execute(params![
+            email_key,
+            owner.as_str(),
+            TokenPurpose::Verify.as_str()
+        ])?;
         Ok(conn
             .prepare_cached(
                 "DELETE FROM user_emails
              WHERE email_key = ?1 AND user_id <> ?2 AND verified_at IS NULL",
             )?
-            .execute(params![email_key, owner])?)
+            .execute(params![email_key, owner.as_str()])?)
     }
 
     async fn set_email(&mut self, email: &UserEmail, email_key: &str) -> anyhow::Result<()> {
@@ -81,7 +88,7 @@ impl EmailRepo for SqliteTx<'_> {
              verified_at = excluded.verified_at",
     )?
     .execute(params![
-        email.user_id,
+        email.user_id.as_str(),
         email.email,
         email_key,
         email.verified_at
@@ -91,7 +98,7 @@ impl EmailRepo for SqliteTx<'_> {
 
     async fn mark_email_verified(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         email_key: &str,
         now: Millis,
     ) -> anyhow::Result<bool> {
@@ -101,7 +108,7 @@ impl EmailRepo for SqliteTx<'_> {
                 "UPDATE user_emails SET verified_at = coalesce(verified_at, ?3)
              WHERE user_id = ?1 AND email_key = ?2",
             )?
-            .execute(params![user_id, email_key, now])?
+            .execute(params![user_id.as_str(), email_key, now])?
             > 0)
     }
 }

@@ -6,6 +6,7 @@ use rusqlite::params;
 use crate::clock::Millis;
 use crate::domain::model::{Actor, Event, EventQuery, NewEvent};
 use crate::domain::repository::EventRepo;
+use crate::domain::{SessionId, UserId};
 use crate::store::columns::shown_actor;
 
 use super::SqliteTx;
@@ -24,13 +25,13 @@ impl EventRepo for SqliteTx<'_> {
         .execute(params![
             at,
             e.kind.as_str(),
-            e.user_id,
-            e.session_id,
+            e.user_id.as_ref().map(UserId::as_str),
+            e.session_id.as_ref().map(SessionId::as_str),
             e.client_id,
             e.ip,
             e.user_agent,
             detail,
-            actor.user_id,
+            actor.user_id.as_ref().map(UserId::as_str),
             actor.ip,
             actor.user_agent
         ])?;
@@ -39,8 +40,8 @@ impl EventRepo for SqliteTx<'_> {
         tracing::info!(
             target: "latchkey::security",
             event = e.kind.as_str(),
-            user_id = e.user_id.as_deref(),
-            session_id = e.session_id.as_deref(),
+            user_id = e.user_id.as_ref().map(UserId::as_str),
+            session_id = e.session_id.as_ref().map(SessionId::as_str),
             client_id = e.client_id.as_deref(),
             detail = detail.as_deref(),
             "security event"
@@ -69,13 +70,20 @@ impl EventRepo for SqliteTx<'_> {
         ))?;
         let rows = st
             .query_map(
-                params![q.user_id, q.kind, q.since, q.until, q.before, q.limit],
+                params![
+                    q.user_id.as_ref().map(UserId::as_str),
+                    q.kind,
+                    q.since,
+                    q.until,
+                    q.before,
+                    q.limit
+                ],
                 |r| {
                     let detail: Option<serde_json::Value> = r
                         .get::<_, Option<String>>(8)?
                         .and_then(|d| serde_json::from_str(&d).ok());
                     let actor = Actor {
-                        user_id: r.get(9)?,
+                        user_id: r.get::<_, Option<String>>(9)?.map(UserId::from_stored),
                         ip: r.get(10)?,
                         user_agent: r.get(11)?,
                     };
@@ -84,8 +92,8 @@ impl EventRepo for SqliteTx<'_> {
                         id: r.get(0)?,
                         at: r.get(1)?,
                         kind: r.get(2)?,
-                        user_id: r.get(3)?,
-                        session_id: r.get(4)?,
+                        user_id: r.get::<_, Option<String>>(3)?.map(UserId::from_stored),
+                        session_id: r.get::<_, Option<String>>(4)?.map(SessionId::from_stored),
                         client_id: r.get(5)?,
                         ip: r.get(6)?,
                         user_agent: r.get(7)?,
@@ -101,7 +109,7 @@ impl EventRepo for SqliteTx<'_> {
     /// Whether the user logged in from this network and browser family since `since`.
     async fn seen_device(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         since: Millis,
         network: &str,
         ua_family: &str,
@@ -113,16 +121,20 @@ impl EventRepo for SqliteTx<'_> {
              AND json_extract(detail, '$.network') = ?3
              AND json_extract(detail, '$.ua_family') = ?4)",
         )?;
-        Ok(st.query_row(params![user_id, since, network, ua_family], |r| r.get(0))?)
+        Ok(
+            st.query_row(params![user_id.as_str(), since, network, ua_family], |r| {
+                r.get(0)
+            })?,
+        )
     }
 
-    async fn has_logged_in_before(&mut self, user_id: &str) -> anyhow::Result<bool> {
+    async fn has_logged_in_before(&mut self, user_id: &UserId) -> anyhow::Result<bool> {
         let conn = self.conn;
         let mut st = conn.prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_logins_by_user
            WHERE user_id = ?1 AND kind = 'login_succeeded')",
         )?;
-        Ok(st.query_row([user_id], |r| r.get(0))?)
+        Ok(st.query_row([user_id.as_str()], |r| r.get(0))?)
     }
 
     /// Deletes events older than `cutoff` among the oldest `limit` (events are appended in
@@ -198,11 +210,13 @@ mod tests {
         let mut answers = Vec::new();
         let work = vm_work(&conn, || {
             let mut tx = SqliteTx::new(&conn);
-            answers.push(run_now(tx.has_logged_in_before("alice")).unwrap());
-            let seen = tx.seen_device("alice", 0, "203.0.113.0/24", "Firefox");
+            // The id the rows above hold.
+            let alice = UserId::from_stored("alice".into());
+            answers.push(run_now(tx.has_logged_in_before(&alice)).unwrap());
+            let seen = tx.seen_device(&alice, 0, "203.0.113.0/24", "Firefox");
             answers.push(run_now(seen).unwrap());
             let q = EventQuery {
-                user_id: Some("alice".into()),
+                user_id: Some(alice.clone()),
                 limit: 50,
                 ..Default::default()
             };

@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension, Row};
 use crate::clock::Millis;
 use crate::domain::model::{MfaFactor, PendingLogin};
 use crate::domain::repository::SecondFactorRepo;
-use crate::domain::{Scope, TokenHash};
+use crate::domain::{Scope, TokenHash, UserId};
 
 use super::SqliteTx;
 
@@ -24,7 +24,7 @@ fn login_from_row(r: &Row<'_>) -> rusqlite::Result<PendingLogin> {
     let audiences: String = r.get(4)?;
     Ok(PendingLogin {
         token_hash: hash_of(r.get(0)?),
-        user_id: r.get(1)?,
+        user_id: UserId::from_stored(r.get(1)?),
         client_id: r.get(2)?,
         scope: Scope::parse(&scope).unwrap_or_default(),
         audiences: serde_json::from_str(&audiences).unwrap_or_default(),
@@ -39,16 +39,16 @@ fn login_from_row(r: &Row<'_>) -> rusqlite::Result<PendingLogin> {
 
 #[async_trait(?Send)]
 impl SecondFactorRepo for SqliteTx<'_> {
-    async fn mfa_factor(&mut self, user_id: &str) -> anyhow::Result<Option<MfaFactor>> {
+    async fn mfa_factor(&mut self, user_id: &UserId) -> anyhow::Result<Option<MfaFactor>> {
         let conn = self.conn;
         Ok(conn
             .prepare_cached(
                 "SELECT user_id, sealed_secret, created_at, confirmed_at, last_step
              FROM mfa_factors WHERE user_id = ?1",
             )?
-            .query_row([user_id], |r| {
+            .query_row([user_id.as_str()], |r| {
                 Ok(MfaFactor {
-                    user_id: r.get(0)?,
+                    user_id: UserId::from_stored(r.get(0)?),
                     sealed_secret: r.get(1)?,
                     created_at: r.get(2)?,
                     confirmed_at: r.get(3)?,
@@ -68,7 +68,7 @@ impl SecondFactorRepo for SqliteTx<'_> {
              last_step = excluded.last_step",
         )?
         .execute(params![
-            f.user_id,
+            f.user_id.as_str(),
             f.sealed_secret,
             f.created_at,
             f.confirmed_at,
@@ -77,55 +77,55 @@ impl SecondFactorRepo for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn advance_mfa_step(&mut self, user_id: &str, step: i64) -> anyhow::Result<bool> {
+    async fn advance_mfa_step(&mut self, user_id: &UserId, step: i64) -> anyhow::Result<bool> {
         let conn = self.conn;
         Ok(conn
             .prepare_cached(
                 "UPDATE mfa_factors SET last_step = ?2
              WHERE user_id = ?1 AND (last_step IS NULL OR last_step < ?2)",
             )?
-            .execute(params![user_id, step])?
+            .execute(params![user_id.as_str(), step])?
             == 1)
     }
 
-    async fn delete_mfa_factor(&mut self, user_id: &str) -> anyhow::Result<bool> {
+    async fn delete_mfa_factor(&mut self, user_id: &UserId) -> anyhow::Result<bool> {
         let conn = self.conn;
         conn.prepare_cached("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")?
-            .execute([user_id])?;
+            .execute([user_id.as_str()])?;
         conn.prepare_cached("DELETE FROM mfa_logins WHERE user_id = ?1")?
-            .execute([user_id])?;
+            .execute([user_id.as_str()])?;
         Ok(conn
             .prepare_cached("DELETE FROM mfa_factors WHERE user_id = ?1")?
-            .execute([user_id])?
+            .execute([user_id.as_str()])?
             == 1)
     }
 
     async fn replace_recovery_codes(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         hashes: &[TokenHash],
     ) -> anyhow::Result<()> {
         let conn = self.conn;
         conn.prepare_cached("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")?
-            .execute([user_id])?;
+            .execute([user_id.as_str()])?;
         let mut insert = conn.prepare_cached(
             "INSERT OR IGNORE INTO mfa_recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
         )?;
         for h in hashes {
-            insert.execute(params![user_id, h.as_slice()])?;
+            insert.execute(params![user_id.as_str(), h.as_slice()])?;
         }
         Ok(())
     }
 
     async fn consume_recovery_code(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         hash: &TokenHash,
     ) -> anyhow::Result<bool> {
         let conn = self.conn;
         Ok(conn
             .prepare_cached("DELETE FROM mfa_recovery_codes WHERE user_id = ?1 AND code_hash = ?2")?
-            .execute(params![user_id, hash.as_slice()])?
+            .execute(params![user_id.as_str(), hash.as_slice()])?
             == 1)
     }
 
@@ -138,7 +138,7 @@ impl SecondFactorRepo for SqliteTx<'_> {
         )?
         .execute(params![
             l.token_hash.as_slice(),
-            l.user_id,
+            l.user_id.as_str(),
             l.client_id,
             l.scope.to_claim(),
             serde_json::to_string(&l.audiences)?,
@@ -191,32 +191,35 @@ impl SecondFactorRepo for SqliteTx<'_> {
     }
 
     /// SQLite has one writer: the read alone is as good as a lock.
-    async fn mfa_code_failures_for_update(&mut self, user_id: &str) -> anyhow::Result<Option<u32>> {
+    async fn mfa_code_failures_for_update(
+        &mut self,
+        user_id: &UserId,
+    ) -> anyhow::Result<Option<u32>> {
         let conn = self.conn;
         Ok(conn
             .prepare_cached(
                 "SELECT code_failures FROM mfa_factors
              WHERE user_id = ?1 AND confirmed_at IS NOT NULL",
             )?
-            .query_row([user_id], |r| r.get(0))
+            .query_row([user_id.as_str()], |r| r.get(0))
             .optional()?)
     }
 
-    async fn add_mfa_code_failure(&mut self, user_id: &str) -> anyhow::Result<()> {
+    async fn add_mfa_code_failure(&mut self, user_id: &UserId) -> anyhow::Result<()> {
         let conn = self.conn;
         conn.prepare_cached(
             "UPDATE mfa_factors SET code_failures = code_failures + 1 WHERE user_id = ?1",
         )?
-        .execute([user_id])?;
+        .execute([user_id.as_str()])?;
         Ok(())
     }
 
-    async fn reset_mfa_code_failures(&mut self, user_id: &str) -> anyhow::Result<()> {
+    async fn reset_mfa_code_failures(&mut self, user_id: &UserId) -> anyhow::Result<()> {
         let conn = self.conn;
         conn.prepare_cached(
             "UPDATE mfa_factors SET code_failures = 0 WHERE user_id = ?1 AND code_failures <> 0",
         )?
-        .execute([user_id])?;
+        .execute([user_id.as_str()])?;
         Ok(())
     }
 

@@ -8,13 +8,14 @@ use rusqlite::{params, Connection};
 use crate::clock::Millis;
 use crate::domain::model::Revocation;
 use crate::domain::repository::RevocationLog;
+use crate::domain::{SessionId, UserId};
 
 use super::SqliteTx;
 
 /// Logs one revoked session.
-pub(super) fn append(conn: &Connection, session_id: &str, at: Millis) -> anyhow::Result<()> {
+pub(super) fn append(conn: &Connection, session_id: &SessionId, at: Millis) -> anyhow::Result<()> {
     conn.prepare_cached("INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2)")?
-        .execute(params![session_id, at])?;
+        .execute(params![session_id.as_str(), at])?;
     Ok(())
 }
 
@@ -22,7 +23,7 @@ pub(super) fn append(conn: &Connection, session_id: &str, at: Millis) -> anyhow:
 /// about to be deleted, their access tokens are not). Returns how many.
 pub(super) fn append_live_sessions_of_user(
     conn: &Connection,
-    user_id: &str,
+    user_id: &UserId,
     now: Millis,
 ) -> anyhow::Result<usize> {
     Ok(conn
@@ -33,7 +34,7 @@ pub(super) fn append_live_sessions_of_user(
                AND idle_expires_at > ?2 AND expires_at > ?2
              ORDER BY created_at, id",
         )?
-        .execute(params![user_id, now])?)
+        .execute(params![user_id.as_str(), now])?)
 }
 
 #[async_trait(?Send)]
@@ -55,7 +56,7 @@ impl RevocationLog for SqliteTx<'_> {
             .query_map(params![after, since, limit], |r| {
                 Ok(Revocation {
                     seq: r.get(0)?,
-                    session_id: r.get(1)?,
+                    session_id: SessionId::from_stored(r.get(1)?),
                     revoked_at: r.get(2)?,
                 })
             })?

@@ -9,7 +9,7 @@ use crate::clock::Millis;
 use crate::domain::model::{Session, StoredToken};
 use crate::domain::repository::SessionRepo;
 use crate::domain::repository::SweepStep;
-use crate::domain::{RevocationReason, Scope, TokenHash};
+use crate::domain::{RevocationReason, Scope, SessionId, TokenHash, UserId};
 use crate::store::columns::{amr_of, amr_text};
 
 use super::{revocations, SqliteTx};
@@ -22,8 +22,8 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     let scope: String = r.get(3)?;
     let reason: Option<String> = r.get(12)?;
     Ok(Session {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
+        id: SessionId::from_stored(r.get(0)?),
+        user_id: UserId::from_stored(r.get(1)?),
         client_id: r.get(2)?,
         // Stored scopes were parsed when the session began.
         scope: Scope::parse(&scope).unwrap_or_default(),
@@ -60,8 +60,8 @@ impl SessionRepo for SqliteTx<'_> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
-            s.id,
-            s.user_id,
+            s.id.as_str(),
+            s.user_id.as_str(),
             s.client_id,
             s.scope.to_claim(),
             s.remember_me,
@@ -81,18 +81,18 @@ impl SessionRepo for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn session_by_id(&mut self, id: &str) -> anyhow::Result<Option<Session>> {
+    async fn session_by_id(&mut self, id: &SessionId) -> anyhow::Result<Option<Session>> {
         let conn = self.conn;
         let mut st = conn.prepare_cached(&format!(
             "SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"
         ))?;
-        Ok(st.query_row([id], session_from_row).optional()?)
+        Ok(st.query_row([id.as_str()], session_from_row).optional()?)
     }
 
     /// The user's sessions that are live at `now`, oldest first.
     async fn active_sessions_of_user(
         &mut self,
-        user_id: &str,
+        user_id: &UserId,
         now: Millis,
     ) -> anyhow::Result<Vec<Session>> {
         let conn = self.conn;
@@ -102,7 +102,7 @@ impl SessionRepo for SqliteTx<'_> {
          ORDER BY created_at, id"
         ))?;
         let rows = st
-            .query_map(params![user_id, now], session_from_row)?
+            .query_map(params![user_id.as_str(), now], session_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -127,7 +127,7 @@ impl SessionRepo for SqliteTx<'_> {
          WHERE id = ?1",
         )?
         .execute(params![
-            s.id,
+            s.id.as_str(),
             s.last_active_at,
             s.idle_expires_at,
             s.ip,
@@ -150,7 +150,7 @@ impl SessionRepo for SqliteTx<'_> {
              WHERE id = ?1 AND head_generation = ?6 - 1 AND revoked_at IS NULL",
             )?
             .execute(params![
-                s.id,
+                s.id.as_str(),
                 s.last_active_at,
                 s.idle_expires_at,
                 s.ip,
@@ -172,7 +172,7 @@ impl SessionRepo for SqliteTx<'_> {
     /// Revokes one session if still live; returns whether it did.
     async fn revoke_session(
         &mut self,
-        id: &str,
+        id: &SessionId,
         now: Millis,
         reason: RevocationReason,
     ) -> anyhow::Result<bool> {
@@ -183,7 +183,7 @@ impl SessionRepo for SqliteTx<'_> {
                 "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3, sealed_head = NULL
              WHERE id = ?1 AND revoked_at IS NULL",
             )?
-            .execute(params![id, now, reason.as_str()])?;
+            .execute(params![id.as_str(), now, reason.as_str()])?;
         if n > 0 {
             // In the same transaction: a rolled-back revocation never reaches the log.
             revocations::append(conn, id, now)?;
@@ -257,14 +257,20 @@ impl SessionRepo for SqliteTx<'_> {
                 Ok((bytes, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        let Some((bytes, session_id, generation, issued_at)) = row else {
+        let Some((bytes, session_id, generation, issued_at)): Option<(
+            Vec<u8>,
+            String,
+            i64,
+            Millis,
+        )> = row
+        else {
             return Ok(None);
         };
         let token_hash =
             TokenHash::try_from(bytes.as_slice()).context("a stored hash is not 32 bytes")?;
         Ok(Some(StoredToken {
             token_hash,
-            session_id,
+            session_id: SessionId::from_stored(session_id),
             generation,
             issued_at,
         }))
@@ -279,7 +285,7 @@ impl SessionRepo for SqliteTx<'_> {
         )?
         .execute(params![
             &t.token_hash[..],
-            t.session_id,
+            t.session_id.as_str(),
             t.generation,
             t.issued_at
         ])

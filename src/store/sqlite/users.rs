@@ -7,6 +7,7 @@ use rusqlite::{params, OptionalExtension, Row};
 use crate::clock::Millis;
 use crate::domain::model::User;
 use crate::domain::repository::UserRepo;
+use crate::domain::UserId;
 
 use super::{revocations, SqliteTx};
 
@@ -15,7 +16,7 @@ const USER_COLS: &str = "id, username, password_hash, roles, created_at, disable
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let roles: String = r.get(3)?;
     Ok(User {
-        id: r.get(0)?,
+        id: UserId::from_stored(r.get(0)?),
         username: r.get(1)?,
         password_hash: r.get(2)?,
         roles: serde_json::from_str(&roles).unwrap_or_default(),
@@ -34,11 +35,11 @@ impl UserRepo for SqliteTx<'_> {
         Ok(st.query_row([key], user_from_row).optional()?)
     }
 
-    async fn user_by_id(&mut self, id: &str) -> anyhow::Result<Option<User>> {
+    async fn user_by_id(&mut self, id: &UserId) -> anyhow::Result<Option<User>> {
         let conn = self.conn;
         let mut st =
             conn.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?;
-        Ok(st.query_row([id], user_from_row).optional()?)
+        Ok(st.query_row([id.as_str()], user_from_row).optional()?)
     }
 
     async fn all_users(&mut self) -> anyhow::Result<Vec<User>> {
@@ -66,7 +67,7 @@ impl UserRepo for SqliteTx<'_> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
-            user.id,
+            user.id.as_str(),
             user.username,
             username_key,
             skeleton,
@@ -86,41 +87,41 @@ impl UserRepo for SqliteTx<'_> {
             .query_row([skeleton], |r| r.get(0))?)
     }
 
-    async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> anyhow::Result<()> {
+    async fn set_password_hash(&mut self, user_id: &UserId, hash: &str) -> anyhow::Result<()> {
         let conn = self.conn;
         conn.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
-            .execute(params![user_id, hash])?;
+            .execute(params![user_id.as_str(), hash])?;
         Ok(())
     }
 
-    async fn set_disabled(&mut self, user_id: &str, now: Millis) -> anyhow::Result<bool> {
+    async fn set_disabled(&mut self, user_id: &UserId, now: Millis) -> anyhow::Result<bool> {
         let conn = self.conn;
         Ok(conn
             .prepare_cached(
                 "UPDATE users SET disabled_at = ?2 WHERE id = ?1 AND disabled_at IS NULL",
             )?
-            .execute(params![user_id, now])?
+            .execute(params![user_id.as_str(), now])?
             > 0)
     }
 
     /// Deletes the user; sessions and tokens go with it (ON DELETE CASCADE), the user's
     /// events are erased, and where they acted as an administrator on other users' events
     /// their id, IP and user agent are wiped from those events' actor.
-    async fn delete_user(&mut self, user_id: &str, now: Millis) -> anyhow::Result<bool> {
+    async fn delete_user(&mut self, user_id: &UserId, now: Millis) -> anyhow::Result<bool> {
         // Erasure deletes the session rows, not the access tokens already issued: the
         // live sessions enter the log first (docs/contract.md "Revocation feed").
         let logged = revocations::append_live_sessions_of_user(self.conn, user_id, now)?;
         let conn = self.conn;
         conn.prepare_cached("DELETE FROM events WHERE user_id = ?1")?
-            .execute([user_id])?;
+            .execute([user_id.as_str()])?;
         conn.prepare_cached(
             "UPDATE events SET actor_id = NULL, actor_ip = NULL, actor_user_agent = NULL
          WHERE actor_id = ?1",
         )?
-        .execute([user_id])?;
+        .execute([user_id.as_str()])?;
         let deleted = conn
             .prepare_cached("DELETE FROM users WHERE id = ?1")?
-            .execute([user_id])?
+            .execute([user_id.as_str()])?
             > 0;
         if deleted {
             self.after.logged += logged;

@@ -39,7 +39,7 @@ async fn of_two_rotations_of_one_head_from_the_same_generation_exactly_one_wins(
     for round in 0..5i64 {
         // Each job read generation `round`; it writes only if the head is still there.
         let answers = at_once(&store, 2, true, async move |tx| {
-            let mut s = tx.session_by_id("sa").await?.unwrap();
+            let mut s = tx.session_by_id(&sid("sa")).await?.unwrap();
             if s.head_generation != round {
                 return Ok(false);
             }
@@ -57,7 +57,7 @@ async fn of_two_rotations_of_one_head_from_the_same_generation_exactly_one_wins(
         );
     }
     let head = write_job!(store, |tx| tx
-        .session_by_id("sa")
+        .session_by_id(&sid("sa"))
         .await?
         .unwrap()
         .head_generation);
@@ -69,19 +69,20 @@ async fn logins_counting_live_sessions_under_lock_never_pass_the_limit() {
     let (store, _dir) = store().await;
     two_users(&store).await;
     let answers = at_once(&store, 12, false, async |tx| {
-        let live = tx.active_sessions_of_user("alice", T0 + 1).await?;
+        let live = tx.active_sessions_of_user(&uid("alice"), T0 + 1).await?;
         if live.len() >= 4 {
             return Ok(false);
         }
-        let id = format!("s-{}", uuid::Uuid::new_v4().simple());
-        tx.insert_session(&session(&id, "alice", T0 + 1)).await?;
+        let mut another = session("sa", "alice", T0 + 1);
+        another.id = SessionId::new_random();
+        tx.insert_session(&another).await?;
         Ok(true)
     })
     .await;
     let opened = answers.into_iter().filter(|a| *a.as_ref().unwrap()).count();
     assert_eq!(opened, 3, "sa and three more");
     let live = write_job!(store, |tx| tx
-        .active_sessions_of_user("alice", T0 + 2)
+        .active_sessions_of_user(&uid("alice"), T0 + 2)
         .await?
         .len());
     assert_eq!(live, 4);
@@ -92,16 +93,16 @@ async fn a_recovery_code_spent_by_concurrent_logins_is_spent_once() {
     let (store, _dir) = store().await;
     two_users(&store).await;
     write_job!(store, |tx| tx
-        .replace_recovery_codes("alice", &[hash(70), hash(71)])
+        .replace_recovery_codes(&uid("alice"), &[hash(70), hash(71)])
         .await?);
     let answers = at_once(&store, 8, false, async |tx| {
-        tx.consume_recovery_code("alice", &hash(70)).await
+        tx.consume_recovery_code(&uid("alice"), &hash(70)).await
     })
     .await;
     let spent = answers.into_iter().filter(|a| *a.as_ref().unwrap()).count();
     assert_eq!(spent, 1);
     assert!(write_job!(store, |tx| tx
-        .consume_recovery_code("alice", &hash(71))
+        .consume_recovery_code(&uid("alice"), &hash(71))
         .await?));
 }
 
@@ -139,7 +140,7 @@ async fn concurrent_revocations_of_one_session_revoke_and_log_it_once() {
     let (store, _dir) = store().await;
     two_users(&store).await;
     let answers = at_once(&store, 6, true, async |tx| {
-        tx.revoke_session("sa", T0 + 1, RevocationReason::Revoked)
+        tx.revoke_session(&sid("sa"), T0 + 1, RevocationReason::Revoked)
             .await
     })
     .await;

@@ -12,8 +12,8 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
         ended.expires_at = T0 - HOUR;
         tx.insert_session(&ended).await?;
         (
-            tx.session_by_id("sa").await?,
-            tx.active_sessions_of_user("alice", T0 + 10).await?,
+            tx.session_by_id(&sid("sa")).await?,
+            tx.active_sessions_of_user(&uid("alice"), T0 + 10).await?,
             tx.count_active_sessions(T0 + 10).await?,
         )
     });
@@ -22,8 +22,8 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
         Some(session("sa", "alice", T0)),
         "every field round-trips"
     );
-    let ids: Vec<_> = live.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(ids, ["sa", "sa2"], "live ones, oldest first");
+    let ids: Vec<_> = live.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, [sid("sa"), sid("sa2")], "live ones, oldest first");
     assert_eq!(count, 3);
 
     // Touch moves activity (keeping a known address when none is given), never the
@@ -38,7 +38,7 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
     let after = write_job!(store, |tx| {
         tx.touch_session(&touched).await?;
         tx.advance_head(&next).await?;
-        tx.session_by_id("sa").await?.unwrap()
+        tx.session_by_id(&sid("sa")).await?.unwrap()
     });
     assert_eq!(
         (after.last_active_at, after.ip.as_deref()),
@@ -58,7 +58,7 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
     // Tokens by hash; a second token of one generation is a fork and refused.
     let token = |n: u8, generation: i64| StoredToken {
         token_hash: hash(n),
-        session_id: "sb".into(),
+        session_id: sid("sb"),
         generation,
         issued_at: T0 + i64::from(n),
     };
@@ -69,12 +69,8 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
     assert!(fork.is_err(), "a fork of generation 0");
     let stored = write_job!(store, |tx| tx.token_by_hash(&hash(10)).await?).unwrap();
     assert_eq!(
-        (
-            stored.session_id.as_str(),
-            stored.generation,
-            stored.issued_at
-        ),
-        ("sb", 0, T0 + 10)
+        (stored.session_id, stored.generation, stored.issued_at),
+        (sid("sb"), 0, T0 + 10)
     );
     assert!(write_job!(store, |tx| tx.token_by_hash(&hash(11)).await?).is_none());
 
@@ -85,7 +81,7 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
     ));
     assert_eq!(wiped, (0, 1));
     write_job!(store, |tx| tx
-        .revoke_session("sb", T0 + 70, RevocationReason::Logout)
+        .revoke_session(&sid("sb"), T0 + 70, RevocationReason::Logout)
         .await?);
     let (mut tokens, mut sessions, mut cursor, mut steps) = (0, 0, 0, 0);
     loop {
@@ -105,8 +101,8 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
         "sb's token, and sa3 (ended before T0)"
     );
     let left = write_job!(store, |tx| (
-        tx.session_by_id("sa3").await?.is_none(),
-        tx.session_by_id("sb").await?.is_some(),
+        tx.session_by_id(&sid("sa3")).await?.is_none(),
+        tx.session_by_id(&sid("sb")).await?.is_some(),
         tx.token_by_hash(&hash(10)).await?.is_none()
     ));
     assert_eq!(left, (true, true, true));
@@ -118,12 +114,12 @@ async fn a_revocation_happens_once_and_the_log_is_read_in_order_and_pruned() {
     two_users(&store).await;
     let (first, again, s) = write_job!(store, |tx| {
         let first = tx
-            .revoke_session("sa", T0 + 1, RevocationReason::Reuse)
+            .revoke_session(&sid("sa"), T0 + 1, RevocationReason::Reuse)
             .await?;
         let again = tx
-            .revoke_session("sa", T0 + 2, RevocationReason::Admin)
+            .revoke_session(&sid("sa"), T0 + 2, RevocationReason::Admin)
             .await?;
-        (first, again, tx.session_by_id("sa").await?.unwrap())
+        (first, again, tx.session_by_id(&sid("sa")).await?.unwrap())
     });
     assert!(
         first && !again,
@@ -134,7 +130,7 @@ async fn a_revocation_happens_once_and_the_log_is_read_in_order_and_pruned() {
         (Some(T0 + 1), Some(RevocationReason::Reuse))
     );
     assert!(!write_job!(store, |tx| tx
-        .revoke_session("nope", T0, RevocationReason::Admin)
+        .revoke_session(&sid("nope"), T0, RevocationReason::Admin)
         .await?));
     // A revoked session's head never moves again, even from the right generation.
     let mut next = s.clone();
@@ -144,17 +140,17 @@ async fn a_revocation_happens_once_and_the_log_is_read_in_order_and_pruned() {
         .await;
     assert!(advanced.is_err(), "a revoked session is not rotated");
     write_job!(store, |tx| tx
-        .revoke_session("sb", T0 + 5, RevocationReason::Logout)
+        .revoke_session(&sid("sb"), T0 + 5, RevocationReason::Logout)
         .await?);
 
     let all = write_job!(store, |tx| tx.revocations_after(0, 0, 10).await?);
     let seen: Vec<_> = all
         .iter()
-        .map(|r| (r.session_id.as_str(), r.revoked_at))
+        .map(|r| (r.session_id.clone(), r.revoked_at))
         .collect();
     assert_eq!(
         seen,
-        [("sa", T0 + 1), ("sb", T0 + 5)],
+        [(sid("sa"), T0 + 1), (sid("sb"), T0 + 5)],
         "one entry each, in order"
     );
     assert!(all[0].seq < all[1].seq);
@@ -182,7 +178,7 @@ async fn a_second_factor_its_recovery_codes_and_pending_logins_live_and_go_toget
     let (store, _dir) = store().await;
     two_users(&store).await;
     let factor = |confirmed_at| MfaFactor {
-        user_id: "alice".into(),
+        user_id: uid("alice"),
         sealed_secret: vec![9; 48],
         created_at: T0,
         confirmed_at,
@@ -190,43 +186,44 @@ async fn a_second_factor_its_recovery_codes_and_pending_logins_live_and_go_toget
     };
     let (waiting, unconfirmed_failures, replaced) = write_job!(store, |tx| {
         tx.put_mfa_factor(&factor(None)).await?;
-        let waiting = tx.mfa_factor("alice").await?;
-        let failures = tx.mfa_code_failures_for_update("alice").await?;
+        let waiting = tx.mfa_factor(&uid("alice")).await?;
+        let failures = tx.mfa_code_failures_for_update(&uid("alice")).await?;
         tx.put_mfa_factor(&factor(Some(T0 + 1))).await?;
-        (waiting, failures, tx.mfa_factor("alice").await?)
+        (waiting, failures, tx.mfa_factor(&uid("alice")).await?)
     });
     assert_eq!(waiting, Some(factor(None)));
     assert_eq!(unconfirmed_failures, None, "no active factor yet");
     assert_eq!(replaced, Some(factor(Some(T0 + 1))));
 
     let steps = write_job!(store, |tx| [
-        tx.advance_mfa_step("alice", 100).await?,
-        !tx.advance_mfa_step("alice", 100).await?,
-        !tx.advance_mfa_step("alice", 99).await?,
-        tx.advance_mfa_step("alice", 101).await?,
-        tx.mfa_factor("alice").await?.unwrap().last_step == Some(101),
+        tx.advance_mfa_step(&uid("alice"), 100).await?,
+        !tx.advance_mfa_step(&uid("alice"), 100).await?,
+        !tx.advance_mfa_step(&uid("alice"), 99).await?,
+        tx.advance_mfa_step(&uid("alice"), 101).await?,
+        tx.mfa_factor(&uid("alice")).await?.unwrap().last_step == Some(101),
     ]);
     assert_eq!(steps, [true; 5], "a time step is used once (RFC 6238 §5.2)");
     let failures = write_job!(store, |tx| {
-        tx.add_mfa_code_failure("alice").await?;
-        tx.add_mfa_code_failure("alice").await?;
-        let two = tx.mfa_code_failures_for_update("alice").await?;
-        tx.reset_mfa_code_failures("alice").await?;
-        (two, tx.mfa_code_failures_for_update("alice").await?)
+        tx.add_mfa_code_failure(&uid("alice")).await?;
+        tx.add_mfa_code_failure(&uid("alice")).await?;
+        let two = tx.mfa_code_failures_for_update(&uid("alice")).await?;
+        tx.reset_mfa_code_failures(&uid("alice")).await?;
+        (two, tx.mfa_code_failures_for_update(&uid("alice")).await?)
     });
     assert_eq!(failures, (Some(2), Some(0)));
 
     let codes = write_job!(store, |tx| {
-        tx.replace_recovery_codes("alice", &[hash(50), hash(51)])
+        tx.replace_recovery_codes(&uid("alice"), &[hash(50), hash(51)])
             .await?;
-        let old = tx.consume_recovery_code("alice", &hash(50)).await?;
-        tx.replace_recovery_codes("alice", &[hash(52)]).await?;
+        let old = tx.consume_recovery_code(&uid("alice"), &hash(50)).await?;
+        tx.replace_recovery_codes(&uid("alice"), &[hash(52)])
+            .await?;
         [
             !old,
-            !tx.consume_recovery_code("alice", &hash(51)).await?,
-            !tx.consume_recovery_code("bob", &hash(52)).await?,
-            tx.consume_recovery_code("alice", &hash(52)).await?,
-            !tx.consume_recovery_code("alice", &hash(52)).await?,
+            !tx.consume_recovery_code(&uid("alice"), &hash(51)).await?,
+            !tx.consume_recovery_code(&uid("bob"), &hash(52)).await?,
+            tx.consume_recovery_code(&uid("alice"), &hash(52)).await?,
+            !tx.consume_recovery_code(&uid("alice"), &hash(52)).await?,
         ]
     });
     assert_eq!(
@@ -273,10 +270,10 @@ async fn a_second_factor_its_recovery_codes_and_pending_logins_live_and_go_toget
     );
 
     let removed = write_job!(store, |tx| (
-        tx.delete_mfa_factor("alice").await?,
-        tx.delete_mfa_factor("alice").await?,
+        tx.delete_mfa_factor(&uid("alice")).await?,
+        tx.delete_mfa_factor(&uid("alice")).await?,
         tx.mfa_login_by_hash(&hash(62)).await?.is_none(),
-        tx.consume_recovery_code("alice", &hash(52)).await?
+        tx.consume_recovery_code(&uid("alice"), &hash(52)).await?
     ));
     assert_eq!(
         removed,
