@@ -95,6 +95,9 @@ pub struct WriterStats {
     pub batches: AtomicU64,
     pub writes: AtomicU64,
     pub commit_micros: AtomicU64,
+    /// SQLite: WAL checkpoints run by the checkpointer thread, and their total time.
+    pub checkpoints: AtomicU64,
+    pub checkpoint_micros: AtomicU64,
 }
 
 /// The advisory-lock key of housekeeping ("lk" "hk").

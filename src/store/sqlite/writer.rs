@@ -9,6 +9,7 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 use rusqlite::Connection;
 
+use super::checkpointer::Nudge;
 use super::{Completion, WriteJob};
 use crate::store::after_commit::{self, Committed};
 use crate::store::{StoreError, StoreObserver, WriterStats};
@@ -65,6 +66,7 @@ pub fn writer_loop(
     rx: Receiver<WriteJob>,
     stats: Arc<WriterStats>,
     observer: Option<Arc<dyn StoreObserver>>,
+    checkpoints: Nudge,
 ) {
     // Block for the first write; take whatever else is already waiting. A lone write is
     // never delayed by a timer, and under load batches grow by themselves.
@@ -107,6 +109,7 @@ pub fn writer_loop(
                 if after.scrub {
                     checkpoint_truncate(&conn);
                 }
+                checkpoints.nudge();
                 // Only what committed counts: not a batch that rolled back, nor jobs
                 // that failed or were refused inside one that committed.
                 if writes > 0 {
