@@ -18,6 +18,12 @@ pub(super) fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(tls) = &settings.server.tls {
         crate::startup::load_tls(tls)?;
     }
+    for origin in settings.relying_party()?.left_out {
+        println!(
+            "note: passkeys: origin {origin} is left out: the default passkeys.rp_id does not \
+             cover it (set passkeys.rp_id and passkeys.origins to use passkeys there)"
+        );
+    }
     let grace = chrono::Duration::from_std(settings.retired_key_grace())?;
     let scratch = Scratch::new()?;
     let mut settings = settings;
