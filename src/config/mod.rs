@@ -267,8 +267,8 @@ impl Settings {
     }
 
     /// The WebAuthn relying party `[passkeys]` resolves to (its defaults come from the
-    /// issuer and the clients).
-    pub fn relying_party(&self) -> Result<RelyingParty, ConfigError> {
+    /// issuer and the clients); `None`: passkeys are off.
+    pub fn relying_party(&self) -> Result<Option<RelyingParty>, ConfigError> {
         self.passkeys.relying_party(&self.issuer, &self.clients)
     }
 

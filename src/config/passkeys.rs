@@ -39,20 +39,29 @@ pub struct RelyingParty {
 }
 
 impl PasskeySettings {
-    /// Resolves the defaults. An `rp_id` or `origins` given explicitly must cover every
+    /// Resolves the defaults; `None` when passkeys are off: the default RP ID is the
+    /// issuer's host and that is an IP address, which WebAuthn does not allow. An `rp_id` or `origins` given explicitly must cover every
     /// origin (an RP ID that is not a registrable suffix of an origin's host makes every
     /// ceremony from there fail in the browser, WebAuthn Level 3 §5.1.3 step 7).
     pub fn relying_party(
         &self,
         issuer: &str,
         clients: &[ClientSettings],
-    ) -> Result<RelyingParty, ConfigError> {
+    ) -> Result<Option<RelyingParty>, ConfigError> {
         let issuer = url::Url::parse(issuer)
             .map_err(|e| ConfigError(format!("issuer {issuer:?} is not a URL: {e}")))?;
         let rp_id = match &self.rp_id {
             Some(id) => id.clone(),
             None => issuer.host_str().unwrap_or_default().to_owned(),
         };
+        if rp_id.parse::<std::net::IpAddr>().is_ok() || rp_id.starts_with('[') {
+            if self.rp_id.is_some() {
+                return Err(ConfigError(format!(
+                    "passkeys.rp_id {rp_id:?} must be a domain name, not an IP address"
+                )));
+            }
+            return Ok(None);
+        }
         if self.rp_name.trim().is_empty() {
             return Err(ConfigError("passkeys.rp_name must not be empty".into()));
         }
@@ -84,12 +93,12 @@ impl PasskeySettings {
         if origins.is_empty() {
             return Err(ConfigError("passkeys.origins must not be empty".into()));
         }
-        Ok(RelyingParty {
+        Ok(Some(RelyingParty {
             rp_id,
             rp_name: self.rp_name.clone(),
             origins,
             left_out,
-        })
+        }))
     }
 }
 
@@ -144,6 +153,7 @@ mod tests {
     fn defaults_take_the_issuer_host_and_origin() {
         let rp = PasskeySettings::default()
             .relying_party("https://auth.example.com", &[])
+            .unwrap()
             .unwrap();
         assert_eq!(rp.rp_id, "auth.example.com");
         assert_eq!(rp.rp_name, "latchkey");
@@ -161,6 +171,7 @@ mod tests {
                 "https://auth.example.com",
                 &[client_with_origin("https://app.example.com")],
             )
+            .unwrap()
             .unwrap();
         assert_eq!(rp.origins.len(), 2);
     }
@@ -207,12 +218,24 @@ mod tests {
     fn default_origins_the_default_rp_id_does_not_cover_are_left_out_not_refused() {
         let rp = PasskeySettings::default()
             .relying_party(
-                "http://127.0.0.1:8080",
+                "http://auth.localhost:8080",
                 &[client_with_origin("http://localhost:5173")],
             )
+            .unwrap()
             .unwrap();
         assert_eq!(rp.origins.len(), 1);
         assert_eq!(rp.left_out, vec!["http://localhost:5173".to_string()]);
+    }
+
+    #[test]
+    fn an_issuer_on_an_ip_address_leaves_passkeys_off_unless_an_rp_id_is_set() {
+        let off = PasskeySettings::default().relying_party("http://127.0.0.1:8080", &[]);
+        assert_eq!(off.unwrap(), None);
+        let ip = PasskeySettings {
+            rp_id: Some("127.0.0.1".into()),
+            ..PasskeySettings::default()
+        };
+        assert!(ip.relying_party("http://127.0.0.1:8080", &[]).is_err());
     }
 
     #[test]
