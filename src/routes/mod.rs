@@ -14,6 +14,7 @@ pub mod me;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth;
+pub mod passkeys;
 pub mod recovery;
 pub mod responses;
 pub mod revocations;
@@ -188,6 +189,7 @@ pub fn table() -> RouteTable {
     login::configure(&mut t);
     mfa::configure(&mut t);
     me::configure(&mut t);
+    passkeys::configure(&mut t);
     oauth::configure(&mut t);
     revocations::configure(&mut t);
     sessions::configure(&mut t);

@@ -24,6 +24,7 @@ mod mfa;
 mod model;
 mod openapi;
 mod operations;
+mod passkeys;
 mod readme;
 mod recovery;
 mod refresh;

@@ -1,0 +1,189 @@
+//! Passkeys (docs/contract.md "Passkeys"): adding, listing, renaming and removing them,
+//! with a software authenticator (webauthn-authenticator-rs's soft passkey) in place of
+//! a browser and a security key.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use url::Url;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_rs_proto::{CreationChallengeResponse, PublicKeyCredentialCreationOptions};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
+
+const ORIGIN: &str = "http://localhost:5173";
+
+async fn app() -> TestApp {
+    spawn_app_with(|s| {
+        s.passkeys.rp_id = Some("localhost".into());
+        s.passkeys.origins = Some(vec![ORIGIN.into()]);
+    })
+    .await
+}
+
+/// A soft passkey that reports user verification (as a platform authenticator with a
+/// PIN or biometric would).
+fn authenticator() -> WebauthnAuthenticator<SoftPasskey> {
+    WebauthnAuthenticator::new(SoftPasskey::new(true))
+}
+
+/// `POST /me/passkeys/register/start`: the ceremony token and the creation options.
+async fn start(app: &TestApp, access: &str) -> (String, PublicKeyCredentialCreationOptions) {
+    let res = app
+        .post_bearer("/me/passkeys/register/start", access, &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let options = serde_json::from_value(body["options"].clone()).expect("creation options");
+    (body["ceremony"].as_str().unwrap().to_owned(), options)
+}
+
+/// The authenticator's answer to `options`, made at `origin`.
+fn create(
+    key: &mut WebauthnAuthenticator<SoftPasskey>,
+    origin: &str,
+    mut options: PublicKeyCredentialCreationOptions,
+) -> Value {
+    let selection = options.authenticator_selection.as_mut().unwrap();
+    assert!(
+        selection.require_resident_key,
+        "a discoverable credential is asked for"
+    );
+    // The soft passkey keeps no resident keys and refuses the request outright: it
+    // answers as a resident-key authenticator would, which the server cannot tell.
+    selection.require_resident_key = false;
+    let answer = key
+        .do_registration(
+            Url::parse(origin).unwrap(),
+            CreationChallengeResponse {
+                public_key: options,
+            },
+        )
+        .expect("the soft passkey registers");
+    serde_json::to_value(answer).unwrap()
+}
+
+async fn finish(
+    app: &TestApp,
+    access: &str,
+    ceremony: &str,
+    credential: Value,
+) -> reqwest::Response {
+    app.post_bearer(
+        "/me/passkeys/register/finish",
+        access,
+        &json!({"ceremony": ceremony, "credential": credential, "name": "Laptop"}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_user_adds_a_passkey_then_lists_renames_and_removes_it() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let mut key = authenticator();
+    let (ceremony, options) = start(&app, &t.access).await;
+    assert_eq!(options.rp.id, "localhost");
+    let res = finish(
+        &app,
+        &t.access,
+        &ceremony,
+        create(&mut key, ORIGIN, options),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let added: Value = res.json().await.unwrap();
+    assert_eq!(added["name"], "Laptop");
+    let id = added["id"].as_str().unwrap().to_owned();
+
+    let listed: Value = app
+        .get_bearer("/me/passkeys", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([added]));
+
+    let renamed = app
+        .client
+        .patch(app.url(&format!("/me/passkeys/{id}")))
+        .bearer_auth(&t.access)
+        .json(&json!({"name": "Work laptop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), StatusCode::OK);
+    assert_eq!(
+        renamed.json::<Value>().await.unwrap()["name"],
+        "Work laptop"
+    );
+
+    let path = format!("/me/passkeys/{id}");
+    let removed = app.delete_bearer(&path, &t.access, None).await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let again = app.delete_bearer(&path, &t.access, None).await;
+    assert_error(again, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn an_answer_made_for_another_origin_is_refused() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let (ceremony, options) = start(&app, &t.access).await;
+    let elsewhere = create(&mut authenticator(), "http://localhost:9999", options);
+    let res = finish(&app, &t.access, &ceremony, elsewhere).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let listed: Value = app
+        .get_bearer("/me/passkeys", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]));
+}
+
+#[tokio::test]
+async fn a_registration_ceremony_finishes_once() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let (ceremony, options) = start(&app, &t.access).await;
+    let answer = create(&mut authenticator(), ORIGIN, options);
+    let first = finish(&app, &t.access, &ceremony, answer.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let replayed = finish(&app, &t.access, &ceremony, answer).await;
+    assert_error(replayed, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn a_registration_ceremony_expires_after_five_minutes() {
+    let app = app().await;
+    let t = app.user_with_session("alice").await;
+    let (ceremony, options) = start(&app, &t.access).await;
+    let answer = create(&mut authenticator(), ORIGIN, options);
+    app.advance(Duration::from_secs(5 * 60));
+    let late = finish(&app, &t.access, &ceremony, answer).await;
+    assert_error(late, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn another_users_ceremony_cannot_be_finished() {
+    let app = app().await;
+    let alice = app.user_with_session("alice").await;
+    let bob = app.user_with_session("bob").await;
+    let (ceremony, options) = start(&app, &alice.access).await;
+    let answer = create(&mut authenticator(), ORIGIN, options);
+    let res = finish(&app, &bob.access, &ceremony, answer).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn passkeys_are_off_when_the_issuer_is_an_ip_address_and_no_rp_id_is_set() {
+    let app = spawn_app().await;
+    let t = app.user_with_session("alice").await;
+    let res = app
+        .post_bearer("/me/passkeys/register/start", &t.access, &json!({}))
+        .await;
+    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+}
