@@ -437,7 +437,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 20] = [
+        let expected: [(&str, &str, &[Endpoint]); 22] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -461,6 +461,10 @@ mod tests {
             ("POST", "/me/mfa/totp/confirm", &[Login]),
             ("DELETE", "/me/mfa/totp", &[Login]),
             ("POST", "/me/mfa/recovery-codes", &[Login]),
+            // docs/contract.md "Passkeys": each start stores a ceremony, each finish
+            // verifies an authenticator's answer.
+            ("POST", "/me/passkeys/register/start", &[Login]),
+            ("POST", "/me/passkeys/register/finish", &[Login]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {

@@ -1,5 +1,7 @@
 //! Passkeys of the signed-in user (docs/contract.md "Passkeys"): adding one
-//! (`/me/passkeys/register/start|finish`), listing, renaming and removing them.
+//! (`/me/passkeys/register/start|finish`), listing, renaming and removing them. The
+//! registration routes draw from the login bucket: a start stores a ceremony, a finish
+//! verifies an authenticator's answer.
 
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
