@@ -823,3 +823,38 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs the browser driver `tests/interop/<script>` with `args` under Node, prints what
+/// it said and checks that it ended with every check passed; returns its output.
+pub async fn run_browser_script(script: &str, args: &[&str]) -> String {
+    let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("node")
+        .arg(path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (scripts/test installs tests/interop)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(
+        out.status.success() && text.contains("ALL PASSED"),
+        "{script}: {text}"
+    );
+    text
+}
+
+/// A path under `tests/artifacts/` for a browser test's screenshot, with no stale file.
+pub fn fresh_screenshot(name: &str) -> String {
+    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/artifacts");
+    std::fs::create_dir_all(artifacts).expect("tests/artifacts can be created");
+    let screenshot = format!("{artifacts}/{name}");
+    let _ = std::fs::remove_file(&screenshot);
+    screenshot
+}

@@ -6,10 +6,8 @@
 //! to `tests/artifacts/spa-signed-in.png`. `tests/interop/spa_signup.mjs` adds sign-up
 //! through the page and an anonymous first load that logs no console error.
 
-use std::process::Stdio;
-
 use crate::browser::SPA_ORIGIN;
-use crate::helpers::free_port;
+use crate::helpers::{free_port, fresh_screenshot, run_browser_script};
 use crate::helpers::{spawn_app_with, PASSWORD};
 
 #[tokio::test]
@@ -23,38 +21,18 @@ async fn the_example_spa_works_in_a_real_browser_and_another_site_cannot_use_its
     })
     .await;
     app.signup("spa-user", PASSWORD).await;
-    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/artifacts");
-    std::fs::create_dir_all(artifacts).unwrap();
-    let screenshot = format!("{artifacts}/spa-signed-in.png");
-    let _ = std::fs::remove_file(&screenshot);
+    let screenshot = fresh_screenshot("spa-signed-in.png");
 
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/spa.mjs"
-        ))
-        .args([
+    run_browser_script(
+        "spa.mjs",
+        &[
             &app.base,
             &spa_port.to_string(),
             &evil_port.to_string(),
             &screenshot,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (scripts/test installs tests/interop)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{text}");
-    assert!(
-        out.status.success() && text.contains("ALL PASSED"),
-        "{text}"
-    );
+        ],
+    )
+    .await;
     assert!(
         std::fs::metadata(&screenshot).unwrap().len() > 1000,
         "screenshot saved"
@@ -73,34 +51,6 @@ async fn the_example_spa_works_in_a_real_browser_and_another_site_cannot_use_its
     );
 }
 
-/// Runs `tests/interop/spa_signup.mjs` (see its head) and returns what it printed, after
-/// checking that every check passed.
-async fn spa_signup_script(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/spa_signup.mjs"
-        ))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (scripts/test installs tests/interop)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{text}");
-    assert!(
-        out.status.success() && text.contains("ALL PASSED"),
-        "{text}"
-    );
-    text
-}
-
 /// Not being signed in is a normal state: the page knows (from its own marker cookie)
 /// that there is no session, so it sends no refresh that would fail, and Chromium logs
 /// no console error for a 401/400 it never saw. A sign-in, a reload and a sign-out show
@@ -115,13 +65,16 @@ async fn an_anonymous_first_load_of_the_example_spa_logs_no_console_error() {
     })
     .await;
     app.signup("spa-anon", PASSWORD).await;
-    spa_signup_script(&[
-        "anonymous",
-        &app.base,
-        &spa_port.to_string(),
-        "spa-anon",
-        PASSWORD,
-    ])
+    run_browser_script(
+        "spa_signup.mjs",
+        &[
+            "anonymous",
+            &app.base,
+            &spa_port.to_string(),
+            "spa-anon",
+            PASSWORD,
+        ],
+    )
     .await;
     let sessions = app.sql().column("SELECT revoked_reason FROM sessions", &[]);
     assert_eq!(sessions, vec![Some("logout".to_owned())]);
@@ -138,13 +91,16 @@ async fn a_visitor_signs_up_through_the_example_spa_and_lands_signed_in() {
         s.clients[0].allowed_origins = vec![origin];
     })
     .await;
-    spa_signup_script(&[
-        "signup",
-        &app.base,
-        &spa_port.to_string(),
-        "spa-newcomer",
-        PASSWORD,
-    ])
+    run_browser_script(
+        "spa_signup.mjs",
+        &[
+            "signup",
+            &app.base,
+            &spa_port.to_string(),
+            "spa-newcomer",
+            PASSWORD,
+        ],
+    )
     .await;
     let db = app.sql();
     assert_eq!(

@@ -4,11 +4,9 @@
 //! recovery code, which then no longer works. A screenshot of the page showing the
 //! recovery codes is saved to `tests/artifacts/spa-mfa-enrolled.png`.
 
-use std::process::Stdio;
-
 use latchkey::clock::Clock;
 
-use crate::helpers::free_port;
+use crate::helpers::{free_port, fresh_screenshot, run_browser_script};
 use crate::helpers::{spawn_app_with, PASSWORD};
 
 #[tokio::test]
@@ -21,42 +19,22 @@ async fn the_example_spa_enrols_totp_and_signs_in_with_a_code_and_a_recovery_cod
     })
     .await;
     app.signup("spa-mfa", PASSWORD).await;
-    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/artifacts");
-    std::fs::create_dir_all(artifacts).unwrap();
-    let screenshot = format!("{artifacts}/spa-mfa-enrolled.png");
-    let _ = std::fs::remove_file(&screenshot);
+    let screenshot = fresh_screenshot("spa-mfa-enrolled.png");
     // The server's clock stands still while the browser works; the script computes
     // codes for it.
     let now = app.clock.now_millis();
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/spa_mfa.mjs"
-        ))
-        .args([
+    run_browser_script(
+        "spa_mfa.mjs",
+        &[
             &app.base,
             &spa_port.to_string(),
             &screenshot,
             "spa-mfa",
             PASSWORD,
             &now.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (scripts/test installs tests/interop)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{text}");
-    assert!(
-        out.status.success() && text.contains("ALL PASSED"),
-        "{text}"
-    );
+        ],
+    )
+    .await;
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
 
     // Server side: the factor was enabled once, one recovery code spent, and the two

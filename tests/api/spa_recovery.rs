@@ -3,13 +3,11 @@
 //! test's SMTP sink, follow the link, set a new password, sign in with it. A screenshot
 //! of the reset page is saved to `tests/artifacts/spa-reset-password.png`.
 
-use std::process::Stdio;
-
 use latchkey::secret::Secret;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::free_port;
+use crate::helpers::{free_port, fresh_screenshot, run_browser_script};
 use crate::helpers::{spawn_app_with, PASSWORD};
 use crate::mail_sink::SmtpSink;
 
@@ -52,16 +50,10 @@ async fn the_example_spa_resets_a_forgotten_password_from_the_mailed_link() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let old = app.login("spa-reset").await;
 
-    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/artifacts");
-    std::fs::create_dir_all(artifacts).unwrap();
-    let screenshot = format!("{artifacts}/spa-reset-password.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/spa_recovery.mjs"
-        ))
-        .args([
+    let screenshot = fresh_screenshot("spa-reset-password.png");
+    run_browser_script(
+        "spa_recovery.mjs",
+        &[
             app.base.as_str(),
             &spa_port.to_string(),
             &sink.dir().to_string_lossy(),
@@ -69,23 +61,9 @@ async fn the_example_spa_resets_a_forgotten_password_from_the_mailed_link() {
             "spa-reset",
             PASSWORD,
             NEW_PASSWORD,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (scripts/test installs tests/interop)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{text}");
-    assert!(
-        out.status.success() && text.contains("ALL PASSED"),
-        "{text}"
-    );
+        ],
+    )
+    .await;
     assert!(
         std::fs::metadata(&screenshot).unwrap().len() > 1000,
         "screenshot saved"

@@ -242,7 +242,8 @@ async fn after_a_latchkey_restart_the_verifier_reconnects_and_misses_nothing() {
     // Revoked while latchkey is down (as `latchkey sessions revoke` would, on the
     // database): nobody serves the feed now.
     let store = latchkey::store::Store::open(&dir.path().join("latchkey.db"), 1).unwrap();
-    let sid_b = v.verify(&b).await.unwrap().sid;
+    let sid_b = latchkey::domain::SessionId::parse(&v.verify(&b).await.unwrap().sid)
+        .expect("latchkey issues session ids the store's type accepts");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
