@@ -29,6 +29,7 @@ pub mod email;
 pub mod key_blobs;
 pub mod mfa;
 pub mod model;
+pub mod passkey_login;
 pub mod passkeys;
 pub mod recovery;
 pub mod repository;

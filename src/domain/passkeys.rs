@@ -3,12 +3,8 @@
 //! opaque JSON here: `service::passkeys` makes and reads them with webauthn-rs, and the
 //! store keeps them as they are.
 
-use ring::rand::SystemRandom;
-
 use crate::clock::Millis;
-use crate::domain::repository::Tx;
-use crate::domain::sessions::{self, LoginOutcome, NewSession};
-use crate::domain::{PasskeyId, TokenHash, TokenTagger, UserId};
+use crate::domain::{PasskeyId, TokenHash, UserId};
 
 /// How long a ceremony may take between its start and its finish.
 pub const CEREMONY_TTL_MS: Millis = 5 * 60 * 1000;
@@ -114,32 +110,6 @@ pub struct PasskeyUse {
 /// not go up suggests a cloned authenticator (synced passkeys keep 0 and are exempt).
 pub fn counter_regressed(stored: u32, presented: u32) -> bool {
     stored > 0 && presented <= stored
-}
-
-pub enum PasskeyLoginOutcome {
-    /// The passkey was removed while its ceremony ran.
-    Gone,
-    Session(LoginOutcome),
-}
-
-/// A passwordless login whose assertion verified: the passkey's use is recorded and the
-/// session starts (`new.amr` says how), in one commit.
-pub async fn finish_login(
-    tx: &mut dyn Tx,
-    now: Millis,
-    rng: &SystemRandom,
-    tagger: &dyn TokenTagger,
-    used: &PasskeyUse,
-    new: &NewSession,
-) -> anyhow::Result<PasskeyLoginOutcome> {
-    if !tx
-        .record_passkey_use(&used.passkey_id, &used.credential, used.counter, now)
-        .await?
-    {
-        return Ok(PasskeyLoginOutcome::Gone);
-    }
-    let outcome = sessions::create_session(tx, now, rng, tagger, new).await?;
-    Ok(PasskeyLoginOutcome::Session(outcome))
 }
 
 #[cfg(test)]

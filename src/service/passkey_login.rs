@@ -19,9 +19,10 @@ use super::Error;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::MAX_CODE_FAILURES;
 use crate::domain::model::{ClientContext, NewEvent};
+use crate::domain::passkey_login::{self as login_write, PasskeyLoginOutcome};
 use crate::domain::passkeys::{
-    self, counter_regressed, Ceremony, CeremonyKind, CeremonyMode, PasskeyLoginOutcome, PasskeyUse,
-    StoredPasskey, CEREMONY_TTL_MS,
+    counter_regressed, Ceremony, CeremonyKind, CeremonyMode, PasskeyUse, StoredPasskey,
+    CEREMONY_TTL_MS,
 };
 use crate::domain::sessions::{LoginOutcome, NewSession};
 use crate::domain::{AuthMethod, EventKind, Scope, UserId, Username};
@@ -271,7 +272,7 @@ pub async fn finish_login(
         .gate
         .store
         .write(async move |tx| {
-            passkeys::finish_login(tx, now, &rng, keys.as_ref(), &used, &new).await
+            login_write::finish_login(tx, now, &rng, keys.as_ref(), &used, &new).await
         })
         .await?;
     let PasskeyLoginOutcome::Session(outcome) = outcome else {
