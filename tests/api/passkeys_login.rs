@@ -270,3 +270,16 @@ async fn a_ceremony_started_on_one_instance_finishes_on_another() {
     let again = finish_login(&b, &c2.ceremony, credential).await;
     assert_error(again, StatusCode::BAD_REQUEST, "invalid_grant").await;
 }
+
+#[tokio::test]
+async fn a_passkey_presented_under_another_users_handle_is_refused() {
+    let app = passkey_app().await;
+    let a = app.user_with_session("alice").await;
+    let mut alice = register(&app, &a.access).await;
+    let b = app.user_with_session("bob").await;
+    // The user handle is not signed: alice's authenticator claims to be bob.
+    alice.user_id = jwt_parts(&b.access).1["sub"].as_str().unwrap().to_owned();
+    let c = start_login(&app).await;
+    let res = finish_login(&app, &c.ceremony, alice.assert(ORIGIN, c.options)).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}

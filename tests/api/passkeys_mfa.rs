@@ -223,3 +223,44 @@ async fn cli_reset_mfa_removes_every_passkey_and_records_it() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_browser_login_finishes_with_a_passkey_only_at_the_browser_second_step() {
+    let app = passkey_app().await;
+    let t = app.user_with_session("alice").await;
+    let mut alice = register(&app, &t.access).await;
+    let browser = |path: &str| {
+        app.client
+            .post(app.url(path))
+            .header("Origin", ORIGIN)
+            .header("X-Latchkey-CSRF", "1")
+    };
+    let res = browser("/browser/login")
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let first = assert_error(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    assert_eq!(first["mfa_methods"], json!(["passkey"]));
+    let token = &first["mfa_token"];
+    // The ceremony takes the pending login's mode: /login/mfa refuses it.
+    let c = start_second(&app, token).await;
+    let credential = alice.assert(ORIGIN, c.options);
+    let res = finish_second(&app, token, &c.ceremony, credential).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let c = start_second(&app, token).await;
+    let credential = alice.assert(ORIGIN, c.options);
+    let res = browser("/browser/login/mfa")
+        .json(&json!({"mfa_token": token, "ceremony": c.ceremony, "credential": credential}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("__Host-lk_rt=")));
+    let body: Value = res.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+}
