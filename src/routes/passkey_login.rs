@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::auth::origin;
 use super::browser::{admit, device_cookie_of, origin_allowed_for, token_reply};
-use super::extract::{JsonBody, RawBody};
+use super::extract::{JsonBody, OptionalJson, RawBody};
 use super::responses::{name_caller, no_store_json};
 use super::RouteTable;
 use crate::error::ApiError;
@@ -77,11 +77,12 @@ impl FinishBody {
     }
 }
 
+/// The body may be empty: nothing is required to start.
 async fn start(
     state: web::Data<AppState>,
-    body: JsonBody<StartBody>,
+    body: OptionalJson<StartBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let client_id = body.into_inner().client_id;
+    let client_id = body.0.client_id;
     let s = passkey_login::start_login(&Issuing::of(&state), client_id.as_deref(), false).await?;
     Ok(started(s))
 }

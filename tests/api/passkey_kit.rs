@@ -114,9 +114,16 @@ pub async fn challenge_of(res: reqwest::Response) -> Challenge {
     }
 }
 
-/// `POST /login/passkey/start` in JSON mode.
+/// `POST /login/passkey/start` in JSON mode, with no body (nothing is required).
 pub async fn start_login(app: &TestApp) -> Challenge {
-    challenge_of(app.post_json("/login/passkey/start", &json!({})).await).await
+    challenge_of(
+        app.client
+            .post(app.url("/login/passkey/start"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 impl Registered {
