@@ -89,6 +89,11 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
         .store
         .write(async move |tx| tx.delete_mfa_logins_expired_before(now).await)
         .await?;
+    // WebAuthn ceremonies (5 minutes) that were started and never finished.
+    state
+        .store
+        .write(async move |tx| tx.delete_ceremonies_expired_before(now).await)
+        .await?;
     loop {
         let events = state
             .store

@@ -40,6 +40,8 @@ pub struct AppState {
     pub mailer: Arc<crate::mail::Mailer>,
     /// The revocation feed for offline verifiers (`/revocations`).
     pub feed: Arc<RevocationFeed>,
+    /// The WebAuthn relying party (`[passkeys]`); `None` when passkeys are off.
+    pub passkeys: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl AppState {
@@ -94,6 +96,9 @@ impl AppState {
         let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, metrics.clone())?);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasher::start(cores, 256 * cores)?;
+        let passkeys = relying_party(&settings)
+            .context("cannot set up the passkeys relying party")?
+            .map(Arc::new);
         Ok(Self {
             settings,
             metrics,
@@ -110,10 +115,27 @@ impl AppState {
             limits,
             mailer,
             feed,
+            passkeys,
         })
     }
 
     pub fn now(&self) -> crate::clock::Millis {
         self.clock.now_millis()
     }
+}
+
+/// The WebAuthn relying party `[passkeys]` describes, or `None` when passkeys are off.
+fn relying_party(settings: &Settings) -> anyhow::Result<Option<webauthn_rs::Webauthn>> {
+    let Some(rp) = settings.relying_party()? else {
+        return Ok(None);
+    };
+    let (first, rest) = rp
+        .origins
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("passkeys.origins is empty"))?;
+    let mut builder = webauthn_rs::WebauthnBuilder::new(&rp.rp_id, first)?.rp_name(&rp.rp_name);
+    for origin in rest {
+        builder = builder.append_allowed_origin(origin);
+    }
+    Ok(Some(builder.build()?))
 }

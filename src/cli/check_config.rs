@@ -18,6 +18,7 @@ pub(super) fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(tls) = &settings.server.tls {
         crate::startup::load_tls(tls)?;
     }
+    note_passkeys(&settings)?;
     let grace = chrono::Duration::from_std(settings.retired_key_grace())?;
     let scratch = Scratch::new()?;
     let mut settings = settings;
@@ -52,6 +53,24 @@ pub(super) fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     println!("configuration ok");
+    Ok(())
+}
+
+/// Says what `[passkeys]` leaves out when it is left to its defaults.
+fn note_passkeys(settings: &Settings) -> anyhow::Result<()> {
+    let Some(rp) = settings.relying_party()? else {
+        println!(
+            "note: passkeys are off: the issuer's host is an IP address; set passkeys.rp_id \
+             (a domain) to use them"
+        );
+        return Ok(());
+    };
+    for origin in rp.left_out {
+        println!(
+            "note: passkeys: origin {origin} is left out: the default passkeys.rp_id does not \
+             cover it (set passkeys.rp_id and passkeys.origins to use passkeys there)"
+        );
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ mod logging;
 mod login;
 mod mail;
 mod mfa;
+mod passkeys;
 mod rate_limits;
 mod revocations;
 mod server;
@@ -45,6 +46,7 @@ pub use logging::{LogFormat, LogSettings};
 pub use login::LoginSettings;
 pub use mail::{MailSettings, MailTransport};
 pub use mfa::MfaSettings;
+pub use passkeys::{PasskeySettings, RelyingParty};
 pub use rate_limits::{RateLimit, RateLimitSettings};
 pub use revocations::RevocationSettings;
 pub use server::{ForwardedHeader, ServerSettings, TlsSettings};
@@ -82,6 +84,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub admin: AdminSettings,
     pub mfa: MfaSettings,
+    pub passkeys: PasskeySettings,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             admin: AdminSettings::default(),
             mfa: MfaSettings::default(),
+            passkeys: PasskeySettings::default(),
         }
     }
 }
@@ -156,6 +160,7 @@ impl Settings {
         self.store.validate()?;
         self.admin.validate()?;
         self.mfa.validate()?;
+        self.relying_party()?;
         self.validate_key_timing()?;
         Ok(())
     }
@@ -259,6 +264,12 @@ impl Settings {
                 ),
             }
         }
+    }
+
+    /// The WebAuthn relying party `[passkeys]` resolves to (its defaults come from the
+    /// issuer and the clients); `None`: passkeys are off.
+    pub fn relying_party(&self) -> Result<Option<RelyingParty>, ConfigError> {
+        self.passkeys.relying_party(&self.issuer, &self.clients)
     }
 
     pub fn publish_ahead(&self) -> HumanDuration {

@@ -1,4 +1,4 @@
-//! Identifiers of users and sessions. We issue them as random UUIDs (v4) in their
+//! Identifiers of users, sessions and passkeys. We issue them as random UUIDs (v4) in their
 //! lower-case hyphenated form, and that is the only form `parse` accepts: an id from
 //! outside (a JWT claim, a URL path, a CLI argument) in any other form names nothing we
 //! issued, so its caller answers as it does for an unknown id.
@@ -68,6 +68,11 @@ uuid_id!(
 uuid_id!(
     /// A session's id (the `sid` claim; a refresh token carries its UUID).
     SessionId
+);
+uuid_id!(
+    /// A registered passkey's id (ours, in `/me/passkeys/{id}`; not the WebAuthn
+    /// credential id, which the authenticator chose).
+    PasskeyId
 );
 
 /// Not an id in the form we issue.

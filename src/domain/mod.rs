@@ -14,7 +14,7 @@ pub mod username;
 mod vocabulary;
 
 pub use client_id::ClientId;
-pub use ids::{InvalidId, SessionId, UserId};
+pub use ids::{InvalidId, PasskeyId, SessionId, UserId};
 pub use password::{Password, PasswordError};
 pub use policy::{Algorithm, Lifetimes, LimitPolicy};
 pub use refresh_token::{
@@ -29,6 +29,8 @@ pub mod email;
 pub mod key_blobs;
 pub mod mfa;
 pub mod model;
+pub mod passkey_login;
+pub mod passkeys;
 pub mod recovery;
 pub mod repository;
 pub mod revocation;

@@ -13,6 +13,7 @@ mod account_tokens;
 mod emails;
 mod events;
 mod mfa;
+mod passkeys;
 mod revocations;
 mod sessions;
 mod users;
@@ -23,6 +24,7 @@ pub use account_tokens::AccountTokenRepo;
 pub use emails::EmailRepo;
 pub use events::EventRepo;
 pub use mfa::SecondFactorRepo;
+pub use passkeys::PasskeyRepo;
 pub use revocations::RevocationLog;
 pub use sessions::{SessionRepo, SweepStep};
 pub use users::UserRepo;
@@ -33,7 +35,14 @@ pub type Result<T> = anyhow::Result<T>;
 /// job (`&mut dyn Tx`).
 #[async_trait(?Send)]
 pub trait Tx:
-    UserRepo + SessionRepo + RevocationLog + EventRepo + EmailRepo + AccountTokenRepo + SecondFactorRepo
+    UserRepo
+    + SessionRepo
+    + RevocationLog
+    + EventRepo
+    + EmailRepo
+    + AccountTokenRepo
+    + SecondFactorRepo
+    + PasskeyRepo
 {
     /// The store answers (readiness).
     async fn ping(&mut self) -> Result<()>;

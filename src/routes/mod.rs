@@ -14,6 +14,8 @@ pub mod me;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth;
+pub mod passkey_login;
+pub mod passkeys;
 pub mod recovery;
 pub mod responses;
 pub mod revocations;
@@ -188,6 +190,8 @@ pub fn table() -> RouteTable {
     login::configure(&mut t);
     mfa::configure(&mut t);
     me::configure(&mut t);
+    passkeys::configure(&mut t);
+    passkey_login::configure(&mut t);
     oauth::configure(&mut t);
     revocations::configure(&mut t);
     sessions::configure(&mut t);
@@ -435,7 +439,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 20] = [
+        let expected: [(&str, &str, &[Endpoint]); 27] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -459,6 +463,15 @@ mod tests {
             ("POST", "/me/mfa/totp/confirm", &[Login]),
             ("DELETE", "/me/mfa/totp", &[Login]),
             ("POST", "/me/mfa/recovery-codes", &[Login]),
+            // docs/contract.md "Passkeys": each start stores a ceremony, each finish
+            // verifies an authenticator's answer.
+            ("POST", "/me/passkeys/register/start", &[Login]),
+            ("POST", "/me/passkeys/register/finish", &[Login]),
+            ("POST", "/login/passkey/start", &[Login]),
+            ("POST", "/login/passkey/finish", &[Login]),
+            ("POST", "/browser/login/passkey/start", &[Browser, Login]),
+            ("POST", "/browser/login/passkey/finish", &[Browser, Login]),
+            ("POST", "/login/mfa/passkey/start", &[Login]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {

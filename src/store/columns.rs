@@ -2,6 +2,7 @@
 //! PostgreSQL database hold the same forms (and `store copy` moves them as they are).
 
 use crate::domain::model::{Actor, TokenPurpose};
+use crate::domain::passkeys::{CeremonyKind, CeremonyMode};
 use crate::domain::AuthMethod;
 
 /// `amr` is stored as its RFC 8176 values separated by spaces (`"pwd otp"`).
@@ -20,6 +21,16 @@ pub fn purpose_of(s: &str) -> TokenPurpose {
         "verify" => TokenPurpose::Verify,
         _ => TokenPurpose::Reset,
     }
+}
+
+/// A WebAuthn ceremony's stored kind; an unknown one is an error, never a guess.
+pub fn ceremony_kind_of(s: &str) -> anyhow::Result<CeremonyKind> {
+    CeremonyKind::parse(s).ok_or_else(|| anyhow::anyhow!("unknown ceremony kind {s:?}"))
+}
+
+/// A WebAuthn ceremony's stored mode; an unknown one is an error, never a guess.
+pub fn ceremony_mode_of(s: &str) -> anyhow::Result<CeremonyMode> {
+    CeremonyMode::parse(s).ok_or_else(|| anyhow::anyhow!("unknown ceremony mode {s:?}"))
 }
 
 /// The actor an event shows: the administrator who acted (recorded apart from the

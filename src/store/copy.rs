@@ -144,6 +144,30 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("browser", Bool),
         ],
     ),
+    (
+        "passkeys",
+        &[
+            ("id", Text),
+            ("user_id", Text),
+            ("credential_id", Blob),
+            ("credential", Text),
+            ("name", Text),
+            ("created_at", Int),
+            ("last_used_at", Int),
+            ("counter", Int),
+        ],
+    ),
+    (
+        "webauthn_ceremonies",
+        &[
+            ("token_hash", Blob),
+            ("kind", Text),
+            ("mode", Text),
+            ("user_id", Text),
+            ("state", Text),
+            ("expires_at", Int),
+        ],
+    ),
 ];
 
 /// Tables whose numbers continue after the copied ones (identity columns).

@@ -499,6 +499,13 @@ fn every_misconfiguration_is_one_clear_line_and_exit_code_2() {
             "keys.publish_ahead",
         ),
         (
+            // WebAuthn Level 3 §5.1.2: the RP ID is a registrable suffix of every origin.
+            "passkeys.rp_id not covering an origin",
+            "issuer = \"https://auth.example.com\"\n[passkeys]\nrp_id = \"example.org\"\n".into(),
+            vec![],
+            "passkeys.rp_id",
+        ),
+        (
             "TLS files missing",
             "[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n"
                 .into(),

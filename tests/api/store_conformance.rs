@@ -130,6 +130,7 @@ async fn two_users(store: &Store) {
 }
 
 mod accounts;
+mod passkeys;
 mod races;
 mod sessions;
 

@@ -21,6 +21,7 @@ mod group;
 mod key_blobs;
 mod login_failures;
 mod mfa;
+mod passkeys;
 mod revocations;
 pub mod schema;
 mod sessions;

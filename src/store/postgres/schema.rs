@@ -169,6 +169,30 @@ CREATE INDEX user_emails_by_key ON user_emails (email_key);
 CREATE UNIQUE INDEX user_emails_verified_key ON user_emails (email_key)
     WHERE verified_at IS NOT NULL;
 "#,
+    // Version 4 (SQLite's 13): passkeys, and WebAuthn ceremonies in flight (hashes of
+    // their tokens, single use).
+    r#"
+CREATE TABLE passkeys (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    credential_id BYTEA NOT NULL UNIQUE,
+    credential    TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    last_used_at  BIGINT,
+    counter       BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX passkeys_by_user ON passkeys (user_id, created_at);
+CREATE TABLE webauthn_ceremonies (
+    token_hash BYTEA PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    mode       TEXT NOT NULL,
+    user_id    TEXT REFERENCES users (id) ON DELETE CASCADE,
+    state      TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX webauthn_ceremonies_by_expiry ON webauthn_ceremonies (expires_at);
+"#,
 ];
 
 /// The newest schema version this build knows.

@@ -259,6 +259,34 @@ CREATE UNIQUE INDEX user_emails_verified_key ON user_emails(email_key)
     WHERE verified_at IS NOT NULL;
 "#,
         ),
+        // Version 13: passkeys (docs/contract.md "Passkeys"). A passkey's credential is
+        // webauthn-rs's JSON (public key, counter); its WebAuthn credential id is unique,
+        // so one authenticator's key belongs to one account. A ceremony in flight is
+        // kept by the SHA-256 hash of its token, single use, with webauthn-rs's state.
+        M::up(
+            r#"
+CREATE TABLE passkeys (
+    id            TEXT PRIMARY KEY NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    credential_id BLOB NOT NULL UNIQUE,
+    credential    TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER,
+    counter       INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX passkeys_by_user ON passkeys(user_id, created_at);
+CREATE TABLE webauthn_ceremonies (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    kind       TEXT NOT NULL,
+    mode       TEXT NOT NULL,
+    user_id    TEXT REFERENCES users(id) ON DELETE CASCADE,
+    state      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX webauthn_ceremonies_by_expiry ON webauthn_ceremonies(expires_at);
+"#,
+        ),
     ])
 }
 

@@ -10,6 +10,7 @@ mod emails;
 mod events;
 mod mfa;
 pub mod migrations;
+mod passkeys;
 mod revocations;
 mod sessions;
 mod tx;

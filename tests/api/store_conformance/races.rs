@@ -151,3 +151,28 @@ async fn concurrent_revocations_of_one_session_revoke_and_log_it_once() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_webauthn_ceremony_finished_by_concurrent_requests_is_taken_once() {
+    use latchkey::domain::passkeys::{Ceremony, CeremonyKind, CeremonyMode};
+    let (store, _dir) = store().await;
+    write_job!(store, |tx| tx
+        .insert_ceremony(&Ceremony {
+            token_hash: hash(90),
+            kind: CeremonyKind::Login,
+            mode: CeremonyMode::Json,
+            user_id: None,
+            state: "{}".into(),
+            expires_at: T0,
+        })
+        .await?);
+    let answers = at_once(&store, 8, false, async |tx| {
+        tx.take_ceremony(&hash(90)).await
+    })
+    .await;
+    let taken = answers
+        .into_iter()
+        .filter(|a| a.as_ref().unwrap().is_some())
+        .count();
+    assert_eq!(taken, 1);
+}
