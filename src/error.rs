@@ -35,6 +35,7 @@ pub enum ApiError {
     #[error("a second factor is required; send a code with the mfa_token to /login/mfa")]
     MfaRequired {
         mfa_token: crate::secret::Secret<String>,
+        methods: Vec<&'static str>,
     },
     /// A second-factor code that is wrong, reused, outside the allowed drift, or a
     /// recovery code that is unknown or spent. 401 `invalid_credentials`.
@@ -246,14 +247,14 @@ impl ResponseError for ApiError {
             error: self.code(),
             error_description: sanitize_description(&self.to_string()),
         };
-        if let ApiError::MfaRequired { mfa_token } = self {
+        if let ApiError::MfaRequired { mfa_token, methods } = self {
             // docs/contract.md "Second factor": the token and the methods that finish
             // the login, beside the usual error members.
             return res.json(serde_json::json!({
                 "error": body.error,
                 "error_description": body.error_description,
                 "mfa_token": mfa_token.expose(),
-                "mfa_methods": ["totp", "recovery_code"],
+                "mfa_methods": methods,
             }));
         }
         res.json(body)

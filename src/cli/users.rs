@@ -105,8 +105,9 @@ async fn reset_password(settings: &Settings, username: String) -> anyhow::Result
     Ok(())
 }
 
-/// Removes a locked-out user's second factor, its recovery codes and pending logins
-/// (docs/contract.md "Second factor"); recorded as `mfa_disabled` by an administrator.
+/// Removes a locked-out user's second factor, its recovery codes, pending logins and
+/// passkeys (docs/contract.md "Second factor", "Passkeys"); recorded as `mfa_disabled`
+/// and `passkey_removed` by an administrator.
 /// Every session of theirs ends (reason `mfa_reset`, ASVS v5 7.4.3: the CLI has no
 /// current session to keep); their next login needs only the password.
 async fn reset_mfa(settings: &Settings, username: String) -> anyhow::Result<()> {
@@ -114,7 +115,7 @@ async fn reset_mfa(settings: &Settings, username: String) -> anyhow::Result<()> 
     let u = accounts::user_named(&store, &username).await?;
     match mfa::reset_factor(&store, now(), &u.id).await? {
         Some(ended) => println!(
-            "removed the second factor of {username} and ended {ended} session{}",
+            "removed the second factor and passkeys of {username} and ended {ended} session{}",
             if ended == 1 { "" } else { "s" }
         ),
         None => println!("{username} had no second factor"),

@@ -8,6 +8,7 @@ use ring::rand::SystemRandom;
 
 use crate::clock::Millis;
 use crate::domain::model::{ClientContext, MfaFactor, NewEvent, PendingLogin};
+use crate::domain::passkeys::PasskeyUse;
 use crate::domain::repository::Tx;
 use crate::domain::revocation::revoke_all_of_user;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
@@ -32,6 +33,9 @@ pub trait SecretSealer {
 pub enum Proof {
     Totp(TotpCode),
     Recovery(RecoveryCode),
+    /// A passkey assertion, checked by the service (webauthn-rs) before the write: what
+    /// to record of the passkey's use, or `None` when it did not verify.
+    Passkey(Option<PasskeyUse>),
 }
 
 impl Proof {
@@ -39,13 +43,35 @@ impl Proof {
         match self {
             Proof::Totp(_) => "totp",
             Proof::Recovery(_) => "recovery_code",
+            Proof::Passkey(_) => "passkey",
         }
     }
 }
 
-/// Whether the user has a confirmed factor (the one that login and step-up ask for).
+/// Whether the user has a factor that login and step-up ask for: a confirmed TOTP
+/// factor or a passkey (docs/contract.md "Passkeys").
 pub async fn has_active_factor(tx: &mut dyn Tx, user_id: &UserId) -> anyhow::Result<bool> {
+    Ok(has_totp_factor(tx, user_id).await? || !tx.passkeys_of(user_id).await?.is_empty())
+}
+
+/// Whether the user has a confirmed TOTP factor (the one `/me/mfa/totp` manages).
+pub async fn has_totp_factor(tx: &mut dyn Tx, user_id: &UserId) -> anyhow::Result<bool> {
     Ok(tx.mfa_factor(user_id).await?.is_some_and(|f| f.is_active()))
+}
+
+/// The methods that can finish a login of the user (`mfa_methods`).
+pub async fn factor_methods(
+    tx: &mut dyn Tx,
+    user_id: &UserId,
+) -> anyhow::Result<Vec<&'static str>> {
+    let mut methods = Vec::new();
+    if has_totp_factor(tx, user_id).await? {
+        methods.extend(["totp", "recovery_code"]);
+    }
+    if !tx.passkeys_of(user_id).await?.is_empty() {
+        methods.push("passkey");
+    }
+    Ok(methods)
 }
 
 pub enum EnrolOutcome {
@@ -62,7 +88,7 @@ pub async fn enrol(
     user_id: &UserId,
     sealed_secret: Vec<u8>,
 ) -> anyhow::Result<EnrolOutcome> {
-    if has_active_factor(tx, user_id).await? {
+    if has_totp_factor(tx, user_id).await? {
         return Ok(EnrolOutcome::AlreadyActive);
     }
     tx.put_mfa_factor(&MfaFactor {
@@ -184,6 +210,16 @@ pub async fn spend(
     user_id: &UserId,
     proof: &Proof,
 ) -> anyhow::Result<bool> {
+    if let Proof::Passkey(used) = proof {
+        // Recorded only if the passkey is still there (not removed while its ceremony ran).
+        return match used {
+            Some(u) => {
+                tx.record_passkey_use(&u.passkey_id, &u.credential, u.counter, now)
+                    .await
+            }
+            None => Ok(false),
+        };
+    }
     let Some(factor) = tx.mfa_factor(user_id).await?.filter(MfaFactor::is_active) else {
         return Ok(false);
     };
@@ -199,6 +235,7 @@ pub async fn spend(
             }
         }
         Proof::Recovery(code) => tx.consume_recovery_code(user_id, &code.hash()).await,
+        Proof::Passkey(_) => Ok(false),
     }
 }
 
@@ -217,7 +254,7 @@ pub async fn remove(
     who: &AccountOwner<'_>,
     proof: &Proof,
 ) -> anyhow::Result<RemoveOutcome> {
-    if !has_active_factor(tx, who.user_id).await? {
+    if !has_totp_factor(tx, who.user_id).await? {
         return Ok(RemoveOutcome::NoFactor);
     }
     if !spend(tx, now, sealer, who.user_id, proof).await? {
@@ -249,7 +286,7 @@ pub async fn regenerate_recovery_codes(
     code: &TotpCode,
     hashes: &[TokenHash],
 ) -> anyhow::Result<RegenerateOutcome> {
-    if !has_active_factor(tx, who.user_id).await? {
+    if !has_totp_factor(tx, who.user_id).await? {
         return Ok(RegenerateOutcome::NoFactor);
     }
     let proof = Proof::Totp(code.clone());
@@ -263,19 +300,29 @@ pub async fn regenerate_recovery_codes(
     Ok(RegenerateOutcome::Regenerated)
 }
 
-/// The operator removes a locked-out user's factor (`latchkey users reset-mfa`);
-/// recorded as `mfa_disabled` by an administrator. There is no current session to keep,
-/// so every session of the user ends (ASVS v5 7.4.3). `None` if there was no factor,
-/// else how many sessions ended.
+/// The operator removes a locked-out user's factors (`latchkey users reset-mfa`): the
+/// TOTP factor (recorded as `mfa_disabled` by an administrator) and every passkey
+/// (`passkey_removed`, with how many). There is no current session to keep, so every
+/// session of the user ends (ASVS v5 7.4.3). `None` if there was no factor, else how
+/// many sessions ended.
 pub async fn reset(
     tx: &mut dyn Tx,
     now: Millis,
     user_id: &UserId,
 ) -> anyhow::Result<Option<usize>> {
-    if !tx.delete_mfa_factor(user_id).await? {
+    let had_totp = tx.delete_mfa_factor(user_id).await?;
+    let passkeys = tx.delete_passkeys_of(user_id).await?;
+    if !had_totp && passkeys == 0 {
         return Ok(None);
     }
     let operator = ClientContext::operator();
+    if passkeys > 0 {
+        let event = NewEvent::new(EventKind::PasskeyRemoved)
+            .user(user_id)
+            .from(&operator)
+            .detail(serde_json::json!({ "reason": "reset", "passkeys": passkeys }));
+        tx.insert_event(now, &event).await?;
+    }
     let ended = revoke_all_of_user(
         tx,
         now,
@@ -285,11 +332,13 @@ pub async fn reset(
         &operator,
     )
     .await?;
-    let event = NewEvent::new(EventKind::MfaDisabled)
-        .user(user_id)
-        .from(&operator)
-        .detail(serde_json::json!({ "reason": "reset", "sessions_ended": ended }));
-    tx.insert_event(now, &event).await?;
+    if had_totp {
+        let event = NewEvent::new(EventKind::MfaDisabled)
+            .user(user_id)
+            .from(&operator)
+            .detail(serde_json::json!({ "reason": "reset", "sessions_ended": ended }));
+        tx.insert_event(now, &event).await?;
+    }
     Ok(Some(ended))
 }
 

@@ -3,8 +3,12 @@
 //! opaque JSON here: `service::passkeys` makes and reads them with webauthn-rs, and the
 //! store keeps them as they are.
 
+use ring::rand::SystemRandom;
+
 use crate::clock::Millis;
-use crate::domain::{PasskeyId, TokenHash, UserId};
+use crate::domain::repository::Tx;
+use crate::domain::sessions::{self, LoginOutcome, NewSession};
+use crate::domain::{PasskeyId, TokenHash, TokenTagger, UserId};
 
 /// How long a ceremony may take between its start and its finish.
 pub const CEREMONY_TTL_MS: Millis = 5 * 60 * 1000;
@@ -97,6 +101,47 @@ impl Ceremony {
     }
 }
 
+/// A verified assertion, to record: the credential as webauthn-rs updated it, and its
+/// new signature counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyUse {
+    pub passkey_id: PasskeyId,
+    pub credential: String,
+    pub counter: u32,
+}
+
+/// WebAuthn Level 3 §7.2 step 22: once the authenticator keeps a counter, one that did
+/// not go up suggests a cloned authenticator (synced passkeys keep 0 and are exempt).
+pub fn counter_regressed(stored: u32, presented: u32) -> bool {
+    stored > 0 && presented <= stored
+}
+
+pub enum PasskeyLoginOutcome {
+    /// The passkey was removed while its ceremony ran.
+    Gone,
+    Session(LoginOutcome),
+}
+
+/// A passwordless login whose assertion verified: the passkey's use is recorded and the
+/// session starts (`new.amr` says how), in one commit.
+pub async fn finish_login(
+    tx: &mut dyn Tx,
+    now: Millis,
+    rng: &SystemRandom,
+    tagger: &dyn TokenTagger,
+    used: &PasskeyUse,
+    new: &NewSession,
+) -> anyhow::Result<PasskeyLoginOutcome> {
+    if !tx
+        .record_passkey_use(&used.passkey_id, &used.credential, used.counter, now)
+        .await?
+    {
+        return Ok(PasskeyLoginOutcome::Gone);
+    }
+    let outcome = sessions::create_session(tx, now, rng, tagger, new).await?;
+    Ok(PasskeyLoginOutcome::Session(outcome))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +164,16 @@ mod tests {
         assert!(!c.finishes(CeremonyKind::Login, CeremonyMode::Json, 1_000));
         assert!(!c.finishes(CeremonyKind::Login, CeremonyMode::Browser, 0));
         assert!(!c.finishes(CeremonyKind::SecondFactor, CeremonyMode::Json, 0));
+    }
+
+    #[test]
+    fn a_counter_that_does_not_go_up_is_a_regression_unless_both_are_zero() {
+        assert!(!counter_regressed(0, 0));
+        assert!(!counter_regressed(0, 1));
+        assert!(!counter_regressed(4, 5));
+        assert!(counter_regressed(5, 5));
+        assert!(counter_regressed(5, 3));
+        assert!(counter_regressed(5, 0));
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub struct NewSession {
     pub max_per_user: u32,
     pub limit_policy: LimitPolicy,
     pub ctx: ClientContext,
-    /// How the user authenticated (RFC 8176): `[Pwd]`, or `[Pwd, Otp]` after a second
-    /// factor. Kept on the session, so every refresh carries it.
+    /// How the user authenticated (RFC 8176): `[Pwd]`, `[Pwd, Otp]` or `[Pwd, Hwk, Mfa]`
+    /// after a second factor, `[Hwk, User, Mfa]` for a passkey alone. Kept on the
+    /// session, so every refresh carries it.
     pub amr: Vec<AuthMethod>,
     /// When the password was checked; `None` for now (the session's start).
     pub auth_time: Option<Millis>,
@@ -147,6 +148,9 @@ async fn create(
         serde_json::json!({
             "remember_me": req.remember_me,
             "amr": req.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+            // How the login began: a passkey alone, or a password (then `amr` names the
+            // second factor, if any).
+            "method": if req.amr.contains(&AuthMethod::Pwd) { "password" } else { "passkey" },
             "network": network,
             "ua_family": ua_family,
         }),

@@ -105,6 +105,14 @@ words! {
         MfaDisabled = "mfa_disabled",
         /// The user replaced their recovery codes with new ones.
         RecoveryCodesRegenerated = "recovery_codes_regenerated",
+        /// A passkey was registered (`/me/passkeys/register/finish`).
+        PasskeyAdded = "passkey_added",
+        /// A passkey was removed by its user (`DELETE /me/passkeys/{id}`) or, all of
+        /// them, by the operator (`latchkey users reset-mfa`).
+        PasskeyRemoved = "passkey_removed",
+        /// An assertion's signature counter did not go up (WebAuthn Level 3 §7.2 step
+        /// 22): the credential may have been cloned; the login is refused.
+        PasskeyCloneSuspected = "passkey_clone_suspected",
     }
 }
 
@@ -117,6 +125,14 @@ words! {
         /// A one-time password: a TOTP code (RFC 6238) or a single-use recovery code
         /// (RFC 8176 §2 `otp`).
         Otp = "otp",
+        /// Proof of possession of a hardware-secured key: a passkey (RFC 8176 §2 `hwk`).
+        Hwk = "hwk",
+        /// User presence and verification by the authenticator, a PIN or biometric
+        /// (RFC 8176 §2 `user`).
+        User = "user",
+        /// More than one factor (RFC 8176 §2 `mfa`): a user-verified passkey is something
+        /// held and something known or are.
+        Mfa = "mfa",
     }
 }
 

@@ -4,11 +4,11 @@
 //! verifies an authenticator's answer.
 
 use actix_web::http::Method;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Authenticated;
+use super::auth::{client_context, Authenticated};
 use super::extract::JsonBody;
 use super::responses::no_store_json;
 use super::RouteTable;
@@ -61,6 +61,7 @@ struct FinishBody {
 
 async fn register_finish(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: JsonBody<FinishBody>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
@@ -71,6 +72,7 @@ async fn register_finish(
         &b.ceremony,
         b.credential,
         b.name,
+        &client_context(&req),
     )
     .await?;
     Ok(HttpResponse::Created()
@@ -103,9 +105,10 @@ async fn rename(
 
 async fn remove(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    passkeys::remove(&Ceremonies::of(&state), &auth, &path).await?;
+    passkeys::remove(&Ceremonies::of(&state), &auth, &path, &client_context(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

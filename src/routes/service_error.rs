@@ -14,7 +14,9 @@ impl From<Error> for ApiError {
             // A client named in the body, not one that sent HTTP Basic: no challenge.
             Error::UnknownClient => ApiError::InvalidClient { basic: false },
             Error::InvalidCredentials => ApiError::InvalidCredentials,
-            Error::SecondFactorRequired { mfa_token } => ApiError::MfaRequired { mfa_token },
+            Error::SecondFactorRequired { mfa_token, methods } => {
+                ApiError::MfaRequired { mfa_token, methods }
+            }
             Error::WrongCode => ApiError::WrongCode,
             Error::StepUpRequired {
                 description,

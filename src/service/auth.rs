@@ -100,15 +100,17 @@ pub async fn authenticate_admin(
     Ok(auth)
 }
 
-/// RFC 9470 step-up: the session's login must have used a second factor (`otp` in
-/// `amr`, RFC 8176) and checked the password within `mfa.step_up_max_age`; otherwise
+/// RFC 9470 step-up: the session's login must have used a second factor (`otp` or `mfa`
+/// in `amr`, RFC 8176 §2: a TOTP code, or a user-verified passkey alone or after the
+/// password) and happened within `mfa.step_up_max_age`; otherwise
 /// 401 `insufficient_user_authentication` with the `max_age` (and, when the factor is
 /// what is missing, `acr_values`) a client needs to ask the user to log in again. The
 /// session's values are the ones its tokens carry (`amr`, `auth_time`).
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub fn require_step_up(mfa: &MfaSettings, auth: &Authenticated, now: Millis) -> Result<(), Error> {
     let max_age = mfa.step_up_max_age;
-    let has_otp = auth.session.amr.contains(&AuthMethod::Otp);
+    let amr = &auth.session.amr;
+    let has_otp = amr.contains(&AuthMethod::Otp) || amr.contains(&AuthMethod::Mfa);
     let age_ms = now - auth.session.auth_time;
     if has_otp && age_ms <= max_age.as_millis_i64() {
         return Ok(());
@@ -125,8 +127,8 @@ pub fn require_step_up(mfa: &MfaSettings, auth: &Authenticated, now: Millis) -> 
     })
 }
 
-/// Step-up for a user with an active second factor; nothing for one without
-/// (`/me/password`, `DELETE /me`, `/me/email`, `/me/mfa/*`).
+/// Step-up for a user with an active second factor (TOTP or a passkey); nothing for one
+/// without (`/me/password`, `DELETE /me`, `/me/email`, `/me/mfa/*`, `/me/passkeys/*`).
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
 pub async fn require_step_up_if_enrolled(
     store: &Store,

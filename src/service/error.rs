@@ -28,7 +28,11 @@ pub enum Error {
     /// The password was right and the account has a second factor: the login finishes
     /// with this single-use token and a code (docs/contract.md "Second factor").
     #[error("a second factor is required; send a code with the mfa_token to /login/mfa")]
-    SecondFactorRequired { mfa_token: Secret<String> },
+    SecondFactorRequired {
+        mfa_token: Secret<String>,
+        /// What can finish it (`mfa_methods`): `totp`, `recovery_code`, `passkey`.
+        methods: Vec<&'static str>,
+    },
     /// A second-factor code that is wrong, reused or outside the allowed drift, or a
     /// recovery code that is unknown or spent.
     #[error("the code is wrong, expired or already used")]

@@ -210,12 +210,17 @@ pub async fn require_second_factor(
         audiences,
         browser,
     );
-    deps.gate
+    let methods = deps
+        .gate
         .store
-        .write(async move |tx| tx.insert_mfa_login(&pending).await)
+        .write(async move |tx| {
+            tx.insert_mfa_login(&pending).await?;
+            mfa::factor_methods(tx, &pending.user_id).await
+        })
         .await?;
     deps.gate.metrics.login("mfa_required");
     Ok(Error::SecondFactorRequired {
         mfa_token: Secret::new(token.expose().to_owned()),
+        methods,
     })
 }

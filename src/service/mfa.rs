@@ -46,7 +46,7 @@ pub fn parse_proof(code: Option<String>, recovery_code: Option<String>) -> Resul
 fn code_only(code: Option<String>) -> Result<TotpCode, Error> {
     match parse_proof(code, None)? {
         Proof::Totp(c) => Ok(c),
-        Proof::Recovery(_) => unreachable!("no recovery code was given"),
+        Proof::Recovery(_) | Proof::Passkey(_) => unreachable!("only a code was given"),
     }
 }
 

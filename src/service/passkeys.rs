@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, Passkey, PasskeyRegistration, RegisterPublicKeyCredential, Uuid,
 };
@@ -16,10 +17,11 @@ use super::Error;
 use crate::clock::Millis;
 use crate::config::MfaSettings;
 use crate::domain::email::AccountSecret;
+use crate::domain::model::{ClientContext, NewEvent};
 use crate::domain::passkeys::{
     Ceremony, CeremonyKind, CeremonyMode, StoredPasskey, CEREMONY_TTL_MS,
 };
-use crate::domain::PasskeyId;
+use crate::domain::{EventKind, PasskeyId};
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -130,6 +132,7 @@ pub async fn finish_registration(
     ceremony: &str,
     credential: serde_json::Value,
     name: Option<String>,
+    ctx: &ClientContext,
 ) -> Result<StoredPasskey, Error> {
     let webauthn = deps.webauthn()?;
     let name = passkey_name(name)?;
@@ -164,6 +167,9 @@ pub async fn finish_registration(
         counter: 0,
     };
     let row = stored.clone();
+    let event = NewEvent::about_session(EventKind::PasskeyAdded, &auth.session, ctx)
+        .detail(json!({ "passkey_id": stored.id, "name": stored.name }));
+    let now = deps.now;
     let added = deps
         .store
         .write(async move |tx| {
@@ -175,6 +181,7 @@ pub async fn finish_registration(
                 return Ok(false);
             }
             tx.insert_passkey(&row).await?;
+            tx.insert_event(now, &event).await?;
             Ok(true)
         })
         .await?;
@@ -238,13 +245,27 @@ pub async fn rename(
 
 /// `DELETE /me/passkeys/{id}`: step-up for a user with a factor.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user.id, session_id = %auth.session.id))]
-pub async fn remove(deps: &Ceremonies<'_>, auth: &Authenticated, id: &str) -> Result<(), Error> {
+pub async fn remove(
+    deps: &Ceremonies<'_>,
+    auth: &Authenticated,
+    id: &str,
+    ctx: &ClientContext,
+) -> Result<(), Error> {
     require_step_up_if_enrolled(deps.store, deps.mfa, auth, deps.now).await?;
     let id = PasskeyId::parse(id).ok_or_else(no_such_passkey)?;
     let user_id = auth.user.id.clone();
+    let event = NewEvent::about_session(EventKind::PasskeyRemoved, &auth.session, ctx)
+        .detail(json!({ "passkey_id": id }));
+    let now = deps.now;
     let removed = deps
         .store
-        .write(async move |tx| tx.delete_passkey(&user_id, &id).await)
+        .write(async move |tx| {
+            let removed = tx.delete_passkey(&user_id, &id).await?;
+            if removed {
+                tx.insert_event(now, &event).await?;
+            }
+            Ok(removed)
+        })
         .await?;
     if removed {
         Ok(())

@@ -80,7 +80,7 @@ async fn finish(
 }
 
 #[tokio::test]
-async fn a_user_adds_a_passkey_then_lists_renames_and_removes_it() {
+async fn a_user_adds_a_passkey_lists_and_renames_it_and_removing_it_needs_step_up() {
     let app = app().await;
     let t = app.user_with_session("alice").await;
     let mut key = authenticator();
@@ -120,11 +120,19 @@ async fn a_user_adds_a_passkey_then_lists_renames_and_removes_it() {
         "Work laptop"
     );
 
+    assert_eq!(app.events_of("passkey_added").len(), 1);
+
+    // The passkey is now a factor: removing it is a step-up route (RFC 9470), and a
+    // login with the password alone is not enough.
     let path = format!("/me/passkeys/{id}");
-    let removed = app.delete_bearer(&path, &t.access, None).await;
-    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
-    let again = app.delete_bearer(&path, &t.access, None).await;
-    assert_error(again, StatusCode::NOT_FOUND, "not_found").await;
+    let refused = app.delete_bearer(&path, &t.access, None).await;
+    assert_error(
+        refused,
+        StatusCode::UNAUTHORIZED,
+        "insufficient_user_authentication",
+    )
+    .await;
+    assert!(app.events_of("passkey_removed").is_empty());
 }
 
 #[tokio::test]

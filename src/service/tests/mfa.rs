@@ -53,7 +53,7 @@ fn second_step(mfa_token: &str, code: Option<String>, recovery_code: Option<Stri
 
 async fn mfa_token(f: &Fixture) -> String {
     match f.login("alice", "correct horse battery").await {
-        Err(Error::SecondFactorRequired { mfa_token }) => mfa_token.expose().clone(),
+        Err(Error::SecondFactorRequired { mfa_token, .. }) => mfa_token.expose().clone(),
         other => panic!("expected a second step, got {:?}", other.err()),
     }
 }
