@@ -149,6 +149,36 @@ try {
   const twoStep = await amr(page);
   check(twoStep === 'pwd hwk mfa', `password then passkey: amr is pwd hwk mfa: ${twoStep}`);
 
+  check(await page.evaluate(() => typeof PublicKeyCredential.parseRequestOptionsFromJSON === 'function'),
+    "so far this Chromium's own JSON conversion ran");
+
+  // A browser without the Level 3 JSON methods (Safari before 18, Firefox before 119):
+  // the library's base64url fallback runs the passwordless sign-in and a registration.
+  const [now] = await held(device);
+  const older = await browser.newContext();
+  await older.addInitScript(() => {
+    delete PublicKeyCredential.parseCreationOptionsFromJSON;
+    delete PublicKeyCredential.parseRequestOptionsFromJSON;
+    delete PublicKeyCredential.prototype.toJSON;
+  });
+  const oldPage = await older.newPage();
+  oldPage.on('pageerror', (e) => problems.push('exception: ' + e.message));
+  const oldCdp = await older.newCDPSession(oldPage);
+  await oldCdp.send('WebAuthn.enable');
+  const { authenticatorId: same } = await oldCdp.send('WebAuthn.addVirtualAuthenticator', authenticator('internal'));
+  await oldCdp.send('WebAuthn.addCredential', { authenticatorId: same, credential: now });
+  await oldPage.goto(`http://localhost:${spaPort}/?api=${encodeURIComponent(api)}`);
+  await oldPage.waitForSelector('[data-testid=passkey-login]:not([hidden])');
+  check(await oldPage.evaluate(() => PublicKeyCredential.parseRequestOptionsFromJSON === undefined), 'a second browser without parseRequestOptionsFromJSON');
+  await oldPage.click('[data-testid=passkey-login]');
+  await signedIn(oldPage);
+  check((await oldPage.textContent('[data-testid=who]')) === USER, 'the fallback conversion signs in with the passkey too');
+  await oldCdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: same });
+  await oldCdp.send('WebAuthn.addVirtualAuthenticator', authenticator('usb'));
+  await addPasskey(oldPage, 'Old browser key');
+  await passkeyStatus(oldPage, 'Old browser key was added');
+  check(true, 'and registers a new passkey (creation options and credential converted by hand)');
+
   check(problems.length === 0, `no uncaught exception or console error (${problems.join('; ')})`);
   console.log('ALL PASSED');
 } finally {
