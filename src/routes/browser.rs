@@ -91,7 +91,7 @@ fn csrf_guard(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
     Ok(origin.to_owned())
 }
 
-fn origin_allowed_for(
+pub(super) fn origin_allowed_for(
     state: &AppState,
     client_id: &str,
     origin: &str,
@@ -170,7 +170,7 @@ fn device_cookie(state: &AppState, token: String) -> Cookie<'static> {
 }
 
 /// The device token of the device cookie; two device cookies are no device token at all.
-fn device_cookie_of(state: &AppState, req: &HttpRequest) -> Option<String> {
+pub(super) fn device_cookie_of(state: &AppState, req: &HttpRequest) -> Option<String> {
     single_cookie(req, &state.settings.browser.device_cookie_name).unwrap_or(None)
 }
 
@@ -205,7 +205,7 @@ fn cookie_with(state: &AppState, value: String) -> Cookie<'static> {
 /// What every `/browser/*` request goes through first (after its rate limit): the CSRF
 /// checks (before anything else is read), then the JSON body. Returns the `Origin` and
 /// body.
-fn admit<T: serde::de::DeserializeOwned>(
+pub(super) fn admit<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
@@ -216,7 +216,7 @@ fn admit<T: serde::de::DeserializeOwned>(
 
 /// The token response without the refresh token, which goes only into the cookie (and
 /// without the device token, which goes into the device cookie).
-fn token_reply(state: &AppState, issued: Issued) -> HttpResponse {
+pub(super) fn token_reply(state: &AppState, issued: Issued) -> HttpResponse {
     name_caller(&issued.session);
     let cookie = refresh_cookie(state, &issued.refresh, &issued.session);
     let mut body: TokenResponse = issued.for_browser().body;

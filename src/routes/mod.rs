@@ -14,6 +14,7 @@ pub mod me;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth;
+pub mod passkey_login;
 pub mod passkeys;
 pub mod recovery;
 pub mod responses;
@@ -190,6 +191,7 @@ pub fn table() -> RouteTable {
     mfa::configure(&mut t);
     me::configure(&mut t);
     passkeys::configure(&mut t);
+    passkey_login::configure(&mut t);
     oauth::configure(&mut t);
     revocations::configure(&mut t);
     sessions::configure(&mut t);
@@ -437,7 +439,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 22] = [
+        let expected: [(&str, &str, &[Endpoint]); 27] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -465,6 +467,11 @@ mod tests {
             // verifies an authenticator's answer.
             ("POST", "/me/passkeys/register/start", &[Login]),
             ("POST", "/me/passkeys/register/finish", &[Login]),
+            ("POST", "/login/passkey/start", &[Login]),
+            ("POST", "/login/passkey/finish", &[Login]),
+            ("POST", "/browser/login/passkey/start", &[Browser, Login]),
+            ("POST", "/browser/login/passkey/finish", &[Browser, Login]),
+            ("POST", "/login/mfa/passkey/start", &[Login]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {

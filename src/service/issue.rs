@@ -29,6 +29,8 @@ pub struct Issuing<'a> {
     pub sealer: &'a Arc<Sealer>,
     pub devices: &'a DeviceKey,
     pub rng: &'a Arc<SystemRandom>,
+    /// The WebAuthn relying party; `None` when passkeys are off.
+    pub passkeys: Option<&'a webauthn_rs::Webauthn>,
 }
 
 impl<'a> Issuing<'a> {
@@ -40,6 +42,7 @@ impl<'a> Issuing<'a> {
             sealer: &state.sealer,
             devices: &state.devices,
             rng: &state.rng,
+            passkeys: state.passkeys.as_deref(),
         }
     }
 }

@@ -61,17 +61,31 @@ pub struct Started<T> {
     pub options: T,
 }
 
-fn dead_ceremony() -> Error {
+pub(super) fn dead_ceremony() -> Error {
     Error::InvalidGrant("the ceremony is invalid, expired or already used; start again".into())
 }
 
-fn parse_credential<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+pub(super) fn parse_credential<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, Error> {
     serde_json::from_value(value)
         .map_err(|_| Error::InvalidRequest("credential is not a WebAuthn credential".into()))
 }
 
-fn credential_of(stored: &StoredPasskey) -> Result<Passkey, Error> {
+pub(super) fn credential_of(stored: &StoredPasskey) -> Result<Passkey, Error> {
     serde_json::from_str(&stored.credential).map_err(Error::internal)
+}
+
+/// Takes (deletes) the ceremony `token` names, whatever comes of it: a ceremony is
+/// spent by every finish attempt. The caller checks what it may finish as.
+pub(super) async fn take_ceremony(store: &Store, token: &str) -> Result<Option<Ceremony>, Error> {
+    let Some(token) = AccountSecret::parse(token) else {
+        return Ok(None);
+    };
+    let hash = token.hash();
+    Ok(store
+        .write(async move |tx| tx.take_ceremony(&hash).await)
+        .await?)
 }
 
 /// `POST /me/passkeys/register/start`: step-up for a user with a factor; options asking
@@ -137,14 +151,8 @@ pub async fn finish_registration(
     let webauthn = deps.webauthn()?;
     let name = passkey_name(name)?;
     let credential: RegisterPublicKeyCredential = parse_credential(credential)?;
-    let hash = AccountSecret::parse(ceremony)
-        .ok_or_else(dead_ceremony)?
-        .hash();
-    let taken = deps
-        .store
-        .write(async move |tx| tx.take_ceremony(&hash).await)
-        .await?;
-    let ceremony = taken
+    let ceremony = take_ceremony(deps.store, ceremony)
+        .await?
         .filter(|c| c.finishes(CeremonyKind::Register, CeremonyMode::Json, deps.now))
         .filter(|c| c.user_id.as_ref() == Some(&auth.user.id))
         .ok_or_else(dead_ceremony)?;

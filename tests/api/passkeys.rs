@@ -6,28 +6,10 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use url::Url;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
-use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_rs_proto::{CreationChallengeResponse, PublicKeyCredentialCreationOptions};
+use webauthn_rs_proto::PublicKeyCredentialCreationOptions;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
-
-const ORIGIN: &str = "http://localhost:5173";
-
-async fn app() -> TestApp {
-    spawn_app_with(|s| {
-        s.passkeys.rp_id = Some("localhost".into());
-        s.passkeys.origins = Some(vec![ORIGIN.into()]);
-    })
-    .await
-}
-
-/// A soft passkey that reports user verification (as a platform authenticator with a
-/// PIN or biometric would).
-fn authenticator() -> WebauthnAuthenticator<SoftPasskey> {
-    WebauthnAuthenticator::new(SoftPasskey::new(true))
-}
+use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::passkey_kit::{create, passkey_app as app, soft_passkey as authenticator, ORIGIN};
 
 /// `POST /me/passkeys/register/start`: the ceremony token and the creation options.
 async fn start(app: &TestApp, access: &str) -> (String, PublicKeyCredentialCreationOptions) {
@@ -38,31 +20,6 @@ async fn start(app: &TestApp, access: &str) -> (String, PublicKeyCredentialCreat
     let body: Value = res.json().await.unwrap();
     let options = serde_json::from_value(body["options"].clone()).expect("creation options");
     (body["ceremony"].as_str().unwrap().to_owned(), options)
-}
-
-/// The authenticator's answer to `options`, made at `origin`.
-fn create(
-    key: &mut WebauthnAuthenticator<SoftPasskey>,
-    origin: &str,
-    mut options: PublicKeyCredentialCreationOptions,
-) -> Value {
-    let selection = options.authenticator_selection.as_mut().unwrap();
-    assert!(
-        selection.require_resident_key,
-        "a discoverable credential is asked for"
-    );
-    // The soft passkey keeps no resident keys and refuses the request outright: it
-    // answers as a resident-key authenticator would, which the server cannot tell.
-    selection.require_resident_key = false;
-    let answer = key
-        .do_registration(
-            Url::parse(origin).unwrap(),
-            CreationChallengeResponse {
-                public_key: options,
-            },
-        )
-        .expect("the soft passkey registers");
-    serde_json::to_value(answer).unwrap()
 }
 
 async fn finish(
