@@ -6,19 +6,21 @@ use serde_json::Value;
 
 use super::auth::{client_context, Admin};
 use super::me::{admin_events_json, parse_time, session_json};
+use super::passkeys::passkey_json;
 use super::responses::no_store_json;
 use super::RouteTable;
 use crate::domain::model::{ClientContext, EventQuery};
 use crate::domain::UserId;
 use crate::error::ApiError;
 use crate::service::events::{page_before, page_limit};
-use crate::service::{accounts, events, sessions};
+use crate::service::{accounts, events, passkeys, sessions};
 use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/admin/users/{id}/sessions", user_sessions);
     t.delete("/admin/users/{id}/sessions", revoke_user_sessions);
     t.post("/admin/users/{id}/disable", disable_user);
+    t.get("/admin/users/{id}/passkeys", user_passkeys);
     t.get("/admin/events", list_events);
 }
 
@@ -30,6 +32,18 @@ async fn user_sessions(
     let user_id = user_in_path(&path)?;
     let list = sessions::sessions_of_user(&state.store, state.now(), user_id).await?;
     let body: Vec<Value> = list.iter().map(|s| session_json(s, None)).collect();
+    Ok(no_store_json(&body))
+}
+
+/// The user's passkeys (docs/contract.md "Passkeys"): names and dates only.
+async fn user_passkeys(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = user_in_path(&path)?;
+    let list = passkeys::of_user(&state.store, user_id).await?;
+    let body: Vec<Value> = list.iter().map(passkey_json).collect();
     Ok(no_store_json(&body))
 }
 

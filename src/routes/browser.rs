@@ -28,7 +28,7 @@ use crate::ratelimit::Endpoint;
 use crate::service::issue::{resolve_client, Issued, Issuing, TokenResponse};
 use crate::service::refresh::{self, RefreshInput};
 use crate::service::revoke::TokenLookup;
-use crate::service::{self, login, mfa, revoke};
+use crate::service::{self, login, mfa_login, revoke};
 use crate::state::AppState;
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis §5.5).
@@ -258,11 +258,12 @@ async fn login_mfa(
 ) -> Result<HttpResponse, ApiError> {
     let (request_origin, step): (_, SecondStepBody) = admit(&state, &req, &body.0)?;
     let allowed = |client_id: &str| origin_allowed_for(&state, client_id, &request_origin);
-    let mut step: mfa::SecondStep = step.into();
+    let mut step: mfa_login::SecondStep = step.into();
     // As at `/browser/login`: the device token comes from its cookie, never the body.
     step.device_token = device_cookie_of(&state, &req);
     step.browser = true;
-    let issued = mfa::finish_login(&Issuing::of(&state), step, origin(&req), &allowed).await?;
+    let issued =
+        mfa_login::finish_login(&Issuing::of(&state), step, origin(&req), &allowed).await?;
     Ok(token_reply(&state, issued))
 }
 

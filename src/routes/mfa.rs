@@ -14,7 +14,8 @@ use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
 use crate::service::issue::Issuing;
-use crate::service::mfa::{self, SecondStep};
+use crate::service::mfa;
+use crate::service::mfa_login::{self, SecondStep};
 use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
@@ -29,8 +30,8 @@ pub fn configure(t: &mut RouteTable) {
         .rate_limited(Endpoint::Login);
 }
 
-/// The body of `/login/mfa` and `/browser/login/mfa`: the `mfa_token` and one of `code`
-/// or `recovery_code`.
+/// The body of `/login/mfa` and `/browser/login/mfa`: the `mfa_token` and one of `code`,
+/// `recovery_code`, or a passkey's `ceremony` and `credential`.
 #[derive(Deserialize)]
 pub struct SecondStepBody {
     pub mfa_token: String,
@@ -42,6 +43,12 @@ pub struct SecondStepBody {
     /// the device cookie and ignores this).
     #[serde(default)]
     pub device_token: Option<String>,
+    /// A passkey instead of a code: the ceremony of `/login/mfa/passkey/start` and the
+    /// authenticator's answer.
+    #[serde(default)]
+    pub ceremony: Option<String>,
+    #[serde(default)]
+    pub credential: Option<serde_json::Value>,
 }
 
 impl From<SecondStepBody> for SecondStep {
@@ -52,6 +59,8 @@ impl From<SecondStepBody> for SecondStep {
             recovery_code: b.recovery_code,
             device_token: b.device_token,
             browser: false,
+            ceremony: b.ceremony,
+            credential: b.credential,
         }
     }
 }
@@ -61,7 +70,7 @@ async fn login_mfa(
     req: HttpRequest,
     body: JsonBody<SecondStepBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = mfa::finish_login(
+    let issued = mfa_login::finish_login(
         &Issuing::of(&state),
         body.into_inner().into(),
         origin(&req),

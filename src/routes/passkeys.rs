@@ -29,7 +29,8 @@ pub fn configure(t: &mut RouteTable) {
     t.delete("/me/passkeys/{id}", remove);
 }
 
-fn passkey_json(p: &StoredPasskey) -> Value {
+/// A passkey as its user and the admin API see it: never its credential material.
+pub(super) fn passkey_json(p: &StoredPasskey) -> Value {
     json!({
         "id": p.id,
         "name": p.name,

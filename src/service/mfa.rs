@@ -5,19 +5,17 @@
 
 use super::accounts::{confirm_password, password_error};
 use super::auth::{require_step_up_if_enrolled, Authenticated};
-use super::issue::{Issued, Issuing};
-use super::login::{issue_login, Origin};
+use super::issue::Issuing;
+use super::login::Origin;
 use super::password_check::{self, session_device, Admitted, Attempt, Purpose};
 use super::Error;
 use crate::clock::Millis;
-use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{
-    self, AccountOwner, ConfirmOutcome, EnrolOutcome, FinishOutcome, Proof, RegenerateOutcome,
-    RemoveOutcome, SecretSealer,
+    self, AccountOwner, ConfirmOutcome, EnrolOutcome, Proof, RegenerateOutcome, RemoveOutcome,
+    SecretSealer,
 };
-use crate::domain::sessions::NewSession;
 use crate::domain::totp::{self, RecoveryCode, TotpCode, TotpSecret};
-use crate::domain::{AuthMethod, Password, TokenHash, UserId, Username};
+use crate::domain::{Password, TokenHash, UserId, Username};
 use crate::secret::Secret;
 use crate::store::Store;
 
@@ -47,153 +45,6 @@ fn code_only(code: Option<String>) -> Result<TotpCode, Error> {
     match parse_proof(code, None)? {
         Proof::Totp(c) => Ok(c),
         Proof::Recovery(_) | Proof::Passkey(_) => unreachable!("only a code was given"),
-    }
-}
-
-fn dead_token() -> Error {
-    Error::InvalidGrant("the mfa_token is invalid, expired or already used; sign in again".into())
-}
-
-/// The second step of a login (`/login/mfa`, `/browser/login/mfa`).
-pub struct SecondStep {
-    pub mfa_token: String,
-    pub code: Option<String>,
-    pub recovery_code: Option<String>,
-    /// The device token of an earlier login to the account (the body's `device_token`,
-    /// or the browser's device cookie), honoured exactly as at `/login`.
-    pub device_token: Option<String>,
-    /// Asked at `/browser/login/mfa`.
-    pub browser: bool,
-}
-
-/// Finishes a login that answered `mfa_required`. `allowed` vets the pending login's
-/// client before anything changes (browser mode: the Origin must be one of its
-/// `allowed_origins`). Answers as `/login` does, the session with `amr: ["pwd","otp"]`
-/// and the password step's `auth_time`.
-#[tracing::instrument(skip_all)]
-pub async fn finish_login(
-    deps: &Issuing<'_>,
-    input: SecondStep,
-    from: Origin,
-    allowed: &dyn Fn(&str) -> Result<(), Error>,
-) -> Result<Issued, Error> {
-    let proof = parse_proof(input.code, input.recovery_code)?;
-    let token = AccountSecret::parse(&input.mfa_token).ok_or_else(dead_token)?;
-    let hash: TokenHash = token.hash();
-    let now = deps.gate.now();
-    let found = deps
-        .gate
-        .store
-        .read(async move |tx| {
-            let Some(p) = tx.mfa_login_by_hash(&hash).await? else {
-                return Ok(None);
-            };
-            Ok(tx.user_by_id(&p.user_id).await?.map(|u| (p, u)))
-        })
-        .await?;
-    let Some((pending, user)) = found.filter(|(p, _)| p.expires_at > now) else {
-        return Err(dead_token());
-    };
-    // Only where its login started (docs/contract.md "Second factor"): a browser
-    // login's refresh token must never come back in a JSON body. Refused before the
-    // code is looked at, so the wrong endpoint costs the login no attempt.
-    if pending.browser != input.browser {
-        return Err(Error::InvalidGrant(if pending.browser {
-            "this mfa_token is from a browser login: finish it at /browser/login/mfa".into()
-        } else {
-            "this mfa_token is not from a browser login: finish it at /login/mfa".into()
-        }));
-    }
-    allowed(&pending.client_id)?;
-    let client = deps
-        .settings
-        .client(&pending.client_id)
-        .ok_or_else(dead_token)?
-        .clone();
-    let account_key = Username::lookup_key(&user.username);
-    // A device token of this account makes the second step a trusted client, exactly as
-    // at `/login`: an attack on the account from unknown devices never locks its known
-    // devices out of either step (OWASP device cookies).
-    let device = input
-        .device_token
-        .as_deref()
-        .and_then(|t| deps.devices.verify(t, &account_key, now));
-    // Admitted like a password check: a throttled account or address gets 429 here
-    // too, and each wrong code counts (docs/contract.md "Login throttling").
-    let admitted = password_check::admit(
-        deps.gate,
-        Attempt {
-            account_key: account_key.clone(),
-            ip: from.ip,
-            device,
-            purpose: Purpose::SecondFactor,
-            client_id: client.id.clone(),
-            session_id: None,
-            ctx: from.ctx.clone(),
-        },
-    )
-    .await?;
-    let new = NewSession {
-        user_id: pending.user_id.clone(),
-        client_id: client.id.clone(),
-        scope: pending.scope.clone(),
-        remember_me: pending.remember_me,
-        lifetimes: deps.settings.lifetimes(Some(&client), pending.remember_me),
-        max_per_user: deps.settings.session.max_per_user,
-        limit_policy: deps.settings.session.limit_policy,
-        ctx: from.ctx,
-        // RFC 8176 §2: a password, then a one-time password.
-        amr: vec![AuthMethod::Pwd, AuthMethod::Otp],
-        auth_time: Some(pending.auth_time),
-    };
-    let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
-    let known_device = device.is_some();
-    let outcome = deps
-        .gate
-        .store
-        .write(async move |tx| {
-            let sealer = keys.as_ref();
-            mfa::finish_login(
-                tx,
-                now,
-                &rng,
-                sealer,
-                sealer,
-                &hash,
-                &proof,
-                &new,
-                known_device,
-            )
-            .await
-        })
-        .await?;
-    match outcome {
-        FinishOutcome::Dead => Err(dead_token()),
-        FinishOutcome::CodesLocked => Err(Error::Forbidden(
-            "too many wrong codes in a row on this account: finish with a recovery code or \
-             from a device that signed in before, or ask an administrator to reset the factor"
-                .into(),
-        )),
-        FinishOutcome::WrongCode { ended } => {
-            admitted.code_failed().await?;
-            if ended {
-                Err(Error::InvalidGrant(
-                    "too many wrong codes: the mfa_token has ended; sign in again".into(),
-                ))
-            } else {
-                Err(Error::WrongCode)
-            }
-        }
-        FinishOutcome::Finished(outcome) => {
-            admitted.succeeded().await?;
-            drop(admitted);
-            deps.gate.metrics.login(match &outcome {
-                crate::domain::sessions::LoginOutcome::Created(_) => "success",
-                crate::domain::sessions::LoginOutcome::UserUnavailable => "failure",
-                crate::domain::sessions::LoginOutcome::LimitReached => "rejected",
-            });
-            issue_login(deps, &client, outcome, pending.audiences, &account_key, now)
-        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod introspect;
 pub mod issue;
 pub mod login;
 pub mod mfa;
+pub mod mfa_login;
 pub mod passkey_login;
 pub mod passkeys;
 pub mod password_check;

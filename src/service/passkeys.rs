@@ -21,7 +21,7 @@ use crate::domain::model::{ClientContext, NewEvent};
 use crate::domain::passkeys::{
     Ceremony, CeremonyKind, CeremonyMode, StoredPasskey, CEREMONY_TTL_MS,
 };
-use crate::domain::{EventKind, PasskeyId};
+use crate::domain::{EventKind, PasskeyId, UserId};
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -219,6 +219,21 @@ pub async fn list(store: &Store, auth: &Authenticated) -> Result<Vec<StoredPassk
     Ok(store
         .read(async move |tx| tx.passkeys_of(&user_id).await)
         .await?)
+}
+
+/// `GET /admin/users/{id}/passkeys`: a user's passkeys, oldest first (404 for an unknown
+/// user).
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+pub async fn of_user(store: &Store, user_id: UserId) -> Result<Vec<StoredPasskey>, Error> {
+    store
+        .read(async move |tx| {
+            if tx.user_by_id(&user_id).await?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(tx.passkeys_of(&user_id).await?))
+        })
+        .await?
+        .ok_or_else(super::sessions::no_such_user)
 }
 
 fn no_such_passkey() -> Error {

@@ -27,6 +27,7 @@ mod operations;
 mod passkey_kit;
 mod passkeys;
 mod passkeys_login;
+mod passkeys_mfa;
 mod readme;
 mod recovery;
 mod refresh;

@@ -1,7 +1,8 @@
 use super::{origin, Fixture};
 use crate::domain::totp::{self, TotpSecret};
 use crate::domain::AuthMethod;
-use crate::service::mfa::{confirm, enrol, finish_login, SecondStep};
+use crate::service::mfa::{confirm, enrol};
+use crate::service::mfa_login::{finish_login, SecondStep};
 use crate::service::Error;
 
 /// The code an authenticator app shows for the base32 `secret` now.
@@ -48,6 +49,8 @@ fn second_step(mfa_token: &str, code: Option<String>, recovery_code: Option<Stri
         recovery_code,
         device_token: None,
         browser: false,
+        ceremony: None,
+        credential: None,
     }
 }
 
