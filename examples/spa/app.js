@@ -6,11 +6,15 @@
 // - silent refresh ahead of expiry, one at a time across the tabs (Web Locks), the new
 //   token shared over BroadcastChannel; sign-in and sign-out reach every tab;
 // - an account with a second factor answers the password with `mfa_required`; the page
-//   asks for the code (or a recovery code) and the library finishes the login.
-// No bundler: latchkey-client.js is clients/js/dist/index.js (a symlink here; copy it
-// when you deploy, or import '@latchkey/client' through your bundler).
+//   asks for the code (or a recovery code, or a passkey) and the library finishes the
+//   login;
+// - passkeys (passkeys.js): passwordless sign-in, and adding and removing them.
+// No bundler: latchkey-client.js and webauthn.js are clients/js/dist/index.js and
+// webauthn.js (symlinks here; copy both when you deploy, or import '@latchkey/client'
+// through your bundler).
 // The API base comes from ?api=…, else http://localhost:8080.
 import { createClient } from './latchkey-client.js';
+import { passkeyProblem, setUpPasskeys } from './passkeys.js';
 
 const API = new URLSearchParams(location.search).get('api') || 'http://localhost:8080';
 
@@ -44,6 +48,7 @@ let pendingMfa = null; // memory only: the pending login's second step (5 minute
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $('status').textContent = text; };
+const passkeys = setUpPasskeys(lk, { mark, unmark });
 
 function signedOut(message) {
   $('signed-in').hidden = true;
@@ -52,6 +57,7 @@ function signedOut(message) {
   $('reset-form').hidden = true;
   $('signup-form').hidden = true;
   $('login-form').hidden = false;
+  passkeys.clear();
   status(message || 'Signed out.');
 }
 
@@ -88,7 +94,7 @@ async function showSignedIn() {
   $('mfa-form').hidden = true;
   $('signed-in').hidden = false;
   status('Signed in.');
-  await showSessions();
+  await Promise.all([showSessions(), passkeys.showPasskeys()]);
 }
 
 async function showSessions() {
@@ -145,23 +151,35 @@ $('login-form').addEventListener('submit', async (event) => {
   if (result.status === 'mfa_required') {
     // The password was right; the second step finishes the login.
     pendingMfa = result;
+    const code = result.methods.includes('totp');
+    const passkey = result.methods.includes('passkey');
     $('login-form').hidden = true;
     $('mfa-error').textContent = '';
+    $('mfa-code-step').hidden = !code;
+    $('mfa-passkey').hidden = !passkey;
     $('mfa-form').hidden = false;
-    status('Enter the code from your authenticator app.');
+    status(code && passkey ? 'Enter the code from your authenticator app, or use a passkey.'
+      : code ? 'Enter the code from your authenticator app.' : 'Confirm with your passkey.');
   }
   // signed_in: the SIGNED_IN event shows the page.
 });
 
 // Six digits are an app's code; anything else is taken for a recovery code.
-$('mfa-form').addEventListener('submit', async (event) => {
+$('mfa-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const typed = new FormData(event.target).get('code').trim();
-  const factor = /^[0-9]{3} ?[0-9]{3}$/.test(typed) ? { code: typed } : { recoveryCode: typed };
+  secondStep(/^[0-9]{3} ?[0-9]{3}$/.test(typed) ? { code: typed } : { recoveryCode: typed });
+});
+
+// The passkey as the second step: the library asks latchkey for a ceremony bound to this
+// login, then the browser for the assertion.
+$('mfa-passkey').addEventListener('click', () => secondStep({ passkey: true }));
+
+async function secondStep(factor) {
   try {
     await pendingMfa.complete(factor);
     pendingMfa = null;
-    event.target.reset();
+    $('mfa-form').reset();
   } catch (e) {
     if (e.code === 'invalid_grant') {
       // Expired, used, or too many wrong codes: start again with the password.
@@ -172,9 +190,9 @@ $('mfa-form').addEventListener('submit', async (event) => {
     }
     $('mfa-error').textContent = e.status === 429
       ? 'Too many attempts; wait a moment.'
-      : 'That code is wrong or was already used.';
+      : factor.passkey ? passkeyProblem(e) : 'That code is wrong or was already used.';
   }
-});
+}
 
 // Setting up the second factor.
 $('mfa-setup').addEventListener('click', () => {
@@ -331,6 +349,7 @@ window.addEventListener('hashchange', () => {
 window.latchkey = {
   refresh,
   signedIn: () => lk.session !== null,
+  amr: () => lk.session?.amr ?? [],
 };
 
 // After a reload the access token is gone; the cookie (or another tab) brings the

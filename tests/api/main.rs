@@ -38,6 +38,7 @@ mod sessions;
 mod signup;
 mod spa;
 mod spa_mfa;
+mod spa_passkeys;
 mod spa_recovery;
 mod stall;
 mod stepup;

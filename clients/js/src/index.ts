@@ -10,8 +10,15 @@
 //   localStorage, and a refresh token read there is a long-lived session; in a browser use
 //   cookie mode instead.
 //
+// Passkeys (WebAuthn Level 3): registration, passwordless sign-in and the second step of a
+// password login; the JSON⇄binary conversion is in webauthn.ts.
+//
 // Only `invalid_grant` (RFC 6749 §5.2) ends a session. Network errors, 5xx, 429 and 503 are
 // retried with backoff honouring Retry-After (RFC 9110 §10.2.3).
+
+import { createCredential, getCredential, passkeysSupported } from "./webauthn.js";
+
+export { fromB64url, toB64url, creationOptions, requestOptions, credentialJSON } from "./webauthn.js";
 
 export type Mode = "cookie" | "token";
 
@@ -103,8 +110,20 @@ export type SignInResult =
   | {
       status: "mfa_required";
       methods: string[];
-      complete(factor: { code: string } | { recoveryCode: string }): Promise<SignInResult>;
+      complete(factor: SecondFactor): Promise<SignInResult>;
     };
+
+/** The second step: a TOTP code, a recovery code, or `{passkey: true}` to run a passkey
+ * ceremony (when `methods` includes "passkey"). */
+export type SecondFactor = { code: string } | { recoveryCode: string } | { passkey: true };
+
+/** A passkey of the signed-in user (`GET /me/passkeys`). */
+export interface Passkey {
+  id: string;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
+}
 
 export interface SignInInput {
   username: string;
@@ -470,10 +489,16 @@ export function createClient(options: ClientOptions) {
         return {
           status: "mfa_required",
           methods: b.mfa_methods ?? ["totp", "recovery_code"],
-          complete: async (f: { code: string } | { recoveryCode: string }) => {
-            const body: Record<string, string> = { mfa_token: b.mfa_token };
+          complete: async (f: SecondFactor) => {
+            const body: Record<string, unknown> = { mfa_token: b.mfa_token };
             if ("code" in f) body.code = f.code;
-            else body.recovery_code = f.recoveryCode;
+            else if ("recoveryCode" in f) body.recovery_code = f.recoveryCode;
+            else {
+              // One start per attempt: a ceremony is single use (docs/contract.md "Passkeys").
+              const s = await open("/login/mfa/passkey/start", { mfa_token: b.mfa_token });
+              body.ceremony = s.ceremony;
+              body.credential = await ceremony("get", s.options);
+            }
             const at = Date.now();
             return finishSignIn(
               await call("POST", browser ? "/browser/login/mfa" : "/login/mfa", body, { browser }),
@@ -515,6 +540,22 @@ export function createClient(options: ClientOptions) {
     }).then(json<any>);
   const open = (path: string, body: unknown) => call("POST", path, body).then(json<any>);
 
+  // One WebAuthn ceremony in the browser. Its refusals (the user cancelled, the dialog
+  // timed out, the authenticator already holds a passkey for this account) reject with a
+  // LatchkeyError of status 0, as a network error does: `passkey_not_allowed`,
+  // `passkey_exists`, `passkey_unsupported` or `passkey_error`.
+  async function ceremony(kind: "create" | "get", options: any): Promise<unknown> {
+    if (!passkeysSupported()) throw new LatchkeyError("passkey_unsupported", 0, "WebAuthn is not available here");
+    try {
+      return await (kind === "create" ? createCredential(options) : getCredential(options));
+    } catch (e) {
+      const name = (e as Error)?.name;
+      const code =
+        name === "NotAllowedError" ? "passkey_not_allowed" : name === "InvalidStateError" ? "passkey_exists" : "passkey_error";
+      throw new LatchkeyError(code, 0, String((e as Error)?.message ?? e));
+    }
+  }
+
   return {
     /** Resolves once the client knows whether a session exists (cookie or storage). */
     ready,
@@ -540,6 +581,17 @@ export function createClient(options: ClientOptions) {
         sentAt,
         cookie,
       );
+    },
+    /** Passwordless sign-in with a discoverable passkey: nothing names the user first. Cookie
+     * mode uses /browser/login/passkey/*, token mode /login/passkey/*. */
+    async signInWithPasskey({ rememberMe = true }: { rememberMe?: boolean } = {}): Promise<SignInResult> {
+      const base = cookie ? "/browser/login/passkey/" : "/login/passkey/";
+      const cid = clientId ? { client_id: clientId } : {};
+      const s = await json<any>(await call("POST", base + "start", cid, { browser: cookie }));
+      const credential = await ceremony("get", s.options);
+      const sentAt = Date.now();
+      const body = { ceremony: s.ceremony, credential, remember_me: rememberMe, ...cid };
+      return finishSignIn(await call("POST", base + "finish", body, { browser: cookie }), sentAt, cookie);
     },
     /** "this" (default) ends this session, "others" every other one of the user's,
      * "all" every one. Signing out reaches every tab. */
@@ -592,6 +644,20 @@ export function createClient(options: ClientOptions) {
       removeTotp: (p: { password: string; code: string }) => me("DELETE", "/me/mfa/totp", p),
       regenerateRecoveryCodes: (p: { code: string }) =>
         me("POST", "/me/mfa/recovery-codes", p) as Promise<{ recovery_codes: string[] }>,
+    },
+    passkeys: {
+      /** Whether this browser can create and use passkeys. */
+      supported: passkeysSupported,
+      /** Registers a passkey on this device (a step-up call once the user has a factor). */
+      async add({ name }: { name?: string } = {}): Promise<Passkey> {
+        const s = await me("POST", "/me/passkeys/register/start");
+        const credential = await ceremony("create", s.options);
+        return me("POST", "/me/passkeys/register/finish", { ceremony: s.ceremony, credential, ...(name ? { name } : {}) });
+      },
+      list: () => me("GET", "/me/passkeys") as Promise<Passkey[]>,
+      rename: (id: string, name: string) => me("PATCH", "/me/passkeys/" + encodeURIComponent(id), { name }),
+      /** A step-up call: removing a passkey needs a fresh second factor. */
+      remove: (id: string) => me("DELETE", "/me/passkeys/" + encodeURIComponent(id)),
     },
     password: {
       forgot: (p: { username: string } | { email: string }) => open("/password/forgot", p),
