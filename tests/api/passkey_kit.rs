@@ -4,7 +4,7 @@
 //!
 //! The soft passkey 0.5 keeps no resident keys: it refuses `requireResidentKey` and
 //! finds its key only through `allowCredentials`, and it returns no user handle. The
-//! shim below does what a resident-key authenticator does instead (NOTES-passkeys.md
+//! shim below does what a resident-key authenticator does instead (docs/passkeys-design.md
 //! "Decisions"): it clears `requireResidentKey` after checking the server asked for it,
 //! names the credential it registered when the server named none (a discoverable
 //! login), and adds the user handle, which is not signed (WebAuthn Level 3 §6.3.3), so
