@@ -24,6 +24,7 @@ mod server;
 mod session;
 mod store;
 mod tokens;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -51,6 +52,7 @@ pub use server::{ForwardedHeader, ServerSettings, TlsSettings};
 pub use session::SessionSettings;
 pub use store::StoreSettings;
 pub use tokens::{AccessTokenSettings, RefreshSettings};
+pub use webhooks::{secret_key, WebhookEndpoint, WebhookSecrets, WebhookSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,6 +84,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub admin: AdminSettings,
     pub mfa: MfaSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             admin: AdminSettings::default(),
             mfa: MfaSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -156,6 +160,7 @@ impl Settings {
         self.store.validate()?;
         self.admin.validate()?;
         self.mfa.validate()?;
+        self.webhooks.validate()?;
         self.validate_key_timing()?;
         Ok(())
     }

@@ -16,6 +16,7 @@ mod mfa;
 mod revocations;
 mod sessions;
 mod users;
+mod webhooks;
 
 use async_trait::async_trait;
 
@@ -26,6 +27,7 @@ pub use mfa::SecondFactorRepo;
 pub use revocations::RevocationLog;
 pub use sessions::{SessionRepo, SweepStep};
 pub use users::UserRepo;
+pub use webhooks::WebhookRepo;
 
 pub type Result<T> = anyhow::Result<T>;
 
@@ -33,7 +35,14 @@ pub type Result<T> = anyhow::Result<T>;
 /// job (`&mut dyn Tx`).
 #[async_trait(?Send)]
 pub trait Tx:
-    UserRepo + SessionRepo + RevocationLog + EventRepo + EmailRepo + AccountTokenRepo + SecondFactorRepo
+    UserRepo
+    + SessionRepo
+    + RevocationLog
+    + EventRepo
+    + EmailRepo
+    + AccountTokenRepo
+    + SecondFactorRepo
+    + WebhookRepo
 {
     /// The store answers (readiness).
     async fn ping(&mut self) -> Result<()>;

@@ -105,6 +105,21 @@ words! {
         MfaDisabled = "mfa_disabled",
         /// The user replaced their recovery codes with new ones.
         RecoveryCodesRegenerated = "recovery_codes_regenerated",
+        /// A webhook endpoint answered 410 Gone and is no longer sent to (detail
+        /// `"endpoint"`); a manual retry of one of its deliveries enables it again.
+        WebhookDisabled = "webhook_disabled",
+    }
+}
+
+words! {
+    /// Where a webhook delivery stands (`GET /admin/webhooks/{id}/deliveries?status=`).
+    DeliveryStatus {
+        /// Waiting for its next attempt (or being sent).
+        Pending = "pending",
+        /// A 2xx answer came back.
+        Delivered = "delivered",
+        /// Given up: `webhooks.max_age` passed, or the endpoint answered 410.
+        Failed = "failed",
     }
 }
 

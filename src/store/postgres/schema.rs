@@ -169,6 +169,33 @@ CREATE INDEX user_emails_by_key ON user_emails (email_key);
 CREATE UNIQUE INDEX user_emails_verified_key ON user_emails (email_key)
     WHERE verified_at IS NOT NULL;
 "#,
+    // Version 4 (SQLite's 13): the webhook outbox; claims use FOR UPDATE SKIP LOCKED.
+    r#"
+CREATE TABLE webhook_endpoints (
+    id          TEXT PRIMARY KEY,
+    url         TEXT NOT NULL,
+    events      TEXT NOT NULL,
+    disabled_at BIGINT
+);
+CREATE TABLE webhook_deliveries (
+    id              TEXT PRIMARY KEY,
+    endpoint_id     TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    retry_since     BIGINT NOT NULL,
+    last_status     BIGINT,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    delivered_at    BIGINT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at);
+CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
+    WHERE status = 'delivered';
+"#,
 ];
 
 /// The newest schema version this build knows.
