@@ -17,6 +17,7 @@ use crate::passwords::PasswordHasher;
 use crate::ratelimit::RateLimits;
 use crate::store::Store;
 use crate::tokens::TokenService;
+use crate::webhooks::Webhooks;
 
 /// Everything a request handler may use. Built once, shared by reference.
 pub struct AppState {
@@ -40,6 +41,8 @@ pub struct AppState {
     pub mailer: Arc<crate::mail::Mailer>,
     /// The revocation feed for offline verifiers (`/revocations`).
     pub feed: Arc<RevocationFeed>,
+    /// The webhook sender's shared half (`crate::webhooks`).
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl AppState {
@@ -49,12 +52,14 @@ impl AppState {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
         let feed = Arc::new(RevocationFeed::new(settings.revocation_horizon()));
+        let webhooks = Arc::new(Webhooks::new(&settings.webhooks)?);
         let store = Store::from_settings(
             &settings.store,
             settings.store.readers,
             Some(Arc::new(crate::store::Observers(vec![
                 metrics.clone() as Arc<dyn crate::store::StoreObserver>,
                 feed.clone() as Arc<dyn crate::store::StoreObserver>,
+                webhooks.clone() as Arc<dyn crate::store::StoreObserver>,
             ]))),
         )?;
         let key_storage = crate::keys::storage_for(&settings, &store)?;
@@ -110,6 +115,7 @@ impl AppState {
             limits,
             mailer,
             feed,
+            webhooks,
         })
     }
 
