@@ -19,6 +19,7 @@ pub mod responses;
 pub mod revocations;
 mod service_error;
 pub mod sessions;
+pub mod webhooks;
 pub mod wellknown;
 
 use std::time::Instant;
@@ -195,6 +196,7 @@ pub fn table() -> RouteTable {
     browser::configure(&mut t);
     metrics::configure(&mut t);
     recovery::configure(&mut t);
+    webhooks::configure(&mut t);
     t
 }
 

@@ -40,4 +40,5 @@ mod stepup;
 mod store_conformance;
 mod store_copy;
 mod verifiers;
+mod webhooks;
 mod wellknown;

@@ -1,0 +1,390 @@
+//! Webhooks (docs/webhooks-guide.md) against a receiver on localhost that checks every
+//! delivery's Standard Webhooks v1 signature with ring (the reference libraries check
+//! them in `webhooks_interop.rs`). The server's clock is the test's: retries come due
+//! when the test moves it, never by sleeping through the backoff.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::Engine;
+use latchkey::config::{Settings, WebhookEndpoint, WebhookSecrets};
+use latchkey::secret::Secret;
+use ring::hmac;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: String,
+    /// For each of the receiver's keys: whether one of the `v1,` signatures is its HMAC.
+    pub verified_by: Vec<bool>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// A webhook receiver on a random local port answering `status` (settable).
+pub struct Receiver {
+    pub url: String,
+    pub status: Arc<AtomicU16>,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// `whsec_` + base64 of 32 random bytes, and the bytes.
+pub fn new_secret() -> (String, Vec<u8>) {
+    let key: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+    (format!("whsec_{b64}"), key)
+}
+
+/// Standard Webhooks "Verifying webhook authenticity": HMAC-SHA256 of
+/// `id.timestamp.body`, compared in constant time (ring) with each `v1,` signature.
+fn verifies(key: &[u8], id: &str, ts: &str, body: &[u8], header: &str) -> bool {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let signed = [id.as_bytes(), b".", ts.as_bytes(), b".", body].concat();
+    header.split(' ').any(|sig| {
+        sig.strip_prefix("v1,")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .is_some_and(|tag| hmac::verify(&key, &signed, &tag).is_ok())
+    })
+}
+
+impl Receiver {
+    pub async fn start(keys: Vec<Vec<u8>>) -> Receiver {
+        let status = Arc::new(AtomicU16::new(204));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (s, g) = (status.clone(), got.clone());
+        let server = HttpServer::new(move || {
+            let (s, g, keys) = (s.clone(), g.clone(), keys.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (s, g, keys) = (s.clone(), g.clone(), keys.clone());
+                async move {
+                    let h = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let (id, ts, sig) = (
+                        h("webhook-id"),
+                        h("webhook-timestamp"),
+                        h("webhook-signature"),
+                    );
+                    let verified_by = keys
+                        .iter()
+                        .map(|k| verifies(k, &id, &ts, &body, &sig))
+                        .collect();
+                    g.lock().unwrap().push(Received {
+                        id,
+                        timestamp: ts,
+                        signature: sig,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        verified_by,
+                    });
+                    let code = s.load(Ordering::SeqCst);
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
+                        .finish()
+                }
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            status,
+            got,
+            handle,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 20 s) until `pred` holds for what arrived.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        for _ in 0..400 {
+            let got = self.received();
+            if pred(&got) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: the receiver has {:#?}", self.received());
+    }
+
+    /// Deliveries answered with 2xx, by type.
+    pub fn of_type(&self, kind: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.json()["type"] == kind)
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let h = self.handle.clone();
+        tokio::spawn(async move { h.stop(false).await });
+    }
+}
+
+/// An endpoint `id` to `url` with `secrets`, for `events`, and short retries.
+pub fn subscribe(s: &mut Settings, id: &str, url: &str, secrets: &[&str], events: &[&str]) {
+    s.webhooks.endpoints.push(WebhookEndpoint {
+        id: id.into(),
+        url: url.into(),
+        secret: if secrets.len() == 1 {
+            WebhookSecrets::One(Secret::new(secrets[0].into()))
+        } else {
+            WebhookSecrets::Many(secrets.iter().map(|x| Secret::new(x.to_string())).collect())
+        },
+        events: events.iter().map(|e| e.to_string()).collect(),
+    });
+    s.webhooks.retry_backoff = HumanDuration(Duration::from_millis(50));
+    s.webhooks.timeout = HumanDuration(Duration::from_secs(2));
+}
+
+use latchkey::clock::Clock;
+use latchkey::config::HumanDuration;
+
+#[tokio::test]
+async fn a_login_from_a_new_device_is_delivered_signed_by_every_secret_during_a_rotation() {
+    let ((old, old_key), (new, new_key)) = (new_secret(), new_secret());
+    let (_, stranger) = new_secret();
+    let rx = Receiver::start(vec![old_key, new_key, stranger]).await;
+    let app = spawn_app_with(|s| {
+        subscribe(s, "siem", &rx.url, &[&old, &new], &["new_device_login"]);
+    })
+    .await;
+    app.signup("alice", PASSWORD).await;
+    app.login_with_agent("alice", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
+        .await;
+    app.login_with_agent(
+        "alice",
+        "Mozilla/5.0 (Macintosh) Version/17.0 Safari/605.1.15",
+    )
+    .await;
+    let got = rx.wait_until("a new_device_login", |g| !g.is_empty()).await;
+    let d = &got[0];
+    let body = d.json();
+    assert_eq!(
+        body["type"], "new_device_login",
+        "only the kind subscribed to"
+    );
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(body["data"]["id"].is_i64() && body["data"]["user_id"].is_string());
+    assert!(d.id.starts_with("msg_"));
+    // Standard Webhooks: two `v1,` signatures, each verified by its secret; a key the
+    // endpoint does not hold verifies neither.
+    assert_eq!(d.signature.matches("v1,").count(), 2);
+    assert_eq!(d.verified_by, [true, true, false]);
+    let ts: i64 = d.timestamp.parse().unwrap();
+    assert!((ts - app.clock.now_millis() / 1000).abs() <= 1);
+    // A tampered body, id or timestamp fails verification.
+    let key = &new_secret_bytes(&new);
+    let tampered = d.body.replace("new_device_login", "login_succeeded");
+    assert!(verifies(
+        key,
+        &d.id,
+        &d.timestamp,
+        d.body.as_bytes(),
+        &d.signature
+    ));
+    assert!(!verifies(
+        key,
+        &d.id,
+        &d.timestamp,
+        tampered.as_bytes(),
+        &d.signature
+    ));
+    assert!(!verifies(
+        key,
+        "msg_other",
+        &d.timestamp,
+        d.body.as_bytes(),
+        &d.signature
+    ));
+    assert!(!verifies(key, &d.id, "1", d.body.as_bytes(), &d.signature));
+    // The secrets appear in no answer: the admin view shows the endpoint without them.
+    let admin = app.admin().await;
+    let list = app.get_bearer("/admin/webhooks", &admin.access).await;
+    assert_eq!(list.status(), 200);
+    let text = list.text().await.unwrap();
+    assert!(!text.contains(&old[6..]) && !text.contains(&new[6..]));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["endpoints"][0]["id"], "siem");
+    assert_eq!(v["endpoints"][0]["delivered"], 1);
+}
+
+fn new_secret_bytes(secret: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(&secret["whsec_".len()..])
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_receiver_answering_503_gets_the_delivery_again_with_the_same_webhook_id_once_it_recovers(
+) {
+    let (secret, key) = new_secret();
+    let rx = Receiver::start(vec![key]).await;
+    rx.status.store(503, Ordering::SeqCst);
+    let app =
+        spawn_app_with(|s| subscribe(s, "siem", &rx.url, &[&secret], &["user_created"])).await;
+    app.signup("alice", PASSWORD).await;
+    rx.wait_until("the first attempt", |g| g.len() == 1).await;
+    // The receiver is down for 30 s of the server's time: each retry comes due as the
+    // clock moves (backoff 50 ms doubling, full jitter), none before.
+    for second in 1..=30 {
+        app.advance(Duration::from_secs(1));
+        let before = rx.received().len();
+        if second % 10 == 0 {
+            rx.wait_until("a retry", |g| g.len() > before).await;
+        }
+    }
+    let failed_tries = rx.received().len();
+    assert!(
+        failed_tries >= 4,
+        "retried while down: {failed_tries} tries"
+    );
+    rx.status.store(200, Ordering::SeqCst);
+    app.advance(Duration::from_secs(60));
+    let got = rx
+        .wait_until("the delivery after recovery", |g| g.len() > failed_tries)
+        .await;
+    let ids: std::collections::BTreeSet<_> = got.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "every attempt carries the same webhook-id");
+    assert!(got
+        .iter()
+        .all(|r| r.verified_by == [true] && r.body == got[0].body));
+    // Delivered: no further attempt however far the clock moves.
+    app.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = rx.received().len();
+    assert_eq!(n, got.len());
+    let admin = app.admin().await;
+    let res = app
+        .get_bearer(
+            "/admin/webhooks/siem/deliveries?status=delivered",
+            &admin.access,
+        )
+        .await;
+    let v: Value = res.json().await.unwrap();
+    let d = v["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == got[0].id.as_str())
+        .unwrap_or_else(|| panic!("alice's delivery in {v}"));
+    assert_eq!(d["attempts"].as_i64().unwrap() as usize, n);
+    assert_eq!(d["last_status"], 200);
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint_says_so_in_an_event_and_a_manual_retry_enables_it() {
+    let (secret, key) = new_secret();
+    let rx = Receiver::start(vec![key.clone()]).await;
+    let audit = Receiver::start(vec![key]).await;
+    rx.status.store(410, Ordering::SeqCst);
+    let app = spawn_app_with(|s| {
+        subscribe(s, "gone", &rx.url, &[&secret], &["user_created"]);
+        subscribe(s, "audit", &audit.url, &[&secret], &["webhook_disabled"]);
+    })
+    .await;
+    app.signup("alice", PASSWORD).await;
+    rx.wait_until("the 410", |g| g.len() == 1).await;
+    let said = audit
+        .wait_until("webhook_disabled", |g| !g.is_empty())
+        .await;
+    assert_eq!(said[0].json()["data"]["detail"]["endpoint"], "gone");
+    assert_eq!(app.events_of("webhook_disabled").len(), 1);
+    // Disabled: later events queue nothing for it, however long we wait.
+    app.signup("bob", PASSWORD).await;
+    app.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1);
+    let admin = app.admin().await;
+    let v: Value = app
+        .get_bearer("/admin/webhooks", &admin.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let gone = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "gone")
+        .unwrap()
+        .clone();
+    assert!(gone["disabled_at"].is_string(), "{gone}");
+    let v: Value = app
+        .get_bearer(
+            "/admin/webhooks/gone/deliveries?status=failed",
+            &admin.access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = v["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["deliveries"][0]["last_status"], 410);
+    // The receiver is back; the operator retries: delivered, endpoint enabled again.
+    rx.status.store(204, Ordering::SeqCst);
+    let res = app
+        .post_bearer(
+            &format!("/admin/webhooks/deliveries/{id}/retry"),
+            &admin.access,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    rx.wait_until("the retried delivery", |g| g.len() == 2)
+        .await;
+    app.signup("carol", PASSWORD).await;
+    rx.wait_until("a new event after re-enabling", |g| g.len() == 3)
+        .await;
+    // Unknown ids and statuses answer like any bad input, never 500.
+    let res = app
+        .post_bearer(
+            "/admin/webhooks/deliveries/msg_nope/retry",
+            &admin.access,
+            &json!({}),
+        )
+        .await;
+    assert_error(res, reqwest::StatusCode::NOT_FOUND, "not_found").await;
+    let res = app
+        .get_bearer("/admin/webhooks/gone/deliveries?status=lost", &admin.access)
+        .await;
+    assert_error(res, reqwest::StatusCode::BAD_REQUEST, "invalid_request").await;
+    let res = app
+        .get_bearer("/admin/webhooks/nope/deliveries", &admin.access)
+        .await;
+    assert_error(res, reqwest::StatusCode::NOT_FOUND, "not_found").await;
+}
