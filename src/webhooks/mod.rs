@@ -158,9 +158,11 @@ pub fn spawn_sender(
     metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        // The lease outlasts one attempt, so a live sender's claim never comes due again.
-        let lease = i64::try_from((hooks.settings.timeout.0 + Duration::from_secs(30)).as_millis())
-            .unwrap_or(i64::MAX);
+        // The lease outlasts one attempt (bounded by the timeout) and its recording, so
+        // a live sender's claim does not come due again; a crashed one's does soon.
+        let lease =
+            i64::try_from((hooks.settings.timeout.0 * 2 + Duration::from_secs(1)).as_millis())
+                .unwrap_or(i64::MAX);
         while !hooks.closed.load(Ordering::Relaxed) {
             let now = clock.now_millis();
             let claimed = store

@@ -98,13 +98,18 @@ impl Receiver {
                         body: String::from_utf8_lossy(&body).into_owned(),
                         verified_by,
                     });
-                    let code = s.load(Ordering::SeqCst);
+                    let mut code = s.load(Ordering::SeqCst);
+                    if code == 0 {
+                        // Hang past any timeout, then answer (as a stuck receiver would).
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        code = 204;
+                    }
                     HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
                         .finish()
                 }
             }))
         })
-        .workers(1)
+        .workers(2)
         .bind("127.0.0.1:0")
         .unwrap();
         let port = server.addrs()[0].port();
@@ -137,14 +142,6 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{what}: the receiver has {:#?}", self.received());
-    }
-
-    /// Deliveries answered with 2xx, by type.
-    pub fn of_type(&self, kind: &str) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|r| r.json()["type"] == kind)
-            .collect()
     }
 }
 
@@ -387,4 +384,134 @@ async fn a_410_disables_the_endpoint_says_so_in_an_event_and_a_manual_retry_enab
         .get_bearer("/admin/webhooks/nope/deliveries", &admin.access)
         .await;
     assert_error(res, reqwest::StatusCode::NOT_FOUND, "not_found").await;
+}
+
+/// The real binary on `dir` with `toml` as its `latchkey.toml` (SQLite in `dir`, or
+/// `database` on PostgreSQL runs).
+async fn serve_binary(dir: &std::path::Path, database: Option<&str>, toml: &str) -> Served {
+    std::fs::write(dir.join("latchkey.toml"), toml).unwrap();
+    let dir = dir.to_owned();
+    let mut env: Vec<(&str, String)> = vec![("LATCHKEY_LOG__LEVEL", "warn".into())];
+    if let Some(url) = database {
+        env.push(("LATCHKEY_STORE__URL", url.to_owned()));
+        let kek = dir.join("kek.bin");
+        if !kek.exists() {
+            crate::db::write_kek(&dir);
+        }
+        env.push(("LATCHKEY_KEYS__KEK_FILE", kek.display().to_string()));
+    }
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Served::start_in(&dir, &env)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_event_committed_before_a_kill_9_is_delivered_after_the_restart() {
+    let (secret, key) = new_secret();
+    let rx = Receiver::start(vec![key]).await;
+    // The first attempt hangs: the server is killed with the delivery claimed and unanswered.
+    rx.status.store(0, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let database = crate::db::postgres_run().then(crate::db::fresh_database);
+    let toml = format!(
+        "[webhooks]\ntimeout = \"1s\"\nretry_backoff = \"100ms\"\n\n\
+         [[webhooks.endpoints]]\nid = \"siem\"\nurl = \"{}\"\nsecret = \"{secret}\"\n\
+         events = [\"*\"]\n",
+        rx.url
+    );
+    let mut served = serve_binary(dir.path(), database.as_deref(), &toml).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(served.url("/signup"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "the event has committed");
+    let first = rx
+        .wait_until("the attempt in flight", |g| !g.is_empty())
+        .await;
+    let ok = std::process::Command::new("kill")
+        .args(["-KILL", &served.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let _ = served.child.wait();
+    rx.status.store(204, Ordering::SeqCst);
+    let before = rx.received().len();
+    let _restarted = serve_binary(dir.path(), database.as_deref(), &toml).await;
+    // The dead process's lease (2 × timeout + 1 s) ends, and the new one sends it.
+    let got = rx
+        .wait_until("the delivery after the restart", |g| g.len() > before)
+        .await;
+    let again = &got[before];
+    assert_eq!(again.id, first[0].id, "the same webhook-id");
+    assert_eq!(again.body, first[0].body);
+    assert_eq!(again.verified_by, [true]);
+    assert_eq!(again.json()["type"], "user_created");
+}
+
+#[tokio::test]
+async fn the_cli_lists_endpoints_and_sends_a_signed_test_delivery_directly() {
+    let (secret, key) = new_secret();
+    let rx = Receiver::start(vec![key]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = crate::db::postgres_run().then(crate::db::fresh_database);
+    let toml = format!(
+        "[[webhooks.endpoints]]\nid = \"siem\"\nurl = \"{}\"\nsecret = \"{secret}\"\n\
+         events = [\"user_created\"]\n",
+        rx.url
+    );
+    // A server start stores the configured endpoints; the signup is delivered.
+    let served = serve_binary(dir.path(), database.as_deref(), &toml).await;
+    reqwest::Client::new()
+        .post(served.url("/signup"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    rx.wait_until("the signup", |g| g.len() == 1).await;
+    drop(served);
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        c.current_dir(dir.path())
+            .args(args)
+            .env("LATCHKEY_LOG__LEVEL", "warn");
+        if let Some(url) = &database {
+            c.env("LATCHKEY_STORE__URL", url)
+                .env("LATCHKEY_KEYS__KEK_FILE", dir.path().join("kek.bin"));
+        }
+        c.output().unwrap()
+    };
+    let out = cli(&["webhooks", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text.lines().find(|l| l.starts_with("siem")).unwrap();
+    let cols: Vec<_> = line.split_whitespace().collect();
+    assert_eq!(cols[1..5], ["enabled", "0", "0", "1"], "{text}");
+    assert!(!text.contains(&secret[6..]), "never the secret");
+
+    let out = cli(&["webhooks", "test", "siem"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = rx.wait_until("the test delivery", |g| g.len() == 2).await;
+    assert_eq!(got[1].json()["type"], "webhook_test");
+    assert_eq!(got[1].verified_by, [true]);
+    rx.status.store(500, Ordering::SeqCst);
+    let out = cli(&["webhooks", "test", "siem"]);
+    assert!(!out.status.success(), "a non-2xx answer fails the command");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("500"));
+    let out = cli(&["webhooks", "test", "nope"]);
+    assert!(!out.status.success());
 }
