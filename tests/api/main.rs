@@ -41,4 +41,5 @@ mod store_conformance;
 mod store_copy;
 mod verifiers;
 mod webhooks;
+mod webhooks_interop;
 mod wellknown;
