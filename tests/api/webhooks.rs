@@ -26,6 +26,8 @@ pub struct Received {
     pub body: String,
     /// For each of the receiver's keys: whether one of the `v1,` signatures is its HMAC.
     pub verified_by: Vec<bool>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -98,6 +100,7 @@ impl Receiver {
                         signature: sig,
                         body: String::from_utf8_lossy(&body).into_owned(),
                         verified_by,
+                        at: std::time::Instant::now(),
                     });
                     let mut code = s.load(Ordering::SeqCst);
                     if code == 0 {
@@ -586,4 +589,73 @@ async fn three_instances_on_postgresql_deliver_each_of_1000_events_exactly_once(
     eprintln!("deliveries sent per instance: {sent:?}");
     assert_eq!(sent.iter().sum::<u64>(), 1_000);
     assert!(sent.iter().filter(|n| **n > 0).count() >= 2, "{sent:?}");
+}
+
+/// BENCHMARKS.md "Webhook delivery latency": from the commit of an event (its store write
+/// returning) to the request reaching a receiver on localhost, one event at a time (the
+/// wake after commit) and in bursts of 100 (the batch of 16 claimed per round).
+/// `cargo test --test api measure_webhook -- --ignored --nocapture` (TEST_STORE=postgres
+/// for PostgreSQL).
+#[tokio::test]
+#[ignore]
+async fn measure_webhook_delivery_latency() {
+    let (secret, key) = new_secret();
+    let rx = Receiver::start(vec![key]).await;
+    let app = spawn_app_with(|s| subscribe(s, "siem", &rx.url, &[&secret], &["*"])).await;
+    let store = app.state.store.clone();
+    let event = || latchkey::domain::model::NewEvent::new(latchkey::domain::EventKind::LoginFailed);
+    let percentile = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    // One at a time: 300 events, each waited for.
+    let mut single = Vec::new();
+    for i in 0..300 {
+        let now = app.clock.now_millis();
+        let e = event();
+        store
+            .write(async move |tx| tx.insert_event(now, &e).await)
+            .await
+            .unwrap();
+        let committed = std::time::Instant::now();
+        let got = rx.wait_until("the delivery", |g| g.len() > i).await;
+        single.push((got[i].at - committed).as_secs_f64() * 1000.0);
+    }
+    // Bursts: 100 events committed at once (one transaction), ten times.
+    let mut burst = Vec::new();
+    for round in 0..10 {
+        let now = app.clock.now_millis();
+        let e = event();
+        store
+            .write(async move |tx| {
+                for _ in 0..100 {
+                    tx.insert_event(now, &e).await?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let committed = std::time::Instant::now();
+        let base = 300 + round * 100;
+        let got = rx.wait_until("the burst", |g| g.len() >= base + 100).await;
+        let last = got[base..base + 100].iter().map(|r| r.at).max().unwrap();
+        burst.push((last - committed).as_secs_f64() * 1000.0);
+    }
+    let backend = if app.on_postgres() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "{backend}: one event: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n=300)",
+        percentile(&mut single, 0.5),
+        percentile(&mut single, 0.9),
+        percentile(&mut single, 0.99),
+        percentile(&mut single, 1.0)
+    );
+    println!(
+        "{backend}: 100 events in one commit, until the last arrives: median {:.1} ms, max {:.1} ms (n=10)",
+        percentile(&mut burst, 0.5),
+        percentile(&mut burst, 1.0)
+    );
 }
