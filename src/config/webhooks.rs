@@ -135,7 +135,7 @@ impl WebhookSettings {
             }
             for s in secrets {
                 // Standard Webhooks: 24 to 64 random bytes. The value is never echoed.
-                if !secret_key(s).is_some_and(|k| k.len() >= 24) {
+                if secret_key(s).is_none_or(|k| k.len() < 24) {
                     return err(format!(
                         "webhook {:?}: each secret must be whsec_ followed by the base64 of at \
                          least 24 random bytes",

@@ -1,7 +1,7 @@
 //! Webhook deliveries (docs/webhooks-guide.md): what a delivery carries, and the retry
 //! rule. The outbox row is written by the store in the transaction that records the
 //! event (`EventRepo::insert_event`), so a committed event is delivered and a rolled-back
-//! one never is; the sending lives in `crate::webhooks`.
+//! one never is; the sender is `src/webhooks/`.
 
 use chrono::SecondsFormat;
 
@@ -113,7 +113,7 @@ pub fn next_attempt(
 ) -> Option<Millis> {
     const CAP_MS: i64 = 3_600_000;
     let shift = attempts.saturating_sub(1).clamp(0, 30) as u32;
-    let ceiling = base_ms.saturating_mul(1 << shift).min(CAP_MS).max(1);
+    let ceiling = base_ms.saturating_mul(1 << shift).clamp(1, CAP_MS);
     // At least a tenth of the ceiling, so a run of zero draws cannot spin.
     let wait = (ceiling as f64 * (0.1 + 0.9 * unit.clamp(0.0, 1.0))) as i64;
     let at = now.saturating_add(wait.max(1));
