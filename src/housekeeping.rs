@@ -144,6 +144,7 @@ pub fn spawn(state: web::Data<AppState>) {
                         tokens = c.tokens,
                         sessions = c.sessions,
                         events = c.events,
+                        webhook_deliveries = c.deliveries,
                         "housekeeping"
                     ),
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "housekeeping failed"),

@@ -155,12 +155,15 @@ impl Application {
             .write(async move |tx| tx.sync_webhook_endpoints(&rows).await)
             .await
             .context("cannot store the webhook endpoints")?;
-        crate::webhooks::spawn_sender(
-            state.webhooks.clone(),
-            state.store.clone(),
-            state.clock.clone(),
-            state.metrics.clone(),
-        );
+        // No endpoint, no sender: nothing polls the store for a feature not in use.
+        if !state.settings.webhooks.endpoints.is_empty() {
+            crate::webhooks::spawn_sender(
+                state.webhooks.clone(),
+                state.store.clone(),
+                state.clock.clone(),
+                state.metrics.clone(),
+            );
+        }
         tracing::info!(%addr, port, tls = hsts, metrics_port, "latchkey listening");
         Ok(Self {
             port,

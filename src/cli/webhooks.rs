@@ -62,5 +62,6 @@ async fn test(settings: &Settings, id: &str) -> anyhow::Result<()> {
         }
         Answer::Status(code) => anyhow::bail!("{id} answered {code} ({message})"),
         Answer::NoAnswer(why) => anyhow::bail!("{id}: {why} ({message})"),
+        Answer::Unconfigured => anyhow::bail!("no webhook endpoint {id:?}"),
     }
 }

@@ -45,6 +45,8 @@ pub enum Answer {
     Status(u16),
     /// No answer: a timeout or a connection error (never the URL or a secret).
     NoAnswer(&'static str),
+    /// The endpoint is no longer in the configuration: nothing was sent.
+    Unconfigured,
 }
 
 impl Webhooks {
@@ -201,7 +203,7 @@ async fn attempt(
                 .post(endpoint, &d.id, clock.now_millis(), &d.payload)
                 .await
         }
-        None => Answer::NoAnswer("endpoint no longer configured"),
+        None => Answer::Unconfigured,
     };
     let now = clock.now_millis();
     let gone = matches!(answer, Answer::Status(410));
@@ -249,7 +251,7 @@ fn outcome_of(s: &WebhookSettings, d: &Delivery, now: Millis, answer: &Answer) -
             }
         }
         Answer::Status(code) => (Some(i64::from(*code)), format!("HTTP {code}")),
-        Answer::NoAnswer("endpoint no longer configured") => {
+        Answer::Unconfigured => {
             return Attempted::Failed {
                 at: now,
                 status: None,

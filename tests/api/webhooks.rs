@@ -271,6 +271,22 @@ async fn a_receiver_answering_503_gets_the_delivery_again_with_the_same_webhook_
         failed_tries >= 4,
         "retried while down: {failed_tries} tries"
     );
+    // The operator sees it: one pending delivery, 30 s old, and the retries counted.
+    // (The last attempt is counted once its answer is recorded: a moment after it arrived.)
+    let retried = format!(
+        "latchkey_webhook_deliveries_total{{endpoint=\"siem\",outcome=\"retried\"}} {failed_tries}\n"
+    );
+    let mut metrics = String::new();
+    for _ in 0..40 {
+        metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.contains(&retried) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metrics.contains(&retried), "{metrics}");
+    assert!(metrics.contains("latchkey_webhook_queue_depth 1\n"));
+    assert!(metrics.contains("latchkey_webhook_oldest_pending_seconds 30\n"));
     rx.status.store(200, Ordering::SeqCst);
     app.advance(Duration::from_secs(60));
     let got = rx
