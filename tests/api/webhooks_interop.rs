@@ -1,6 +1,7 @@
 //! Every event kind reaches a `["*"]` subscriber, each delivery verified by the
 //! Standard Webhooks reference library (PyPI `standardwebhooks`,
-//! tests/interop/webhook_receiver.py). Every kind is triggered for real, through HTTP or
+//! tests/interop/webhook_receiver.py; npm `standardwebhooks`,
+//! tests/interop/webhook_receiver.mjs for rotation and forgery). Every kind is triggered for real, through HTTP or
 //! the CLI as an operator would; the email ones need the SMTP sink (aiosmtpd).
 
 use std::io::BufRead;
@@ -18,25 +19,33 @@ use crate::helpers::*;
 use crate::mail_sink::SmtpSink;
 use crate::webhooks::{new_secret, subscribe, Receiver};
 
-/// The Python receiver: one JSON line per request it verified (or not).
-struct PyReceiver {
+/// A reference-library receiver (Python or Node): one JSON line per request it verified
+/// (or not).
+struct RefReceiver {
     child: Child,
     url: String,
     lines: Arc<Mutex<Vec<Value>>>,
 }
 
-impl PyReceiver {
-    fn start(secrets: &[&str]) -> PyReceiver {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/webhook_receiver.py"
-        );
-        let mut child = Command::new("python3")
+impl RefReceiver {
+    fn start(secrets: &[&str]) -> RefReceiver {
+        Self::start_with("python3", "webhook_receiver.py", secrets)
+    }
+
+    fn start_node(secrets: &[&str]) -> RefReceiver {
+        Self::start_with("node", "webhook_receiver.mjs", secrets)
+    }
+
+    fn start_with(program: &str, script: &str, secrets: &[&str]) -> RefReceiver {
+        let script = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(program)
             .arg(script)
             .args(secrets)
             .stdout(Stdio::piped())
             .spawn()
-            .expect("python3 runs (scripts/test installs standardwebhooks)");
+            .unwrap_or_else(|e| {
+                panic!("{program} runs (scripts/test installs standardwebhooks): {e}")
+            });
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut port = String::new();
         out.read_line(&mut port).unwrap();
@@ -50,7 +59,7 @@ impl PyReceiver {
                     .push(serde_json::from_str(&line).unwrap());
             }
         });
-        PyReceiver {
+        RefReceiver {
             child,
             url: format!("http://127.0.0.1:{port}/hook"),
             lines,
@@ -66,7 +75,7 @@ impl PyReceiver {
     }
 }
 
-impl Drop for PyReceiver {
+impl Drop for RefReceiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -89,7 +98,7 @@ async fn cli_ok(app: &TestApp, args: &[&str]) -> String {
 async fn every_event_kind_reaches_a_star_subscriber_and_verifies_with_the_reference_library() {
     let (secret, _) = new_secret();
     let (gone_secret, gone_key) = new_secret();
-    let py = PyReceiver::start(&[&secret]);
+    let py = RefReceiver::start(&[&secret]);
     let gone = Receiver::start(vec![gone_key]).await;
     gone.status.store(410, Ordering::SeqCst);
     let sink = SmtpSink::start();
@@ -260,11 +269,10 @@ async fn every_event_kind_reaches_a_star_subscriber_and_verifies_with_the_refere
     );
 }
 
-#[tokio::test]
-#[ignore = "needs Python (standardwebhooks): scripts/test runs it"]
-async fn the_reference_library_verifies_both_signatures_of_a_rotation_and_refuses_a_forgery() {
+/// Rotation and forgery, checked by both reference libraries.
+async fn rotation_and_forgery(start: fn(&[&str]) -> RefReceiver) {
     let ((old, _), (new, _), (stranger, _)) = (new_secret(), new_secret(), new_secret());
-    let py = PyReceiver::start(&[&old, &new, &stranger]);
+    let py = start(&[&old, &new, &stranger]);
     let app = spawn_app_with(|s| subscribe(s, "all", &py.url, &[&old, &new], &["*"])).await;
     app.signup("alice", PASSWORD).await;
     for _ in 0..200 {
@@ -290,6 +298,19 @@ async fn the_reference_library_verifies_both_signatures_of_a_rotation_and_refuse
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+#[ignore = "needs Python (standardwebhooks): scripts/test runs it"]
+async fn the_python_reference_library_verifies_both_signatures_of_a_rotation_and_refuses_a_forgery()
+{
+    rotation_and_forgery(RefReceiver::start).await;
+}
+
+#[tokio::test]
+#[ignore = "needs Node (npm standardwebhooks in tests/interop): scripts/test runs it"]
+async fn the_node_reference_library_verifies_both_signatures_of_a_rotation_and_refuses_a_forgery() {
+    rotation_and_forgery(RefReceiver::start_node).await;
 }
 
 fn now_secs() -> u64 {
