@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::mail_sink::SmtpSink;
-use crate::webhooks::{new_secret, subscribe, Receiver};
+use crate::webhook_receiver::{new_secret, subscribe, Receiver};
 
 /// A reference-library receiver (Python or Node): one JSON line per request it verified
 /// (or not).
