@@ -24,6 +24,7 @@ pub struct Cleanup {
     pub sessions: usize,
     pub events: usize,
     pub revocations: usize,
+    pub deliveries: usize,
 }
 
 /// Sessions one housekeeping write looks at, and events one write deletes at most: each
@@ -33,7 +34,8 @@ const CHUNK: u32 = 2_000;
 
 /// Deletes the tokens of ended sessions (useless once the session has ended), sessions
 /// ended longer ago than `session.retention`, revocation-log entries past the feed's
-/// horizon, and events older than `events.retention`,
+/// horizon, events older than `events.retention` and webhook deliveries delivered
+/// longer ago than `webhooks.retention`,
 /// so the database does not grow without bound. Sessions are swept in rowid order, a
 /// bounded range per write (see `Tx::sweep_sessions`).
 pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
@@ -94,6 +96,18 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
         .store
         .write(async move |tx| tx.delete_ceremonies_expired_before(now).await)
         .await?;
+    // Delivered webhooks, kept `webhooks.retention` for the admin routes.
+    let delivered_cutoff = now - state.settings.webhooks.retention.as_millis_i64();
+    loop {
+        let n = state
+            .store
+            .write(async move |tx| tx.prune_delivered(delivered_cutoff, CHUNK).await)
+            .await?;
+        total.deliveries += n;
+        if n < CHUNK as usize {
+            break;
+        }
+    }
     loop {
         let events = state
             .store
@@ -135,6 +149,7 @@ pub fn spawn(state: web::Data<AppState>) {
                         tokens = c.tokens,
                         sessions = c.sessions,
                         events = c.events,
+                        webhook_deliveries = c.deliveries,
                         "housekeeping"
                     ),
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "housekeeping failed"),

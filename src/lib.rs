@@ -22,5 +22,6 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;
 
 pub use startup::{AppState, Application};

@@ -29,6 +29,9 @@ pub struct Metrics {
     writer_commit_seconds: Histogram,
     mail_sent: IntCounterVec,
     mail_failed: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    pub webhook_queue_depth: IntGauge,
+    pub webhook_oldest_pending: prometheus::Gauge,
 }
 
 fn counter_vec(
@@ -130,6 +133,22 @@ impl Metrics {
             "Mail given up on, by kind and reason (queue_full, rejected, gave_up).",
             &["kind", "reason"],
         )?;
+        let webhook_deliveries = counter_vec(
+            &r,
+            "latchkey_webhook_deliveries_total",
+            "Webhook delivery attempts by endpoint and outcome (delivered, retried, failed, disabled).",
+            &["endpoint", "outcome"],
+        )?;
+        let webhook_queue_depth = IntGauge::new(
+            "latchkey_webhook_queue_depth",
+            "Webhook deliveries pending (all endpoints, all instances).",
+        )?;
+        r.register(Box::new(webhook_queue_depth.clone()))?;
+        let webhook_oldest_pending = prometheus::Gauge::new(
+            "latchkey_webhook_oldest_pending_seconds",
+            "Age of the oldest pending webhook delivery (0 when none).",
+        )?;
+        r.register(Box::new(webhook_oldest_pending.clone()))?;
         Ok(Self {
             registry: r,
             http_requests,
@@ -146,6 +165,9 @@ impl Metrics {
             writer_commit_seconds,
             mail_sent,
             mail_failed,
+            webhook_deliveries,
+            webhook_queue_depth,
+            webhook_oldest_pending,
         })
     }
 
@@ -183,6 +205,12 @@ impl Metrics {
 
     pub fn mail_failed(&self, kind: &str, reason: &str) {
         self.mail_failed.with_label_values(&[kind, reason]).inc();
+    }
+
+    pub fn webhook_attempt(&self, endpoint: &str, outcome: &str) {
+        self.webhook_deliveries
+            .with_label_values(&[endpoint, outcome])
+            .inc();
     }
 
     pub fn render(&self) -> anyhow::Result<String> {

@@ -14,11 +14,13 @@ use crate::config::{Settings, TlsSettings};
 use crate::feed::RevocationFeed;
 use crate::routes;
 pub use crate::state::AppState;
+use crate::webhooks::Webhooks;
 
 /// See [`Application::stop_handle`].
 pub struct StopHandle {
     server: actix_web::dev::ServerHandle,
     feed: Arc<RevocationFeed>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl StopHandle {
@@ -26,6 +28,7 @@ impl StopHandle {
     /// requests in flight.
     pub async fn stop(self) {
         self.feed.close();
+        self.webhooks.close();
         self.server.stop(true).await;
     }
 }
@@ -145,6 +148,22 @@ impl Application {
         crate::housekeeping::spawn(state.clone());
         crate::housekeeping::spawn_key_reloader(state.clone());
         crate::feed::spawn_follower(state.feed.clone(), state.store.clone(), state.clock.clone());
+        // The configured endpoints replace the stored ones before the sender starts.
+        let rows = state.webhooks.endpoint_rows();
+        state
+            .store
+            .write(async move |tx| tx.sync_webhook_endpoints(&rows).await)
+            .await
+            .context("cannot store the webhook endpoints")?;
+        // No endpoint, no sender: nothing polls the store for a feature not in use.
+        if !state.settings.webhooks.endpoints.is_empty() {
+            crate::webhooks::spawn_sender(
+                state.webhooks.clone(),
+                state.store.clone(),
+                state.clock.clone(),
+                state.metrics.clone(),
+            );
+        }
         tracing::info!(%addr, port, tls = hsts, metrics_port, "latchkey listening");
         Ok(Self {
             port,
@@ -173,6 +192,7 @@ impl Application {
         StopHandle {
             server: self.server.handle(),
             feed: self.state.feed.clone(),
+            webhooks: self.state.webhooks.clone(),
         }
     }
 
@@ -197,6 +217,7 @@ impl Application {
     pub async fn run_until_signalled(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let feed = self.state.feed.clone();
+        let webhooks = self.state.webhooks.clone();
         tokio::spawn(async move {
             wait_for_termination().await;
             tracing::info!("shutting down: finishing in-flight requests");
@@ -204,6 +225,7 @@ impl Application {
             // clients reconnect (with Last-Event-ID) to another instance or to this one
             // once it is back.
             feed.close();
+            webhooks.close();
             handle.stop(true).await;
         });
         let result = self.run_until_stopped().await;

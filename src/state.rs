@@ -17,6 +17,7 @@ use crate::passwords::PasswordHasher;
 use crate::ratelimit::RateLimits;
 use crate::store::Store;
 use crate::tokens::TokenService;
+use crate::webhooks::Webhooks;
 
 /// Everything a request handler may use. Built once, shared by reference.
 pub struct AppState {
@@ -42,6 +43,8 @@ pub struct AppState {
     pub feed: Arc<RevocationFeed>,
     /// The WebAuthn relying party (`[passkeys]`); `None` when passkeys are off.
     pub passkeys: Option<Arc<webauthn_rs::Webauthn>>,
+    /// The webhook sender's shared half (`crate::webhooks`).
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl AppState {
@@ -51,12 +54,14 @@ impl AppState {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
         let feed = Arc::new(RevocationFeed::new(settings.revocation_horizon()));
+        let webhooks = Arc::new(Webhooks::new(&settings.webhooks)?);
         let store = Store::from_settings(
             &settings.store,
             settings.store.readers,
             Some(Arc::new(crate::store::Observers(vec![
                 metrics.clone() as Arc<dyn crate::store::StoreObserver>,
                 feed.clone() as Arc<dyn crate::store::StoreObserver>,
+                webhooks.clone() as Arc<dyn crate::store::StoreObserver>,
             ]))),
         )?;
         let key_storage = crate::keys::storage_for(&settings, &store)?;
@@ -116,6 +121,7 @@ impl AppState {
             mailer,
             feed,
             passkeys,
+            webhooks,
         })
     }
 

@@ -8,6 +8,7 @@ mod serve;
 mod sessions;
 mod store;
 mod users;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,18 @@ pub enum Command {
     /// Move the store
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Webhook endpoints ([[webhooks.endpoints]])
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// List the endpoints with their deliveries counted by status
+    List,
+    /// Send one signed `webhook_test` delivery to endpoint ID now (directly, not
+    /// through the outbox) and print its answer; fails unless it is 2xx
+    Test { id: String },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +222,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Users(command) => users::run(command, &settings).await,
         Command::Keys(command) => blocking(move || keys::run(command, &settings)).await,
         Command::Sessions(command) => sessions::run(command, &settings).await,
+        Command::Webhooks(command) => webhooks::run(command, &settings).await,
         Command::Store(command) => blocking(move || store::run(command, &settings)).await,
     }
 }

@@ -25,6 +25,7 @@ mod server;
 mod session;
 mod store;
 mod tokens;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -53,6 +54,7 @@ pub use server::{ForwardedHeader, ServerSettings, TlsSettings};
 pub use session::SessionSettings;
 pub use store::StoreSettings;
 pub use tokens::{AccessTokenSettings, RefreshSettings};
+pub use webhooks::{secret_key, WebhookEndpoint, WebhookSecrets, WebhookSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +87,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub mfa: MfaSettings,
     pub passkeys: PasskeySettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -110,6 +113,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             mfa: MfaSettings::default(),
             passkeys: PasskeySettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -161,6 +165,7 @@ impl Settings {
         self.admin.validate()?;
         self.mfa.validate()?;
         self.relying_party()?;
+        self.webhooks.validate()?;
         self.validate_key_timing()?;
         Ok(())
     }

@@ -22,7 +22,7 @@ pub use refresh_token::{
 };
 pub use scope::Scope;
 pub use username::Username;
-pub use vocabulary::{AuthMethod, EventKind, RevocationReason};
+pub use vocabulary::{AuthMethod, DeliveryStatus, EventKind, RevocationReason};
 
 pub mod accounts;
 pub mod email;
@@ -38,3 +38,4 @@ pub mod rotation;
 pub mod sessions;
 pub mod throttle;
 pub mod totp;
+pub mod webhooks;

@@ -17,6 +17,7 @@ mod passkeys;
 mod revocations;
 mod sessions;
 mod users;
+mod webhooks;
 
 use async_trait::async_trait;
 
@@ -28,6 +29,7 @@ pub use passkeys::PasskeyRepo;
 pub use revocations::RevocationLog;
 pub use sessions::{SessionRepo, SweepStep};
 pub use users::UserRepo;
+pub use webhooks::WebhookRepo;
 
 pub type Result<T> = anyhow::Result<T>;
 
@@ -43,6 +45,7 @@ pub trait Tx:
     + AccountTokenRepo
     + SecondFactorRepo
     + PasskeyRepo
+    + WebhookRepo
 {
     /// The store answers (readiness).
     async fn ping(&mut self) -> Result<()>;

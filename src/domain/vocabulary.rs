@@ -113,6 +113,21 @@ words! {
         /// An assertion's signature counter did not go up (WebAuthn Level 3 §7.2 step
         /// 22): the credential may have been cloned; the login is refused.
         PasskeyCloneSuspected = "passkey_clone_suspected",
+        /// A webhook endpoint answered 410 Gone and is no longer sent to (detail
+        /// `"endpoint"`); a manual retry of one of its deliveries enables it again.
+        WebhookDisabled = "webhook_disabled",
+    }
+}
+
+words! {
+    /// Where a webhook delivery stands (`GET /admin/webhooks/{id}/deliveries?status=`).
+    DeliveryStatus {
+        /// Waiting for its next attempt (or being sent).
+        Pending = "pending",
+        /// A 2xx answer came back.
+        Delivered = "delivered",
+        /// Given up: `webhooks.max_age` passed, or the endpoint answered 410.
+        Failed = "failed",
     }
 }
 

@@ -21,6 +21,7 @@ pub mod responses;
 pub mod revocations;
 mod service_error;
 pub mod sessions;
+pub mod webhooks;
 pub mod wellknown;
 
 use std::time::Instant;
@@ -199,6 +200,7 @@ pub fn table() -> RouteTable {
     browser::configure(&mut t);
     metrics::configure(&mut t);
     recovery::configure(&mut t);
+    webhooks::configure(&mut t);
     t
 }
 

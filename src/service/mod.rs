@@ -25,6 +25,7 @@ pub mod revocations;
 pub mod revoke;
 pub mod sessions;
 pub mod status;
+pub mod webhooks;
 
 pub use crate::domain::model::ClientContext;
 pub use error::Error;

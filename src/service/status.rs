@@ -68,5 +68,13 @@ pub async fn metrics_text(o: Observed<'_>, now: Millis) -> Result<String, Error>
     }
     m.argon2_queue_depth
         .set(i64::try_from(o.hasher.queue_depth()).unwrap_or(i64::MAX));
+    // The outbox is shared by every instance: each reports the same depth and age.
+    let (pending, oldest) = o
+        .store
+        .read(async move |tx| tx.webhook_queue().await)
+        .await?;
+    m.webhook_queue_depth.set(pending);
+    let age_ms = oldest.map_or(0, |at| now.saturating_sub(at).max(0));
+    m.webhook_oldest_pending.set(age_ms as f64 / 1000.0);
     m.render().map_err(Error::Internal)
 }

@@ -18,6 +18,8 @@ pub struct Committed {
     /// The job erased personal data: the backend scrubs its files after the commit
     /// (`UserRepo::scrub_after_commit`).
     pub scrub: bool,
+    /// Webhook deliveries the job queued (its events' outbox rows): the sender wakes.
+    pub deliveries: usize,
 }
 
 impl Committed {
@@ -32,6 +34,7 @@ impl Committed {
         self.revoked.extend(other.revoked);
         self.logged += other.logged;
         self.scrub |= other.scrub;
+        self.deliveries += other.deliveries;
     }
 }
 
@@ -56,6 +59,9 @@ pub fn report(
     }
     if committed.logged > 0 {
         o.revocations_logged(committed.logged);
+    }
+    if committed.deliveries > 0 {
+        o.deliveries_queued(committed.deliveries);
     }
 }
 

@@ -1,8 +1,10 @@
 //! How values are written in columns, shared by every backend so the SQLite file and the
 //! PostgreSQL database hold the same forms (and `store copy` moves them as they are).
 
+use crate::clock::Millis;
 use crate::domain::model::{Actor, TokenPurpose};
 use crate::domain::passkeys::{CeremonyKind, CeremonyMode};
+use crate::domain::webhooks::Attempted;
 use crate::domain::AuthMethod;
 
 /// `amr` is stored as its RFC 8176 values separated by spaces (`"pwd otp"`).
@@ -38,6 +40,30 @@ pub fn ceremony_mode_of(s: &str) -> anyhow::Result<CeremonyMode> {
 pub fn shown_actor(actor: Actor, detail: Option<&serde_json::Value>) -> Option<Actor> {
     let by_admin = detail.is_some_and(|d| d["by"] == "administrator");
     (by_admin || actor != Actor::default()).then_some(actor)
+}
+
+/// An attempt's outcome as columns: status, next attempt, delivered at, HTTP status,
+/// error.
+pub fn attempt_columns(
+    o: &Attempted,
+) -> (
+    &'static str,
+    Option<Millis>,
+    Option<Millis>,
+    Option<i64>,
+    Option<&str>,
+) {
+    match o {
+        Attempted::Delivered { at, status } => ("delivered", None, Some(*at), Some(*status), None),
+        Attempted::Retry {
+            next_at,
+            status,
+            error,
+        } => ("pending", Some(*next_at), None, *status, Some(error)),
+        Attempted::Failed { at, status, error } => {
+            ("failed", Some(*at), None, *status, Some(error))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -168,6 +168,31 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("expires_at", Int),
         ],
     ),
+    (
+        "webhook_endpoints",
+        &[
+            ("id", Text),
+            ("url", Text),
+            ("events", Text),
+            ("disabled_at", Int),
+        ],
+    ),
+    (
+        "webhook_deliveries",
+        &[
+            ("id", Text),
+            ("endpoint_id", Text),
+            ("payload", Text),
+            ("status", Text),
+            ("attempts", Int),
+            ("next_attempt_at", Int),
+            ("retry_since", Int),
+            ("last_status", Int),
+            ("last_error", Text),
+            ("created_at", Int),
+            ("delivered_at", Int),
+        ],
+    ),
 ];
 
 /// Tables whose numbers continue after the copied ones (identity columns).

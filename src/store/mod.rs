@@ -72,6 +72,9 @@ pub trait StoreObserver: Send + Sync {
     /// `n` entries were appended to the revocation log (revocations and erasures): the
     /// feed wakes to read them (docs/contract.md "Revocation feed").
     fn revocations_logged(&self, _n: usize) {}
+    /// `n` webhook deliveries were queued with their events: the sender wakes
+    /// (docs/webhooks-guide.md).
+    fn deliveries_queued(&self, _n: usize) {}
 }
 
 /// Several observers told the same things, in order.
@@ -86,6 +89,9 @@ impl StoreObserver for Observers {
     }
     fn revocations_logged(&self, n: usize) {
         self.0.iter().for_each(|o| o.revocations_logged(n));
+    }
+    fn deliveries_queued(&self, n: usize) {
+        self.0.iter().for_each(|o| o.deliveries_queued(n));
     }
 }
 

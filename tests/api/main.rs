@@ -45,4 +45,8 @@ mod stepup;
 mod store_conformance;
 mod store_copy;
 mod verifiers;
+mod webhook_receiver;
+mod webhooks;
+mod webhooks_binary;
+mod webhooks_interop;
 mod wellknown;

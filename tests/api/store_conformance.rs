@@ -133,6 +133,7 @@ mod accounts;
 mod passkeys;
 mod races;
 mod sessions;
+mod webhooks;
 
 /// A repository method that no body here calls is a method neither backend is checked
 /// on: every `async fn` of `src/domain/repository/` must be called somewhere below.

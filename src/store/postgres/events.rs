@@ -9,31 +9,37 @@ use crate::domain::{SessionId, UserId};
 use crate::store::columns::shown_actor;
 
 use super::tx::count;
+use super::webhooks::{delivery_params, INSERT_EVENT_AND_DELIVERIES};
 use super::PgTx;
 
 #[async_trait(?Send)]
 impl EventRepo for PgTx<'_> {
     async fn insert_event(&mut self, at: Millis, e: &NewEvent) -> Result<()> {
         let actor = e.actor.clone().unwrap_or_default();
-        self.exec(
-            "INSERT INTO events (at, kind, user_id, session_id, client_id, ip, user_agent, detail,
-                 actor_id, actor_ip, actor_user_agent)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            &[
-                &at,
-                &e.kind.as_str(),
-                &e.user_id.as_ref().map(UserId::as_str),
-                &e.session_id.as_ref().map(SessionId::as_str),
-                &e.client_id,
-                &e.ip,
-                &e.user_agent,
-                &e.detail,
-                &actor.user_id.as_ref().map(UserId::as_str),
-                &actor.ip,
-                &actor.user_agent,
-            ],
-        )
-        .await?;
+        let (message_id, prefix, suffix) = delivery_params(at, e);
+        // The event and its webhook deliveries in one statement (one round trip).
+        let queued = self
+            .exec(
+                INSERT_EVENT_AND_DELIVERIES,
+                &[
+                    &at,
+                    &e.kind.as_str(),
+                    &e.user_id.as_ref().map(UserId::as_str),
+                    &e.session_id.as_ref().map(SessionId::as_str),
+                    &e.client_id,
+                    &e.ip,
+                    &e.user_agent,
+                    &e.detail,
+                    &actor.user_id.as_ref().map(UserId::as_str),
+                    &actor.ip,
+                    &actor.user_agent,
+                    &message_id,
+                    &prefix,
+                    &suffix,
+                ],
+            )
+            .await?;
+        self.after.deliveries += count(queued);
         tracing::info!(
             target: "latchkey::security",
             event = e.kind.as_str(),

@@ -27,6 +27,7 @@ pub mod schema;
 mod sessions;
 mod tx;
 mod users;
+mod webhooks;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

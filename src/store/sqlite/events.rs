@@ -35,6 +35,7 @@ impl EventRepo for SqliteTx<'_> {
             actor.ip,
             actor.user_agent
         ])?;
+        self.queue_deliveries(conn.last_insert_rowid(), at, e)?;
         // Security events also go to the log at info (never a token or password: events
         // hold neither). The detail (scope, reason) is included; IP and user agent are not.
         tracing::info!(

@@ -287,6 +287,37 @@ CREATE TABLE webauthn_ceremonies (
 CREATE INDEX webauthn_ceremonies_by_expiry ON webauthn_ceremonies(expires_at);
 "#,
         ),
+        // Version 14: the webhook outbox (docs/webhooks-guide.md). A delivery row is
+        // written with its event, in the same transaction; `next_attempt_at` is also the
+        // lease of a claimed row, so a crashed sender's claim comes due again.
+        M::up(
+            r#"
+CREATE TABLE webhook_endpoints (
+    id          TEXT PRIMARY KEY NOT NULL,
+    url         TEXT NOT NULL,
+    events      TEXT NOT NULL,
+    disabled_at INTEGER
+) STRICT;
+CREATE TABLE webhook_deliveries (
+    id              TEXT PRIMARY KEY NOT NULL,
+    endpoint_id     TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    retry_since     INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER
+) STRICT;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at);
+CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
+    WHERE status = 'delivered';
+"#,
+        ),
     ])
 }
 

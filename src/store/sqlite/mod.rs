@@ -15,6 +15,7 @@ mod revocations;
 mod sessions;
 mod tx;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
