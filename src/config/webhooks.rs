@@ -1,12 +1,15 @@
 //! `[webhooks]`: security events delivered to the operator's systems, signed per the
 //! Standard Webhooks specification (docs/webhooks-guide.md).
 //!
-//! TOML cannot hold both a table array `[[webhooks]]` and a table `[webhooks]`, so the
-//! endpoints are `[[webhooks.endpoints]]` and the shared knobs sit beside them:
-//! `webhooks.timeout`, `webhooks.max_age` (environment: `LATCHKEY_WEBHOOKS__TIMEOUT`).
+//! Two shapes are read, because TOML cannot hold both a table array `[[webhooks]]` and a
+//! table `[webhooks]`:
+//! - the contract's: one `[[webhooks]]` table per endpoint (`id`, `url`, `secret`,
+//!   `events`), where `timeout` and `max_age` may be set per endpoint;
+//! - a table: `[[webhooks.endpoints]]` for the endpoints and the shared knobs beside them
+//!   (`webhooks.timeout`, `webhooks.max_age`, …; environment `LATCHKEY_WEBHOOKS__TIMEOUT`).
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 
 use super::{ConfigError, HumanDuration};
 use crate::domain::EventKind;
@@ -14,6 +17,7 @@ use crate::secret::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[serde(remote = "Self")]
 pub struct WebhookSettings {
     pub endpoints: Vec<WebhookEndpoint>,
     /// One delivery attempt's timeout (connect to last byte of the answer).
@@ -38,6 +42,30 @@ impl Default for WebhookSettings {
     }
 }
 
+impl Serialize for WebhookSettings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Self::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookSettings {
+    /// A list is the contract's `[[webhooks]]`; a table is `[webhooks]` with
+    /// `[[webhooks.endpoints]]`. Each is parsed on its own so a mistake in either gets
+    /// its own precise message.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        if value.is_array() {
+            let endpoints = serde_json::from_value(value).map_err(D::Error::custom)?;
+            Ok(Self {
+                endpoints,
+                ..Self::default()
+            })
+        } else {
+            Self::deserialize(value).map_err(D::Error::custom)
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEndpoint {
@@ -49,6 +77,12 @@ pub struct WebhookEndpoint {
     pub secret: WebhookSecrets,
     /// Event kinds (docs/contract.md "Security events"), or `["*"]` for all.
     pub events: Vec<String>,
+    /// This endpoint's `webhooks.timeout` (the `[[webhooks]]` form has no shared table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// This endpoint's `webhooks.max_age`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<HumanDuration>,
 }
 
 /// One secret, or several during a rotation.
@@ -96,6 +130,26 @@ impl WebhookSettings {
         self.endpoints.iter().find(|e| e.id == id)
     }
 
+    /// One attempt's timeout at `endpoint`.
+    pub fn timeout_of(&self, endpoint: &WebhookEndpoint) -> std::time::Duration {
+        endpoint.timeout.unwrap_or(self.timeout).0
+    }
+
+    /// How long deliveries to the endpoint `id` are retried.
+    pub fn max_age_of(&self, id: &str) -> HumanDuration {
+        self.endpoint(id)
+            .and_then(|e| e.max_age)
+            .unwrap_or(self.max_age)
+    }
+
+    /// The longest attempt any endpoint may take (a claim's lease outlasts it).
+    pub fn longest_timeout(&self) -> std::time::Duration {
+        self.endpoints
+            .iter()
+            .map(|e| self.timeout_of(e))
+            .fold(self.timeout.0, std::cmp::max)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: String| Err(ConfigError(s));
         if self.timeout.0.is_zero() || self.max_age.0.is_zero() || self.retry_backoff.0.is_zero() {
@@ -106,6 +160,13 @@ impl WebhookSettings {
         }
         let mut seen = std::collections::HashSet::new();
         for e in &self.endpoints {
+            if e.timeout.is_some_and(|t| t.0.is_zero()) || e.max_age.is_some_and(|t| t.0.is_zero())
+            {
+                return err(format!(
+                    "webhook {:?}: timeout and max_age must be positive",
+                    e.id
+                ));
+            }
             let valid_id = !e.id.is_empty()
                 && e.id.len() <= 64
                 && e.id
@@ -174,6 +235,8 @@ mod tests {
                 url: "https://siem.example/hook".into(),
                 secret: WebhookSecrets::One(Secret::new(secret.into())),
                 events: events.iter().map(|s| s.to_string()).collect(),
+                timeout: None,
+                max_age: None,
             }],
             ..Default::default()
         }
@@ -201,6 +264,66 @@ mod tests {
                 .contains("c2hvcnQ"),
             "the secret is never echoed"
         );
+    }
+
+    /// Through the real loader: the defaults (a table) under the file.
+    fn parse(toml: &str) -> Result<WebhookSettings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(&path, toml).unwrap();
+        super::super::Settings::load(Some(&path))
+            .map(|s| s.webhooks)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_contracts_webhooks_table_array_is_read_with_per_endpoint_knobs() {
+        let s = parse(&format!(
+            r#"
+            [[webhooks]]
+            id = "siem"
+            url = "https://siem.example/hook"
+            secret = "{GOOD}"
+            events = ["*"]
+            timeout = "3s"
+            max_age = "1h"
+
+            [[webhooks]]
+            id = "chat"
+            url = "https://chat.example/hook"
+            secret = ["{GOOD}", "{GOOD}"]
+            events = ["new_device_login"]
+            "#
+        ))
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.endpoints.len(), 2);
+        assert_eq!(s.timeout_of(&s.endpoints[0]).as_secs(), 3);
+        assert_eq!(s.timeout_of(&s.endpoints[1]).as_secs(), 10, "the default");
+        assert_eq!(s.max_age_of("siem").0.as_secs(), 3600);
+        assert_eq!(s.max_age_of("chat").0.as_secs(), 24 * 3600);
+        assert_eq!(s.longest_timeout().as_secs(), 10);
+    }
+
+    #[test]
+    fn the_table_form_with_shared_knobs_is_read_and_typos_are_named() {
+        let s = parse(&format!(
+            r#"
+            [webhooks]
+            timeout = "4s"
+            [[webhooks.endpoints]]
+            id = "siem"
+            url = "https://siem.example/hook"
+            secret = "{GOOD}"
+            events = ["*"]
+            "#
+        ))
+        .unwrap();
+        assert_eq!(s.timeout_of(&s.endpoints[0]).as_secs(), 4);
+        let e = parse("[[webhooks]]\nid = \"x\"\nurl = \"https://a.example\"\nsecret = \"s\"\nevents = [\"*\"]\ntimout = \"3s\"\n").unwrap_err();
+        assert!(e.contains("timout"), "{e}");
+        let e = parse("[webhooks]\nmax_agee = \"3s\"\n").unwrap_err();
+        assert!(e.contains("max_agee"), "{e}");
     }
 
     #[test]

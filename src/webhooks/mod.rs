@@ -52,7 +52,7 @@ pub enum Answer {
 impl Webhooks {
     pub fn new(settings: &WebhookSettings) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder()
-            .connect_timeout(settings.timeout.0)
+            .connect_timeout(settings.longest_timeout())
             .user_agent(concat!("latchkey-webhooks/", env!("CARGO_PKG_VERSION")))
             // A redirect would resend a signed body somewhere else.
             .redirect(reqwest::redirect::Policy::none());
@@ -117,7 +117,7 @@ impl Webhooks {
         let sent = self
             .client
             .post(&endpoint.url)
-            .timeout(self.settings.timeout.0)
+            .timeout(self.settings.timeout_of(endpoint))
             .header("content-type", "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -163,7 +163,7 @@ pub fn spawn_sender(
         // The lease outlasts one attempt (bounded by the timeout) and its recording, so
         // a live sender's claim does not come due again; a crashed one's does soon.
         let lease =
-            i64::try_from((hooks.settings.timeout.0 * 2 + Duration::from_secs(1)).as_millis())
+            i64::try_from((hooks.settings.longest_timeout() * 2 + Duration::from_secs(1)).as_millis())
                 .unwrap_or(i64::MAX);
         while !hooks.closed.load(Ordering::Relaxed) {
             let now = clock.now_millis();
@@ -266,7 +266,7 @@ fn outcome_of(s: &WebhookSettings, d: &Delivery, now: Millis, answer: &Answer) -
         d.attempts,
         d.retry_since,
         s.retry_backoff.as_millis_i64(),
-        s.max_age.as_millis_i64(),
+        s.max_age_of(&d.endpoint_id).as_millis_i64(),
         unit,
     ) {
         Some(next_at) => Attempted::Retry {

@@ -164,6 +164,8 @@ pub fn subscribe(s: &mut Settings, id: &str, url: &str, secrets: &[&str], events
             WebhookSecrets::Many(secrets.iter().map(|x| Secret::new(x.to_string())).collect())
         },
         events: events.iter().map(|e| e.to_string()).collect(),
+        timeout: None,
+        max_age: None,
     });
     s.webhooks.retry_backoff = HumanDuration(Duration::from_millis(50));
     s.webhooks.timeout = HumanDuration(Duration::from_secs(2));
