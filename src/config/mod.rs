@@ -13,6 +13,7 @@ mod browser;
 mod clients;
 mod duration;
 mod events;
+mod identity_providers;
 mod keys;
 mod logging;
 mod login;
@@ -40,6 +41,7 @@ pub use browser::BrowserSettings;
 pub use clients::{AudienceSetting, ClientSettings, ResourceServerSettings};
 pub use duration::HumanDuration;
 pub use events::EventSettings;
+pub use identity_providers::IdentityProviderSettings;
 pub use keys::KeySettings;
 pub use logging::{LogFormat, LogSettings};
 pub use login::LoginSettings;
@@ -82,6 +84,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub admin: AdminSettings,
     pub mfa: MfaSettings,
+    pub identity_providers: Vec<IdentityProviderSettings>,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             admin: AdminSettings::default(),
             mfa: MfaSettings::default(),
+            identity_providers: Vec::new(),
         }
     }
 }
@@ -156,6 +160,7 @@ impl Settings {
         self.store.validate()?;
         self.admin.validate()?;
         self.mfa.validate()?;
+        identity_providers::validate_identity_providers(&self.identity_providers)?;
         self.validate_key_timing()?;
         Ok(())
     }
@@ -182,6 +187,10 @@ impl Settings {
 
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         self.server.metrics_addr()
+    }
+
+    pub fn identity_provider(&self, id: &str) -> Option<&IdentityProviderSettings> {
+        self.identity_providers.iter().find(|p| p.id == id)
     }
 
     pub fn client(&self, id: &str) -> Option<&ClientSettings> {
