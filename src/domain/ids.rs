@@ -69,6 +69,10 @@ uuid_id!(
     /// A session's id (the `sid` claim; a refresh token carries its UUID).
     SessionId
 );
+uuid_id!(
+    /// A linked identity's id (`/me/identities/{id}`).
+    IdentityId
+);
 
 /// Not an id in the form we issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 mod account_tokens;
 mod emails;
 mod events;
+mod identities;
 mod mfa;
 mod revocations;
 mod sessions;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 pub use account_tokens::AccountTokenRepo;
 pub use emails::EmailRepo;
 pub use events::EventRepo;
+pub use identities::IdentityRepo;
 pub use mfa::SecondFactorRepo;
 pub use revocations::RevocationLog;
 pub use sessions::{SessionRepo, SweepStep};
@@ -33,7 +35,14 @@ pub type Result<T> = anyhow::Result<T>;
 /// job (`&mut dyn Tx`).
 #[async_trait(?Send)]
 pub trait Tx:
-    UserRepo + SessionRepo + RevocationLog + EventRepo + EmailRepo + AccountTokenRepo + SecondFactorRepo
+    UserRepo
+    + SessionRepo
+    + RevocationLog
+    + EventRepo
+    + EmailRepo
+    + AccountTokenRepo
+    + SecondFactorRepo
+    + IdentityRepo
 {
     /// The store answers (readiness).
     async fn ping(&mut self) -> Result<()>;

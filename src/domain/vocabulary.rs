@@ -105,6 +105,11 @@ words! {
         MfaDisabled = "mfa_disabled",
         /// The user replaced their recovery codes with new ones.
         RecoveryCodesRegenerated = "recovery_codes_regenerated",
+        /// An identity at an OpenID provider joined the account (detail `by`: `signup`,
+        /// `verified_email` or `user`).
+        IdentityLinked = "identity_linked",
+        /// The user removed one of their linked identities.
+        IdentityUnlinked = "identity_unlinked",
     }
 }
 
@@ -117,6 +122,10 @@ words! {
         /// A one-time password: a TOTP code (RFC 6238) or a single-use recovery code
         /// (RFC 8176 §2 `otp`).
         Otp = "otp",
+        /// Federated: an OpenID provider authenticated the user. RFC 8176 registers no
+        /// value for this, and §1 lets a deployment use its own; the provider's own
+        /// `amr` describes only its side (docs/identity-providers-guide.md).
+        Fed = "fed",
     }
 }
 

@@ -145,6 +145,7 @@ pub async fn finish_login(
         // RFC 8176 §2: a password, then a one-time password.
         amr: vec![AuthMethod::Pwd, AuthMethod::Otp],
         auth_time: Some(pending.auth_time),
+        idp: None,
     };
     let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
     let known_device = device.is_some();

@@ -16,6 +16,7 @@
 mod account_tokens;
 mod emails;
 mod events;
+mod identities;
 mod executor;
 mod group;
 mod key_blobs;

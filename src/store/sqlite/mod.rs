@@ -7,6 +7,7 @@ mod account_tokens;
 mod bulk;
 mod emails;
 mod events;
+mod identities;
 mod mfa;
 pub mod migrations;
 mod revocations;
