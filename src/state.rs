@@ -40,6 +40,8 @@ pub struct AppState {
     pub mailer: Arc<crate::mail::Mailer>,
     /// The revocation feed for offline verifiers (`/revocations`).
     pub feed: Arc<RevocationFeed>,
+    /// Identity providers: discovery cache and the OpenID Connect exchanges.
+    pub providers: Arc<crate::idp::Providers>,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
         let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, metrics.clone())?);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasher::start(cores, 256 * cores)?;
+        let providers = Arc::new(crate::idp::Providers::new(&settings, clock.clone())?);
         Ok(Self {
             settings,
             metrics,
@@ -110,6 +113,7 @@ impl AppState {
             limits,
             mailer,
             feed,
+            providers,
         })
     }
 

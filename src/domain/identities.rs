@@ -8,6 +8,7 @@ use ring::rand::SystemRandom;
 use crate::clock::Millis;
 use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::email::Email;
+use crate::domain::mfa;
 use crate::domain::model::{ClientContext, NewEvent, UserEmail};
 use crate::domain::repository::Tx;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
@@ -76,8 +77,12 @@ pub enum FederatedOutcome {
     LinkedElsewhere,
     /// No account has it and registration is closed.
     RegistrationClosed,
+    /// The account has a second factor, which a provider alone does not replace: until
+    /// latchkey's sign-in page can ask for it, such an account is not opened this way.
+    SecondFactorRequired,
 }
 
+#[derive(Clone)]
 pub struct FederatedLogin {
     pub who: ProviderUser,
     pub link_by_verified_email: bool,
@@ -111,6 +116,9 @@ pub async fn federated_login(
     }
     let (user_id, found) = match existing {
         Some(i) => {
+            if mfa::has_active_factor(tx, &i.user_id).await? {
+                return Ok(FederatedOutcome::SecondFactorRequired);
+            }
             tx.record_identity_login(&i.id, now, email.as_deref(), who.email_verified)
                 .await?;
             (i.user_id, Found::Linked)
@@ -121,6 +129,9 @@ pub async fn federated_login(
                 _ => None,
             };
             match owner {
+                Some(u) if mfa::has_active_factor(tx, &u.id).await? => {
+                    return Ok(FederatedOutcome::SecondFactorRequired)
+                }
                 Some(u) => {
                     link(tx, now, &u.id, who, "verified_email", &req.session.ctx).await?;
                     (u.id, Found::ByVerifiedEmail)

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod browser;
 pub mod client_addr;
 pub mod extract;
+pub mod federation;
 pub mod health;
 pub mod login;
 pub mod me;
@@ -195,6 +196,7 @@ pub fn table() -> RouteTable {
     browser::configure(&mut t);
     metrics::configure(&mut t);
     recovery::configure(&mut t);
+    federation::configure(&mut t);
     t
 }
 

@@ -2,6 +2,7 @@
 //! real server over HTTP on a random port with its own temporary database.
 
 mod db;
+mod fake_idp;
 mod helpers;
 mod mail_sink;
 
@@ -10,6 +11,7 @@ mod audiences;
 mod browser;
 mod cluster;
 mod crash;
+mod federation;
 mod forged;
 mod hardening;
 mod health;
