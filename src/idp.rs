@@ -88,7 +88,10 @@ impl Providers {
         format!("{}/federate/{}/callback", self.issuer, provider.id)
     }
 
-    async fn metadata(&self, p: &IdentityProviderSettings) -> Result<CoreProviderMetadata, IdpError> {
+    async fn metadata(
+        &self,
+        p: &IdentityProviderSettings,
+    ) -> Result<CoreProviderMetadata, IdpError> {
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.get(&p.id) {
             let fresh = match &c.metadata {
@@ -96,9 +99,10 @@ impl Providers {
                 None => c.fetched.elapsed() < RETRY_AFTER_FAILURE,
             };
             if fresh {
-                return c.metadata.clone().ok_or_else(|| {
-                    IdpError::Unavailable("discovery failed moments ago".into())
-                });
+                return c
+                    .metadata
+                    .clone()
+                    .ok_or_else(|| IdpError::Unavailable("discovery failed moments ago".into()));
             }
         }
         let issuer =
@@ -134,8 +138,12 @@ impl Providers {
         let redirect = RedirectUrl::new(self.callback_url(p))
             .map_err(|e| IdpError::Unavailable(e.to_string()))?;
         Ok(
-            CoreClient::from_provider_metadata(metadata, ClientId::new(p.client_id.clone()), secret)
-                .set_redirect_uri(redirect),
+            CoreClient::from_provider_metadata(
+                metadata,
+                ClientId::new(p.client_id.clone()),
+                secret,
+            )
+            .set_redirect_uri(redirect),
         )
     }
 
@@ -148,8 +156,9 @@ impl Providers {
         pkce_verifier: &str,
     ) -> Result<Authorization, IdpError> {
         let client = self.client(p).await?;
-        let challenge =
-            PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(pkce_verifier.into()));
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            pkce_verifier.into(),
+        ));
         let (state, nonce) = (state.to_owned(), nonce.to_owned());
         let mut request = client
             .authorize_url(
@@ -181,12 +190,15 @@ impl Providers {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| IdpError::Unavailable(format!("no token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()));
-        let response = request.request_async(&self.http).await.map_err(|e| match e {
-            openidconnect::RequestTokenError::ServerResponse(r) => {
-                IdpError::Rejected(format!("token endpoint: {}", r.error()))
-            }
-            other => IdpError::Unavailable(format!("token endpoint: {other}")),
-        })?;
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::ServerResponse(r) => {
+                    IdpError::Rejected(format!("token endpoint: {}", r.error()))
+                }
+                other => IdpError::Unavailable(format!("token endpoint: {other}")),
+            })?;
         let id_token = response
             .id_token()
             .ok_or_else(|| IdpError::Rejected("the token response has no ID token".into()))?;

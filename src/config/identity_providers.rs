@@ -107,10 +107,7 @@ fn issuer_allowed(issuer: &str) -> bool {
     let Ok(url) = url::Url::parse(issuer) else {
         return false;
     };
-    let loopback = matches!(
-        url.host_str(),
-        Some("127.0.0.1" | "[::1]" | "localhost")
-    );
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
     (url.scheme() == "https" || (url.scheme() == "http" && loopback))
         && url.query().is_none()
         && url.fragment().is_none()

@@ -10,42 +10,10 @@ use crate::domain::accounts::{self, SignupOutcome};
 use crate::domain::email::Email;
 use crate::domain::mfa;
 use crate::domain::model::{ClientContext, NewEvent, UserEmail};
+pub use crate::domain::model::{FederationState, Identity};
 use crate::domain::repository::Tx;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
-use crate::domain::{EventKind, IdentityId, TokenHash, TokenTagger, UserId, Username};
-
-/// A provider's user linked to an account: `(provider, subject)` is unique (OIDC Core
-/// §5.7: `sub` is unique and never reassigned within one issuer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub id: IdentityId,
-    pub user_id: UserId,
-    /// The `[[identity_providers]]` id.
-    pub provider: String,
-    /// The ID token's `sub`.
-    pub subject: String,
-    /// What the provider said at the last sign-in.
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub created_at: Millis,
-    pub last_login_at: Millis,
-}
-
-/// A sign-in sent to a provider and not yet back: found by the SHA-256 of its `state`
-/// and used once. Holds what the callback needs: the nonce the ID token must carry
-/// (OIDC Core §3.1.2.1), the PKCE verifier (RFC 7636 §4.1), and where to send the browser.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FederationState {
-    pub state_hash: TokenHash,
-    pub provider: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
-    pub client_id: String,
-    pub return_to: String,
-    /// An explicit link by this signed-in user, rather than a sign-in.
-    pub link_user: Option<UserId>,
-    pub expires_at: Millis,
-}
+use crate::domain::{EventKind, IdentityId, TokenTagger, UserId, Username};
 
 /// What the provider's validated ID token says about its user.
 #[derive(Debug, Clone)]
@@ -136,9 +104,7 @@ pub async fn federated_login(
                     link(tx, now, &u.id, who, "verified_email", &req.session.ctx).await?;
                     (u.id, Found::ByVerifiedEmail)
                 }
-                None if !req.may_create_account => {
-                    return Ok(FederatedOutcome::RegistrationClosed)
-                }
+                None if !req.may_create_account => return Ok(FederatedOutcome::RegistrationClosed),
                 None => {
                     let user = create_account(tx, now, who).await?;
                     link(tx, now, &user, who, "signup", &req.session.ctx).await?;
@@ -235,7 +201,11 @@ fn name_hint(who: &ProviderUser) -> String {
     let raw = who
         .preferred_username
         .as_deref()
-        .or_else(|| who.email.as_ref().and_then(|e| e.as_str().split('@').next()))
+        .or_else(|| {
+            who.email
+                .as_ref()
+                .and_then(|e| e.as_str().split('@').next())
+        })
         .unwrap_or("user");
     let clean: String = raw
         .chars()

@@ -177,7 +177,11 @@ fn device_cookie_of(state: &AppState, req: &HttpRequest) -> Option<String> {
 /// The refresh cookie: `__Host-` name, `HttpOnly; Secure; SameSite=Strict; Path=/`.
 /// A remember-me session's cookie lives until the session's absolute end (at most 400
 /// days); otherwise it has no Max-Age and ends with the browser.
-pub(super) fn refresh_cookie(state: &AppState, token: &RefreshToken, session: &Session) -> Cookie<'static> {
+pub(super) fn refresh_cookie(
+    state: &AppState,
+    token: &RefreshToken,
+    session: &Session,
+) -> Cookie<'static> {
     let mut cookie = cookie_with(state, token.expose().to_owned());
     if session.remember_me {
         let left = ((session.expires_at - state.now()) / 1000).clamp(0, MAX_COOKIE_AGE_SECS);

@@ -13,8 +13,7 @@ use crate::clock::Millis;
 use crate::config::{ClientSettings, IdentityProviderSettings, Registration};
 use crate::domain::email::Email;
 use crate::domain::identities::{
-    self, FederatedLogin, FederatedOutcome, FederationState, Identity, ProviderUser,
-    UnlinkOutcome,
+    self, FederatedLogin, FederatedOutcome, FederationState, Identity, ProviderUser, UnlinkOutcome,
 };
 use crate::domain::model::ClientContext;
 use crate::domain::sessions::{LoginOutcome, NewSession};
@@ -71,9 +70,10 @@ impl From<IdpError> for Failure {
                 "temporarily_unavailable",
                 "the identity provider cannot be reached; try again later",
             ),
-            IdpError::Rejected(_) => {
-                Failure::new("access_denied", "the identity provider's answer was refused")
-            }
+            IdpError::Rejected(_) => Failure::new(
+                "access_denied",
+                "the identity provider's answer was refused",
+            ),
         }
     }
 }
@@ -98,8 +98,8 @@ pub fn target<'a>(
         .identity_provider(provider)
         .ok_or_else(|| Error::NotFound("no such identity provider".into()))?;
     let client = super::issue::resolve_client(settings, client_id)?;
-    let return_to = return_to
-        .ok_or_else(|| Error::InvalidRequest("return_to is required".into()))?;
+    let return_to =
+        return_to.ok_or_else(|| Error::InvalidRequest("return_to is required".into()))?;
     if !return_to_allowed(client, return_to) {
         return Err(Error::InvalidRequest(
             "return_to must be an address on one of the client's allowed origins, without a fragment"
@@ -124,7 +124,7 @@ pub fn return_to_allowed(client: &ClientSettings, return_to: &str) -> bool {
         && url.username().is_empty()
         && url.password().is_none()
         && url.fragment().is_none()
-        && client.allowed_origins.iter().any(|o| *o == origin)
+        && client.allowed_origins.contains(&origin)
 }
 
 /// The state the browser carries (query and cookie) and the provider's address.
@@ -200,8 +200,13 @@ pub struct Callback<'a> {
 /// The end of a callback: a session (sign-in), a link, or a failure to report at
 /// `return_to`. `Err(None)`: nowhere to report it (unknown state).
 pub enum Finished {
-    SignedIn { issued: Box<Issued>, return_to: String },
-    Linked { return_to: String },
+    SignedIn {
+        issued: Box<Issued>,
+        return_to: String,
+    },
+    Linked {
+        return_to: String,
+    },
 }
 
 /// Takes the state (once), checks it against the cookie, the provider and its
@@ -212,7 +217,10 @@ pub async fn finish(
     cb: Callback<'_>,
 ) -> Result<Finished, (Option<String>, Failure)> {
     let Some(state) = cb.state.filter(|s| !s.is_empty() && s.len() <= 128) else {
-        return Err((None, Failure::new("invalid_request", "the state is missing")));
+        return Err((
+            None,
+            Failure::new("invalid_request", "the state is missing"),
+        ));
     };
     let hash = state_hash(state);
     let taken = deps
@@ -242,11 +250,17 @@ pub async fn finish(
         )));
     }
     if saved.provider != cb.provider || saved.expires_at < deps.issuing.gate.now() {
-        return Err(fail(Failure::new("invalid_request", "unknown, used or expired state")));
+        return Err(fail(Failure::new(
+            "invalid_request",
+            "unknown, used or expired state",
+        )));
     }
     if let Some(e) = cb.error {
         tracing::info!(error = %e.chars().take(64).collect::<String>(), "the provider refused");
-        return Err(fail(Failure::new("access_denied", "the identity provider refused")));
+        return Err(fail(Failure::new(
+            "access_denied",
+            "the identity provider refused",
+        )));
     }
     let code = cb
         .code
@@ -298,7 +312,9 @@ pub async fn finish(
         .issuing
         .gate
         .store
-        .write(async move |tx| identities::federated_login(tx, now, &rng, keys.as_ref(), &req).await)
+        .write(async move |tx| {
+            identities::federated_login(tx, now, &rng, keys.as_ref(), &req).await
+        })
         .await
         .map_err(|e| fail(Error::from(e).into()))?;
     match outcome {
@@ -348,7 +364,10 @@ pub async fn finish(
 }
 
 /// `GET /me/identities`.
-pub async fn identities_of(store: &crate::store::Store, user: &UserId) -> Result<Vec<Identity>, Error> {
+pub async fn identities_of(
+    store: &crate::store::Store,
+    user: &UserId,
+) -> Result<Vec<Identity>, Error> {
     let user = user.clone();
     Ok(store
         .read(async move |tx| tx.identities_of_user(&user).await)

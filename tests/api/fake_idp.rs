@@ -52,9 +52,8 @@ impl FakeIdp {
     pub async fn start(client_id: &str) -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let point = pair.public_key().as_ref();
         let jwk = json!({
             "kty": "EC", "crv": "P-256", "kid": "fake-1", "use": "sig", "alg": "ES256",
@@ -75,7 +74,10 @@ impl FakeIdp {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .route("/.well-known/openid-configuration", web::get().to(discovery))
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(discovery),
+                )
                 .route("/jwks", web::get().to(jwks))
                 .route("/authorize", web::get().to(authorize))
                 .route("/token", web::post().to(token))
@@ -122,11 +124,11 @@ async fn jwks(idp: web::Data<Inner>) -> HttpResponse {
 }
 
 /// Answers at once, as if the user had signed in and consented.
-async fn authorize(
-    idp: web::Data<Inner>,
-    q: web::Query<HashMap<String, String>>,
-) -> HttpResponse {
-    assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"));
+async fn authorize(idp: web::Data<Inner>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+    assert_eq!(
+        q.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
     assert_eq!(q.get("response_type").map(String::as_str), Some("code"));
     let code = uuid::Uuid::new_v4().to_string();
     idp.codes.lock().unwrap().insert(

@@ -61,7 +61,10 @@ pub fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_owned()))
+        .find_map(|c| {
+            c.strip_prefix(&format!("{name}="))
+                .map(|v| v.split(';').next().unwrap().to_owned())
+        })
 }
 
 /// A sign-in started at latchkey: the provider's address and the state cookie.
@@ -179,14 +182,22 @@ async fn a_provider_sign_in_creates_a_passwordless_account_with_amr_fed_and_sign
     let refresh = sign_in(&app).await;
     let access = access_token(&app, &refresh).await;
     let (_, payload) = crate::helpers::jwt_parts(&access);
-    assert_eq!(payload["amr"], json!(["fed"]), "RFC 8176 amr, docs/contract.md");
+    assert_eq!(
+        payload["amr"],
+        json!(["fed"]),
+        "RFC 8176 amr, docs/contract.md"
+    );
     let me: Value = app.get_bearer("/me", &access).await.json().await.unwrap();
     assert_eq!(me["username"], "ann");
     assert_eq!(me["email"], "ann@example.com");
     assert_eq!(me["email_verified"], true, "the provider verified it");
     let linked = app.events_of("identity_linked");
     assert_eq!(linked.len(), 1);
-    assert!(linked[0].1.as_deref().unwrap().contains("\"by\":\"signup\""));
+    assert!(linked[0]
+        .1
+        .as_deref()
+        .unwrap()
+        .contains("\"by\":\"signup\""));
     let login = app.events_of("login_succeeded");
     assert!(login[0].1.as_deref().unwrap().contains("\"idp\":\"corp\""));
 
@@ -235,7 +246,10 @@ async fn a_verified_email_links_to_the_account_holding_it_an_unverified_one_neve
         .json()
         .await
         .unwrap();
-    assert_ne!(other["id"], owner["id"], "no auto-link on an unverified email");
+    assert_ne!(
+        other["id"], owner["id"],
+        "no auto-link on an unverified email"
+    );
 
     // A third subject with the address verified: linked to its owner.
     idp.will_say(claims("sub-3", "BEA@example.com", true));
@@ -244,7 +258,11 @@ async fn a_verified_email_links_to_the_account_holding_it_an_unverified_one_neve
     let joined: Value = app.get_bearer("/me", &access).await.json().await.unwrap();
     assert_eq!(joined["id"], owner["id"]);
     let linked = app.events_of("identity_linked");
-    assert!(linked[2].1.as_deref().unwrap().contains("\"by\":\"verified_email\""));
+    assert!(linked[2]
+        .1
+        .as_deref()
+        .unwrap()
+        .contains("\"by\":\"verified_email\""));
 
     // Two identities now: one may go, the last may not (409).
     let ids: Value = app
@@ -333,7 +351,10 @@ async fn a_password_account_links_a_provider_explicitly_and_may_then_unlink_it()
     let res = start(
         &app,
         "corp",
-        &format!("client_id=default&link=true&return_to={}", urlencode(RETURN_TO)),
+        &format!(
+            "client_id=default&link=true&return_to={}",
+            urlencode(RETURN_TO)
+        ),
     )
     .await;
     assert_eq!(error_of(&header(&res, "location")), "login_required");
@@ -351,7 +372,12 @@ async fn rfc6749_10_12_the_state_must_be_present_bound_to_this_browser_and_used_
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.headers().get("location").is_none());
     // Unknown.
-    let res = callback(&app, "/federate/corp/callback?code=abc&state=forged", Some("forged")).await;
+    let res = callback(
+        &app,
+        "/federate/corp/callback?code=abc&state=forged",
+        Some("forged"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 
     // No state cookie: the callback came to another browser (login CSRF).
@@ -362,7 +388,12 @@ async fn rfc6749_10_12_the_state_must_be_present_bound_to_this_browser_and_used_
     // The cookie of another sign-in.
     let (a, b) = (started(&app).await, started(&app).await);
     let back_a = provider_answer(&app, &a).await;
-    refused(&app, callback(&app, &back_a, Some(&b.state_cookie)).await, "access_denied").await;
+    refused(
+        &app,
+        callback(&app, &back_a, Some(&b.state_cookie)).await,
+        "access_denied",
+    )
+    .await;
 
     // Used once: the same callback again is unknown.
     let s = started(&app).await;
@@ -383,7 +414,8 @@ async fn rfc6749_10_12_the_state_must_be_present_bound_to_this_browser_and_used_
 }
 
 #[tokio::test]
-async fn oidc_core_3_1_3_7_id_tokens_with_another_nonce_audience_or_issuer_or_expired_are_refused() {
+async fn oidc_core_3_1_3_7_id_tokens_with_another_nonce_audience_or_issuer_or_expired_are_refused()
+{
     let idp = FakeIdp::start("latchkey").await;
     let app = app_with(&idp).await;
     let base = claims("sub-y", "y@example.com", true);
@@ -408,7 +440,12 @@ async fn oidc_core_3_1_3_7_id_tokens_with_another_nonce_audience_or_issuer_or_ex
         idp.will_say(bad);
         let s = started(&app).await;
         let back = provider_answer(&app, &s).await;
-        refused(&app, callback(&app, &back, Some(&s.state_cookie)).await, "access_denied").await;
+        refused(
+            &app,
+            callback(&app, &back, Some(&s.state_cookie)).await,
+            "access_denied",
+        )
+        .await;
     }
     // Expiry by latchkey's clock: a token valid for a minute, checked an hour later.
     idp.will_say(Claims {
@@ -418,7 +455,12 @@ async fn oidc_core_3_1_3_7_id_tokens_with_another_nonce_audience_or_issuer_or_ex
     let s = started(&app).await;
     let back = provider_answer(&app, &s).await;
     app.advance(Duration::from_secs(300));
-    refused(&app, callback(&app, &back, Some(&s.state_cookie)).await, "access_denied").await;
+    refused(
+        &app,
+        callback(&app, &back, Some(&s.state_cookie)).await,
+        "access_denied",
+    )
+    .await;
     assert!(app.events_of("identity_linked").is_empty());
     idp.stop().await;
 }
@@ -441,7 +483,10 @@ async fn a_provider_that_is_down_neither_stops_startup_nor_gives_a_500() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::FOUND);
-    assert_eq!(error_of(&header(&res, "location")), "temporarily_unavailable");
+    assert_eq!(
+        error_of(&header(&res, "location")),
+        "temporarily_unavailable"
+    );
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
 }
 
@@ -482,6 +527,10 @@ async fn return_to_off_the_clients_origins_is_a_400_never_an_open_redirect() {
         &format!("client_id=mobile&return_to={}", urlencode(RETURN_TO)),
     )
     .await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "not the mobile client's origin");
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "not the mobile client's origin"
+    );
     idp.stop().await;
 }

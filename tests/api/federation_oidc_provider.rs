@@ -25,7 +25,10 @@ struct Upstream {
 }
 
 async fn upstream() -> Upstream {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/oidc_provider.mjs");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/oidc_provider.mjs"
+    );
     let mut child = tokio::process::Command::new("node")
         .arg(script)
         .arg(format!("{CONFIGURED}/federate/oidc/callback"))
@@ -35,7 +38,11 @@ async fn upstream() -> Upstream {
         .spawn()
         .expect("node runs (scripts/test installs tests/interop)");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().expect("the provider's URL");
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the provider's URL");
     let v: Value = serde_json::from_str(&line).unwrap();
     Upstream {
         issuer: v["issuer"].as_str().unwrap().to_owned(),
@@ -49,7 +56,9 @@ async fn app_for(up: &Upstream) -> TestApp {
     spawn_app_with(move |s| {
         s.clients[0].allowed_origins = vec![APP.into()];
         let mut p = provider("oidc", &issuer);
-        p.client_secret = Some(latchkey::secret::Secret::new("oidc-provider-test-secret".into()));
+        p.client_secret = Some(latchkey::secret::Secret::new(
+            "oidc-provider-test-secret".into(),
+        ));
         s.identity_providers = vec![p];
     })
     .await
@@ -74,7 +83,11 @@ async fn sign_in_as(app: &TestApp, account: &str) -> String {
             Some(f) => app.client.post(url.clone()).form(&f),
             None => app.client.get(url.clone()),
         };
-        let res = req.header("cookie", cookies.join("; ")).send().await.unwrap();
+        let res = req
+            .header("cookie", cookies.join("; "))
+            .send()
+            .await
+            .unwrap();
         for c in res.headers().get_all("set-cookie") {
             let pair = c.to_str().unwrap().split(';').next().unwrap();
             if let Some((k, v)) = pair.split_once('=') {
@@ -82,7 +95,9 @@ async fn sign_in_as(app: &TestApp, account: &str) -> String {
             }
         }
         if res.status().is_redirection() {
-            let next = url.join(res.headers()["location"].to_str().unwrap()).unwrap();
+            let next = url
+                .join(res.headers()["location"].to_str().unwrap())
+                .unwrap();
             if next.as_str().starts_with(CONFIGURED) {
                 let back = format!("{}?{}", next.path(), next.query().unwrap());
                 let res = app
@@ -170,7 +185,11 @@ async fn oidc_provider_an_unverified_email_never_joins_the_account_that_verified
     let (_, ann) = me(&app, &sign_in_as(&app, "ann").await).await;
     let (_, mallory) = me(&app, &sign_in_as(&app, "mallory").await).await;
     assert_ne!(mallory["id"], ann["id"]);
-    assert_eq!(mallory["email"], Value::Null, "the address stays ann's alone");
+    assert_eq!(
+        mallory["email"],
+        Value::Null,
+        "the address stays ann's alone"
+    );
     let linked = app.events_of("identity_linked");
     assert!(linked
         .iter()

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
-use crate::domain::identities::{FederationState, Identity};
+use crate::domain::model::{FederationState, Identity};
 use crate::domain::{IdentityId, TokenHash, UserId};
 
 use super::Result;
@@ -34,8 +34,7 @@ pub trait IdentityRepo {
     async fn insert_federation_state(&mut self, state: &FederationState) -> Result<()>;
     /// Deletes and returns the state with this hash: a state is used once, even by two
     /// callbacks racing on two instances.
-    async fn take_federation_state(&mut self, hash: &TokenHash)
-        -> Result<Option<FederationState>>;
+    async fn take_federation_state(&mut self, hash: &TokenHash) -> Result<Option<FederationState>>;
     /// Housekeeping: deletes states that expired before `cutoff`; returns how many.
     async fn delete_federation_states_expired_before(&mut self, cutoff: Millis) -> Result<usize>;
 }

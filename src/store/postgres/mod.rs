@@ -16,9 +16,9 @@
 mod account_tokens;
 mod emails;
 mod events;
-mod identities;
 mod executor;
 mod group;
+mod identities;
 mod key_blobs;
 mod login_failures;
 mod mfa;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
 use crate::clock::Millis;
-use crate::domain::identities::{FederationState, Identity};
+use crate::domain::model::{FederationState, Identity};
 use crate::domain::repository::IdentityRepo;
 use crate::domain::{IdentityId, TokenHash, UserId};
 

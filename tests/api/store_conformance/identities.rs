@@ -36,9 +36,12 @@ async fn identities_are_unique_per_provider_subject_listed_updated_unlinked_and_
     let (store, _dir) = store().await;
     two_users(&store).await;
     let (found, missing, listed) = write_job!(store, |tx| {
-        tx.insert_identity(&identity("i1", "alice", "s-1", T0)).await?;
-        tx.insert_identity(&identity("i2", "alice", "s-2", T0 + 1)).await?;
-        tx.insert_identity(&identity("i3", "bob", "s-3", T0)).await?;
+        tx.insert_identity(&identity("i1", "alice", "s-1", T0))
+            .await?;
+        tx.insert_identity(&identity("i2", "alice", "s-2", T0 + 1))
+            .await?;
+        tx.insert_identity(&identity("i3", "bob", "s-3", T0))
+            .await?;
         (
             tx.identity_by_subject("corp", "s-1").await?,
             tx.identity_by_subject("other", "s-1").await?,
@@ -48,7 +51,13 @@ async fn identities_are_unique_per_provider_subject_listed_updated_unlinked_and_
     assert_eq!(found, Some(identity("i1", "alice", "s-1", T0)));
     assert!(missing.is_none(), "the subject is per provider");
     let ids: Vec<_> = listed.iter().map(|i| i.id.clone()).collect();
-    assert_eq!(ids, [IdentityId::from(uuid_of("i1")), IdentityId::from(uuid_of("i2"))]);
+    assert_eq!(
+        ids,
+        [
+            IdentityId::from(uuid_of("i1")),
+            IdentityId::from(uuid_of("i2"))
+        ]
+    );
 
     // OIDC Core §5.7: one provider subject, one account.
     let twice = store
@@ -63,7 +72,12 @@ async fn identities_are_unique_per_provider_subject_listed_updated_unlinked_and_
         let updated = tx.identity_by_subject("corp", "s-1").await?.unwrap();
         let not_bobs = !tx.delete_identity(&uid("bob"), &i1).await?;
         let unlinked = tx.delete_identity(&uid("alice"), &i1).await?;
-        (updated, not_bobs, unlinked, tx.identities_of_user(&uid("alice")).await?)
+        (
+            updated,
+            not_bobs,
+            unlinked,
+            tx.identities_of_user(&uid("alice")).await?,
+        )
     });
     assert_eq!(updated.last_login_at, T0 + 50);
     assert_eq!(updated.email.as_deref(), Some("new@example.com"));
