@@ -437,7 +437,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 20] = [
+        let expected: [(&str, &str, &[Endpoint]); 22] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -461,6 +461,9 @@ mod tests {
             ("POST", "/me/mfa/totp/confirm", &[Login]),
             ("DELETE", "/me/mfa/totp", &[Login]),
             ("POST", "/me/mfa/recovery-codes", &[Login]),
+            // Identity providers: each start stores a state, each callback calls out.
+            ("GET", "/browser/federate/{idp}", &[Browser]),
+            ("GET", "/federate/{idp}/callback", &[Browser]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {

@@ -1,9 +1,7 @@
 //! Identity providers in the browser (docs/identity-providers-guide.md), against the
-//! fake provider of `fake_idp.rs`: the flow, linking, `/me/identities`, and the attacks
-//! (state missing, mismatched, unbound or reused; nonce, audience, issuer, expiry;
-//! provider down; unverified email; open redirects through `return_to`).
-
-use std::time::Duration;
+//! fake provider of `fake_idp.rs`: the flow, linking (never on an unverified email),
+//! `/me/identities`. The attacks (state, nonce, audience, issuer, expiry, provider down,
+//! `return_to`) are in `federation_attacks.rs`.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -14,7 +12,7 @@ use crate::helpers::{spawn_app_with, TestApp};
 pub const APP: &str = "https://app.example";
 pub const RETURN_TO: &str = "https://app.example/signed-in";
 
-async fn app_with(idp: &FakeIdp) -> TestApp {
+pub(crate) async fn app_with(idp: &FakeIdp) -> TestApp {
     let issuer = idp.issuer.clone();
     spawn_app_with(move |s| {
         s.clients[0].allowed_origins = vec![APP.into()];
@@ -36,7 +34,7 @@ pub fn provider(id: &str, issuer: &str) -> latchkey::config::IdentityProviderSet
     }
 }
 
-fn claims(sub: &str, email: &str, verified: bool) -> Claims {
+pub(crate) fn claims(sub: &str, email: &str, verified: bool) -> Claims {
     Claims {
         subject: sub.into(),
         email: Some(email.into()),
@@ -46,7 +44,7 @@ fn claims(sub: &str, email: &str, verified: bool) -> Claims {
 }
 
 /// One header's value.
-fn header(res: &reqwest::Response, name: &str) -> String {
+pub(crate) fn header(res: &reqwest::Response, name: &str) -> String {
     res.headers()
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header"))
@@ -81,7 +79,7 @@ pub async fn start(app: &TestApp, idp: &str, query: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn started(app: &TestApp) -> Started {
+pub(crate) async fn started(app: &TestApp) -> Started {
     let res = start(
         app,
         "corp",
@@ -101,14 +99,18 @@ pub fn urlencode(s: &str) -> String {
 
 /// The fake provider's redirect back: latchkey's callback path and query (the issuer's
 /// origin in `Location` is the configured one, not the test server's).
-async fn provider_answer(app: &TestApp, started: &Started) -> String {
+pub(crate) async fn provider_answer(app: &TestApp, started: &Started) -> String {
     let res = app.client.get(&started.provider_url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FOUND);
     let location = url::Url::parse(&header(&res, "location")).unwrap();
     format!("{}?{}", location.path(), location.query().unwrap())
 }
 
-async fn callback(app: &TestApp, path_and_query: &str, cookie: Option<&str>) -> reqwest::Response {
+pub(crate) async fn callback(
+    app: &TestApp,
+    path_and_query: &str,
+    cookie: Option<&str>,
+) -> reqwest::Response {
     let mut req = app.client.get(app.url(path_and_query));
     if let Some(c) = cookie {
         req = req.header("cookie", format!("__Host-lk_fed={c}"));
@@ -117,7 +119,7 @@ async fn callback(app: &TestApp, path_and_query: &str, cookie: Option<&str>) -> 
 }
 
 /// Where a callback sent the browser, and the refresh cookie it set.
-fn landed(res: &reqwest::Response, app: &TestApp) -> (String, Option<String>) {
+pub(crate) fn landed(res: &reqwest::Response, app: &TestApp) -> (String, Option<String>) {
     assert_eq!(res.status(), StatusCode::FOUND, "the callback redirects");
     (
         header(res, "location"),
@@ -156,7 +158,7 @@ async fn access_token(app: &TestApp, refresh_cookie: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-fn error_of(location: &str) -> String {
+pub(crate) fn error_of(location: &str) -> String {
     let (base, fragment) = location.split_once('#').expect("a fragment");
     assert_eq!(base, RETURN_TO, "errors go to return_to");
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(fragment).unwrap();
@@ -164,7 +166,7 @@ fn error_of(location: &str) -> String {
 }
 
 /// A callback that must fail at return_to with `code`, and start no session.
-async fn refused(app: &TestApp, res: reqwest::Response, code: &str) {
+pub(crate) async fn refused(app: &TestApp, res: reqwest::Response, code: &str) {
     let (location, refresh) = landed(&res, app);
     assert_eq!(error_of(&location), code);
     assert!(refresh.is_none(), "no session");
@@ -358,179 +360,5 @@ async fn a_password_account_links_a_provider_explicitly_and_may_then_unlink_it()
     )
     .await;
     assert_eq!(error_of(&header(&res, "location")), "login_required");
-    idp.stop().await;
-}
-
-#[tokio::test]
-async fn rfc6749_10_12_the_state_must_be_present_bound_to_this_browser_and_used_once() {
-    let idp = FakeIdp::start("latchkey").await;
-    let app = app_with(&idp).await;
-    idp.will_say(claims("sub-x", "x@example.com", true));
-
-    // Missing: nothing to go back to, a plain page.
-    let res = callback(&app, "/federate/corp/callback?code=abc", None).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(res.headers().get("location").is_none());
-    // Unknown.
-    let res = callback(
-        &app,
-        "/federate/corp/callback?code=abc&state=forged",
-        Some("forged"),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-
-    // No state cookie: the callback came to another browser (login CSRF).
-    let s = started(&app).await;
-    let back = provider_answer(&app, &s).await;
-    refused(&app, callback(&app, &back, None).await, "access_denied").await;
-
-    // The cookie of another sign-in.
-    let (a, b) = (started(&app).await, started(&app).await);
-    let back_a = provider_answer(&app, &a).await;
-    refused(
-        &app,
-        callback(&app, &back_a, Some(&b.state_cookie)).await,
-        "access_denied",
-    )
-    .await;
-
-    // Used once: the same callback again is unknown.
-    let s = started(&app).await;
-    let back = provider_answer(&app, &s).await;
-    let res = callback(&app, &back, Some(&s.state_cookie)).await;
-    assert!(landed(&res, &app).1.is_some());
-    let res = callback(&app, &back, Some(&s.state_cookie)).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(app.events_of("login_succeeded").len(), 1);
-
-    // Expired after 10 minutes.
-    let s = started(&app).await;
-    let back = provider_answer(&app, &s).await;
-    app.advance(Duration::from_secs(601));
-    let res = callback(&app, &back, Some(&s.state_cookie)).await;
-    assert_eq!(error_of(&landed(&res, &app).0), "invalid_request");
-    idp.stop().await;
-}
-
-#[tokio::test]
-async fn oidc_core_3_1_3_7_id_tokens_with_another_nonce_audience_or_issuer_or_expired_are_refused()
-{
-    let idp = FakeIdp::start("latchkey").await;
-    let app = app_with(&idp).await;
-    let base = claims("sub-y", "y@example.com", true);
-    for bad in [
-        Claims {
-            nonce: Some("a-replayed-nonce".into()),
-            ..base.clone()
-        },
-        Claims {
-            audience: Some("another-client".into()),
-            ..base.clone()
-        },
-        Claims {
-            issuer: Some("https://evil.example".into()),
-            ..base.clone()
-        },
-        Claims {
-            expires_in: Some(-600),
-            ..base.clone()
-        },
-    ] {
-        idp.will_say(bad);
-        let s = started(&app).await;
-        let back = provider_answer(&app, &s).await;
-        refused(
-            &app,
-            callback(&app, &back, Some(&s.state_cookie)).await,
-            "access_denied",
-        )
-        .await;
-    }
-    // Expiry by latchkey's clock: a token valid for a minute, checked an hour later.
-    idp.will_say(Claims {
-        expires_in: Some(60),
-        ..base.clone()
-    });
-    let s = started(&app).await;
-    let back = provider_answer(&app, &s).await;
-    app.advance(Duration::from_secs(300));
-    refused(
-        &app,
-        callback(&app, &back, Some(&s.state_cookie)).await,
-        "access_denied",
-    )
-    .await;
-    assert!(app.events_of("identity_linked").is_empty());
-    idp.stop().await;
-}
-
-#[tokio::test]
-async fn a_provider_that_is_down_neither_stops_startup_nor_gives_a_500() {
-    // Nothing listens on the provider's port.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let issuer = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
-    drop(closed);
-    let app = spawn_app_with(move |s| {
-        s.clients[0].allowed_origins = vec![APP.into()];
-        s.identity_providers = vec![provider("down", &issuer)];
-    })
-    .await;
-    let res = start(
-        &app,
-        "down",
-        &format!("client_id=default&return_to={}", urlencode(RETURN_TO)),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::FOUND);
-    assert_eq!(
-        error_of(&header(&res, "location")),
-        "temporarily_unavailable"
-    );
-    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
-}
-
-#[tokio::test]
-async fn return_to_off_the_clients_origins_is_a_400_never_an_open_redirect() {
-    let idp = FakeIdp::start("latchkey").await;
-    let app = app_with(&idp).await;
-    for return_to in [
-        "https://evil.example/",
-        "https://app.example@evil.example/",
-        "https://app.example.evil.example/",
-        "http://app.example/",
-        "//evil.example/",
-        "javascript:alert(1)",
-        "https://app.example/#x",
-    ] {
-        let res = start(
-            &app,
-            "corp",
-            &format!("client_id=default&return_to={}", urlencode(return_to)),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{return_to}");
-        assert!(res.headers().get("location").is_none(), "{return_to}");
-    }
-    let res = start(&app, "corp", "client_id=default").await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let res = start(
-        &app,
-        "nope",
-        &format!("client_id=default&return_to={}", urlencode(RETURN_TO)),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = start(
-        &app,
-        "corp",
-        &format!("client_id=mobile&return_to={}", urlencode(RETURN_TO)),
-    )
-    .await;
-    assert_eq!(
-        res.status(),
-        StatusCode::BAD_REQUEST,
-        "not the mobile client's origin"
-    );
     idp.stop().await;
 }

@@ -12,6 +12,7 @@ mod browser;
 mod cluster;
 mod crash;
 mod federation;
+mod federation_attacks;
 mod federation_oidc_provider;
 mod forged;
 mod hardening;
