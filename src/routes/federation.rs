@@ -186,15 +186,15 @@ async fn callback(
             .cookie(state_cookie(String::new(), CookieDuration::ZERO))
             .finish()),
         Err((Some(return_to), f)) => Ok(report(&return_to, &f)),
-        // No state we know: no address to send the browser to, so a plain page.
-        Err((None, f)) => Ok(HttpResponse::BadRequest()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .content_type("text/plain; charset=utf-8")
-            .cookie(state_cookie(String::new(), CookieDuration::ZERO))
-            .body(format!(
-                "Sign-in failed ({}): {}. Go back to the application and try again.\n",
-                f.code, f.description
-            ))),
+        // No state we know: no address to send the browser to, so the error body.
+        Err((None, f)) if f.code == "not_found" => Err(ApiError::NotFound(format!(
+            "sign-in failed: {}",
+            f.description
+        ))),
+        Err((None, f)) => Err(ApiError::InvalidRequest(format!(
+            "sign-in failed: {}",
+            f.description
+        ))),
     }
 }
 

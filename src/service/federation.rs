@@ -85,8 +85,8 @@ pub struct Target<'a> {
     pub return_to: String,
 }
 
-/// Checks what `/browser/federate/{idp}` names. `Err` is a plain 400/404: there is no
-/// address yet that may receive an error (never an open redirect).
+/// Checks what `/browser/federate/{idp}` names. `Err` is a 400 (an unknown client 401):
+/// there is no address yet that may receive an error (never an open redirect).
 pub fn target<'a>(
     deps: &'a Federation<'_>,
     provider: &str,
@@ -96,7 +96,7 @@ pub fn target<'a>(
     let settings = deps.issuing.settings.as_ref();
     let provider = settings
         .identity_provider(provider)
-        .ok_or_else(|| Error::NotFound("no such identity provider".into()))?;
+        .ok_or_else(|| Error::InvalidRequest("no such identity provider".into()))?;
     let client = super::issue::resolve_client(settings, client_id)?;
     let return_to =
         return_to.ok_or_else(|| Error::InvalidRequest("return_to is required".into()))?;
@@ -231,9 +231,10 @@ pub async fn finish(
         .await
         .map_err(|e| (None, Failure::from(Error::from(e))))?;
     let Some(saved) = taken else {
+        // No such sign-in in progress: reported as a missing resource.
         return Err((
             None,
-            Failure::new("invalid_request", "unknown, used or expired state"),
+            Failure::new("not_found", "unknown, used or expired state"),
         ));
     };
     let return_to = saved.return_to.clone();

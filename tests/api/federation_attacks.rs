@@ -21,18 +21,18 @@ async fn rfc6749_10_12_the_state_must_be_present_bound_to_this_browser_and_used_
     let app = app_with(&idp).await;
     idp.will_say(claims("sub-x", "x@example.com", true));
 
-    // Missing: nothing to go back to, a plain page.
+    // Missing: nothing to go back to, the error body.
     let res = callback(&app, "/federate/corp/callback?code=abc", None).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.headers().get("location").is_none());
-    // Unknown.
+    crate::helpers::assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // Unknown: no sign-in in progress with that state.
     let res = callback(
         &app,
         "/federate/corp/callback?code=abc&state=forged",
         Some("forged"),
     )
     .await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    crate::helpers::assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
 
     // No state cookie: the callback came to another browser (login CSRF).
     let s = started(&app).await;
@@ -55,7 +55,7 @@ async fn rfc6749_10_12_the_state_must_be_present_bound_to_this_browser_and_used_
     let res = callback(&app, &back, Some(&s.state_cookie)).await;
     assert!(landed(&res, &app).1.is_some());
     let res = callback(&app, &back, Some(&s.state_cookie)).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "used once");
     assert_eq!(app.events_of("login_succeeded").len(), 1);
 
     // Expired after 10 minutes.
@@ -174,7 +174,7 @@ async fn return_to_off_the_clients_origins_is_a_400_never_an_open_redirect() {
         &format!("client_id=default&return_to={}", urlencode(RETURN_TO)),
     )
     .await;
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "no such provider");
     let res = start(
         &app,
         "corp",
