@@ -2,7 +2,8 @@
 //! against the fake provider of `fake_idp.rs`: the state missing, mismatched, unbound,
 //! reused or expired (RFC 6749 §10.12); ID tokens with another nonce, audience or
 //! issuer, or expired (OIDC Core §3.1.3.7); the provider down; open redirects through
-//! `return_to`. Each must end in `#error=` or a 400, never a session and never a 500.
+//! `return_to`; a cross-site link; registration closed. Each must end in `#error=` or a
+//! 4xx error body, never a session and never a 500.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use reqwest::StatusCode;
 use crate::fake_idp::{Claims, FakeIdp};
 use crate::federation::{
     app_with, callback, claims, error_of, header, landed, provider, provider_answer, refused,
-    start, started, urlencode, APP, RETURN_TO,
+    set_cookie, start, started, urlencode, APP, RETURN_TO,
 };
 use crate::helpers::spawn_app_with;
 
@@ -185,6 +186,69 @@ async fn return_to_off_the_clients_origins_is_a_400_never_an_open_redirect() {
         res.status(),
         StatusCode::BAD_REQUEST,
         "not the mobile client's origin"
+    );
+    idp.stop().await;
+}
+
+#[tokio::test]
+async fn with_registration_closed_an_unknown_provider_user_gets_no_account() {
+    let idp = FakeIdp::start("latchkey").await;
+    let issuer = idp.issuer.clone();
+    let app = spawn_app_with(move |s| {
+        s.clients[0].allowed_origins = vec![APP.into()];
+        s.identity_providers = vec![provider("corp", &issuer)];
+        s.registration = latchkey::config::Registration::Closed;
+    })
+    .await;
+    idp.will_say(claims("sub-z", "z@example.com", true));
+    let s = started(&app).await;
+    let back = provider_answer(&app, &s).await;
+    refused(
+        &app,
+        callback(&app, &back, Some(&s.state_cookie)).await,
+        "access_denied",
+    )
+    .await;
+    assert!(app.events_of("user_created").is_empty());
+    idp.stop().await;
+}
+
+#[tokio::test]
+async fn a_link_started_by_a_cross_site_navigation_is_refused() {
+    let idp = FakeIdp::start("latchkey").await;
+    let app = app_with(&idp).await;
+    app.signup("dora", "correct horse battery").await;
+    let res = app
+        .client
+        .post(app.url("/browser/login"))
+        .header("origin", APP)
+        .header("x-latchkey-csrf", "1")
+        .header("content-type", "application/json")
+        .body(r#"{"username":"dora","password":"correct horse battery"}"#)
+        .send()
+        .await
+        .unwrap();
+    let refresh = set_cookie(&res, &app.settings.browser.cookie_name).unwrap();
+    let link = |site: &'static str| {
+        app.client
+            .get(app.url(&format!(
+                "/browser/federate/corp?client_id=default&link=true&return_to={}",
+                urlencode(RETURN_TO)
+            )))
+            .header(
+                "cookie",
+                format!("{}={refresh}", app.settings.browser.cookie_name),
+            )
+            .header("sec-fetch-site", site)
+            .send()
+    };
+    // Fetch Metadata: another site's page cannot start a link for this session.
+    let res = link("cross-site").await.unwrap();
+    assert_eq!(error_of(&header(&res, "location")), "login_required");
+    let res = link("same-site").await.unwrap();
+    assert!(
+        header(&res, "location").starts_with(&idp.issuer),
+        "to the provider"
     );
     idp.stop().await;
 }
