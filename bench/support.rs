@@ -60,6 +60,7 @@ pub async fn families(
             ctx: ClientContext::default(),
             amr: vec![latchkey::domain::AuthMethod::Pwd],
             auth_time: None,
+            idp: None,
         };
         let (rng, keys) = (SystemRandom::new(), keys.clone());
         match store

@@ -108,6 +108,11 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
             break;
         }
     }
+    // Sign-ins sent to an identity provider and never back (10 minutes).
+    state
+        .store
+        .write(async move |tx| tx.delete_federation_states_expired_before(now).await)
+        .await?;
     loop {
         let events = state
             .store

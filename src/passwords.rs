@@ -125,11 +125,14 @@ impl PasswordHasher {
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no
     /// user, so both paths cost one argon2 run. Comparison is constant-time (argon2 crate).
+    /// An account without a password (made through an identity provider) stores an empty
+    /// hash and is checked like a missing user: always wrong, in the same time.
     pub async fn verify(
         &self,
         password: Password,
         stored: Option<String>,
     ) -> Result<bool, HashError> {
+        let stored = stored.filter(|h| !h.is_empty());
         let exists = stored.is_some();
         let phc = stored.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
         let ok = self

@@ -45,6 +45,8 @@ pub struct AppState {
     pub passkeys: Option<Arc<webauthn_rs::Webauthn>>,
     /// The webhook sender's shared half (`crate::webhooks`).
     pub webhooks: Arc<Webhooks>,
+    /// Identity providers: discovery cache and the OpenID Connect exchanges.
+    pub providers: Arc<crate::idp::Providers>,
 }
 
 impl AppState {
@@ -104,6 +106,7 @@ impl AppState {
         let passkeys = relying_party(&settings)
             .context("cannot set up the passkeys relying party")?
             .map(Arc::new);
+        let providers = Arc::new(crate::idp::Providers::new(&settings, clock.clone())?);
         Ok(Self {
             settings,
             metrics,
@@ -122,6 +125,7 @@ impl AppState {
             feed,
             passkeys,
             webhooks,
+            providers,
         })
     }
 

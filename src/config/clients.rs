@@ -48,6 +48,12 @@ pub struct ClientSettings {
     /// Exact origins allowed for browser (cookie) mode and CORS.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Where `/oauth/authorize` may send this client's codes (docs/contract.md
+    /// "Identity providers and the authorization endpoint"): exact https URLs,
+    /// private-use schemes, or loopback `http://127.0.0.1` / `http://[::1]` matched with
+    /// any port (RFC 8252 §7).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub access_token_ttl: Option<HumanDuration>,
     #[serde(default)]
@@ -67,6 +73,7 @@ impl ClientSettings {
             audience: None,
             scopes: Vec::new(),
             allowed_origins: Vec::new(),
+            redirect_uris: Vec::new(),
             access_token_ttl: None,
             idle_timeout: None,
             absolute_lifetime: None,
@@ -91,6 +98,14 @@ impl ClientSettings {
                 )));
             }
         }
+        for uri in &self.redirect_uris {
+            redirect_uri_kind(uri).map_err(|why| {
+                ConfigError(format!(
+                    "client {:?}: redirect URI {uri:?} {why} (RFC 8252 §7)",
+                    self.id
+                ))
+            })?;
+        }
         ClientId::parse(&self.id)
             .map_err(|e| ConfigError(format!("client id {:?}: {e}", self.id)))?;
         if let Some(audience) = &self.audience {
@@ -98,6 +113,54 @@ impl ClientSettings {
         }
         Ok(())
     }
+
+    /// Whether `presented` is one of this client's redirect URIs: compared exactly
+    /// (RFC 9700 §2.1), except that a loopback URI matches with any port (RFC 8252 §7.3:
+    /// the app picks a free port when it runs).
+    pub fn allows_redirect_uri(&self, presented: &str) -> bool {
+        self.redirect_uris.iter().any(|registered| {
+            registered == presented
+                || (redirect_uri_kind(registered) == Ok(RedirectKind::Loopback)
+                    && redirect_uri_kind(presented) == Ok(RedirectKind::Loopback)
+                    && without_port(registered) == without_port(presented))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedirectKind {
+    /// A claimed `https` URL (RFC 8252 §7.2).
+    Https,
+    /// A private-use scheme in reverse-domain form, e.g. `com.example.app:/cb` (§7.1).
+    PrivateUse,
+    /// `http://127.0.0.1` or `http://[::1]`, any port (§7.3); `localhost` is refused
+    /// (§8.3: it may resolve elsewhere).
+    Loopback,
+}
+
+fn redirect_uri_kind(uri: &str) -> Result<RedirectKind, &'static str> {
+    let url = url::Url::parse(uri).map_err(|_| "is not an absolute URI")?;
+    if url.fragment().is_some() || uri.contains('#') {
+        // RFC 6749 §3.1.2: the redirection endpoint URI MUST NOT include a fragment.
+        return Err("has a fragment");
+    }
+    match url.scheme() {
+        "https" if url.host_str().is_some() => Ok(RedirectKind::Https),
+        "http" => match url.host_str() {
+            Some("127.0.0.1" | "[::1]") => Ok(RedirectKind::Loopback),
+            _ => Err("uses http on a host other than 127.0.0.1 or [::1]"),
+        },
+        "https" => Err("has no host"),
+        scheme if scheme.contains('.') => Ok(RedirectKind::PrivateUse),
+        "javascript" | "data" | "file" | "blob" => Err("uses a forbidden scheme"),
+        _ => Err("must be https, loopback http or a reverse-domain private-use scheme"),
+    }
+}
+
+fn without_port(uri: &str) -> Option<url::Url> {
+    let mut url = url::Url::parse(uri).ok()?;
+    url.set_port(None).ok()?;
+    Some(url)
 }
 
 /// At least one client, each valid, no id twice.
@@ -185,4 +248,50 @@ pub(super) fn validate_resource_servers(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(uris: &[&str]) -> ClientSettings {
+        ClientSettings {
+            redirect_uris: uris.iter().map(|u| (*u).to_owned()).collect(),
+            ..ClientSettings::named("app")
+        }
+    }
+
+    #[test]
+    fn rfc8252_7_redirect_uris_are_https_private_use_or_loopback_ip() {
+        for ok in [
+            "https://app.example.com/callback",
+            "com.example.app:/oauth2redirect",
+            "http://127.0.0.1/callback",
+            "http://[::1]:8400/cb",
+        ] {
+            assert!(client(&[ok]).validate().is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://localhost/callback",
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#frag",
+            "javascript:alert(1)",
+            "myapp:/cb",
+            "/relative",
+        ] {
+            assert!(client(&[bad]).validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc8252_7_3_loopback_matches_any_port_everything_else_exactly() {
+        let c = client(&["http://127.0.0.1/cb", "https://app.example.com/cb"]);
+        assert!(c.allows_redirect_uri("http://127.0.0.1:51234/cb"));
+        assert!(c.allows_redirect_uri("http://127.0.0.1/cb"));
+        assert!(!c.allows_redirect_uri("http://127.0.0.1:51234/other"));
+        assert!(!c.allows_redirect_uri("http://[::1]:51234/cb"));
+        assert!(c.allows_redirect_uri("https://app.example.com/cb"));
+        assert!(!c.allows_redirect_uri("https://app.example.com:444/cb"));
+        assert!(!c.allows_redirect_uri("https://app.example.com/cb?x=1"));
+    }
 }

@@ -13,6 +13,7 @@ mod browser;
 mod clients;
 mod duration;
 mod events;
+mod identity_providers;
 mod keys;
 mod logging;
 mod login;
@@ -42,6 +43,7 @@ pub use browser::BrowserSettings;
 pub use clients::{AudienceSetting, ClientSettings, ResourceServerSettings};
 pub use duration::HumanDuration;
 pub use events::EventSettings;
+pub use identity_providers::IdentityProviderSettings;
 pub use keys::KeySettings;
 pub use logging::{LogFormat, LogSettings};
 pub use login::LoginSettings;
@@ -88,6 +90,7 @@ pub struct Settings {
     pub mfa: MfaSettings,
     pub passkeys: PasskeySettings,
     pub webhooks: WebhookSettings,
+    pub identity_providers: Vec<IdentityProviderSettings>,
 }
 
 impl Default for Settings {
@@ -114,6 +117,7 @@ impl Default for Settings {
             mfa: MfaSettings::default(),
             passkeys: PasskeySettings::default(),
             webhooks: WebhookSettings::default(),
+            identity_providers: Vec::new(),
         }
     }
 }
@@ -166,6 +170,7 @@ impl Settings {
         self.mfa.validate()?;
         self.relying_party()?;
         self.webhooks.validate()?;
+        identity_providers::validate_identity_providers(&self.identity_providers)?;
         self.validate_key_timing()?;
         Ok(())
     }
@@ -192,6 +197,10 @@ impl Settings {
 
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         self.server.metrics_addr()
+    }
+
+    pub fn identity_provider(&self, id: &str) -> Option<&IdentityProviderSettings> {
+        self.identity_providers.iter().find(|p| p.id == id)
     }
 
     pub fn client(&self, id: &str) -> Option<&ClientSettings> {

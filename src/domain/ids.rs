@@ -74,6 +74,10 @@ uuid_id!(
     /// credential id, which the authenticator chose).
     PasskeyId
 );
+uuid_id!(
+    /// A linked identity's id (`/me/identities/{id}`).
+    IdentityId
+);
 
 /// Not an id in the form we issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

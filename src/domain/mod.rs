@@ -14,7 +14,7 @@ pub mod username;
 mod vocabulary;
 
 pub use client_id::ClientId;
-pub use ids::{InvalidId, PasskeyId, SessionId, UserId};
+pub use ids::{IdentityId, InvalidId, PasskeyId, SessionId, UserId};
 pub use password::{Password, PasswordError};
 pub use policy::{Algorithm, Lifetimes, LimitPolicy};
 pub use refresh_token::{
@@ -26,6 +26,7 @@ pub use vocabulary::{AuthMethod, DeliveryStatus, EventKind, RevocationReason};
 
 pub mod accounts;
 pub mod email;
+pub mod identities;
 pub mod key_blobs;
 pub mod mfa;
 pub mod model;

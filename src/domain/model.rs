@@ -2,7 +2,9 @@
 //! how (see `repository::Tx`).
 
 use crate::clock::Millis;
-use crate::domain::{AuthMethod, EventKind, RevocationReason, Scope, SessionId, TokenHash, UserId};
+use crate::domain::{
+    AuthMethod, EventKind, IdentityId, RevocationReason, Scope, SessionId, TokenHash, UserId,
+};
 
 /// An account.
 #[derive(Debug, Clone)]
@@ -321,4 +323,37 @@ pub struct PendingLogin {
     /// `/login` only at `/login/mfa`), so a browser login's refresh token never reaches
     /// a JSON body.
     pub browser: bool,
+}
+
+/// A provider's user linked to an account: `(provider, subject)` is unique (OIDC Core
+/// §5.7: `sub` is unique and never reassigned within one issuer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: IdentityId,
+    pub user_id: UserId,
+    /// The `[[identity_providers]]` id.
+    pub provider: String,
+    /// The ID token's `sub`.
+    pub subject: String,
+    /// What the provider said at the last sign-in.
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub created_at: Millis,
+    pub last_login_at: Millis,
+}
+
+/// A sign-in sent to a provider and not yet back: found by the SHA-256 of its `state`
+/// and used once. Holds what the callback needs: the nonce the ID token must carry
+/// (OIDC Core §3.1.2.1), the PKCE verifier (RFC 7636 §4.1), and where to send the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederationState {
+    pub state_hash: TokenHash,
+    pub provider: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub client_id: String,
+    pub return_to: String,
+    /// An explicit link by this signed-in user, rather than a sign-in.
+    pub link_user: Option<UserId>,
+    pub expires_at: Millis,
 }

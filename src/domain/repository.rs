@@ -12,6 +12,7 @@
 mod account_tokens;
 mod emails;
 mod events;
+mod identities;
 mod mfa;
 mod passkeys;
 mod revocations;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 pub use account_tokens::AccountTokenRepo;
 pub use emails::EmailRepo;
 pub use events::EventRepo;
+pub use identities::IdentityRepo;
 pub use mfa::SecondFactorRepo;
 pub use passkeys::PasskeyRepo;
 pub use revocations::RevocationLog;
@@ -46,6 +48,7 @@ pub trait Tx:
     + SecondFactorRepo
     + PasskeyRepo
     + WebhookRepo
+    + IdentityRepo
 {
     /// The store answers (readiness).
     async fn ping(&mut self) -> Result<()>;

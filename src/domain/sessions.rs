@@ -29,6 +29,8 @@ pub struct NewSession {
     pub amr: Vec<AuthMethod>,
     /// When the password was checked; `None` for now (the session's start).
     pub auth_time: Option<Millis>,
+    /// The identity provider that authenticated the user (with `amr` `fed`).
+    pub idp: Option<String>,
 }
 
 pub struct CreatedSession {
@@ -144,17 +146,26 @@ async fn create(
             tx.insert_event(now, &event).await?;
         }
     }
-    let event = NewEvent::about_session(EventKind::LoginSucceeded, &session, &req.ctx).detail(
-        serde_json::json!({
-            "remember_me": req.remember_me,
-            "amr": req.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-            // How the login began: a passkey alone, or a password (then `amr` names the
-            // second factor, if any).
-            "method": if req.amr.contains(&AuthMethod::Pwd) { "password" } else { "passkey" },
-            "network": network,
-            "ua_family": ua_family,
-        }),
-    );
+    let mut detail = serde_json::json!({
+        "remember_me": req.remember_me,
+        "amr": req.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        // How the login began: an identity provider, a password (then `amr` names the
+        // second factor, if any), or a passkey alone.
+        "method": if req.idp.is_some() {
+            "identity_provider"
+        } else if req.amr.contains(&AuthMethod::Pwd) {
+            "password"
+        } else {
+            "passkey"
+        },
+        "network": network,
+        "ua_family": ua_family,
+    });
+    if let Some(idp) = &req.idp {
+        detail["idp"] = idp.as_str().into();
+    }
+    let event =
+        NewEvent::about_session(EventKind::LoginSucceeded, &session, &req.ctx).detail(detail);
     tx.insert_event(now, &event).await?;
     Ok(LoginOutcome::Created(Box::new(CreatedSession {
         session,

@@ -116,6 +116,11 @@ words! {
         /// A webhook endpoint answered 410 Gone and is no longer sent to (detail
         /// `"endpoint"`); a manual retry of one of its deliveries enables it again.
         WebhookDisabled = "webhook_disabled",
+        /// An identity at an OpenID provider joined the account (detail `by`: `signup`,
+        /// `verified_email` or `user`).
+        IdentityLinked = "identity_linked",
+        /// The user removed one of their linked identities.
+        IdentityUnlinked = "identity_unlinked",
     }
 }
 
@@ -148,6 +153,10 @@ words! {
         /// More than one factor (RFC 8176 §2 `mfa`): a user-verified passkey is something
         /// held and something known or are.
         Mfa = "mfa",
+        /// Federated: an OpenID provider authenticated the user. RFC 8176 registers no
+        /// value for this, and §1 lets a deployment use its own; the provider's own
+        /// `amr` describes only its side (docs/identity-providers-guide.md).
+        Fed = "fed",
     }
 }
 

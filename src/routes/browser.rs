@@ -121,7 +121,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 /// The value of the one cookie named `name`; `Err` when the request carries it more
 /// than once (`Cookie: X=attacker; X=victim`: which one a server reads is a guess, so
 /// none is read).
-fn single_cookie(req: &HttpRequest, name: &str) -> Result<Option<String>, ()> {
+pub(super) fn single_cookie(req: &HttpRequest, name: &str) -> Result<Option<String>, ()> {
     let Ok(cookies) = req.cookies() else {
         return Ok(None);
     };
@@ -159,7 +159,7 @@ fn refresh_cookie_of(
 
 /// The device cookie: a long-lived `HttpOnly` `__Host-` cookie holding the device token
 /// a successful login earned (docs/contract.md "Login throttling").
-fn device_cookie(state: &AppState, token: String) -> Cookie<'static> {
+pub(super) fn device_cookie(state: &AppState, token: String) -> Cookie<'static> {
     Cookie::build(state.settings.browser.device_cookie_name.clone(), token)
         .http_only(true)
         .secure(true)
@@ -177,7 +177,11 @@ pub(super) fn device_cookie_of(state: &AppState, req: &HttpRequest) -> Option<St
 /// The refresh cookie: `__Host-` name, `HttpOnly; Secure; SameSite=Strict; Path=/`.
 /// A remember-me session's cookie lives until the session's absolute end (at most 400
 /// days); otherwise it has no Max-Age and ends with the browser.
-fn refresh_cookie(state: &AppState, token: &RefreshToken, session: &Session) -> Cookie<'static> {
+pub(super) fn refresh_cookie(
+    state: &AppState,
+    token: &RefreshToken,
+    session: &Session,
+) -> Cookie<'static> {
     let mut cookie = cookie_with(state, token.expose().to_owned());
     if session.remember_me {
         let left = ((session.expires_at - state.now()) / 1000).clamp(0, MAX_COOKIE_AGE_SECS);
@@ -274,7 +278,7 @@ struct RefreshBody {
 }
 
 /// The cookie's refresh token and its session, if the token is one we issued.
-async fn session_of_cookie(
+pub(super) async fn session_of_cookie(
     state: &AppState,
     raw: Option<String>,
 ) -> Result<Option<(String, Session)>, ApiError> {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod browser;
 pub mod client_addr;
 pub mod extract;
+pub mod federation;
 pub mod health;
 pub mod login;
 pub mod me;
@@ -201,6 +202,7 @@ pub fn table() -> RouteTable {
     metrics::configure(&mut t);
     recovery::configure(&mut t);
     webhooks::configure(&mut t);
+    federation::configure(&mut t);
     t
 }
 
@@ -441,7 +443,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 27] = [
+        let expected: [(&str, &str, &[Endpoint]); 29] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -474,6 +476,9 @@ mod tests {
             ("POST", "/browser/login/passkey/start", &[Browser, Login]),
             ("POST", "/browser/login/passkey/finish", &[Browser, Login]),
             ("POST", "/login/mfa/passkey/start", &[Login]),
+            // Identity providers: each start stores a state, each callback calls out.
+            ("GET", "/browser/federate/{idp}", &[Browser]),
+            ("GET", "/federate/{idp}/callback", &[Browser]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {

@@ -108,6 +108,7 @@ pub async fn login(deps: &Issuing<'_>, input: Credentials, from: Origin) -> Resu
         ctx: from.ctx,
         amr: vec![AuthMethod::Pwd],
         auth_time: None,
+        idp: None,
     };
     // Only now, with the password right, does a second factor matter: the login waits
     // for it, and the throttle is not cleared until it comes (a right password must not

@@ -173,6 +173,8 @@ pub async fn finish_login(
         ctx: from.ctx,
         amr,
         auth_time: Some(pending.auth_time),
+
+        idp: None,
     };
     let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
     let known_device = device.is_some();

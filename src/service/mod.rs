@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod federation;
 pub mod introspect;
 pub mod issue;
 pub mod login;

@@ -266,6 +266,8 @@ pub async fn finish_login(
         // factors (`mfa`).
         amr: vec![AuthMethod::Hwk, AuthMethod::User, AuthMethod::Mfa],
         auth_time: None,
+
+        idp: None,
     };
     let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
     let outcome = deps

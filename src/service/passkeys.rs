@@ -17,6 +17,7 @@ use super::Error;
 use crate::clock::Millis;
 use crate::config::MfaSettings;
 use crate::domain::email::AccountSecret;
+use crate::domain::identities;
 use crate::domain::model::{ClientContext, NewEvent};
 use crate::domain::passkeys::{
     Ceremony, CeremonyKind, CeremonyMode, StoredPasskey, CEREMONY_TTL_MS,
@@ -283,16 +284,29 @@ pub async fn remove(
     let removed = deps
         .store
         .write(async move |tx| {
-            let removed = tx.delete_passkey(&user_id, &id).await?;
-            if removed {
-                tx.insert_event(now, &event).await?;
+            let Some(user) = tx.user_by_id(&user_id).await? else {
+                return Ok(None);
+            };
+            if !tx.passkeys_of(&user_id).await?.iter().any(|p| p.id == id) {
+                return Ok(None);
             }
-            Ok(removed)
+            // A passkey may be the only way into an account made through an identity
+            // provider (no password) whose identities were unlinked.
+            if identities::ways_in(tx, &user).await? <= 1 {
+                return Ok(Some(false));
+            }
+            tx.delete_passkey(&user_id, &id).await?;
+            tx.insert_event(now, &event).await?;
+            Ok(Some(true))
         })
         .await?;
-    if removed {
-        Ok(())
-    } else {
-        Err(no_such_passkey())
+    match removed {
+        Some(true) => Ok(()),
+        Some(false) => Err(Error::Conflict(
+            "this passkey is the account's last way to sign in: set a password or add \
+             another passkey first"
+                .into(),
+        )),
+        None => Err(no_such_passkey()),
     }
 }

@@ -193,6 +193,32 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("delivered_at", Int),
         ],
     ),
+    (
+        "identities",
+        &[
+            ("id", Text),
+            ("user_id", Text),
+            ("provider", Text),
+            ("subject", Text),
+            ("email", Text),
+            ("email_verified", Bool),
+            ("created_at", Int),
+            ("last_login_at", Int),
+        ],
+    ),
+    (
+        "federation_states",
+        &[
+            ("state_hash", Blob),
+            ("provider", Text),
+            ("nonce", Text),
+            ("pkce_verifier", Text),
+            ("client_id", Text),
+            ("return_to", Text),
+            ("link_user", Text),
+            ("expires_at", Int),
+        ],
+    ),
 ];
 
 /// Tables whose numbers continue after the copied ones (identity columns).

@@ -162,9 +162,10 @@ pub fn spawn_sender(
     tokio::spawn(async move {
         // The lease outlasts one attempt (bounded by the timeout) and its recording, so
         // a live sender's claim does not come due again; a crashed one's does soon.
-        let lease =
-            i64::try_from((hooks.settings.longest_timeout() * 2 + Duration::from_secs(1)).as_millis())
-                .unwrap_or(i64::MAX);
+        let lease = i64::try_from(
+            (hooks.settings.longest_timeout() * 2 + Duration::from_secs(1)).as_millis(),
+        )
+        .unwrap_or(i64::MAX);
         while !hooks.closed.load(Ordering::Relaxed) {
             let now = clock.now_millis();
             let claimed = store

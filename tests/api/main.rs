@@ -2,6 +2,7 @@
 //! real server over HTTP on a random port with its own temporary database.
 
 mod db;
+mod fake_idp;
 mod helpers;
 mod mail_sink;
 
@@ -10,6 +11,9 @@ mod audiences;
 mod browser;
 mod cluster;
 mod crash;
+mod federation;
+mod federation_attacks;
+mod federation_oidc_provider;
 mod forged;
 mod hardening;
 mod health;

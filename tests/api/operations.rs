@@ -666,6 +666,14 @@ fn the_sample_config_documents_every_key_and_passes_check_config() {
             "resource_servers.secret",
             "resource_servers.audiences",
             "clients.audience",
+            "identity_providers.id",
+            "identity_providers.issuer",
+            "identity_providers.client_id",
+            "identity_providers.client_secret",
+            "identity_providers.client_secret_env",
+            "identity_providers.scopes",
+            "identity_providers.display_name",
+            "identity_providers.link_by_verified_email",
         ]
         .map(String::from),
     );

@@ -130,6 +130,7 @@ async fn two_users(store: &Store) {
 }
 
 mod accounts;
+mod identities;
 mod passkeys;
 mod races;
 mod sessions;

@@ -73,6 +73,7 @@ fn family() -> Family {
             ctx: ClientContext::default(),
             amr: vec![crate::domain::AuthMethod::Pwd],
             auth_time: None,
+            idp: None,
         };
         match sessions::create_session(tx, T0, &rng, &sealer, &new).await? {
             LoginOutcome::Created(c) => Ok(*c),

@@ -18,6 +18,7 @@ mod emails;
 mod events;
 mod executor;
 mod group;
+mod identities;
 mod key_blobs;
 mod login_failures;
 mod mfa;

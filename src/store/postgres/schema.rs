@@ -220,6 +220,36 @@ CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, 
 CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
     WHERE status = 'delivered';
 "#,
+    // Version 6 (SQLite's 15): identity providers' identities and the single-use state
+    // of sign-ins in flight.
+    r#"
+CREATE TABLE identities (
+    id             TEXT PRIMARY KEY,
+    user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    provider       TEXT NOT NULL,
+    subject        TEXT NOT NULL,
+    email          TEXT,
+    email_verified BOOLEAN NOT NULL,
+    created_at     BIGINT NOT NULL,
+    last_login_at  BIGINT NOT NULL,
+    UNIQUE (provider, subject)
+);
+CREATE INDEX identities_by_user ON identities (user_id);
+
+CREATE TABLE federation_states (
+    state_hash    BYTEA PRIMARY KEY,
+    provider      TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    client_id     TEXT NOT NULL,
+    return_to     TEXT NOT NULL,
+    link_user     TEXT REFERENCES users (id) ON DELETE CASCADE,
+    expires_at    BIGINT NOT NULL
+);
+CREATE INDEX federation_states_by_expiry ON federation_states (expires_at);
+CREATE INDEX federation_states_by_link_user ON federation_states (link_user)
+    WHERE link_user IS NOT NULL;
+"#,
 ];
 
 /// The newest schema version this build knows.

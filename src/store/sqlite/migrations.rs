@@ -318,6 +318,41 @@ CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
     WHERE status = 'delivered';
 "#,
         ),
+        // Version 15: identity providers (docs/identity-providers-guide.md). An identity
+        // is a provider's subject linked to an account, unique per provider (OIDC Core
+        // §5.7). A federation state is a sign-in sent to a provider and not yet back,
+        // found by the SHA-256 of its `state` and deleted when used; link_user is set
+        // for an explicit link by a signed-in user.
+        M::up(
+            r#"
+CREATE TABLE identities (
+    id             TEXT PRIMARY KEY NOT NULL,
+    user_id        TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    provider       TEXT NOT NULL,
+    subject        TEXT NOT NULL,
+    email          TEXT,
+    email_verified INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    last_login_at  INTEGER NOT NULL,
+    UNIQUE (provider, subject)
+) STRICT;
+CREATE INDEX identities_by_user ON identities(user_id);
+
+CREATE TABLE federation_states (
+    state_hash    BLOB PRIMARY KEY NOT NULL,
+    provider      TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    client_id     TEXT NOT NULL,
+    return_to     TEXT NOT NULL,
+    link_user     TEXT REFERENCES users(id) ON DELETE CASCADE,
+    expires_at    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX federation_states_by_expiry ON federation_states(expires_at);
+CREATE INDEX federation_states_by_link_user ON federation_states(link_user)
+    WHERE link_user IS NOT NULL;
+"#,
+        ),
     ])
 }
 

@@ -8,6 +8,7 @@ mod bulk;
 mod checkpointer;
 mod emails;
 mod events;
+mod identities;
 mod mfa;
 pub mod migrations;
 mod passkeys;
