@@ -25,6 +25,7 @@ pub use username::Username;
 pub use vocabulary::{AuthMethod, DeliveryStatus, EventKind, RevocationReason};
 
 pub mod accounts;
+pub mod authorization_codes;
 pub mod email;
 pub mod identities;
 pub mod key_blobs;

@@ -357,3 +357,22 @@ pub struct FederationState {
     pub link_user: Option<UserId>,
     pub expires_at: Millis,
 }
+
+/// An authorization code (RFC 6749 §4.1.2) for a session already signed in at
+/// `/oauth/authorize`: found by the SHA-256 of the code, used once, bound to the client,
+/// the redirect URI and the PKCE challenge (RFC 7636 §4.4). Until its first use it holds
+/// the session's refresh token sealed (with the code's hash as associated data); the
+/// exchange rotates that token, so what the client gets was never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    pub code_hash: TokenHash,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// BASE64URL(SHA-256(code_verifier)), RFC 7636 §4.2 S256.
+    pub code_challenge: String,
+    pub session_id: SessionId,
+    /// `None` once used.
+    pub sealed_refresh: Option<Vec<u8>>,
+    pub used_at: Option<Millis>,
+    pub expires_at: Millis,
+}

@@ -10,6 +10,7 @@
 //! round trip (PostgreSQL) can implement them; the SQLite backend answers at once.
 
 mod account_tokens;
+mod authorization_codes;
 mod emails;
 mod events;
 mod identities;
@@ -23,6 +24,7 @@ mod webhooks;
 use async_trait::async_trait;
 
 pub use account_tokens::AccountTokenRepo;
+pub use authorization_codes::AuthorizationCodeRepo;
 pub use emails::EmailRepo;
 pub use events::EventRepo;
 pub use identities::IdentityRepo;
@@ -49,6 +51,7 @@ pub trait Tx:
     + PasskeyRepo
     + WebhookRepo
     + IdentityRepo
+    + AuthorizationCodeRepo
 {
     /// The store answers (readiness).
     async fn ping(&mut self) -> Result<()>;

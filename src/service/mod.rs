@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod authorize;
 pub mod error;
 pub mod events;
 pub mod federation;

@@ -219,6 +219,19 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("expires_at", Int),
         ],
     ),
+    (
+        "authorization_codes",
+        &[
+            ("code_hash", Blob),
+            ("client_id", Text),
+            ("redirect_uri", Text),
+            ("code_challenge", Text),
+            ("session_id", Text),
+            ("sealed_refresh", Blob),
+            ("used_at", Int),
+            ("expires_at", Int),
+        ],
+    ),
 ];
 
 /// Tables whose numbers continue after the copied ones (identity columns).

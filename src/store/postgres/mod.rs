@@ -14,6 +14,7 @@
 //!   `Retry-After`, never a 500.
 
 mod account_tokens;
+mod authorization_codes;
 mod emails;
 mod events;
 mod executor;

@@ -250,6 +250,21 @@ CREATE INDEX federation_states_by_expiry ON federation_states (expires_at);
 CREATE INDEX federation_states_by_link_user ON federation_states (link_user)
     WHERE link_user IS NOT NULL;
 "#,
+    // Version 7 (SQLite's 16): authorization codes of `/oauth/authorize`.
+    r#"
+CREATE TABLE authorization_codes (
+    code_hash      BYTEA PRIMARY KEY,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    session_id     TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    sealed_refresh BYTEA,
+    used_at        BIGINT,
+    expires_at     BIGINT NOT NULL
+);
+CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
+CREATE INDEX authorization_codes_by_session ON authorization_codes (session_id);
+"#,
 ];
 
 /// The newest schema version this build knows.

@@ -353,6 +353,25 @@ CREATE INDEX federation_states_by_link_user ON federation_states(link_user)
     WHERE link_user IS NOT NULL;
 "#,
         ),
+        // Version 16: authorization codes of `/oauth/authorize` (RFC 6749 §4.1.2), found
+        // by the SHA-256 of the code; a used code is kept (without its sealed refresh
+        // token) until it expires, so that a second use can revoke its session.
+        M::up(
+            r#"
+CREATE TABLE authorization_codes (
+    code_hash      BLOB PRIMARY KEY NOT NULL,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    session_id     TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    sealed_refresh BLOB,
+    used_at        INTEGER,
+    expires_at     INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX authorization_codes_by_expiry ON authorization_codes(expires_at);
+CREATE INDEX authorization_codes_by_session ON authorization_codes(session_id);
+"#,
+        ),
     ])
 }
 

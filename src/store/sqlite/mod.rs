@@ -4,6 +4,7 @@
 //! Nothing here blocks an async worker. rusqlite appears nowhere outside this folder.
 
 mod account_tokens;
+mod authorization_codes;
 mod bulk;
 mod checkpointer;
 mod emails;

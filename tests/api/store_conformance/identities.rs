@@ -1,6 +1,7 @@
 //! Identities at OpenID providers and the single-use federation states.
 
 use latchkey::domain::identities::{FederationState, Identity};
+use latchkey::domain::model::AuthorizationCode;
 use latchkey::domain::IdentityId;
 
 use super::*;
@@ -118,6 +119,56 @@ async fn a_federation_state_is_taken_once_and_expired_ones_are_swept() {
             swept,
             tx.take_federation_state(&hash(3)).await?,
             tx.take_federation_state(&hash(1)).await?,
+        )
+    });
+    assert_eq!(swept, 1);
+    assert!(kept.is_some() && gone.is_none());
+}
+
+fn authorization_code(n: u8, session: &str, expires_at: i64) -> AuthorizationCode {
+    AuthorizationCode {
+        code_hash: hash(n),
+        client_id: "mobile".into(),
+        redirect_uri: "http://127.0.0.1/callback".into(),
+        code_challenge: format!("challenge-{n}"),
+        session_id: sid(session),
+        sealed_refresh: Some(vec![n; 40]),
+        used_at: None,
+        expires_at,
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_code_is_used_once_then_remembered_as_used_until_swept() {
+    let (store, _dir) = store().await;
+    two_users(&store).await;
+    let (first, second, unknown) = write_job!(store, |tx| {
+        tx.insert_authorization_code(&authorization_code(1, "sa", T0 + 10))
+            .await?;
+        tx.insert_authorization_code(&authorization_code(2, "sb", T0 + 60))
+            .await?;
+        (
+            tx.use_authorization_code(&hash(1), T0 + 5).await?,
+            tx.use_authorization_code(&hash(1), T0 + 6).await?,
+            tx.use_authorization_code(&hash(9), T0 + 6).await?,
+        )
+    });
+    assert_eq!(first, Some(authorization_code(1, "sa", T0 + 10)));
+    let second = second.expect("a used code is still found");
+    // RFC 6749 §4.1.2: the second use sees the first, and no refresh token is left.
+    assert_eq!(second.used_at, Some(T0 + 5));
+    assert_eq!(second.sealed_refresh, None);
+    assert_eq!(second.session_id, sid("sa"));
+    assert!(unknown.is_none());
+
+    let (swept, kept, gone) = write_job!(store, |tx| {
+        let swept = tx
+            .delete_authorization_codes_expired_before(T0 + 15)
+            .await?;
+        (
+            swept,
+            tx.use_authorization_code(&hash(2), T0 + 16).await?,
+            tx.use_authorization_code(&hash(1), T0 + 16).await?,
         )
     });
     assert_eq!(swept, 1);
