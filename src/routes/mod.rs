@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod authorize;
 pub mod browser;
 pub mod client_addr;
 pub mod extract;
@@ -22,6 +23,7 @@ pub mod responses;
 pub mod revocations;
 mod service_error;
 pub mod sessions;
+mod signin_page;
 pub mod webhooks;
 pub mod wellknown;
 
@@ -195,6 +197,7 @@ pub fn table() -> RouteTable {
     passkeys::configure(&mut t);
     passkey_login::configure(&mut t);
     oauth::configure(&mut t);
+    authorize::configure(&mut t);
     revocations::configure(&mut t);
     sessions::configure(&mut t);
     admin::configure(&mut t);
@@ -367,7 +370,7 @@ pub async fn body_deadline(
 }
 
 /// Outside CORS, on every response: (1) every error carries the JSON error body of
-/// docs/contract.md "Conventions" — the CORS layer refuses a preflight with a plain-text
+/// docs/contract.md "Conventions" (but the HTML pages shown to a person) — the CORS layer refuses a preflight with a plain-text
 /// 400, and anything else not rendered by `ApiError` is rendered again here; (2)
 /// `Access-Control-Allow-Credentials` (and `-Expose-Headers`) only beside an
 /// `Access-Control-Allow-Origin`, i.e. only for an allowed origin (actix-cors adds them
@@ -391,7 +394,12 @@ pub async fn response_hygiene(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !json {
+    // latchkey's own pages (the sign-in page) answer a person, in HTML, on purpose.
+    let page = res
+        .response()
+        .extensions()
+        .contains::<signin_page::HtmlPage>();
+    if (status.is_client_error() || status.is_server_error()) && !json && !page {
         let err = ApiError::for_status(status, body_limit);
         let (req, old) = res.into_parts();
         let mut new = actix_web::ResponseError::error_response(&err);

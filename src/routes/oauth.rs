@@ -1,4 +1,4 @@
-//! The OAuth endpoints: token (refresh grant only), revocation (RFC 7009) and
+//! The OAuth endpoints: token (refresh and authorization code grants), revocation (RFC 7009) and
 //! introspection (RFC 7662).
 
 use actix_web::http::header;
@@ -16,7 +16,7 @@ use crate::ratelimit::Endpoint;
 use crate::service::issue::Issuing;
 use crate::service::refresh::{self, RefreshInput};
 use crate::service::revoke::TokenLookup;
-use crate::service::{introspect, revoke};
+use crate::service::{authorize, introspect, revoke};
 use crate::state::AppState;
 
 pub fn configure(t: &mut RouteTable) {
@@ -34,8 +34,10 @@ async fn token(
 ) -> Result<HttpResponse, ApiError> {
     let grant_type = params.require("grant_type")?;
     // RFC 9700 §2.4: no password grant; RFC 6749 §5.2: anything else is unsupported.
-    if grant_type != "refresh_token" {
-        return Err(ApiError::UnsupportedGrantType);
+    match grant_type {
+        "refresh_token" => {}
+        "authorization_code" => return authorization_code(&state, &req, &params).await,
+        _ => return Err(ApiError::UnsupportedGrantType),
     }
     let input = RefreshInput {
         raw_token: params.require("refresh_token")?,
@@ -51,6 +53,24 @@ async fn token(
     };
     let resource = params.get_all("resource");
     let issued = refresh::refresh_for(&Issuing::of(&state), input, &resource).await?;
+    name_caller(&issued.session);
+    Ok(no_store_json(&issued.body))
+}
+
+/// RFC 6749 §4.1.3 with RFC 7636 §4.5: a code from `/oauth/authorize` and its verifier.
+async fn authorization_code(
+    state: &AppState,
+    req: &HttpRequest,
+    params: &OAuthParams,
+) -> Result<HttpResponse, ApiError> {
+    let exchange = authorize::Exchange {
+        code: params.require("code")?,
+        redirect_uri: params.require("redirect_uri")?,
+        code_verifier: params.require("code_verifier")?,
+        client_id: params.get("client_id"),
+        ctx: client_context(req),
+    };
+    let issued = authorize::exchange(&Issuing::of(state), exchange).await?;
     name_caller(&issued.session);
     Ok(no_store_json(&issued.body))
 }

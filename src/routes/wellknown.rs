@@ -77,7 +77,22 @@ async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         json!(format!("{base}/revocations")),
     );
     // RFC 9700 §2.4: no password grant; login is a first-party endpoint.
-    m.insert("grant_types_supported".into(), json!(["refresh_token"]));
+    m.insert(
+        "grant_types_supported".into(),
+        json!(["authorization_code", "refresh_token"]),
+    );
+    // RFC 8252 native apps: the code flow with PKCE S256 only (RFC 7636, OAuth 2.1),
+    // and `iss` in the authorization response (RFC 9207).
+    m.insert(
+        "authorization_endpoint".into(),
+        json!(format!("{base}/oauth/authorize")),
+    );
+    m.insert("response_types_supported".into(), json!(["code"]));
+    m.insert("code_challenge_methods_supported".into(), json!(["S256"]));
+    m.insert(
+        "authorization_response_iss_parameter_supported".into(),
+        json!(true),
+    );
     // Public clients (SPAs, mobile apps): no client secret at the token endpoint.
     m.insert(
         "token_endpoint_auth_methods_supported".into(),

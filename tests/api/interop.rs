@@ -230,8 +230,7 @@ async fn run_client(program: &str, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Authlib: RFC 8414 `validate()` (wants only the `response_types_supported` latchkey
-/// leaves out), the RFC 9068 `JWTBearerTokenValidator` on tokens without `roles` or
+/// Authlib: RFC 8414 `validate()`, the RFC 9068 `JWTBearerTokenValidator` on tokens without `roles` or
 /// `scope`, `OAuth2Session` refreshing by itself across three expiries with rotation,
 /// and introspection and revocation as a resource server whose secret contains `+%&`
 /// (HTTP Basic sent raw, and `client_secret_post`).

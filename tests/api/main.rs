@@ -1,6 +1,7 @@
 //! All integration tests in one binary, so the crate links once. Every test drives the
 //! real server over HTTP on a random port with its own temporary database.
 
+mod authorize_kit;
 mod db;
 mod fake_idp;
 mod helpers;
@@ -8,6 +9,8 @@ mod mail_sink;
 
 mod abuse;
 mod audiences;
+mod authorize;
+mod authorize_attacks;
 mod browser;
 mod cluster;
 mod crash;

@@ -63,7 +63,17 @@ async fn rfc8414_metadata_issuer_matches_token_iss_and_carries_no_id_token_field
         assert_eq!(m["issuer"], claims["iss"], "{path}");
         assert_eq!(
             m["grant_types_supported"],
-            serde_json::json!(["refresh_token"])
+            serde_json::json!(["authorization_code", "refresh_token"])
+        );
+        // RFC 8252 native apps: the code flow with PKCE S256 only (RFC 7636, OAuth 2.1).
+        assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            m["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(
+            m["authorization_endpoint"],
+            "http://127.0.0.1:8080/oauth/authorize"
         );
         assert!(!m["grant_types_supported"].to_string().contains("password"));
         for k in [
@@ -95,13 +105,11 @@ async fn rfc8414_metadata_issuer_matches_token_iss_and_carries_no_id_token_field
             m["access_token_signing_alg_values_supported"],
             serde_json::json!(["ES256"])
         );
-        // latchkey issues no ID tokens, so no ID-token field; and it has no authorization
-        // endpoint, so no response types (RFC 8414 §3.2, erratum 7793).
+        // latchkey issues no ID tokens, so no ID-token field.
         for absent in [
             "id_token_signing_alg_values_supported",
             "subject_types_supported",
             "userinfo_endpoint",
-            "response_types_supported",
         ] {
             assert!(m.get(absent).is_none(), "{path} has {absent}");
         }

@@ -1,0 +1,262 @@
+//! `/oauth/authorize` (RFC 6749 §4.1, RFC 7636, RFC 8252; docs/identity-providers-guide.md
+//! "Native apps"). GET vets the request and shows latchkey's sign-in page; POST is that
+//! page's form: the password, then the second factor if the account has one. A session
+//! signed in here becomes a code at the app's redirect URI.
+//!
+//! CSRF (OWASP CSRF Prevention, double submit): the page sets `__Host-lk_csrf` and
+//! carries the same value in the form; a post without both, equal, is refused.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::SecureRandom;
+
+use super::auth::origin;
+use super::browser::single_cookie;
+use super::extract::OAuthParams;
+use super::signin_page::{self, Page, Step};
+use super::RouteTable;
+use crate::error::ApiError;
+use crate::ratelimit::Endpoint;
+use crate::service::authorize::{self, AuthorizeParams, Refusal, Request};
+use crate::service::issue::{Issued, Issuing};
+use crate::service::login::{self, Credentials};
+use crate::service::mfa_login::{self, SecondStep};
+use crate::service::Error;
+use crate::state::AppState;
+
+const CSRF_COOKIE: &str = "__Host-lk_csrf";
+
+pub fn configure(t: &mut RouteTable) {
+    t.get("/oauth/authorize", start)
+        .rate_limited(Endpoint::Browser);
+    t.post("/oauth/authorize", submit)
+        .rate_limited(Endpoint::Login);
+}
+
+fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location.to_owned()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .finish()
+}
+
+/// A refusal: a page for the user, or the error at the redirect URI.
+fn refused(r: Refusal) -> HttpResponse {
+    match r {
+        Refusal::Show(why) => signin_page::respond(
+            StatusCode::BAD_REQUEST,
+            signin_page::message("This sign-in link is not valid", &why),
+            None,
+        ),
+        Refusal::Redirect(location) => redirect(&location),
+    }
+}
+
+fn new_csrf(state: &AppState) -> Result<String, ApiError> {
+    let mut buf = [0u8; 32];
+    state
+        .rng
+        .fill(&mut buf)
+        .map_err(|_| ApiError::from(Error::internal(anyhow::anyhow!("randomness failed"))))?;
+    Ok(URL_SAFE_NO_PAD.encode(buf))
+}
+
+fn csrf_cookie(value: &str) -> Cookie<'static> {
+    Cookie::build(CSRF_COOKIE, value.to_owned())
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .finish()
+}
+
+/// The page at `step`, with the CSRF cookie (re)set to `csrf`.
+fn page(
+    status: StatusCode,
+    request: &Request<'_>,
+    params: &AuthorizeParams,
+    csrf: &str,
+    step: Step<'_>,
+    error: Option<&str>,
+) -> HttpResponse {
+    let html = signin_page::render(&Page {
+        client: &request.client.id,
+        params,
+        csrf,
+        error,
+        step,
+        providers: Vec::new(),
+    });
+    let mut res = signin_page::respond(status, html, Some(&request.redirect_uri));
+    let _ = res.add_cookie(&csrf_cookie(csrf));
+    res
+}
+
+async fn start(
+    state: web::Data<AppState>,
+    params: web::Query<AuthorizeParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let request = match authorize::check(&state.settings, &params) {
+        Ok(r) => r,
+        Err(r) => return Ok(refused(r)),
+    };
+    if request.idp.is_some() {
+        return Ok(redirect(&authorize::redirect_to(
+            &state.settings,
+            &request.redirect_uri,
+            &[
+                ("error", "temporarily_unavailable"),
+                (
+                    "error_description",
+                    "signing in through a provider here is not built yet",
+                ),
+            ],
+        )));
+    }
+    let csrf = new_csrf(&state)?;
+    let step = Step::Password { username: "" };
+    Ok(page(StatusCode::OK, &request, &params, &csrf, step, None))
+}
+
+fn params_of(form: &OAuthParams) -> AuthorizeParams {
+    let get = |n: &str| form.get(n).map(str::to_owned);
+    AuthorizeParams {
+        response_type: get("response_type"),
+        client_id: get("client_id"),
+        redirect_uri: get("redirect_uri"),
+        code_challenge: get("code_challenge"),
+        code_challenge_method: get("code_challenge_method"),
+        state: get("state"),
+        scope: get("scope"),
+        idp: None,
+    }
+}
+
+/// The cookie and the form's token are present and equal (constant time).
+fn csrf_ok(req: &HttpRequest, form: &OAuthParams) -> Option<String> {
+    use subtle::ConstantTimeEq;
+    let cookie = single_cookie(req, CSRF_COOKIE).ok().flatten()?;
+    let field = form.get("csrf_token")?;
+    bool::from(cookie.as_bytes().ct_eq(field.as_bytes())).then_some(cookie)
+}
+
+async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: OAuthParams,
+) -> Result<HttpResponse, ApiError> {
+    let Some(csrf) = csrf_ok(&req, &form) else {
+        return Ok(signin_page::respond(
+            StatusCode::FORBIDDEN,
+            signin_page::message(
+                "This form has expired",
+                "Go back to the app and start signing in again.",
+            ),
+            None,
+        ));
+    };
+    let params = params_of(&form);
+    let request = match authorize::check(&state.settings, &params) {
+        Ok(r) => r,
+        Err(r) => return Ok(refused(r)),
+    };
+    let deps = Issuing::of(&state);
+    let show =
+        |status, step, error: &str| page(status, &request, &params, &csrf, step, Some(error));
+    let outcome = if let Some(mfa_token) = form.get("mfa_token") {
+        let step = SecondStep {
+            mfa_token: mfa_token.to_owned(),
+            code: form.get("code").map(str::to_owned),
+            recovery_code: None,
+            device_token: None,
+            browser: false,
+            ceremony: None,
+            credential: None,
+        };
+        let client_id = request.client.id.clone();
+        let same_client = move |c: &str| {
+            if c == client_id {
+                Ok(())
+            } else {
+                Err(Error::InvalidGrant(
+                    "this login is for another client".into(),
+                ))
+            }
+        };
+        match mfa_login::finish_login(&deps, step, origin(&req), &same_client).await {
+            Err(Error::WrongCode) | Err(Error::InvalidRequest(_)) => {
+                let step = Step::Code { mfa_token };
+                return Ok(show(
+                    StatusCode::UNAUTHORIZED,
+                    step,
+                    "That code is not right. Try the current one.",
+                ));
+            }
+            Err(Error::InvalidGrant(_)) => {
+                let step = Step::Password { username: "" };
+                return Ok(show(
+                    StatusCode::UNAUTHORIZED,
+                    step,
+                    "This sign-in has expired. Start again.",
+                ));
+            }
+            other => other,
+        }
+    } else {
+        let username = form.get("username").unwrap_or_default();
+        let credentials = Credentials {
+            username: username.to_owned(),
+            password: form.get("password").unwrap_or_default().to_owned(),
+            client_id: Some(request.client.id.clone()),
+            remember_me: Some(true),
+            scope: request.scope.clone(),
+            resource: Vec::new(),
+            device_token: None,
+            browser: false,
+        };
+        match login::login(&deps, credentials, origin(&req)).await {
+            Err(Error::SecondFactorRequired { mfa_token, .. }) => {
+                let step = Step::Code {
+                    mfa_token: mfa_token.expose(),
+                };
+                return Ok(show(
+                    StatusCode::OK,
+                    step,
+                    "Enter the code from your authenticator app.",
+                ));
+            }
+            // One message for a wrong password and an unknown name (OWASP Authentication
+            // Cheat Sheet); the attempt counted in the login throttle.
+            Err(Error::InvalidCredentials) | Err(Error::InvalidRequest(_)) => {
+                let step = Step::Password { username };
+                return Ok(show(
+                    StatusCode::UNAUTHORIZED,
+                    step,
+                    "Invalid username or password.",
+                ));
+            }
+            Err(Error::RateLimited { .. }) => {
+                let step = Step::Password { username };
+                return Ok(show(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    step,
+                    "Too many attempts. Try again later.",
+                ));
+            }
+            other => other,
+        }
+    };
+    let issued: Issued = outcome?;
+    let location = authorize::grant(&deps, &request, issued).await?;
+    // The CSRF cookie has done its work.
+    let mut res = redirect(&location);
+    let mut gone = csrf_cookie("");
+    gone.make_removal();
+    let _ = res.add_cookie(&gone);
+    Ok(res)
+}

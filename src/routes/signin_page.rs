@@ -1,0 +1,191 @@
+//! latchkey's own sign-in page behind `/oauth/authorize` (docs/identity-providers-guide.md
+//! "Native apps"): server-rendered HTML with no script and no style, so that the
+//! Content-Security-Policy can forbid both; every value is escaped.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+
+use crate::service::authorize::AuthorizeParams;
+
+/// Which step the page asks for.
+pub enum Step<'a> {
+    /// Username and password (the name kept after a wrong password).
+    Password { username: &'a str },
+    /// The second factor's code, with the pending login's token.
+    Code { mfa_token: &'a str },
+}
+
+pub struct Page<'a> {
+    pub client: &'a str,
+    pub params: &'a AuthorizeParams,
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub step: Step<'a>,
+    /// One button per identity provider: (id, display name).
+    pub providers: Vec<(&'a str, &'a str)>,
+}
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn hidden(out: &mut String, name: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        out.push_str(&format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n",
+            escape(v)
+        ));
+    }
+}
+
+/// The authorization request, carried through the form unchanged (it is vetted again on
+/// every post).
+fn request_fields(out: &mut String, p: &AuthorizeParams) {
+    hidden(out, "response_type", p.response_type.as_deref());
+    hidden(out, "client_id", p.client_id.as_deref());
+    hidden(out, "redirect_uri", p.redirect_uri.as_deref());
+    hidden(out, "code_challenge", p.code_challenge.as_deref());
+    hidden(
+        out,
+        "code_challenge_method",
+        p.code_challenge_method.as_deref(),
+    );
+    hidden(out, "state", p.state.as_deref());
+    hidden(out, "scope", p.scope.as_deref());
+}
+
+fn document(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n</head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n",
+        escape(title)
+    )
+}
+
+/// The page. The error comes first and is announced (`role="alert"`); the fields follow
+/// in the order they are filled, each with its label.
+pub fn render(page: &Page<'_>) -> String {
+    let mut b = format!(
+        "<h1>Sign in</h1>\n<p>to continue to <strong>{}</strong></p>\n",
+        escape(page.client)
+    );
+    if let Some(e) = page.error {
+        b.push_str(&format!(
+            "<p role=\"alert\" id=\"error\">{}</p>\n",
+            escape(e)
+        ));
+    }
+    let described = if page.error.is_some() {
+        " aria-describedby=\"error\""
+    } else {
+        ""
+    };
+    b.push_str("<form method=\"post\" action=\"/oauth/authorize\">\n");
+    hidden(&mut b, "csrf_token", Some(page.csrf));
+    request_fields(&mut b, page.params);
+    match page.step {
+        Step::Password { username } => {
+            b.push_str(&format!(
+                "<p><label for=\"username\">Username or email</label><br>\n\
+                 <input id=\"username\" name=\"username\" autocomplete=\"username\" required \
+                 autofocus value=\"{}\"{described}></p>\n\
+                 <p><label for=\"password\">Password</label><br>\n\
+                 <input id=\"password\" name=\"password\" type=\"password\" \
+                 autocomplete=\"current-password\" required{described}></p>\n\
+                 <p><button type=\"submit\">Sign in</button></p>\n",
+                escape(username)
+            ));
+        }
+        Step::Code { mfa_token } => {
+            hidden(&mut b, "mfa_token", Some(mfa_token));
+            b.push_str(&format!(
+                "<p><label for=\"code\">Code from your authenticator app</label><br>\n\
+                 <input id=\"code\" name=\"code\" inputmode=\"numeric\" \
+                 autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" required \
+                 autofocus{described}></p>\n\
+                 <p><button type=\"submit\">Continue</button></p>\n"
+            ));
+        }
+    }
+    b.push_str("</form>\n");
+    if matches!(page.step, Step::Password { .. }) && !page.providers.is_empty() {
+        // A provider is a new authorization request naming it (`idp`): a GET, no CSRF.
+        b.push_str(
+            "<h2>Or continue with</h2>\n<form method=\"get\" action=\"/oauth/authorize\">\n",
+        );
+        request_fields(&mut b, page.params);
+        for (id, name) in &page.providers {
+            b.push_str(&format!(
+                "<p><button type=\"submit\" name=\"idp\" value=\"{}\">{}</button></p>\n",
+                escape(id),
+                escape(name)
+            ));
+        }
+        b.push_str("</form>\n");
+    }
+    document("Sign in", &b)
+}
+
+/// A page that only says what went wrong (a request whose redirect URI cannot be
+/// trusted, a form that lost its CSRF token).
+pub fn message(title: &str, text: &str) -> String {
+    document(
+        title,
+        &format!(
+            "<h1>{}</h1>\n<p role=\"alert\">{}</p>\n",
+            escape(title),
+            escape(text)
+        ),
+    )
+}
+
+/// The HTML answer with the page's security headers: no script, style, frame or plugin
+/// at all (CSP, OWASP Clickjacking Defense: `frame-ancestors 'none'` and
+/// `X-Frame-Options: DENY`); the form may post here and, after the redirect that follows
+/// a sign-in, reach `form_target` (the app's redirect URI: CSP `form-action` covers
+/// redirects).
+/// Marks a response as a page for a person: `response_hygiene` leaves its HTML error
+/// body alone.
+pub struct HtmlPage;
+
+pub fn respond(status: StatusCode, html: String, form_target: Option<&str>) -> HttpResponse {
+    let target = form_target.map(csp_source).unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; form-action 'self'{target}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    let mut res = res.body(html);
+    res.extensions_mut().insert(HtmlPage);
+    res
+}
+
+/// The redirect URI as a CSP source: a loopback origin with any port (RFC 8252 §7.3),
+/// an https origin, or a private-use scheme.
+fn csp_source(redirect_uri: &str) -> String {
+    let Ok(url) = url::Url::parse(redirect_uri) else {
+        return String::new();
+    };
+    match (url.scheme(), url.host_str()) {
+        ("http", Some(host)) => format!(" http://{host}:*"),
+        ("https", Some(_)) => format!(" {}", url.origin().ascii_serialization()),
+        (scheme, _) => format!(" {scheme}:"),
+    }
+}
