@@ -355,7 +355,19 @@ pub struct FederationState {
     pub return_to: String,
     /// An explicit link by this signed-in user, rather than a sign-in.
     pub link_user: Option<UserId>,
+    /// A sign-in for an app's authorization request (`/oauth/authorize?idp=`): it ends
+    /// with a code at the app's redirect URI instead of a cookie at `return_to`.
+    pub authorization: Option<PendingAuthorization>,
     pub expires_at: Millis,
+}
+
+/// An authorization request waiting for its sign-in (vetted by `/oauth/authorize`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingAuthorization {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub state: Option<String>,
 }
 
 /// An authorization code (RFC 6749 §4.1.2) for a session already signed in at

@@ -76,6 +76,7 @@ fn csrf_cookie(value: &str) -> Cookie<'static> {
 
 /// The page at `step`, with the CSRF cookie (re)set to `csrf`.
 fn page(
+    state: &AppState,
     status: StatusCode,
     request: &Request<'_>,
     params: &AuthorizeParams,
@@ -89,7 +90,12 @@ fn page(
         csrf,
         error,
         step,
-        providers: Vec::new(),
+        providers: state
+            .settings
+            .identity_providers
+            .iter()
+            .map(|p| (p.id.as_str(), p.display_name()))
+            .collect(),
     });
     let mut res = signin_page::respond(status, html, Some(&request.redirect_uri));
     let _ = res.add_cookie(&csrf_cookie(csrf));
@@ -105,22 +111,20 @@ async fn start(
         Ok(r) => r,
         Err(r) => return Ok(refused(r)),
     };
-    if request.idp.is_some() {
-        return Ok(redirect(&authorize::redirect_to(
-            &state.settings,
-            &request.redirect_uri,
-            &[
-                ("error", "temporarily_unavailable"),
-                (
-                    "error_description",
-                    "signing in through a provider here is not built yet",
-                ),
-            ],
-        )));
+    if let Some(idp) = request.idp.as_deref() {
+        return super::federation::start_for_app(&state, idp, &request).await;
     }
     let csrf = new_csrf(&state)?;
     let step = Step::Password { username: "" };
-    Ok(page(StatusCode::OK, &request, &params, &csrf, step, None))
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        &request,
+        &params,
+        &csrf,
+        step,
+        None,
+    ))
 }
 
 fn params_of(form: &OAuthParams) -> AuthorizeParams {
@@ -166,8 +170,9 @@ async fn submit(
         Err(r) => return Ok(refused(r)),
     };
     let deps = Issuing::of(&state);
-    let show =
-        |status, step, error: &str| page(status, &request, &params, &csrf, step, Some(error));
+    let show = |status, step, error: &str| {
+        page(&state, status, &request, &params, &csrf, step, Some(error))
+    };
     let outcome = if let Some(mfa_token) = form.get("mfa_token") {
         let step = SecondStep {
             mfa_token: mfa_token.to_owned(),
@@ -252,7 +257,7 @@ async fn submit(
         }
     };
     let issued: Issued = outcome?;
-    let location = authorize::grant(&deps, &request, issued).await?;
+    let location = authorize::grant(&deps, &request.pending(), issued).await?;
     // The CSRF cookie has done its work.
     let mut res = redirect(&location);
     let mut gone = csrf_cookie("");

@@ -21,7 +21,8 @@ use super::RouteTable;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
-use crate::service::federation::{self, Callback, Failure, Federation, Finished};
+use crate::service::authorize;
+use crate::service::federation::{self, Callback, Failure, Federation, Finished, ReportTo};
 use crate::service::issue::Issuing;
 use crate::service::{self};
 use crate::state::AppState;
@@ -115,7 +116,7 @@ async fn start(
     } else {
         None
     };
-    match federation::start(&deps, &target, link_user).await {
+    match federation::start(&deps, &target, link_user, None).await {
         Ok(started) => Ok(redirect(&started.location)
             .cookie(state_cookie(
                 started.state,
@@ -123,6 +124,42 @@ async fn start(
             ))
             .finish()),
         Err(f) => Ok(report(&target.return_to, &f)),
+    }
+}
+
+/// `/oauth/authorize?idp=`: the same start, carrying the app's vetted authorization
+/// request in the state; a provider that cannot be reached is reported at the app's
+/// redirect URI.
+pub(super) async fn start_for_app(
+    state: &AppState,
+    provider: &str,
+    request: &crate::service::authorize::Request<'_>,
+) -> Result<HttpResponse, ApiError> {
+    let deps = deps(state);
+    let provider = state
+        .settings
+        .identity_provider(provider)
+        .ok_or_else(|| ApiError::InvalidRequest("no such identity provider".into()))?;
+    let target = federation::Target {
+        provider,
+        client: request.client,
+        return_to: request.redirect_uri.clone(),
+    };
+    let pending = request.pending();
+    match federation::start(&deps, &target, None, Some(pending.clone())).await {
+        Ok(started) => Ok(redirect(&started.location)
+            .cookie(state_cookie(
+                started.state,
+                CookieDuration::seconds(STATE_COOKIE_SECS),
+            ))
+            .finish()),
+        Err(f) => Ok(redirect(&authorize::refusal_location(
+            &state.settings,
+            &pending,
+            f.code,
+            &f.description,
+        ))
+        .finish()),
     }
 }
 
@@ -172,8 +209,15 @@ async fn callback(
         ctx: client_context(&req),
     };
     match federation::finish(&deps(&state), cb).await {
-        Ok(Finished::SignedIn { issued, return_to }) => {
+        Ok(Finished::SignedIn { issued, to }) => {
             name_caller(&issued.session);
+            if let Some(pending) = to.authorization {
+                let location = authorize::grant(&Issuing::of(&state), &pending, *issued).await?;
+                return Ok(redirect(&location)
+                    .cookie(state_cookie(String::new(), CookieDuration::ZERO))
+                    .finish());
+            }
+            let return_to = to.return_to;
             let mut res = redirect(&return_to);
             res.cookie(refresh_cookie(&state, &issued.refresh, &issued.session))
                 .cookie(state_cookie(String::new(), CookieDuration::ZERO));
@@ -185,7 +229,19 @@ async fn callback(
         Ok(Finished::Linked { return_to }) => Ok(redirect(&return_to)
             .cookie(state_cookie(String::new(), CookieDuration::ZERO))
             .finish()),
-        Err((Some(return_to), f)) => Ok(report(&return_to, &f)),
+        Err((
+            Some(ReportTo {
+                authorization: Some(p),
+                ..
+            }),
+            f,
+        )) => {
+            let location = authorize::refusal_location(&state.settings, &p, f.code, &f.description);
+            Ok(redirect(&location)
+                .cookie(state_cookie(String::new(), CookieDuration::ZERO))
+                .finish())
+        }
+        Err((Some(to), f)) => Ok(report(&to.return_to, &f)),
         // No state we know: no address to send the browser to, so the error body.
         Err((None, f)) if f.code == "not_found" => Err(ApiError::NotFound(format!(
             "sign-in failed: {}",

@@ -13,7 +13,7 @@ use super::Error;
 use crate::clock::Millis;
 use crate::config::{ClientSettings, Settings};
 use crate::domain::authorization_codes::{self, Presented, Redeemed};
-use crate::domain::model::{AuthorizationCode, ClientContext};
+use crate::domain::model::{AuthorizationCode, ClientContext, PendingAuthorization};
 use crate::domain::{Scope, TokenHash};
 
 /// A code lives this long (RFC 6749 §4.1.2 recommends at most 10 minutes; OAuth 2.1
@@ -31,6 +31,18 @@ pub struct AuthorizeParams {
     pub state: Option<String>,
     pub scope: Option<String>,
     pub idp: Option<String>,
+}
+
+impl Request<'_> {
+    /// What a sign-in carries until its code is issued.
+    pub fn pending(&self) -> PendingAuthorization {
+        PendingAuthorization {
+            client_id: self.client.id.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+            code_challenge: self.code_challenge.clone(),
+            state: self.state.clone(),
+        }
+    }
 }
 
 /// A vetted authorization request.
@@ -70,11 +82,33 @@ fn refuse(
     code: &str,
     why: &str,
 ) -> Refusal {
+    Refusal::Redirect(error_location(settings, redirect_uri, state, code, why))
+}
+
+fn error_location(
+    settings: &Settings,
+    redirect_uri: &str,
+    state: Option<&str>,
+    code: &str,
+    why: &str,
+) -> String {
     let mut pairs = vec![("error", code), ("error_description", why)];
     if let Some(s) = state {
         pairs.push(("state", s));
     }
-    Refusal::Redirect(redirect_to(settings, redirect_uri, &pairs))
+    redirect_to(settings, redirect_uri, &pairs)
+}
+
+/// A failure after the request was vetted (at a provider, say), at the app's
+/// redirect URI with its state.
+pub fn refusal_location(
+    settings: &Settings,
+    request: &PendingAuthorization,
+    code: &str,
+    why: &str,
+) -> String {
+    let state = request.state.as_deref();
+    error_location(settings, &request.redirect_uri, state, code, why)
 }
 
 /// RFC 7636 §4.2: an S256 challenge is 43 base64url characters (32 bytes).
@@ -168,10 +202,10 @@ fn code_hash(code: &str) -> TokenHash {
 /// A session signed in for `request` becomes a single-use code (256 random bits, stored
 /// as SHA-256) at the redirect URI. The session's refresh token waits in the code's row,
 /// sealed, until the exchange rotates it.
-#[tracing::instrument(skip_all, fields(client_id = %request.client.id, session_id = %issued.session.id))]
+#[tracing::instrument(skip_all, fields(client_id = %request.client_id, session_id = %issued.session.id))]
 pub async fn grant(
     deps: &Issuing<'_>,
-    request: &Request<'_>,
+    request: &PendingAuthorization,
     issued: Issued,
 ) -> Result<String, Error> {
     let mut buf = [0u8; 32];
@@ -191,7 +225,7 @@ pub async fn grant(
         .map_err(Error::Internal)?;
     let row = AuthorizationCode {
         code_hash: hash,
-        client_id: request.client.id.clone(),
+        client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),
         session_id: issued.session.id.clone(),

@@ -15,7 +15,7 @@ use crate::domain::email::Email;
 use crate::domain::identities::{
     self, FederatedLogin, FederatedOutcome, FederationState, Identity, ProviderUser, UnlinkOutcome,
 };
-use crate::domain::model::ClientContext;
+use crate::domain::model::{ClientContext, PendingAuthorization};
 use crate::domain::sessions::{LoginOutcome, NewSession};
 use crate::domain::{AuthMethod, IdentityId, Scope, TokenHash, UserId};
 use crate::idp::{IdpError, Providers};
@@ -154,6 +154,7 @@ pub async fn start(
     deps: &Federation<'_>,
     target: &Target<'_>,
     link_user: Option<UserId>,
+    pending: Option<PendingAuthorization>,
 ) -> Result<Started, Failure> {
     let rng = deps.issuing.rng.as_ref();
     let state = random_b64(rng, 32)?;
@@ -171,6 +172,7 @@ pub async fn start(
         client_id: target.client.id.clone(),
         return_to: target.return_to.clone(),
         link_user,
+        authorization: pending,
         expires_at: deps.issuing.gate.now() + STATE_TTL_MS,
     };
     deps.issuing
@@ -197,16 +199,19 @@ pub struct Callback<'a> {
     pub ctx: ClientContext,
 }
 
-/// The end of a callback: a session (sign-in), a link, or a failure to report at
-/// `return_to`. `Err(None)`: nowhere to report it (unknown state).
+/// Where a callback's answer goes: `return_to` (a browser sign-in), or the app's
+/// redirect URI (an authorization request).
+#[derive(Clone)]
+pub struct ReportTo {
+    pub return_to: String,
+    pub authorization: Option<PendingAuthorization>,
+}
+
+/// The end of a callback: a session (sign-in), a link, or a failure to report.
+/// `Err(None)`: nowhere to report it (unknown state).
 pub enum Finished {
-    SignedIn {
-        issued: Box<Issued>,
-        return_to: String,
-    },
-    Linked {
-        return_to: String,
-    },
+    SignedIn { issued: Box<Issued>, to: ReportTo },
+    Linked { return_to: String },
 }
 
 /// Takes the state (once), checks it against the cookie, the provider and its
@@ -215,7 +220,7 @@ pub enum Finished {
 pub async fn finish(
     deps: &Federation<'_>,
     cb: Callback<'_>,
-) -> Result<Finished, (Option<String>, Failure)> {
+) -> Result<Finished, (Option<ReportTo>, Failure)> {
     let Some(state) = cb.state.filter(|s| !s.is_empty() && s.len() <= 128) else {
         return Err((
             None,
@@ -237,8 +242,12 @@ pub async fn finish(
             Failure::new("not_found", "unknown, used or expired state"),
         ));
     };
+    let to = ReportTo {
+        return_to: saved.return_to.clone(),
+        authorization: saved.authorization.clone(),
+    };
     let return_to = saved.return_to.clone();
-    let fail = |f: Failure| (Some(return_to.clone()), f);
+    let fail = |f: Failure| (Some(to.clone()), f);
     // The browser binding: the cookie set when this state was made (constant time).
     let bound = cb.cookie_state.is_some_and(|c| {
         use subtle::ConstantTimeEq;
@@ -350,7 +359,7 @@ pub async fn finish(
             .map_err(|e| fail(e.into()))?;
             Ok(Finished::SignedIn {
                 issued: Box::new(issued),
-                return_to,
+                to,
             })
         }
         FederatedOutcome::Session(LoginOutcome::UserUnavailable, _) => Err(fail(Failure::new(

@@ -173,3 +173,72 @@ async fn an_account_with_totp_gives_its_code_on_the_page_before_the_app_gets_a_c
     let (_, claims) = crate::helpers::jwt_parts(tokens["access_token"].as_str().unwrap());
     assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]));
 }
+
+/// `idp` named (or a provider button on the page): the sign-in happens at the provider
+/// and the app still gets a code at its redirect URI, bound to its PKCE challenge.
+#[tokio::test]
+async fn a_native_app_signs_in_through_an_identity_provider_and_gets_its_code() {
+    use crate::fake_idp::FakeIdp;
+    use crate::federation::{
+        callback, claims, header, provider, provider_answer, set_cookie, Started,
+    };
+    let idp = FakeIdp::start("latchkey").await;
+    let issuer = idp.issuer.clone();
+    let app =
+        native_app_with(move |s| s.identity_providers = vec![provider("corp", &issuer)]).await;
+    idp.will_say(claims("sub-1", "dana@example.com", true));
+    let pkce = Pkce::new();
+
+    // The page offers the provider, as a new request naming it.
+    let page = Page::read(authorize(&app, &request(CLIENT, REDIRECT, &pkce)).await).await;
+    assert!(
+        page.html
+            .contains("name=\"idp\" value=\"corp\">Corp</button>"),
+        "{}",
+        page.html
+    );
+
+    let q = with(request(CLIENT, REDIRECT, &pkce), "idp", Some("corp"));
+    let res = authorize(&app, &q).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let started = Started {
+        provider_url: header(&res, "location"),
+        state_cookie: set_cookie(&res, "__Host-lk_fed").expect("the state cookie"),
+    };
+    let back = provider_answer(&app, &started).await;
+    let res = callback(&app, &back, Some(&started.state_cookie)).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let (location, pairs) = location_query(&res);
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert!(
+        set_cookie(&res, &app.settings.browser.cookie_name).is_none(),
+        "no browser session"
+    );
+    assert_eq!(param(&pairs, "state"), Some("af0ifjsldkj"));
+    let code = param(&pairs, "code").expect("a code");
+    let tokens: Value = exchange(&app, code, CLIENT, REDIRECT, &pkce.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (_, claims) = crate::helpers::jwt_parts(tokens["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], serde_json::json!(["fed"]));
+
+    // A refusal at the provider comes back to the app as an error, with its state.
+    let res = authorize(&app, &q).await;
+    let started = Started {
+        provider_url: header(&res, "location"),
+        state_cookie: set_cookie(&res, "__Host-lk_fed").unwrap(),
+    };
+    let back = provider_answer(&app, &started).await;
+    let res = callback(&app, &back, None).await;
+    let (location, pairs) = location_query(&res);
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(
+        param(&pairs, "error"),
+        Some("access_denied"),
+        "not started in this browser"
+    );
+    assert_eq!(param(&pairs, "state"), Some("af0ifjsldkj"));
+    idp.stop().await;
+}

@@ -106,10 +106,15 @@ impl IdentityRepo for PgTx<'_> {
     }
 
     async fn insert_federation_state(&mut self, s: &FederationState) -> Result<()> {
+        let authorization = s
+            .authorization
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
         self.exec(
             "INSERT INTO federation_states (state_hash, provider, nonce, pkce_verifier,
-                 client_id, return_to, link_user, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 client_id, return_to, link_user, expires_at, authorization)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &s.state_hash.as_slice(),
                 &s.provider,
@@ -119,6 +124,7 @@ impl IdentityRepo for PgTx<'_> {
                 &s.return_to,
                 &s.link_user.as_ref().map(UserId::as_str),
                 &s.expires_at,
+                &authorization,
             ],
         )
         .await?;
@@ -131,7 +137,7 @@ impl IdentityRepo for PgTx<'_> {
             .opt(
                 "DELETE FROM federation_states WHERE state_hash = $1
                  RETURNING provider, nonce, pkce_verifier, client_id, return_to, link_user,
-                     expires_at",
+                     expires_at, authorization",
                 &[&hash.as_slice()],
             )
             .await?;
@@ -145,6 +151,11 @@ impl IdentityRepo for PgTx<'_> {
                 return_to: r.try_get(4)?,
                 link_user: r.try_get::<_, Option<String>>(5)?.map(UserId::from_stored),
                 expires_at: r.try_get(6)?,
+                authorization: r
+                    .try_get::<_, Option<String>>(7)?
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()?,
             })
         })
         .transpose()

@@ -10,6 +10,14 @@ use crate::domain::{IdentityId, TokenHash, UserId};
 
 use super::SqliteTx;
 
+/// The pending authorization request as JSON (a column of `federation_states`).
+fn authorization_json(s: &FederationState) -> anyhow::Result<Option<String>> {
+    Ok(s.authorization
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?)
+}
+
 const IDENTITY_COLS: &str =
     "id, user_id, provider, subject, email, email_verified, created_at, last_login_at";
 
@@ -96,8 +104,8 @@ impl IdentityRepo for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO federation_states (state_hash, provider, nonce, pkce_verifier,
-                     client_id, return_to, link_user, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     client_id, return_to, link_user, expires_at, authorization)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 s.state_hash.as_slice(),
@@ -107,7 +115,8 @@ impl IdentityRepo for SqliteTx<'_> {
                 s.client_id,
                 s.return_to,
                 s.link_user.as_ref().map(UserId::as_str),
-                s.expires_at
+                s.expires_at,
+                authorization_json(s)?
             ])?;
         Ok(())
     }
@@ -121,7 +130,7 @@ impl IdentityRepo for SqliteTx<'_> {
             .prepare_cached(
                 "DELETE FROM federation_states WHERE state_hash = ?1
                  RETURNING provider, nonce, pkce_verifier, client_id, return_to, link_user,
-                     expires_at",
+                     expires_at, authorization",
             )?
             .query_row([hash.as_slice()], |r| {
                 Ok(FederationState {
@@ -133,9 +142,16 @@ impl IdentityRepo for SqliteTx<'_> {
                     return_to: r.get(4)?,
                     link_user: r.get::<_, Option<String>>(5)?.map(UserId::from_stored),
                     expires_at: r.get(6)?,
+                    authorization: None,
                 })
+                .map(|s| (s, r.get::<_, Option<String>>(7)))
             })
-            .optional()?)
+            .optional()?
+            .map(|(mut s, json)| {
+                s.authorization = json?.as_deref().map(serde_json::from_str).transpose()?;
+                anyhow::Ok(s)
+            })
+            .transpose()?)
     }
 
     async fn delete_federation_states_expired_before(

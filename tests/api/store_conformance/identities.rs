@@ -1,7 +1,7 @@
 //! Identities at OpenID providers and the single-use federation states.
 
 use latchkey::domain::identities::{FederationState, Identity};
-use latchkey::domain::model::AuthorizationCode;
+use latchkey::domain::model::{AuthorizationCode, PendingAuthorization};
 use latchkey::domain::IdentityId;
 
 use super::*;
@@ -28,6 +28,13 @@ fn federation_state(n: u8, link_user: Option<&str>, expires_at: i64) -> Federati
         client_id: "web".into(),
         return_to: "https://app.example/signed-in".into(),
         link_user: link_user.map(uid),
+        // One of them waits for an app's authorization request.
+        authorization: (n == 3).then(|| PendingAuthorization {
+            client_id: "mobile".into(),
+            redirect_uri: "http://127.0.0.1/callback".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            state: Some("xyz".into()),
+        }),
         expires_at,
     }
 }
@@ -122,7 +129,8 @@ async fn a_federation_state_is_taken_once_and_expired_ones_are_swept() {
         )
     });
     assert_eq!(swept, 1);
-    assert!(kept.is_some() && gone.is_none());
+    assert_eq!(kept, Some(federation_state(3, None, T0 + 30)));
+    assert!(gone.is_none());
 }
 
 fn authorization_code(n: u8, session: &str, expires_at: i64) -> AuthorizationCode {
