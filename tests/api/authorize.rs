@@ -242,3 +242,39 @@ async fn a_native_app_signs_in_through_an_identity_provider_and_gets_its_code() 
     assert_eq!(param(&pairs, "state"), Some("af0ifjsldkj"));
     idp.stop().await;
 }
+
+/// openid-client (npm, OpenID-certified RP library) as a native app: discovery,
+/// `buildAuthorizationUrl` with PKCE, the page, `authorizationCodeGrant`, a refresh.
+#[tokio::test]
+#[ignore = "needs Node: scripts/test runs it"]
+async fn openid_client_completes_the_native_flow_with_pkce() {
+    let app = native_app().await;
+    app.signup("alice", PASSWORD).await;
+    let out = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/openid_client_native.mjs"
+        ))
+        .args([
+            &app.base,
+            &app.settings.issuer,
+            CLIENT,
+            "http://127.0.0.1:51004/callback",
+            "alice",
+            PASSWORD,
+        ])
+        .output()
+        .await
+        .expect("node runs (see scripts/test for its install)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("OK ")).count(),
+        5,
+        "{stdout}"
+    );
+}
