@@ -42,9 +42,7 @@ async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
 }
 
 /// RFC 8414 §2 metadata. `issuer` is the configured issuer byte for byte, the same
-/// string every token carries in `iss`. Empty arrays are omitted, and so is
-/// `response_types_supported`: latchkey has no authorization endpoint, so the list would
-/// be empty (RFC 8414 §3.2; erratum 7793 makes it required only with one).
+/// string every token carries in `iss`. Empty arrays are omitted (RFC 8414 §2).
 ///
 /// `/.well-known/openid-configuration` serves this same document so that discovery
 /// clients which only try that path find latchkey; it is not an OpenID Provider and
