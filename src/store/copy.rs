@@ -217,7 +217,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("return_to", Text),
             ("link_user", Text),
             ("expires_at", Int),
-            ("authorization", Text),
+            ("authorization_request", Text),
         ],
     ),
     (

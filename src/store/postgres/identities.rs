@@ -113,7 +113,7 @@ impl IdentityRepo for PgTx<'_> {
             .transpose()?;
         self.exec(
             "INSERT INTO federation_states (state_hash, provider, nonce, pkce_verifier,
-                 client_id, return_to, link_user, expires_at, authorization)
+                 client_id, return_to, link_user, expires_at, authorization_request)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &s.state_hash.as_slice(),
@@ -137,7 +137,7 @@ impl IdentityRepo for PgTx<'_> {
             .opt(
                 "DELETE FROM federation_states WHERE state_hash = $1
                  RETURNING provider, nonce, pkce_verifier, client_id, return_to, link_user,
-                     expires_at, authorization",
+                     expires_at, authorization_request",
                 &[&hash.as_slice()],
             )
             .await?;

@@ -264,7 +264,7 @@ CREATE TABLE authorization_codes (
 );
 CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
 CREATE INDEX authorization_codes_by_session ON authorization_codes (session_id);
-ALTER TABLE federation_states ADD COLUMN authorization TEXT;
+ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
 "#,
 ];
 

@@ -104,7 +104,7 @@ impl IdentityRepo for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO federation_states (state_hash, provider, nonce, pkce_verifier,
-                     client_id, return_to, link_user, expires_at, authorization)
+                     client_id, return_to, link_user, expires_at, authorization_request)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
@@ -130,7 +130,7 @@ impl IdentityRepo for SqliteTx<'_> {
             .prepare_cached(
                 "DELETE FROM federation_states WHERE state_hash = ?1
                  RETURNING provider, nonce, pkce_verifier, client_id, return_to, link_user,
-                     expires_at, authorization",
+                     expires_at, authorization_request",
             )?
             .query_row([hash.as_slice()], |r| {
                 Ok(FederationState {

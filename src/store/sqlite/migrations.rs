@@ -371,7 +371,7 @@ CREATE TABLE authorization_codes (
 CREATE INDEX authorization_codes_by_expiry ON authorization_codes(expires_at);
 CREATE INDEX authorization_codes_by_session ON authorization_codes(session_id);
 -- A sign-in at a provider for an app's authorization request: the request, as JSON.
-ALTER TABLE federation_states ADD COLUMN authorization TEXT;
+ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
 "#,
         ),
     ])
