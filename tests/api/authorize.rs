@@ -278,3 +278,19 @@ async fn openid_client_completes_the_native_flow_with_pkce() {
         "{stdout}"
     );
 }
+
+/// Chromium as the app's system browser: the page by its labels and focus order, a
+/// wrong password, then the redirect to a loopback port (allowed by the page's CSP
+/// `form-action`) and the code exchanged.
+#[tokio::test]
+#[ignore = "needs Node and Chromium: scripts/test runs it"]
+async fn chromium_signs_in_on_the_page_and_the_app_gets_its_code_at_a_loopback_port() {
+    let app = native_app().await;
+    app.signup("alice", PASSWORD).await;
+    let port = crate::helpers::free_port().to_string();
+    crate::helpers::run_browser_script(
+        "signin_page.mjs",
+        &[&app.base, CLIENT, &port, "alice", PASSWORD],
+    )
+    .await;
+}
