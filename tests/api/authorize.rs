@@ -294,3 +294,51 @@ async fn chromium_signs_in_on_the_page_and_the_app_gets_its_code_at_a_loopback_p
     )
     .await;
 }
+
+/// examples/native-app/index.mjs as printed in its usage: it listens on a loopback port,
+/// the "browser" (this test, over HTTP) signs in on the page and follows the redirect to
+/// it, and the example exchanges the code and reads /me.
+#[tokio::test]
+#[ignore = "needs Node: scripts/test runs it"]
+async fn the_native_app_example_signs_in_through_the_page() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let app = native_app().await;
+    app.signup("alice", PASSWORD).await;
+    let mut child = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/native-app/index.mjs"
+        ))
+        .env("LATCHKEY_URL", &app.base)
+        .env("LATCHKEY_CLIENT", CLIENT)
+        .env("LATCHKEY_OPEN", "print")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let open = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the address to open");
+    let url = open.strip_prefix("OPEN ").expect("OPEN <url>");
+    let page = Page::read(app.client.get(url).send().await.unwrap()).await;
+    let res = page
+        .submit(&app, &[("username", "alice"), ("password", PASSWORD)])
+        .await;
+    let (location, _) = location_query(&res);
+    let landed = app.client.get(&location).send().await.unwrap();
+    assert_eq!(
+        landed.status(),
+        StatusCode::OK,
+        "the example's listener answered"
+    );
+    let last = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the example's result");
+    assert_eq!(last, "SIGNED IN alice");
+    assert!(child.wait().await.unwrap().success());
+}
