@@ -32,7 +32,9 @@ const CSRF_COOKIE: &str = "__Host-lk_csrf";
 pub fn configure(t: &mut RouteTable) {
     t.get("/oauth/authorize", start)
         .rate_limited(Endpoint::Browser);
+    // The page's form checks a password (and a code): the login bucket too.
     t.post("/oauth/authorize", submit)
+        .rate_limited(Endpoint::Browser)
         .rate_limited(Endpoint::Login);
 }
 

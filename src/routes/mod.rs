@@ -451,7 +451,7 @@ mod tests {
         // and every route that checks a password draws from the login bucket
         // (docs/contract.md "Login throttling").
         use Endpoint::*;
-        let expected: [(&str, &str, &[Endpoint]); 29] = [
+        let expected: [(&str, &str, &[Endpoint]); 31] = [
             ("POST", "/signup", &[Signup]),
             ("POST", "/login", &[Login]),
             ("POST", "/oauth/token", &[Token]),
@@ -487,6 +487,9 @@ mod tests {
             // Identity providers: each start stores a state, each callback calls out.
             ("GET", "/browser/federate/{idp}", &[Browser]),
             ("GET", "/federate/{idp}/callback", &[Browser]),
+            // Native apps: the sign-in page, and its form, which checks a password.
+            ("GET", "/oauth/authorize", &[Browser]),
+            ("POST", "/oauth/authorize", &[Browser, Login]),
         ];
         let table = table().buckets();
         for (method, path, bucket) in expected {
