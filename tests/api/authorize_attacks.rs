@@ -188,3 +188,23 @@ async fn a_sign_in_form_without_its_csrf_token_or_cookie_is_refused() {
     }
     assert_eq!(page.submit(&app, &creds).await.status(), StatusCode::FOUND);
 }
+
+#[tokio::test]
+async fn request_values_carried_by_the_page_are_escaped_not_markup() {
+    let app = native_app().await;
+    let hostile = "\"><script>alert(1)</script><input name=\"password";
+    let q = with(
+        request(CLIENT, REDIRECT, &Pkce::new()),
+        "state",
+        Some(hostile),
+    );
+    let res = authorize(&app, &q).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = Page::read(res).await;
+    assert!(!page.html.contains("<script>"), "{}", page.html);
+    // The value survives the round trip unchanged.
+    assert!(page
+        .fields
+        .iter()
+        .any(|(k, v)| k == "state" && v == hostile));
+}
