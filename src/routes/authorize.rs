@@ -204,6 +204,14 @@ async fn submit(
                     "That code is not right. Try the current one.",
                 ));
             }
+            Err(Error::RateLimited { .. }) => {
+                let step = Step::Code { mfa_token };
+                return Ok(show(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    step,
+                    "Too many attempts. Try again later.",
+                ));
+            }
             Err(Error::InvalidGrant(_)) => {
                 let step = Step::Password { username: "" };
                 return Ok(show(
