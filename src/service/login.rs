@@ -65,24 +65,15 @@ pub async fn login(deps: &Issuing<'_>, input: Credentials, from: Origin) -> Resu
     // A valid device token for this name (from an earlier successful login) makes this
     // a trusted client, exempt from the account-wide lockout (docs/contract.md
     // "Login throttling").
-    let now = deps.gate.now();
-    let device = input
-        .device_token
-        .as_deref()
-        .and_then(|t| deps.devices.verify(t, &account_key, now));
-    let admitted = password_check::admit(
-        deps.gate,
-        Attempt {
-            account_key: account_key.clone(),
-            ip: from.ip,
-            device,
-            purpose: Purpose::Login,
-            client_id: client.id.clone(),
-            session_id: None,
-            ctx: from.ctx.clone(),
-        },
-    )
-    .await?;
+    let admitted = deps
+        .admit_login_step(
+            &account_key,
+            input.device_token.as_deref(),
+            Purpose::Login,
+            &client.id,
+            &from,
+        )
+        .await?;
 
     let key = account_key.clone();
     let user = deps

@@ -216,6 +216,11 @@ impl Drop for Admitted<'_> {
 }
 
 impl Admitted<'_> {
+    /// The attempt came with a valid device token of the account.
+    pub fn from_known_device(&self) -> bool {
+        self.attempt.device.is_some()
+    }
+
     /// Checks `password` against `user`'s hash (or a dummy hash when there is no such
     /// user, so both take one argon2 run). Succeeds only for an existing, enabled user
     /// with that password; anything else is one generic 401 (OWASP Authentication: no
