@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::issue::{audiences_for, issue, resolve_client, Issued, Issuing};
-use super::password_check::{self, Attempt, Purpose};
+use super::password_check::Purpose;
 use super::Error;
 use crate::clock::Millis;
 use crate::config::ClientSettings;
@@ -65,6 +65,7 @@ pub async fn login(deps: &Issuing<'_>, input: Credentials, from: Origin) -> Resu
     // A valid device token for this name (from an earlier successful login) makes this
     // a trusted client, exempt from the account-wide lockout (docs/contract.md
     // "Login throttling").
+    let now = deps.gate.now();
     let admitted = deps
         .admit_login_step(
             &account_key,

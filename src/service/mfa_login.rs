@@ -9,7 +9,7 @@ use super::login::{issue_login, Origin};
 use super::mfa::parse_proof;
 use super::passkey_login;
 use super::passkeys::parse_credential;
-use super::password_check::{self, Attempt, Purpose};
+use super::password_check::Purpose;
 use super::Error;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{self, FinishOutcome, Proof};

@@ -14,7 +14,7 @@ use webauthn_rs_proto::PublicKeyCredentialRequestOptions;
 use super::issue::{audiences_for, resolve_client, Issued, Issuing};
 use super::login::{issue_login, Origin};
 use super::passkeys::{credential_of, dead_ceremony, parse_credential, take_ceremony, Started};
-use super::password_check::{self, record, Attempt, Purpose};
+use super::password_check::{record, Purpose};
 use super::Error;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::MAX_CODE_FAILURES;
