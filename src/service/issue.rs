@@ -6,8 +6,7 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 use serde::Serialize;
 
-use super::login::Origin;
-use super::password_check::{self, Admitted, Attempt, Gate, Purpose};
+use super::password_check::{self, Admitted, Attempt, Gate, Origin, Purpose};
 
 use super::Error;
 use crate::clock::Millis;

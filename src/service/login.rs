@@ -2,8 +2,6 @@
 //! password grant, which RFC 9700 §2.4 forbids): throttling, the password check, and a
 //! new session (refresh-token family).
 
-use std::net::IpAddr;
-
 use super::issue::{audiences_for, issue, resolve_client, Issued, Issuing};
 use super::password_check::Purpose;
 use super::Error;
@@ -11,7 +9,7 @@ use crate::clock::Millis;
 use crate::config::ClientSettings;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa;
-use crate::domain::model::{ClientContext, User};
+use crate::domain::model::User;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
 use crate::domain::{AuthMethod, Password, Scope, UserId, Username};
 use crate::secret::Secret;
@@ -31,11 +29,7 @@ pub struct Credentials {
     pub browser: bool,
 }
 
-/// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
-pub struct Origin {
-    pub ctx: ClientContext,
-    pub ip: Option<IpAddr>,
-}
+pub use super::password_check::Origin;
 
 /// Checks credentials and starts a session (`/login` and `/browser/login`).
 #[tracing::instrument(skip_all)]

@@ -88,6 +88,12 @@ impl<'a> Gate<'a> {
     }
 }
 
+/// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
+pub struct Origin {
+    pub ctx: ClientContext,
+    pub ip: Option<IpAddr>,
+}
+
 /// One password check about to happen.
 pub struct Attempt {
     /// The account's name key (`Username::lookup_key`), existing or not: throttling
