@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 use serde::Serialize;
 
-use super::password_check::Gate;
+use super::password_check::{self, Admitted, Attempt, Gate, Origin, Purpose};
 
 use super::Error;
 use crate::clock::Millis;
@@ -44,6 +44,37 @@ impl<'a> Issuing<'a> {
             rng: &state.rng,
             passkeys: state.passkeys.as_deref(),
         }
+    }
+
+    /// Admits one step of a login to the account `account_key` (a password, a second
+    /// factor, a passkey) as a password check is admitted (docs/contract.md "Login
+    /// throttling"): a throttled account or address gets 429, and a failure counts. A
+    /// device token of this account from an earlier successful login makes the client
+    /// trusted, so an attack from unknown devices never locks the account's known
+    /// devices out (OWASP device cookies).
+    pub async fn admit_login_step(
+        &self,
+        account_key: &str,
+        device_token: Option<&str>,
+        purpose: Purpose,
+        client_id: &str,
+        from: &Origin,
+    ) -> Result<Admitted<'a>, super::Error> {
+        let now = self.gate.now();
+        let device = device_token.and_then(|t| self.devices.verify(t, account_key, now));
+        password_check::admit(
+            self.gate,
+            Attempt {
+                account_key: account_key.to_owned(),
+                ip: from.ip,
+                device,
+                purpose,
+                client_id: client_id.to_owned(),
+                session_id: None,
+                ctx: from.ctx.clone(),
+            },
+        )
+        .await
     }
 }
 

@@ -2,16 +2,14 @@
 //! password grant, which RFC 9700 §2.4 forbids): throttling, the password check, and a
 //! new session (refresh-token family).
 
-use std::net::IpAddr;
-
 use super::issue::{audiences_for, issue, resolve_client, Issued, Issuing};
-use super::password_check::{self, Attempt, Purpose};
+use super::password_check::Purpose;
 use super::Error;
 use crate::clock::Millis;
 use crate::config::ClientSettings;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa;
-use crate::domain::model::{ClientContext, User};
+use crate::domain::model::User;
 use crate::domain::sessions::{self, LoginOutcome, NewSession};
 use crate::domain::{AuthMethod, Password, Scope, UserId, Username};
 use crate::secret::Secret;
@@ -31,11 +29,7 @@ pub struct Credentials {
     pub browser: bool,
 }
 
-/// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
-pub struct Origin {
-    pub ctx: ClientContext,
-    pub ip: Option<IpAddr>,
-}
+pub use super::password_check::Origin;
 
 /// Checks credentials and starts a session (`/login` and `/browser/login`).
 #[tracing::instrument(skip_all)]
@@ -66,23 +60,15 @@ pub async fn login(deps: &Issuing<'_>, input: Credentials, from: Origin) -> Resu
     // a trusted client, exempt from the account-wide lockout (docs/contract.md
     // "Login throttling").
     let now = deps.gate.now();
-    let device = input
-        .device_token
-        .as_deref()
-        .and_then(|t| deps.devices.verify(t, &account_key, now));
-    let admitted = password_check::admit(
-        deps.gate,
-        Attempt {
-            account_key: account_key.clone(),
-            ip: from.ip,
-            device,
-            purpose: Purpose::Login,
-            client_id: client.id.clone(),
-            session_id: None,
-            ctx: from.ctx.clone(),
-        },
-    )
-    .await?;
+    let admitted = deps
+        .admit_login_step(
+            &account_key,
+            input.device_token.as_deref(),
+            Purpose::Login,
+            &client.id,
+            &from,
+        )
+        .await?;
 
     let key = account_key.clone();
     let user = deps

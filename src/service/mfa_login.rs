@@ -9,7 +9,7 @@ use super::login::{issue_login, Origin};
 use super::mfa::parse_proof;
 use super::passkey_login;
 use super::passkeys::parse_credential;
-use super::password_check::{self, Attempt, Purpose};
+use super::password_check::Purpose;
 use super::Error;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::{self, FinishOutcome, Proof};
@@ -118,28 +118,17 @@ pub async fn finish_login(
         .ok_or_else(dead_token)?
         .clone();
     let account_key = Username::lookup_key(&user.username);
-    // A device token of this account makes the second step a trusted client, exactly as
-    // at `/login`: an attack on the account from unknown devices never locks its known
-    // devices out of either step (OWASP device cookies).
-    let device = input
-        .device_token
-        .as_deref()
-        .and_then(|t| deps.devices.verify(t, &account_key, now));
-    // Admitted like a password check: a throttled account or address gets 429 here
-    // too, and each wrong code counts (docs/contract.md "Login throttling").
-    let admitted = password_check::admit(
-        deps.gate,
-        Attempt {
-            account_key: account_key.clone(),
-            ip: from.ip,
-            device,
-            purpose: Purpose::SecondFactor,
-            client_id: client.id.clone(),
-            session_id: None,
-            ctx: from.ctx.clone(),
-        },
-    )
-    .await?;
+    // Admitted like a password check, device token included, exactly as at `/login`:
+    // each wrong code counts (docs/contract.md "Login throttling").
+    let admitted = deps
+        .admit_login_step(
+            &account_key,
+            input.device_token.as_deref(),
+            Purpose::SecondFactor,
+            &client.id,
+            &from,
+        )
+        .await?;
     let (proof, amr) = match step {
         // RFC 8176 §2: a password, then a one-time password.
         StepProof::Code(proof) => (proof, vec![AuthMethod::Pwd, AuthMethod::Otp]),
@@ -177,7 +166,7 @@ pub async fn finish_login(
         idp: None,
     };
     let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
-    let known_device = device.is_some();
+    let known_device = admitted.from_known_device();
     let outcome = deps
         .gate
         .store

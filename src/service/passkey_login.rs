@@ -14,7 +14,7 @@ use webauthn_rs_proto::PublicKeyCredentialRequestOptions;
 use super::issue::{audiences_for, resolve_client, Issued, Issuing};
 use super::login::{issue_login, Origin};
 use super::passkeys::{credential_of, dead_ceremony, parse_credential, take_ceremony, Started};
-use super::password_check::{self, record, Attempt, Purpose};
+use super::password_check::{record, Purpose};
 use super::Error;
 use crate::domain::email::AccountSecret;
 use crate::domain::mfa::MAX_CODE_FAILURES;
@@ -211,23 +211,15 @@ pub async fn finish_login(
         return Err(not_verified());
     };
     let account_key = Username::lookup_key(&user.username);
-    let device = input
-        .device_token
-        .as_deref()
-        .and_then(|t| deps.devices.verify(t, &account_key, now));
-    let admitted = password_check::admit(
-        deps.gate,
-        Attempt {
-            account_key: account_key.clone(),
-            ip: from.ip,
-            device,
-            purpose: Purpose::Login,
-            client_id: client.id.clone(),
-            session_id: None,
-            ctx: from.ctx.clone(),
-        },
-    )
-    .await?;
+    let admitted = deps
+        .admit_login_step(
+            &account_key,
+            input.device_token.as_deref(),
+            Purpose::Login,
+            &client.id,
+            &from,
+        )
+        .await?;
     let passkey: Passkey = credential_of(&stored)?;
     let result = webauthn.finish_discoverable_authentication(
         &credential,

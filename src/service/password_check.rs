@@ -88,6 +88,12 @@ impl<'a> Gate<'a> {
     }
 }
 
+/// Where the attempt came from: for events and sessions (`ctx`) and throttling (`ip`).
+pub struct Origin {
+    pub ctx: ClientContext,
+    pub ip: Option<IpAddr>,
+}
+
 /// One password check about to happen.
 pub struct Attempt {
     /// The account's name key (`Username::lookup_key`), existing or not: throttling
@@ -216,6 +222,11 @@ impl Drop for Admitted<'_> {
 }
 
 impl Admitted<'_> {
+    /// The attempt came with a valid device token of the account.
+    pub fn from_known_device(&self) -> bool {
+        self.attempt.device.is_some()
+    }
+
     /// Checks `password` against `user`'s hash (or a dummy hash when there is no such
     /// user, so both take one argon2 run). Succeeds only for an existing, enabled user
     /// with that password; anything else is one generic 401 (OWASP Authentication: no

@@ -128,7 +128,7 @@ pub(crate) fn landed(res: &reqwest::Response, app: &TestApp) -> (String, Option<
 }
 
 /// The whole flow; returns the refresh cookie.
-async fn sign_in(app: &TestApp) -> String {
+pub(crate) async fn sign_in(app: &TestApp) -> String {
     let s = started(app).await;
     let back = provider_answer(app, &s).await;
     let res = callback(app, &back, Some(&s.state_cookie)).await;

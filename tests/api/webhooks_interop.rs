@@ -15,6 +15,8 @@ use latchkey::secret::Secret;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::fake_idp::FakeIdp;
+use crate::federation;
 use crate::helpers::*;
 use crate::mail_sink::SmtpSink;
 use crate::passkey_kit;
@@ -103,6 +105,8 @@ async fn every_event_kind_reaches_a_star_subscriber_and_verifies_with_the_refere
     let gone = Receiver::start(vec![gone_key]).await;
     gone.status.store(410, Ordering::SeqCst);
     let sink = SmtpSink::start();
+    let idp = FakeIdp::start("latchkey").await;
+    let issuer = &idp.issuer;
     let app = spawn_app_with(|s| {
         subscribe(s, "all", &py.url, &[&secret], &["*"]);
         // Answers 410 to its first delivery: `webhook_disabled`.
@@ -114,6 +118,9 @@ async fn every_event_kind_reaches_a_star_subscriber_and_verifies_with_the_refere
         s.mail.smtp_url = Some(Secret::new(sink.url()));
         s.mail.from = "Latchkey Test <no-reply@latchkey.test>".into();
         passkey_kit::passkey_settings(s);
+        // identity_linked / identity_unlinked: a provider, returning to its SPA.
+        s.identity_providers = vec![federation::provider("corp", issuer)];
+        s.clients[0].allowed_origins.push(federation::APP.into());
     })
     .await;
 
@@ -193,6 +200,27 @@ async fn every_event_kind_reaches_a_star_subscriber_and_verifies_with_the_refere
         .post_json("/email/verify", &json!({"token": mail.token()}))
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
+
+    // identity_linked (the provider's verified address is alice's), identity_unlinked
+    // (she still has her password).
+    idp.will_say(federation::claims("sub-alice", "alice@example.com", true));
+    federation::sign_in(&app).await;
+    let ids: Value = app
+        .get_bearer("/me/identities", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let identity = ids["identities"][0]["id"].as_str().unwrap().to_owned();
+    let res = app
+        .client
+        .delete(app.url(&format!("/me/identities/{identity}")))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    idp.stop().await;
 
     // mfa_enabled, mfa_failed, recovery_code_used, recovery_codes_regenerated,
     // mfa_disabled (the operator's reset).

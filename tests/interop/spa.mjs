@@ -9,31 +9,12 @@
 // the other site's page cannot refresh or log out; logout in one tab makes the other
 // tab's next refresh fail.
 import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launchChromium, serveSpa } from './browser.mjs';
 
 const [api, spaPort, evilPort, screenshot] = process.argv.slice(2);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const spaDir = path.resolve(here, '../../examples/spa');
 const USER = 'spa-user';
 const PASSWORD = 'correct horse battery staple';
 
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) { process.exitCode = 1; throw new Error(what); }
-}
-
-const types = { '.html': 'text/html', '.js': 'text/javascript' };
-const spa = createServer(async (req, res) => {
-  const file = new URL(req.url, 'http://x').pathname === '/' ? 'index.html' : new URL(req.url, 'http://x').pathname.slice(1);
-  try {
-    const body = await readFile(path.join(spaDir, path.basename(file)));
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream' });
-    res.end(body);
-  } catch { res.writeHead(404); res.end(); }
-});
 // The other site: a page that tries to use the victim's cookie.
 const evil = createServer((req, res) => {
   res.writeHead(200, { 'Content-Type': 'text/html' });
@@ -57,14 +38,10 @@ const evil = createServer((req, res) => {
     };
   </script>`);
 });
-await new Promise((r) => spa.listen(Number(spaPort), '127.0.0.1', r));
+const spa = await serveSpa(spaPort);
 await new Promise((r) => evil.listen(Number(evilPort), 'localhost', r));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext();
   const spaUrl = `http://127.0.0.1:${spaPort}/?api=${encodeURIComponent(api)}`;

@@ -7,21 +7,10 @@
 // usage: node spa_mfa.mjs API_BASE SPA_PORT SCREENSHOT_PATH USER PASSWORD SERVER_NOW_MS
 // SERVER_NOW_MS is the server's (test-controlled, standing) clock: codes are computed
 // for it. One line per check; exit 1 on the first failure.
-import { createServer } from 'node:http';
 import { createHmac } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launchChromium, serveSpa } from './browser.mjs';
 
 const [api, spaPort, screenshot, USER, PASSWORD, serverNow] = process.argv.slice(2);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const spaDir = path.resolve(here, '../../examples/spa');
-
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) { process.exitCode = 1; throw new Error(what); }
-}
 
 // RFC 4648 base32 → bytes.
 function base32(s) {
@@ -45,23 +34,9 @@ function totp(secret, step) {
   return String(bin % 1_000_000).padStart(6, '0');
 }
 
-const types = { '.html': 'text/html', '.js': 'text/javascript' };
-const spa = createServer(async (req, res) => {
-  const p = new URL(req.url, 'http://x').pathname;
-  const file = p === '/' ? 'index.html' : p.slice(1);
-  try {
-    const body = await readFile(path.join(spaDir, path.basename(file)));
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream' });
-    res.end(body);
-  } catch { res.writeHead(404); res.end(); }
-});
-await new Promise((r) => spa.listen(Number(spaPort), '127.0.0.1', r));
+const spa = await serveSpa(spaPort);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launchChromium();
 
 async function signIn(page) {
   await page.waitForSelector('[data-testid=login-form]:not([hidden])');

@@ -7,32 +7,13 @@
 // follows its link; checks the token left the address bar; sets a new password; signs
 // in with it; and checks the link does not work twice. One line per check; exit 1 on
 // the first failure.
-import { createServer } from 'node:http';
 import { readFile, readdir } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launchChromium, serveSpa } from './browser.mjs';
 
 const [api, spaPort, sinkDir, screenshot, USER, OLD, NEW] = process.argv.slice(2);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const spaDir = path.resolve(here, '../../examples/spa');
 
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) { process.exitCode = 1; throw new Error(what); }
-}
-
-const types = { '.html': 'text/html', '.js': 'text/javascript' };
-const spa = createServer(async (req, res) => {
-  const p = new URL(req.url, 'http://x').pathname;
-  const file = p === '/' ? 'index.html' : p.slice(1);
-  try {
-    const body = await readFile(path.join(spaDir, path.basename(file)));
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream' });
-    res.end(body);
-  } catch { res.writeHead(404); res.end(); }
-});
-await new Promise((r) => spa.listen(Number(spaPort), '127.0.0.1', r));
+const spa = await serveSpa(spaPort);
 
 async function resetMail() {
   for (let i = 0; i < 200; i++) {
@@ -46,11 +27,7 @@ async function resetMail() {
   throw new Error('no reset mail arrived');
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext();
   const page = await context.newPage();

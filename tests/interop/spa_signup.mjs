@@ -9,38 +9,13 @@
 // MODE `signup`: creates USER with PASSWORD through the page's sign-up form, lands
 //   signed in, and finds a second sign-up with the same name refused on the page.
 // One line per check; exit 1 on the first failure.
-import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launchChromium, serveSpa } from './browser.mjs';
 
 const [mode, api, spaPort, USER, PASSWORD] = process.argv.slice(2);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const spaDir = path.resolve(here, '../../examples/spa');
 
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) { process.exitCode = 1; throw new Error(what); }
-}
+const spa = await serveSpa(spaPort);
 
-const types = { '.html': 'text/html', '.js': 'text/javascript' };
-const spa = createServer(async (req, res) => {
-  const p = new URL(req.url, 'http://x').pathname;
-  const file = p === '/' ? 'index.html' : p.slice(1);
-  try {
-    const body = await readFile(path.join(spaDir, path.basename(file)));
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream' });
-    res.end(body);
-  } catch { res.writeHead(404); res.end(); }
-});
-await new Promise((r) => spa.listen(Number(spaPort), '127.0.0.1', r));
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launchChromium();
 const spaUrl = `http://127.0.0.1:${spaPort}/?api=${encodeURIComponent(api)}`;
 
 // Every console error, uncaught exception and browser-reported error of the page, and
