@@ -36,7 +36,7 @@ const CHUNK: u32 = 2_000;
 /// ended longer ago than `session.retention`, revocation-log entries past the feed's
 /// horizon, events older than `events.retention` and webhook deliveries delivered
 /// longer ago than `webhooks.retention`,
-/// so the database does not grow without bound. Sessions are swept in rowid order, a
+/// so the database does not grow without bound. Sessions are swept in id order, a
 /// bounded range per write (see `Tx::sweep_sessions`).
 pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
     let mut total = Cleanup::default();
@@ -65,11 +65,12 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
             break;
         }
     }
-    let mut after = i64::MIN;
+    let mut after = String::new();
     loop {
+        let cursor = after.clone();
         let step = state
             .store
-            .write(async move |tx| tx.sweep_sessions(after, SWEEP, now, session_cutoff).await)
+            .write(async move |tx| tx.sweep_sessions(&cursor, SWEEP, now, session_cutoff).await)
             .await?;
         total.tokens += step.tokens;
         total.sessions += step.sessions;

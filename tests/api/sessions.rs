@@ -684,7 +684,7 @@ async fn housekeeping_removes_dead_tokens_old_sessions_and_old_events_and_nothin
 #[tokio::test]
 async fn housekeeping_sweeps_thousands_of_sessions_in_bounded_writes_and_misses_none() {
     // More sessions than one sweep write covers (500), so the sweep must walk several
-    // rowid ranges and still find every ended session, whatever range it falls in.
+    // id ranges and still find every ended session, whatever range it falls in.
     let app = spawn_app_with(|s| s.session.retention = HumanDuration::secs(86_400)).await;
     let real = app.user_with_session("alice").await;
     let now = app.state.now();

@@ -10,12 +10,13 @@ use crate::domain::{RevocationReason, SessionId, TokenHash, UserId};
 use super::Result;
 
 /// One step of the session sweep (housekeeping): what it removed, and where the next
-/// step starts (`None` once the sweep has reached the end).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// step starts (`None` once the sweep has reached the end): the last session id it
+/// covered. Both backends sweep in id order, by primary key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepStep {
     pub tokens: usize,
     pub sessions: usize,
-    pub next: Option<i64>,
+    pub next: Option<String>,
 }
 
 #[async_trait(?Send)]
@@ -47,11 +48,12 @@ pub trait SessionRepo {
     ) -> Result<bool>;
     /// Wipes sealed heads issued before `cutoff`; returns how many.
     async fn wipe_sealed_heads_before(&mut self, cutoff: Millis) -> Result<usize>;
-    /// Housekeeping: among the next `limit` sessions after the cursor `after`, deletes
-    /// the tokens of ended sessions, and the sessions that ended before `ended_before`.
+    /// Housekeeping: among the next `limit` sessions after the id `after` (`""`: from
+    /// the first), deletes the tokens of ended sessions, and the sessions that ended
+    /// before `ended_before`.
     async fn sweep_sessions(
         &mut self,
-        after: i64,
+        after: &str,
         limit: u32,
         now: Millis,
         ended_before: Millis,

@@ -224,35 +224,43 @@ impl SessionRepo for PgTx<'_> {
 
     async fn sweep_sessions(
         &mut self,
-        after: i64,
+        after: &str,
         limit: u32,
         now: Millis,
         ended_before: Millis,
     ) -> Result<SweepStep> {
-        // As in SQLite, a bounded range of the sessions per step, in the order of the
-        // `n` column (PostgreSQL has no rowid), so each step stays small at any size.
+        // As in SQLite, a bounded range of the sessions per step in id order (the
+        // primary key's index), so each step stays small at any size.
         let offset = i64::from(limit.saturating_sub(1));
-        let end: Option<i64> = self
+        let end: Option<String> = self
             .opt(
-                "SELECT n FROM sessions WHERE n > $1 ORDER BY n LIMIT 1 OFFSET $2",
+                "SELECT id FROM sessions WHERE id > $1 ORDER BY id LIMIT 1 OFFSET $2",
                 &[&after, &offset],
             )
             .await?
             .map(|r| r.try_get(0))
             .transpose()?;
-        let upto = end.unwrap_or(i64::MAX);
+        // The step's range: up to and including `end`, or the rest of the table.
+        let (range, upto) = match &end {
+            Some(id) => ("id > $2 AND id <= $3", id.as_str()),
+            None => ("id > $2 AND $3 = $3", ""),
+        };
         let tokens = self
             .exec(
-                "DELETE FROM refresh_tokens WHERE session_id IN (
-                   SELECT id FROM sessions WHERE n > $2 AND n <= $3
-                     AND (revoked_at IS NOT NULL OR expires_at <= $1 OR idle_expires_at <= $1))",
+                &format!(
+                    "DELETE FROM refresh_tokens WHERE session_id IN (
+                       SELECT id FROM sessions WHERE {range}
+                         AND (revoked_at IS NOT NULL OR expires_at <= $1 OR idle_expires_at <= $1))"
+                ),
                 &[&now, &after, &upto],
             )
             .await?;
         let sessions = self
             .exec(
-                "DELETE FROM sessions WHERE n > $2 AND n <= $3
-                   AND COALESCE(revoked_at, LEAST(expires_at, idle_expires_at)) < $1",
+                &format!(
+                    "DELETE FROM sessions WHERE {range}
+                       AND COALESCE(revoked_at, LEAST(expires_at, idle_expires_at)) < $1"
+                ),
                 &[&ended_before, &after, &upto],
             )
             .await?;

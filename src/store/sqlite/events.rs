@@ -182,9 +182,7 @@ mod tests {
     #[test]
     fn a_users_login_lookups_and_event_list_read_that_users_rows_not_the_whole_table() {
         let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrations()
-            .to_latest(&mut conn)
-            .unwrap();
+        super::super::migrate(&mut conn).unwrap();
         let tx = conn.transaction().unwrap();
         // 20,000 logins and refreshes of other users, then alice's one login.
         for i in 0..20_000i64 {

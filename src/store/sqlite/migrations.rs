@@ -374,6 +374,50 @@ CREATE INDEX authorization_codes_by_session ON authorization_codes(session_id);
 ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
 "#,
         ),
+        // Version 17: `sessions` clustered on its id (WITHOUT ROWID). A refresh finds its
+        // family by primary key; in a rowid table that is two B-tree descents (the
+        // index on `id`, then the table by rowid), each a cold page read in a large file
+        // (BENCHMARKS.md "Open loop"). Clustered, it is one. Housekeeping sweeps by id
+        // ranges instead of rowid ranges. Rebuilt by SQLite's recipe for a parent table
+        // (lang_altertable.html §7): foreign keys are off while it runs (`migrate`), and
+        // checked before the migration commits.
+        M::up(
+            r#"
+CREATE TABLE sessions_clustered (
+    id              TEXT PRIMARY KEY NOT NULL,
+    user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    client_id       TEXT NOT NULL,
+    scope           TEXT NOT NULL,
+    remember_me     INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    last_active_at  INTEGER NOT NULL,
+    idle_expires_at INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    ip              TEXT,
+    user_agent      TEXT,
+    revoked_at      INTEGER,
+    revoked_reason  TEXT,
+    head_generation INTEGER NOT NULL DEFAULT 0,
+    head_issued_at  INTEGER NOT NULL DEFAULT 0,
+    sealed_head     BLOB,
+    head_hash       BLOB,
+    amr             TEXT NOT NULL DEFAULT 'pwd',
+    auth_time       INTEGER
+) STRICT, WITHOUT ROWID;
+INSERT INTO sessions_clustered (id, user_id, client_id, scope, remember_me, created_at,
+    last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason,
+    head_generation, head_issued_at, sealed_head, head_hash, amr, auth_time)
+  SELECT id, user_id, client_id, scope, remember_me, created_at,
+    last_active_at, idle_expires_at, expires_at, ip, user_agent, revoked_at, revoked_reason,
+    head_generation, head_issued_at, sealed_head, head_hash, amr, auth_time
+  FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_clustered RENAME TO sessions;
+CREATE INDEX sessions_by_user ON sessions(user_id, created_at);
+CREATE INDEX sessions_sealed_head ON sessions(head_issued_at) WHERE sealed_head IS NOT NULL;
+"#,
+        )
+        .foreign_key_check(),
     ])
 }
 
@@ -427,7 +471,7 @@ mod tests {
                  ('d', 'Ｃａｒｏｌ', 'ｃａｒｏｌ', 'h', 4);",
         )
         .unwrap();
-        migrations.to_latest(&mut conn).unwrap();
+        crate::store::sqlite::migrate(&mut conn).unwrap();
         let rows: Vec<(String, String, String)> = conn
             .prepare("SELECT id, username_key, username_skeleton FROM users ORDER BY id")
             .unwrap()
@@ -449,6 +493,69 @@ mod tests {
     }
 
     #[test]
+    fn version_17_clusters_sessions_without_cascading_into_their_tokens_and_codes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let migrations = super::migrations();
+        migrations.to_version(&mut conn, 16).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at)
+                 VALUES ('u', 'alice', 'alice', 'h', 0);
+             INSERT INTO sessions (id, user_id, client_id, scope, remember_me, created_at,
+                 last_active_at, idle_expires_at, expires_at, ip, head_generation,
+                 head_issued_at, sealed_head, head_hash, amr, auth_time)
+                 VALUES ('s1', 'u', 'app', 'read', 1, 5, 6, 99, 199, '192.0.2.1', 3, 6,
+                         x'aa', x'bb', 'pwd otp', 4);
+             INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at)
+                 VALUES (x'01', 's1', 0, 5);
+             INSERT INTO authorization_codes (code_hash, client_id, redirect_uri,
+                 code_challenge, session_id, expires_at)
+                 VALUES (x'02', 'app', 'http://127.0.0.1/cb', 'c', 's1', 60);",
+        )
+        .unwrap();
+        crate::store::sqlite::migrate(&mut conn).unwrap();
+        let enforced: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(enforced, "foreign keys are enforced again after migrating");
+        let row: (String, i64, Vec<u8>, String, Option<i64>) = conn
+            .query_row(
+                "SELECT ip, head_generation, head_hash, amr, auth_time FROM sessions
+                 WHERE id = 's1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            ("192.0.2.1".into(), 3, vec![0xbb], "pwd otp".into(), Some(4))
+        );
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT count(*) FROM refresh_tokens"),
+            1,
+            "not cascaded"
+        );
+        assert_eq!(count("SELECT count(*) FROM authorization_codes"), 1);
+        let sql = schema_of(&conn);
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        // The children's foreign keys reach the new table: deleting cascades.
+        conn.execute("DELETE FROM sessions WHERE id = 's1'", [])
+            .unwrap();
+        assert_eq!(count("SELECT count(*) FROM refresh_tokens"), 0);
+        assert_eq!(count("SELECT count(*) FROM authorization_codes"), 0);
+
+        fn schema_of(conn: &Connection) -> String {
+            conn.query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'sessions'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        }
+    }
+
+    #[test]
     fn version_12_keeps_addresses_and_makes_only_verified_ones_unique() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
@@ -460,7 +567,7 @@ mod tests {
              INSERT INTO user_emails VALUES ('a', 'X@example.com', 'x@example.com', 5);",
         )
         .unwrap();
-        migrations.to_latest(&mut conn).unwrap();
+        crate::store::sqlite::migrate(&mut conn).unwrap();
         let kept: (String, String, i64) = conn
             .query_row(
                 "SELECT email, email_key, verified_at FROM user_emails WHERE user_id = 'a'",
@@ -512,7 +619,7 @@ mod tests {
                         (x'03', 'fresh', 0, NULL, 7, NULL, NULL);",
         )
         .unwrap();
-        migrations.to_latest(&mut conn).unwrap();
+        crate::store::sqlite::migrate(&mut conn).unwrap();
         let heads: Vec<(String, i64, i64, Option<Vec<u8>>)> = conn
             .prepare(
                 "SELECT id, head_generation, head_issued_at, sealed_head FROM sessions ORDER BY id",

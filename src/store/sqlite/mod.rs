@@ -177,7 +177,15 @@ impl SqliteStore {
 /// Applies the schema migrations (the store does when it opens; a bulk loader that
 /// writes through its own connection calls this first).
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    Ok(migrations::migrations().to_latest(conn)?)
+    // A migration that rebuilds a parent table (version 17) must not cascade the
+    // drop of the old table into its children: SQLite's recipe turns foreign keys off
+    // around it (the pragma is a no-op inside the migrations' transaction), and the
+    // migration checks them itself before it commits.
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = migrations::migrations().to_latest(conn);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    Ok(migrated?)
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {

@@ -203,41 +203,46 @@ impl SessionRepo for SqliteTx<'_> {
             .execute([cutoff])?)
     }
 
-    /// Housekeeping sweeps the sessions in rowid order, a bounded range per write, so each
-    /// write stays small at any table size and a whole pass reads every session once (a
+    /// Housekeeping sweeps the sessions in id order (the primary key), a bounded range
+    /// per write, so each write stays small at any table size and a whole pass reads
+    /// every session once (a
     /// `WHERE … LIMIT` delete rescans the table for every chunk: 3 s per chunk at 1M
     /// sessions). In the range (`after`, end of the next `limit` sessions], it deletes the
     /// tokens of ended sessions (they can never be used again), then the sessions that
     /// ended before `ended_before` (kept until then for the admin view).
     async fn sweep_sessions(
         &mut self,
-        after: i64,
+        after: &str,
         limit: u32,
         now: Millis,
         ended_before: Millis,
     ) -> anyhow::Result<SweepStep> {
         let conn = self.conn;
-        let end: Option<i64> = conn
-            .prepare_cached(
-                "SELECT rowid FROM sessions WHERE rowid > ?1 ORDER BY rowid LIMIT 1 OFFSET ?2",
-            )?
+        let end: Option<String> = conn
+            .prepare_cached("SELECT id FROM sessions WHERE id > ?1 ORDER BY id LIMIT 1 OFFSET ?2")?
             .query_row(params![after, limit.saturating_sub(1)], |r| r.get(0))
             .optional()?;
-        let upto = end.unwrap_or(i64::MAX);
+        // The step's range: up to and including `end`, or the rest of the table (an
+        // upper bound of "none" written as `?3 IS NULL OR …` would keep SQLite from
+        // bounding the index range, and every step would read to the end).
+        let range = match end {
+            Some(_) => "id > ?2 AND id <= ?3",
+            None => "id > ?2 AND ?3 IS NULL",
+        };
         // Tokens first: a session deleted here takes its tokens with it (cascade).
         let tokens = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "DELETE FROM refresh_tokens WHERE session_id IN (
-               SELECT id FROM sessions WHERE rowid > ?2 AND rowid <= ?3
-                 AND (revoked_at IS NOT NULL OR expires_at <= ?1 OR idle_expires_at <= ?1))",
-            )?
-            .execute(params![now, after, upto])?;
+               SELECT id FROM sessions WHERE {range}
+                 AND (revoked_at IS NOT NULL OR expires_at <= ?1 OR idle_expires_at <= ?1))"
+            ))?
+            .execute(params![now, after, end])?;
         let sessions = conn
-            .prepare_cached(
-                "DELETE FROM sessions WHERE rowid > ?2 AND rowid <= ?3
-               AND COALESCE(revoked_at, MIN(expires_at, idle_expires_at)) < ?1",
-            )?
-            .execute(params![ended_before, after, upto])?;
+            .prepare_cached(&format!(
+                "DELETE FROM sessions WHERE {range}
+               AND COALESCE(revoked_at, MIN(expires_at, idle_expires_at)) < ?1"
+            ))?
+            .execute(params![ended_before, after, end])?;
         Ok(SweepStep {
             tokens,
             sessions,

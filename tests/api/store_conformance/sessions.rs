@@ -83,11 +83,10 @@ async fn sessions_and_their_refresh_tokens_are_stored_rotated_touched_and_swept(
     write_job!(store, |tx| tx
         .revoke_session(&sid("sb"), T0 + 70, RevocationReason::Logout)
         .await?);
-    let (mut tokens, mut sessions, mut cursor, mut steps) = (0, 0, 0, 0);
+    let (mut tokens, mut sessions, mut cursor, mut steps) = (0, 0, String::new(), 0);
     loop {
-        let step = write_job!(store, |tx| tx
-            .sweep_sessions(cursor, 1, T0 + 100, T0)
-            .await?);
+        let at = cursor.clone();
+        let step = write_job!(store, |tx| tx.sweep_sessions(&at, 1, T0 + 100, T0).await?);
         (tokens, sessions, steps) = (tokens + step.tokens, sessions + step.sessions, steps + 1);
         match step.next {
             Some(n) => cursor = n,
