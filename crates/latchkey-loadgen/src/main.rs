@@ -26,6 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
 
 #[derive(Parser)]
 #[command(
@@ -139,16 +140,14 @@ struct Schedule {
     start: Instant,
     measure_from: Instant,
     end: Instant,
-    period: Duration,
     seconds: usize,
 }
 
 async fn chain(
-    index: usize,
-    rate: f64,
     schedule: std::sync::Arc<Schedule>,
     target: std::sync::Arc<Target>,
     mut token: String,
+    mut due: mpsc::UnboundedReceiver<Instant>,
 ) -> ChainReport {
     let mut report = ChainReport {
         intended: histogram(),
@@ -157,8 +156,6 @@ async fn chain(
         late: 0,
         failure: None,
     };
-    // Chains are offset so that, together, one request is due every 1/rate seconds.
-    let mut intended = schedule.start + Duration::from_secs_f64(index as f64 / rate);
     let mut sender = match connect(&target).await {
         Ok(sender) => sender,
         Err(e) => {
@@ -166,8 +163,10 @@ async fn chain(
             return report;
         }
     };
-    while intended < schedule.end {
-        tokio::time::sleep_until(intended.into()).await;
+    // Each message is one request's intended start, sent by the ticker at that time. A
+    // chain still waiting for its previous answer finds them queued and sends late: the
+    // wait is counted, from the intended start.
+    while let Some(intended) = due.recv().await {
         let sent = Instant::now();
         let outcome = refresh(&mut sender, &target.host, &token).await;
         let done = Instant::now();
@@ -181,8 +180,8 @@ async fn chain(
         if intended >= schedule.measure_from {
             let latency = micros(done - intended);
             let _ = report.intended.record(latency);
-            let _ = report.service.record(micros(done - sent));
-            if sent - intended > Duration::from_millis(1) {
+            let _ = report.service.record(micros(done.saturating_duration_since(sent)));
+            if sent.saturating_duration_since(intended) > Duration::from_millis(1) {
                 report.late += 1;
             }
             let second = (intended - schedule.measure_from).as_secs() as usize;
@@ -190,9 +189,27 @@ async fn chain(
                 *worst = (*worst).max(latency);
             }
         }
-        intended += schedule.period;
     }
     report
+}
+
+/// The schedule's clock, on a thread of its own: request `k` is due at
+/// `start + k / rate`, on chain `k mod chains`. The runtime's timer has millisecond
+/// granularity and rounds up, which would send most requests up to a millisecond late
+/// and count that against the server; the thread's sleep is precise to tens of µs.
+fn tick(schedule: &Schedule, rate: f64, chains: Vec<mpsc::UnboundedSender<Instant>>) {
+    for k in 0u64.. {
+        let due = schedule.start + Duration::from_secs_f64(k as f64 / rate);
+        if due >= schedule.end {
+            break;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        // A chain that stopped has dropped its receiver; its requests are not sent.
+        let _ = chains[(k % chains.len() as u64) as usize].send(due);
+    }
 }
 
 fn micros(d: Duration) -> u64 {
@@ -234,20 +251,27 @@ fn main() -> anyhow::Result<()> {
             start,
             measure_from,
             end: measure_from + Duration::from_secs_f64(cli.seconds),
-            period: Duration::from_secs_f64(chains as f64 / cli.rate),
             seconds: cli.seconds.ceil() as usize,
         });
-        let tasks: Vec<_> = tokens
+        let (senders, tasks): (Vec<_>, Vec<_>) = tokens
             .into_iter()
-            .enumerate()
-            .map(|(i, token)| {
-                tokio::spawn(chain(i, cli.rate, schedule.clone(), target.clone(), token))
+            .map(|token| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(chain(schedule.clone(), target.clone(), token, rx));
+                (tx, task)
             })
-            .collect();
+            .unzip();
+        let ticker = {
+            let (schedule, rate) = (schedule.clone(), cli.rate);
+            std::thread::spawn(move || tick(&schedule, rate, senders))
+        };
         let mut reports = Vec::with_capacity(tasks.len());
         for task in tasks {
             reports.push(task.await.context("a chain panicked")?);
         }
+        ticker
+            .join()
+            .map_err(|_| anyhow::anyhow!("the ticker panicked"))?;
         anyhow::Ok(reports)
     })?;
 
