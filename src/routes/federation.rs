@@ -36,6 +36,7 @@ pub fn configure(t: &mut RouteTable) {
         .rate_limited(Endpoint::Browser);
     t.get("/federate/{idp}/callback", callback)
         .rate_limited(Endpoint::Browser);
+    t.get("/identity-providers", providers);
     t.get("/me/identities", list);
     t.delete("/me/identities/{id}", unlink);
 }
@@ -252,6 +253,21 @@ async fn callback(
             f.description
         ))),
     }
+}
+
+/// The configured providers, for a sign-in screen's buttons: public, as the page at
+/// `/oauth/authorize` shows them to anyone (Supabase's `/settings` lists its providers the
+/// same way). Only ids and names; issuers and client ids stay in the configuration.
+async fn providers(state: web::Data<AppState>) -> HttpResponse {
+    let items: Vec<_> = state
+        .settings
+        .identity_providers
+        .iter()
+        .map(|p| json!({ "id": p.id, "display_name": p.display_name() }))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(json!({ "identity_providers": items }))
 }
 
 async fn list(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
