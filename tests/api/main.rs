@@ -44,6 +44,7 @@ mod schemathesis;
 mod sessions;
 mod signup;
 mod spa;
+mod spa_federation;
 mod spa_mfa;
 mod spa_passkeys;
 mod spa_recovery;
