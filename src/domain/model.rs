@@ -368,6 +368,10 @@ pub struct PendingAuthorization {
     pub redirect_uri: String,
     pub code_challenge: String,
     pub state: Option<String>,
+    /// The requested scope (checked against the client's): the session gets it.
+    /// `default`: rows stored before it was kept read as no scope.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// An authorization code (RFC 6749 §4.1.2) for a session already signed in at

@@ -297,6 +297,16 @@ pub async fn finish(
         preferred_username: verified.preferred_username,
     };
     let remember_me = true;
+    // An app's request (`/oauth/authorize?idp=…&scope=…`) gets the scope it asked for
+    // and was allowed at the request, as from the sign-in page; a browser sign-in none.
+    let scope = match saved
+        .authorization
+        .as_ref()
+        .and_then(|p| p.scope.as_deref())
+    {
+        Some(s) => Scope::parse(s).map_err(|e| fail(Failure::new("invalid_scope", e)))?,
+        None => Scope::default(),
+    };
     let req = FederatedLogin {
         who,
         link_by_verified_email: provider.link_by_verified_email,
@@ -305,7 +315,7 @@ pub async fn finish(
         session: NewSession {
             user_id: UserId::new_random(),
             client_id: client.id.clone(),
-            scope: Scope::default(),
+            scope,
             remember_me,
             lifetimes: settings.lifetimes(Some(client), remember_me),
             max_per_user: settings.session.max_per_user,
