@@ -24,6 +24,7 @@ use crate::service::authorize::{self, AuthorizeParams, Refusal, Request};
 use crate::service::issue::{Issued, Issuing};
 use crate::service::login::{self, Credentials};
 use crate::service::mfa_login::{self, SecondStep};
+use crate::service::passkey_login::{self, PasskeyLogin};
 use crate::service::Error;
 use crate::state::AppState;
 
@@ -36,6 +37,16 @@ pub fn configure(t: &mut RouteTable) {
     t.post("/oauth/authorize", submit)
         .rate_limited(Endpoint::Browser)
         .rate_limited(Endpoint::Login);
+    t.get(signin_page::SCRIPT_PATH, script);
+}
+
+/// The page's one script (`script-src 'self'`): static, so cacheable.
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(signin_page::SCRIPT)
 }
 
 fn redirect(location: &str) -> HttpResponse {
@@ -53,6 +64,7 @@ fn refused(r: Refusal) -> HttpResponse {
             StatusCode::BAD_REQUEST,
             signin_page::message("This sign-in link is not valid", &why),
             None,
+            false,
         ),
         Refusal::Redirect(location) => redirect(&location),
     }
@@ -86,6 +98,7 @@ fn page(
     step: Step<'_>,
     error: Option<&str>,
 ) -> HttpResponse {
+    let passkeys = state.passkeys.is_some();
     let html = signin_page::render(&Page {
         client: &request.client.id,
         params,
@@ -98,8 +111,9 @@ fn page(
             .iter()
             .map(|p| (p.id.as_str(), p.display_name()))
             .collect(),
+        passkeys,
     });
-    let mut res = signin_page::respond(status, html, Some(&request.redirect_uri));
+    let mut res = signin_page::respond(status, html, Some(&request.redirect_uri), passkeys);
     let _ = res.add_cookie(&csrf_cookie(csrf));
     res
 }
@@ -151,6 +165,17 @@ fn csrf_ok(req: &HttpRequest, form: &OAuthParams) -> Option<String> {
     bool::from(cookie.as_bytes().ct_eq(field.as_bytes())).then_some(cookie)
 }
 
+/// The passkey fields the page's script fills: the ceremony and the authenticator's
+/// answer (JSON). `Err`: present but not JSON.
+fn passkey_answer(form: &OAuthParams) -> Result<Option<(String, serde_json::Value)>, Error> {
+    let Some(ceremony) = form.get("passkey_ceremony").filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let credential = serde_json::from_str(form.get("passkey_credential").unwrap_or_default())
+        .map_err(|_| Error::InvalidRequest("passkey_credential must be JSON".into()))?;
+    Ok(Some((ceremony.to_owned(), credential)))
+}
+
 async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -164,6 +189,7 @@ async fn submit(
                 "Go back to the app and start signing in again.",
             ),
             None,
+            false,
         ));
     };
     let params = params_of(&form);
@@ -175,15 +201,31 @@ async fn submit(
     let show = |status, step, error: &str| {
         page(&state, status, &request, &params, &csrf, step, Some(error))
     };
+    let passkey = passkey_answer(&form);
     let outcome = if let Some(mfa_token) = form.get("mfa_token") {
+        let methods = form.get("mfa_methods").unwrap_or("totp");
+        let again = Step::Code { mfa_token, methods };
+        let again_at = |status, error: &str| {
+            let step = Step::Code { mfa_token, methods };
+            show(status, step, error)
+        };
+        let (ceremony, credential) = match passkey {
+            Ok(Some((c, v))) => (Some(c), Some(v)),
+            Ok(None) => (None, None),
+            Err(_) => {
+                let error = "That passkey was not accepted. Try again.";
+                return Ok(show(StatusCode::UNAUTHORIZED, again, error));
+            }
+        };
+        let by_passkey = ceremony.is_some();
         let step = SecondStep {
             mfa_token: mfa_token.to_owned(),
             code: form.get("code").map(str::to_owned),
             recovery_code: None,
             device_token: None,
             browser: false,
-            ceremony: None,
-            credential: None,
+            ceremony,
+            credential,
         };
         let client_id = request.client.id.clone();
         let same_client = move |c: &str| {
@@ -196,21 +238,17 @@ async fn submit(
             }
         };
         match mfa_login::finish_login(&deps, step, origin(&req), &same_client).await {
+            Err(Error::InvalidGrant(_) | Error::InvalidRequest(_)) if by_passkey => {
+                let error = "That passkey was not accepted. Try again.";
+                return Ok(again_at(StatusCode::UNAUTHORIZED, error));
+            }
             Err(Error::WrongCode) | Err(Error::InvalidRequest(_)) => {
-                let step = Step::Code { mfa_token };
-                return Ok(show(
-                    StatusCode::UNAUTHORIZED,
-                    step,
-                    "That code is not right. Try the current one.",
-                ));
+                let error = "That code is not right. Try the current one.";
+                return Ok(again_at(StatusCode::UNAUTHORIZED, error));
             }
             Err(Error::RateLimited { .. }) => {
-                let step = Step::Code { mfa_token };
-                return Ok(show(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    step,
-                    "Too many attempts. Try again later.",
-                ));
+                let error = "Too many attempts. Try again later.";
+                return Ok(again_at(StatusCode::TOO_MANY_REQUESTS, error));
             }
             Err(Error::InvalidGrant(_)) => {
                 let step = Step::Password { username: "" };
@@ -219,6 +257,33 @@ async fn submit(
                     step,
                     "This sign-in has expired. Start again.",
                 ));
+            }
+            other => other,
+        }
+    } else if let Some(answer) = passkey.transpose() {
+        // Passwordless: the discoverable ceremony the script ran (RFC 8176 amr hwk user mfa).
+        let refused = |status| {
+            let step = Step::Password { username: "" };
+            show(status, step, "That passkey was not accepted. Try again.")
+        };
+        let Ok((ceremony, credential)) = answer else {
+            return Ok(refused(StatusCode::UNAUTHORIZED));
+        };
+        let input = PasskeyLogin {
+            ceremony,
+            credential,
+            client_id: Some(request.client.id.clone()),
+            remember_me: Some(true),
+            device_token: None,
+            browser: false,
+            scope: request.scope.clone(),
+        };
+        match passkey_login::finish_login(&deps, input, origin(&req), &|_| Ok(())).await {
+            Err(Error::InvalidGrant(_) | Error::InvalidRequest(_)) => {
+                return Ok(refused(StatusCode::UNAUTHORIZED));
+            }
+            Err(Error::RateLimited { .. }) => {
+                return Ok(refused(StatusCode::TOO_MANY_REQUESTS));
             }
             other => other,
         }
@@ -235,15 +300,18 @@ async fn submit(
             browser: false,
         };
         match login::login(&deps, credentials, origin(&req)).await {
-            Err(Error::SecondFactorRequired { mfa_token, .. }) => {
+            Err(Error::SecondFactorRequired { mfa_token, methods }) => {
+                let methods = methods.join(" ");
                 let step = Step::Code {
                     mfa_token: mfa_token.expose(),
+                    methods: &methods,
                 };
-                return Ok(show(
-                    StatusCode::OK,
-                    step,
-                    "Enter the code from your authenticator app.",
-                ));
+                let ask = if methods.contains("totp") {
+                    "Enter the code from your authenticator app."
+                } else {
+                    "Confirm with your passkey."
+                };
+                return Ok(show(StatusCode::OK, step, ask));
             }
             // One message for a wrong password and an unknown name (OWASP Authentication
             // Cheat Sheet); the attempt counted in the login throttle.

@@ -11,6 +11,7 @@ mod abuse;
 mod audiences;
 mod authorize;
 mod authorize_attacks;
+mod authorize_passkeys;
 mod browser;
 mod cluster;
 mod crash;
