@@ -323,6 +323,9 @@ pub struct PendingLogin {
     /// `/login` only at `/login/mfa`), so a browser login's refresh token never reaches
     /// a JSON body.
     pub browser: bool,
+    /// The first step was this identity provider, not the password: the session's `amr`
+    /// then starts with `fed` and its `login_succeeded` names the provider.
+    pub idp: Option<String>,
 }
 
 /// A provider's user linked to an account: `(provider, subject)` is unique (OIDC Core

@@ -49,7 +49,7 @@ async fn script() -> HttpResponse {
         .body(signin_page::SCRIPT)
 }
 
-fn redirect(location: &str) -> HttpResponse {
+pub(super) fn redirect(location: &str) -> HttpResponse {
     HttpResponse::Found()
         .insert_header((header::LOCATION, location.to_owned()))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -58,7 +58,7 @@ fn redirect(location: &str) -> HttpResponse {
 }
 
 /// A refusal: a page for the user, or the error at the redirect URI.
-fn refused(r: Refusal) -> HttpResponse {
+pub(super) fn refused(r: Refusal) -> HttpResponse {
     match r {
         Refusal::Show(why) => signin_page::respond(
             StatusCode::BAD_REQUEST,
@@ -70,7 +70,7 @@ fn refused(r: Refusal) -> HttpResponse {
     }
 }
 
-fn new_csrf(state: &AppState) -> Result<String, ApiError> {
+pub(super) fn new_csrf(state: &AppState) -> Result<String, ApiError> {
     let mut buf = [0u8; 32];
     state
         .rng
@@ -79,7 +79,7 @@ fn new_csrf(state: &AppState) -> Result<String, ApiError> {
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
-fn csrf_cookie(value: &str) -> Cookie<'static> {
+pub(super) fn csrf_cookie(value: &str) -> Cookie<'static> {
     Cookie::build(CSRF_COOKIE, value.to_owned())
         .http_only(true)
         .secure(true)
@@ -88,11 +88,30 @@ fn csrf_cookie(value: &str) -> Cookie<'static> {
         .finish()
 }
 
+/// Whom the page signs in: the client, where its form may lead after the post (CSP
+/// `form-action`: the app's redirect URI, or the browser's `return_to`), and that
+/// `return_to` when the page is the second step of a browser's provider sign-in.
+pub(super) struct For<'a> {
+    pub client: &'a str,
+    pub target: &'a str,
+    pub return_to: Option<&'a str>,
+}
+
+impl<'a> For<'a> {
+    fn app(request: &'a Request<'_>) -> Self {
+        Self {
+            client: &request.client.id,
+            target: &request.redirect_uri,
+            return_to: None,
+        }
+    }
+}
+
 /// The page at `step`, with the CSRF cookie (re)set to `csrf`.
-fn page(
+pub(super) fn page(
     state: &AppState,
     status: StatusCode,
-    request: &Request<'_>,
+    who: &For<'_>,
     params: &AuthorizeParams,
     csrf: &str,
     step: Step<'_>,
@@ -100,7 +119,8 @@ fn page(
 ) -> HttpResponse {
     let passkeys = state.passkeys.is_some();
     let html = signin_page::render(&Page {
-        client: &request.client.id,
+        client: who.client,
+        return_to: who.return_to,
         params,
         csrf,
         error,
@@ -113,7 +133,7 @@ fn page(
             .collect(),
         passkeys,
     });
-    let mut res = signin_page::respond(status, html, Some(&request.redirect_uri), passkeys);
+    let mut res = signin_page::respond(status, html, Some(who.target), passkeys);
     let _ = res.add_cookie(&csrf_cookie(csrf));
     res
 }
@@ -135,7 +155,7 @@ async fn start(
     Ok(page(
         &state,
         StatusCode::OK,
-        &request,
+        &For::app(&request),
         &params,
         &csrf,
         step,
@@ -158,7 +178,7 @@ fn params_of(form: &OAuthParams) -> AuthorizeParams {
 }
 
 /// The cookie and the form's token are present and equal (constant time).
-fn csrf_ok(req: &HttpRequest, form: &OAuthParams) -> Option<String> {
+pub(super) fn csrf_ok(req: &HttpRequest, form: &OAuthParams) -> Option<String> {
     use subtle::ConstantTimeEq;
     let cookie = single_cookie(req, CSRF_COOKIE).ok().flatten()?;
     let field = form.get("csrf_token")?;
@@ -167,7 +187,9 @@ fn csrf_ok(req: &HttpRequest, form: &OAuthParams) -> Option<String> {
 
 /// The passkey fields the page's script fills: the ceremony and the authenticator's
 /// answer (JSON). `Err`: present but not JSON.
-fn passkey_answer(form: &OAuthParams) -> Result<Option<(String, serde_json::Value)>, Error> {
+pub(super) fn passkey_answer(
+    form: &OAuthParams,
+) -> Result<Option<(String, serde_json::Value)>, Error> {
     let Some(ceremony) = form.get("passkey_ceremony").filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
@@ -192,15 +214,20 @@ async fn submit(
             false,
         ));
     };
+    // The second step of a browser's sign-in through a provider: no authorization
+    // request, a `return_to` instead.
+    if let (None, Some(return_to)) = (form.get("response_type"), form.get("return_to")) {
+        return super::federated_step::submit(&state, &req, &form, return_to, &csrf).await;
+    }
     let params = params_of(&form);
     let request = match authorize::check(&state.settings, &params) {
         Ok(r) => r,
         Err(r) => return Ok(refused(r)),
     };
     let deps = Issuing::of(&state);
-    let show = |status, step, error: &str| {
-        page(&state, status, &request, &params, &csrf, step, Some(error))
-    };
+    let who = For::app(&request);
+    let show =
+        |status, step, error: &str| page(&state, status, &who, &params, &csrf, step, Some(error));
     let passkey = passkey_answer(&form);
     let outcome = if let Some(mfa_token) = form.get("mfa_token") {
         let methods = form.get("mfa_methods").unwrap_or("totp");

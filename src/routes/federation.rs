@@ -78,7 +78,7 @@ fn redirect(location: &str) -> actix_web::HttpResponseBuilder {
 
 /// `return_to#error=…&error_description=…`: the SPA reads the fragment, which never
 /// reaches a server.
-fn report(return_to: &str, failure: &Failure) -> HttpResponse {
+pub(super) fn report(return_to: &str, failure: &Failure) -> HttpResponse {
     let fragment = serde_urlencoded::to_string([
         ("error", failure.code),
         ("error_description", failure.description.as_str()),
@@ -226,6 +226,16 @@ async fn callback(
                 res.cookie(device_cookie(&state, device));
             }
             Ok(res.finish())
+        }
+        Ok(Finished::SecondFactor {
+            mfa_token,
+            methods,
+            to,
+        }) => {
+            let methods = methods.join(" ");
+            let mut res = super::federated_step::page(&state, mfa_token.expose(), &methods, &to)?;
+            let _ = res.add_cookie(&state_cookie(String::new(), CookieDuration::ZERO));
+            Ok(res)
         }
         Ok(Finished::Linked { return_to }) => Ok(redirect(&return_to)
             .cookie(state_cookie(String::new(), CookieDuration::ZERO))

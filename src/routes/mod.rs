@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod browser;
 pub mod client_addr;
 pub mod extract;
+mod federated_step;
 pub mod federation;
 pub mod health;
 pub mod login;

@@ -38,6 +38,8 @@ pub const SCRIPT: &str = include_str!("signin_page.js");
 
 pub struct Page<'a> {
     pub client: &'a str,
+    /// The second step of a browser's sign-in through a provider: where it ends.
+    pub return_to: Option<&'a str>,
     pub params: &'a AuthorizeParams,
     pub csrf: &'a str,
     pub error: Option<&'a str>,
@@ -123,6 +125,7 @@ pub fn render(page: &Page<'_>) -> String {
     b.push_str("<form method=\"post\" action=\"/oauth/authorize\">\n");
     hidden(&mut b, "csrf_token", Some(page.csrf));
     request_fields(&mut b, page.params);
+    hidden(&mut b, "return_to", page.return_to);
     match page.step {
         Step::Password { username } => {
             b.push_str(&format!(
@@ -186,6 +189,7 @@ fn passkey_form(b: &mut String, page: &Page<'_>) {
     ));
     hidden(b, "csrf_token", Some(page.csrf));
     request_fields(b, page.params);
+    hidden(b, "return_to", page.return_to);
     if let Step::Code { mfa_token, methods } = page.step {
         hidden(b, "mfa_token", Some(mfa_token));
         hidden(b, "mfa_methods", Some(methods));

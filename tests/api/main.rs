@@ -17,6 +17,7 @@ mod cluster;
 mod crash;
 mod federation;
 mod federation_attacks;
+mod federation_mfa;
 mod federation_oidc_provider;
 mod forged;
 mod hardening;

@@ -266,6 +266,8 @@ CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
 CREATE INDEX authorization_codes_by_session ON authorization_codes (session_id);
 ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
 "#,
+    // Version 8 (SQLite's 17): a pending second step after an identity provider.
+    "ALTER TABLE mfa_logins ADD COLUMN idp TEXT;",
 ];
 
 /// The newest schema version this build knows.

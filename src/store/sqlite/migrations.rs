@@ -374,6 +374,9 @@ CREATE INDEX authorization_codes_by_session ON authorization_codes(session_id);
 ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
 "#,
         ),
+        // Version 17: a pending second step after an identity provider (not a password)
+        // names the provider.
+        M::up("ALTER TABLE mfa_logins ADD COLUMN idp TEXT;"),
     ])
 }
 
