@@ -34,6 +34,10 @@ const landed = () => landings.length ? Promise.resolve(landings.shift()) : Promi
   new Promise((_, no) => setTimeout(() => no(new Error('no redirect to the app')), 10000)),
 ]);
 
+// The browser's own navigation to the app's page ends before the next one starts (the
+// app may hear the redirect first).
+const settled = (page) => page.waitForURL((u) => u.pathname === '/callback', { waitUntil: 'load' });
+
 // A new authorization request (RFC 7636: a fresh verifier each time).
 function authorization() {
   const verifier = randomBytes(32).toString('base64url');
@@ -109,6 +113,7 @@ try {
   let arrived = landed();
   await button.click();
   const passwordless = await amrOfCode(await arrived, request.verifier);
+  await settled(page);
   check(passwordless === 'hwk user mfa', `no name, no password: amr is hwk user mfa (${passwordless})`);
 
   // The password, then the passkey as the second step (no authenticator app to ask for).
