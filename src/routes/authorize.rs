@@ -6,29 +6,23 @@
 //! CSRF (OWASP CSRF Prevention, double submit): the page sets `__Host-lk_csrf` and
 //! carries the same value in the form; a post without both, equal, is refused.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use ring::rand::SecureRandom;
 
 use super::auth::origin;
-use super::browser::single_cookie;
 use super::extract::OAuthParams;
-use super::signin_page::{self, Page, Step};
+use super::signin_form::{csrf_cookie, csrf_ok, new_csrf, page, passkey_answer, redirect, For};
+use super::signin_page::{self, Step};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
-use crate::service::authorize::{self, AuthorizeParams, Refusal, Request};
+use crate::service::authorize::{self, AuthorizeParams, Refusal};
 use crate::service::issue::{Issued, Issuing};
 use crate::service::login::{self, Credentials};
 use crate::service::mfa_login::{self, SecondStep};
 use crate::service::passkey_login::{self, PasskeyLogin};
 use crate::service::Error;
 use crate::state::AppState;
-
-const CSRF_COOKIE: &str = "__Host-lk_csrf";
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/oauth/authorize", start)
@@ -49,14 +43,6 @@ async fn script() -> HttpResponse {
         .body(signin_page::SCRIPT)
 }
 
-pub(super) fn redirect(location: &str) -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, location.to_owned()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .finish()
-}
-
 /// A refusal: a page for the user, or the error at the redirect URI.
 pub(super) fn refused(r: Refusal) -> HttpResponse {
     match r {
@@ -68,74 +54,6 @@ pub(super) fn refused(r: Refusal) -> HttpResponse {
         ),
         Refusal::Redirect(location) => redirect(&location),
     }
-}
-
-pub(super) fn new_csrf(state: &AppState) -> Result<String, ApiError> {
-    let mut buf = [0u8; 32];
-    state
-        .rng
-        .fill(&mut buf)
-        .map_err(|_| ApiError::from(Error::internal(anyhow::anyhow!("randomness failed"))))?;
-    Ok(URL_SAFE_NO_PAD.encode(buf))
-}
-
-pub(super) fn csrf_cookie(value: &str) -> Cookie<'static> {
-    Cookie::build(CSRF_COOKIE, value.to_owned())
-        .http_only(true)
-        .secure(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .finish()
-}
-
-/// Whom the page signs in: the client, where its form may lead after the post (CSP
-/// `form-action`: the app's redirect URI, or the browser's `return_to`), and that
-/// `return_to` when the page is the second step of a browser's provider sign-in.
-pub(super) struct For<'a> {
-    pub client: &'a str,
-    pub target: &'a str,
-    pub return_to: Option<&'a str>,
-}
-
-impl<'a> For<'a> {
-    fn app(request: &'a Request<'_>) -> Self {
-        Self {
-            client: &request.client.id,
-            target: &request.redirect_uri,
-            return_to: None,
-        }
-    }
-}
-
-/// The page at `step`, with the CSRF cookie (re)set to `csrf`.
-pub(super) fn page(
-    state: &AppState,
-    status: StatusCode,
-    who: &For<'_>,
-    params: &AuthorizeParams,
-    csrf: &str,
-    step: Step<'_>,
-    error: Option<&str>,
-) -> HttpResponse {
-    let passkeys = state.passkeys.is_some();
-    let html = signin_page::render(&Page {
-        client: who.client,
-        return_to: who.return_to,
-        params,
-        csrf,
-        error,
-        step,
-        providers: state
-            .settings
-            .identity_providers
-            .iter()
-            .map(|p| (p.id.as_str(), p.display_name()))
-            .collect(),
-        passkeys,
-    });
-    let mut res = signin_page::respond(status, html, Some(who.target), passkeys);
-    let _ = res.add_cookie(&csrf_cookie(csrf));
-    res
 }
 
 async fn start(
@@ -175,27 +93,6 @@ fn params_of(form: &OAuthParams) -> AuthorizeParams {
         scope: get("scope"),
         idp: None,
     }
-}
-
-/// The cookie and the form's token are present and equal (constant time).
-pub(super) fn csrf_ok(req: &HttpRequest, form: &OAuthParams) -> Option<String> {
-    use subtle::ConstantTimeEq;
-    let cookie = single_cookie(req, CSRF_COOKIE).ok().flatten()?;
-    let field = form.get("csrf_token")?;
-    bool::from(cookie.as_bytes().ct_eq(field.as_bytes())).then_some(cookie)
-}
-
-/// The passkey fields the page's script fills: the ceremony and the authenticator's
-/// answer (JSON). `Err`: present but not JSON.
-pub(super) fn passkey_answer(
-    form: &OAuthParams,
-) -> Result<Option<(String, serde_json::Value)>, Error> {
-    let Some(ceremony) = form.get("passkey_ceremony").filter(|c| !c.is_empty()) else {
-        return Ok(None);
-    };
-    let credential = serde_json::from_str(form.get("passkey_credential").unwrap_or_default())
-        .map_err(|_| Error::InvalidRequest("passkey_credential must be JSON".into()))?;
-    Ok(Some((ceremony.to_owned(), credential)))
 }
 
 async fn submit(

@@ -10,9 +10,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::auth::origin;
-use super::authorize::{self as page_routes, For};
 use super::browser::{device_cookie, device_cookie_of, refresh_cookie};
 use super::extract::OAuthParams;
+use super::signin_form::{self as page_routes, For};
 use super::signin_page::{self, Step};
 use crate::error::ApiError;
 use crate::service::authorize::AuthorizeParams;
@@ -171,11 +171,8 @@ pub(super) async fn submit(
         // Expired, used, or too many wrong codes: the SPA hears it as it hears any
         // failed provider sign-in.
         Err(e @ (Error::InvalidGrant(_) | Error::Forbidden(_))) => {
-            let f = crate::service::federation::Failure {
-                code: "access_denied",
-                description: e.to_string(),
-            };
-            return Ok(super::federation::report(return_to, &f));
+            let to = page_routes::error_location(return_to, "access_denied", &e.to_string());
+            return Ok(page_routes::redirect(&to));
         }
         Err(e) => return Err(e.into()),
     };

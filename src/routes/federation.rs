@@ -17,6 +17,7 @@ use serde_json::json;
 use super::auth::{client_context, Authenticated};
 use super::browser::{device_cookie, refresh_cookie, session_of_cookie, single_cookie};
 use super::responses::{name_caller, no_store_json};
+use super::signin_form::error_location;
 use super::RouteTable;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
@@ -78,13 +79,9 @@ fn redirect(location: &str) -> actix_web::HttpResponseBuilder {
 
 /// `return_to#error=…&error_description=…`: the SPA reads the fragment, which never
 /// reaches a server.
-pub(super) fn report(return_to: &str, failure: &Failure) -> HttpResponse {
-    let fragment = serde_urlencoded::to_string([
-        ("error", failure.code),
-        ("error_description", failure.description.as_str()),
-    ])
-    .unwrap_or_else(|_| format!("error={}", failure.code));
-    redirect(&format!("{return_to}#{fragment}"))
+fn report(return_to: &str, failure: &Failure) -> HttpResponse {
+    let location = error_location(return_to, failure.code, &failure.description);
+    redirect(&location)
         .cookie(state_cookie(String::new(), CookieDuration::ZERO))
         .finish()
 }

@@ -24,6 +24,7 @@ pub mod responses;
 pub mod revocations;
 mod service_error;
 pub mod sessions;
+mod signin_form;
 mod signin_page;
 pub mod webhooks;
 pub mod wellknown;

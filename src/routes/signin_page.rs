@@ -225,7 +225,6 @@ pub struct HtmlPage;
 /// Clickjacking Defense: `frame-ancestors 'none'` and `X-Frame-Options: DENY`); the form
 /// may post here and, after the redirect that follows a sign-in, reach `form_target` (the
 /// app's redirect URI: CSP `form-action` covers redirects).
-
 pub fn respond(
     status: StatusCode,
     html: String,
