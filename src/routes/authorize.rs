@@ -44,7 +44,7 @@ async fn script() -> HttpResponse {
 }
 
 /// A refusal: a page for the user, or the error at the redirect URI.
-pub(super) fn refused(r: Refusal) -> HttpResponse {
+fn refused(r: Refusal) -> HttpResponse {
     match r {
         Refusal::Show(why) => signin_page::respond(
             StatusCode::BAD_REQUEST,
