@@ -1,7 +1,8 @@
 //! The example SPA's "Sign in with …" buttons in a real headless Chromium against a real
 //! OpenID provider (`tests/interop/spa_federation.mjs`, oidc-provider from
 //! `federation_oidc_provider.rs`; docs/identity-providers-guide.md): sign-up and sign-in
-//! again through the provider, and a password user linking and unlinking it; the issue's
+//! again through the provider, and a password user linking it, being asked for the
+//! account's TOTP code on latchkey's page after the provider, and unlinking it; the issue's
 //! "done when" for the browser. A screenshot of the page with the linked identity is saved
 //! to `tests/artifacts/spa-federation.png`.
 
@@ -56,6 +57,7 @@ async fn a_user_signs_up_and_in_with_a_provider_button_and_a_password_user_links
             &screenshot,
             "carol",
             PASSWORD,
+            &latchkey::clock::Clock::now_millis(app.clock.as_ref()).to_string(),
         ],
     )
     .await;
@@ -75,6 +77,13 @@ async fn a_user_signs_up_and_in_with_a_provider_button_and_a_password_user_links
     let fed = app
         .sql()
         .count("SELECT count(*) FROM sessions WHERE amr = 'fed'", &[]);
-    assert_eq!(fed, 2, "two sign-ins through the provider");
+    assert_eq!(fed, 2, "two sign-ins through the provider alone");
+    let fed_otp = app
+        .sql()
+        .count("SELECT count(*) FROM sessions WHERE amr = 'fed otp'", &[]);
+    assert_eq!(
+        fed_otp, 1,
+        "one through the provider and the account's code"
+    );
     assert_eq!(app.sql().count("SELECT count(*) FROM identities", &[]), 1);
 }

@@ -5,16 +5,35 @@
 // - the button leads to the provider and back signed in: a new account (sign-up);
 // - signed out, the button again: the same account;
 // - in another browser a password user links the provider from the SPA, sees it listed,
-//   is refused an identity that belongs to someone else (#error=access_denied, read and
-//   cleared from the address bar by @latchkey/client), and unlinks it.
+//   turns on TOTP and then, through the provider, is asked for the code on latchkey's
+//   sign-in page before coming back signed in (amr fed otp), is refused an identity that
+//   belongs to someone else (#error=access_denied, read and cleared from the address bar by
+//   @latchkey/client), and unlinks it.
 //
-// usage: node spa_federation.mjs API_BASE SPA_PORT SCREENSHOT_PATH USER PASSWORD
+// usage: node spa_federation.mjs API_BASE SPA_PORT SCREENSHOT_PATH USER PASSWORD SERVER_NOW_MS
 // The SPA is served from http://localhost:SPA_PORT, latchkey is http://localhost:PORT
 // (its issuer: the provider redirects there) and the provider http://127.0.0.1:PORT.
 // One line per check; ends with ALL PASSED; exit 1 on the first failure.
+import { createHmac } from 'node:crypto';
 import { check, launchChromium, serveSpa } from './browser.mjs';
 
-const [api, spaPort, screenshot, USER, PASSWORD] = process.argv.slice(2);
+const [api, spaPort, screenshot, USER, PASSWORD, serverNow] = process.argv.slice(2);
+
+// RFC 6238 (SHA-1, 6 digits, 30 s) for a base32 secret at time step `step`; the server's
+// clock stands still while the browser works (SERVER_NOW_MS).
+function totp(secret, step) {
+  let bits = 0; let value = 0; const key = [];
+  for (const c of secret.replace(/=+$/, '')) {
+    value = (value << 5) | 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.indexOf(c);
+    bits += 5;
+    if (bits >= 8) { key.push((value >>> (bits - 8)) & 255); bits -= 8; }
+  }
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', Buffer.from(key)).update(counter).digest();
+  const bin = mac.readUInt32BE(mac[mac.length - 1] & 15) & 0x7fffffff;
+  return String(bin % 1_000_000).padStart(6, '0');
+}
 const spaOrigin = `http://localhost:${spaPort}`;
 const home = `${spaOrigin}/?api=${encodeURIComponent(api)}`;
 
@@ -110,6 +129,31 @@ try {
   await other.waitForFunction(() => document.querySelectorAll('[data-testid=identities] li').length === 1);
   check((await identities(other))[0].startsWith('Example ID (bob@example.com)'), 'the linked identity is listed');
   await other.screenshot({ path: screenshot, fullPage: true });
+
+  // The account's second factor is asked for after the provider, on latchkey's page.
+  await other.click('[data-testid=mfa-setup]');
+  await other.fill('#mfa-enrol-form input[name=password]', PASSWORD);
+  await other.click('#mfa-enrol-form button[type=submit]');
+  await other.waitForSelector('[data-testid=mfa-confirm-form]:not([hidden])');
+  const secret = (await other.textContent('[data-testid=mfa-secret]')).trim();
+  const step = Math.floor(Number(serverNow) / 1000 / 30);
+  await other.fill('#mfa-confirm-form input[name=code]', totp(secret, step));
+  await other.click('#mfa-confirm-form button[type=submit]');
+  await other.waitForSelector('[data-testid=mfa-codes]:not([hidden])');
+  await other.click('[data-testid=logout]');
+  await other.waitForSelector('[data-testid=login-form]:not([hidden])');
+  await other.click('[data-testid=signin-oidc]');
+  await other.waitForURL((u) => u.href.startsWith(api), { timeout: 15000 });
+  const code = other.getByLabel('Code from your authenticator app');
+  await code.waitFor({ state: 'visible' });
+  check(true, "with TOTP on, the provider's sign-in stops at latchkey's page for the code");
+  // The confirmation spent this step's code: the next one (one step of drift).
+  await code.fill(totp(secret, step + 1));
+  await other.getByRole('button', { name: 'Continue' }).click();
+  await signedIn(other);
+  check(await who(other) === USER, 'and comes back signed in once the code is right');
+  const twoStep = await other.evaluate(() => window.latchkey.amr().join(' '));
+  check(twoStep === 'fed otp', `amr is fed otp (${twoStep})`);
 
   await other.click('[data-testid=unlink-oidc]');
   await identityStatus(other, 'was unlinked');
