@@ -114,10 +114,11 @@ pub async fn cleanup(state: &AppState) -> anyhow::Result<Cleanup> {
         .store
         .write(async move |tx| tx.delete_federation_states_expired_before(now).await)
         .await?;
-    // Authorization codes (60 s); a used one stays until then to catch its reuse.
+    // Authorization codes (60 s); a used one stays until then to catch its reuse, and the
+    // session of one never exchanged ends.
     state
         .store
-        .write(async move |tx| tx.delete_authorization_codes_expired_before(now).await)
+        .write(async move |tx| crate::domain::authorization_codes::sweep_expired(tx, now).await)
         .await?;
     loop {
         let events = state

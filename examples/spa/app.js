@@ -8,13 +8,15 @@
 // - an account with a second factor answers the password with `mfa_required`; the page
 //   asks for the code (or a recovery code, or a passkey) and the library finishes the
 //   login;
-// - passkeys (passkeys.js): passwordless sign-in, and adding and removing them.
+// - passkeys (passkeys.js): passwordless sign-in, and adding and removing them;
+// - identity providers (providers.js): "Sign in with …", linking and unlinking.
 // No bundler: latchkey-client.js and webauthn.js are clients/js/dist/index.js and
 // webauthn.js (symlinks here; copy both when you deploy, or import '@latchkey/client'
 // through your bundler).
 // The API base comes from ?api=…, else http://localhost:8080.
 import { createClient } from './latchkey-client.js';
 import { passkeyProblem, setUpPasskeys } from './passkeys.js';
+import { setUpProviders } from './providers.js';
 
 const API = new URLSearchParams(location.search).get('api') || 'http://localhost:8080';
 
@@ -49,6 +51,7 @@ let pendingMfa = null; // memory only: the pending login's second step (5 minute
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $('status').textContent = text; };
 const passkeys = setUpPasskeys(lk, { mark, unmark });
+const providers = setUpProviders(lk, { mark, unmark });
 
 function signedOut(message) {
   $('signed-in').hidden = true;
@@ -58,6 +61,7 @@ function signedOut(message) {
   $('signup-form').hidden = true;
   $('login-form').hidden = false;
   passkeys.clear();
+  providers.clear();
   status(message || 'Signed out.');
 }
 
@@ -94,7 +98,7 @@ async function showSignedIn() {
   $('mfa-form').hidden = true;
   $('signed-in').hidden = false;
   status('Signed in.');
-  await Promise.all([showSessions(), passkeys.showPasskeys()]);
+  await Promise.all([showSessions(), passkeys.showPasskeys(), providers.showIdentities()]);
 }
 
 async function showSessions() {
@@ -349,6 +353,7 @@ window.addEventListener('hashchange', () => {
 window.latchkey = {
   refresh,
   signedIn: () => lk.session !== null,
+  userId: () => lk.session?.userId,
   amr: () => lk.session?.amr ?? [],
 };
 

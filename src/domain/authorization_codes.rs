@@ -87,6 +87,23 @@ pub async fn redeem(
     }
 }
 
+/// Housekeeping: deletes the codes that expired before `now`. A code never exchanged
+/// leaves a session nobody can get tokens for (they wait sealed in the code's row), so
+/// that session is revoked rather than left alive until its idle timeout. Returns how
+/// many sessions ended.
+pub async fn sweep_expired(tx: &mut dyn Tx, now: Millis) -> anyhow::Result<usize> {
+    let mut ended = 0;
+    for id in tx.delete_authorization_codes_expired_before(now).await? {
+        if let Some(session) = tx.session_by_id(&id).await? {
+            let ctx = ClientContext::default();
+            if revocation::revoke(tx, now, &session, RevocationReason::Revoked, &ctx).await? {
+                ended += 1;
+            }
+        }
+    }
+    Ok(ended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

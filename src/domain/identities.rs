@@ -45,9 +45,13 @@ pub enum FederatedOutcome {
     LinkedElsewhere,
     /// No account has it and registration is closed.
     RegistrationClosed,
-    /// The account has a second factor, which a provider alone does not replace: until
-    /// latchkey's sign-in page can ask for it, such an account is not opened this way.
-    SecondFactorRequired,
+    /// The account of a linked identity has a second factor, which a provider alone does
+    /// not replace: the sign-in page asks for it before any session starts.
+    SecondFactorRequired(Box<User>),
+    /// The verified email is that of an account with a second factor: not linked by
+    /// email (auto-linking must not be a way around the factor); its owner links the
+    /// provider explicitly, signed in.
+    SecondFactorBlocksEmailLink,
 }
 
 #[derive(Clone)]
@@ -85,7 +89,9 @@ pub async fn federated_login(
     let (user_id, found) = match existing {
         Some(i) => {
             if mfa::has_active_factor(tx, &i.user_id).await? {
-                return Ok(FederatedOutcome::SecondFactorRequired);
+                if let Some(user) = tx.user_by_id(&i.user_id).await? {
+                    return Ok(FederatedOutcome::SecondFactorRequired(Box::new(user)));
+                }
             }
             tx.record_identity_login(&i.id, now, email.as_deref(), who.email_verified)
                 .await?;
@@ -98,7 +104,7 @@ pub async fn federated_login(
             };
             match owner {
                 Some(u) if mfa::has_active_factor(tx, &u.id).await? => {
-                    return Ok(FederatedOutcome::SecondFactorRequired)
+                    return Ok(FederatedOutcome::SecondFactorBlocksEmailLink)
                 }
                 Some(u) => {
                     link(tx, now, &u.id, who, "verified_email", &req.session.ctx).await?;

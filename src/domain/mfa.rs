@@ -473,6 +473,7 @@ pub fn pending_login(
         expires_at: now + MFA_TOKEN_TTL_MS,
         failures: 0,
         browser,
+        idp: new.idp.clone(),
     }
 }
 

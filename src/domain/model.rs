@@ -323,6 +323,9 @@ pub struct PendingLogin {
     /// `/login` only at `/login/mfa`), so a browser login's refresh token never reaches
     /// a JSON body.
     pub browser: bool,
+    /// The first step was this identity provider, not the password: the session's `amr`
+    /// then starts with `fed` and its `login_succeeded` names the provider.
+    pub idp: Option<String>,
 }
 
 /// A provider's user linked to an account: `(provider, subject)` is unique (OIDC Core
@@ -368,6 +371,10 @@ pub struct PendingAuthorization {
     pub redirect_uri: String,
     pub code_challenge: String,
     pub state: Option<String>,
+    /// The requested scope (checked against the client's): the session gets it.
+    /// `default`: rows stored before it was kept read as no scope.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// An authorization code (RFC 6749 §4.1.2) for a session already signed in at

@@ -6,28 +6,23 @@
 //! CSRF (OWASP CSRF Prevention, double submit): the page sets `__Host-lk_csrf` and
 //! carries the same value in the form; a post without both, equal, is refused.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use ring::rand::SecureRandom;
 
 use super::auth::origin;
-use super::browser::single_cookie;
 use super::extract::OAuthParams;
-use super::signin_page::{self, Page, Step};
+use super::signin_form::{csrf_cookie, csrf_ok, new_csrf, page, passkey_answer, redirect, For};
+use super::signin_page::{self, Step};
 use super::RouteTable;
 use crate::error::ApiError;
 use crate::ratelimit::Endpoint;
-use crate::service::authorize::{self, AuthorizeParams, Refusal, Request};
+use crate::service::authorize::{self, AuthorizeParams, Refusal};
 use crate::service::issue::{Issued, Issuing};
 use crate::service::login::{self, Credentials};
 use crate::service::mfa_login::{self, SecondStep};
+use crate::service::passkey_login::{self, PasskeyLogin};
 use crate::service::Error;
 use crate::state::AppState;
-
-const CSRF_COOKIE: &str = "__Host-lk_csrf";
 
 pub fn configure(t: &mut RouteTable) {
     t.get("/oauth/authorize", start)
@@ -36,14 +31,16 @@ pub fn configure(t: &mut RouteTable) {
     t.post("/oauth/authorize", submit)
         .rate_limited(Endpoint::Browser)
         .rate_limited(Endpoint::Login);
+    t.get(signin_page::SCRIPT_PATH, script);
 }
 
-fn redirect(location: &str) -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, location.to_owned()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .finish()
+/// The page's one script (`script-src 'self'`): static, so cacheable.
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(signin_page::SCRIPT)
 }
 
 /// A refusal: a page for the user, or the error at the redirect URI.
@@ -53,55 +50,10 @@ fn refused(r: Refusal) -> HttpResponse {
             StatusCode::BAD_REQUEST,
             signin_page::message("This sign-in link is not valid", &why),
             None,
+            false,
         ),
         Refusal::Redirect(location) => redirect(&location),
     }
-}
-
-fn new_csrf(state: &AppState) -> Result<String, ApiError> {
-    let mut buf = [0u8; 32];
-    state
-        .rng
-        .fill(&mut buf)
-        .map_err(|_| ApiError::from(Error::internal(anyhow::anyhow!("randomness failed"))))?;
-    Ok(URL_SAFE_NO_PAD.encode(buf))
-}
-
-fn csrf_cookie(value: &str) -> Cookie<'static> {
-    Cookie::build(CSRF_COOKIE, value.to_owned())
-        .http_only(true)
-        .secure(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .finish()
-}
-
-/// The page at `step`, with the CSRF cookie (re)set to `csrf`.
-fn page(
-    state: &AppState,
-    status: StatusCode,
-    request: &Request<'_>,
-    params: &AuthorizeParams,
-    csrf: &str,
-    step: Step<'_>,
-    error: Option<&str>,
-) -> HttpResponse {
-    let html = signin_page::render(&Page {
-        client: &request.client.id,
-        params,
-        csrf,
-        error,
-        step,
-        providers: state
-            .settings
-            .identity_providers
-            .iter()
-            .map(|p| (p.id.as_str(), p.display_name()))
-            .collect(),
-    });
-    let mut res = signin_page::respond(status, html, Some(&request.redirect_uri));
-    let _ = res.add_cookie(&csrf_cookie(csrf));
-    res
 }
 
 async fn start(
@@ -121,7 +73,7 @@ async fn start(
     Ok(page(
         &state,
         StatusCode::OK,
-        &request,
+        &For::app(&request),
         &params,
         &csrf,
         step,
@@ -143,14 +95,6 @@ fn params_of(form: &OAuthParams) -> AuthorizeParams {
     }
 }
 
-/// The cookie and the form's token are present and equal (constant time).
-fn csrf_ok(req: &HttpRequest, form: &OAuthParams) -> Option<String> {
-    use subtle::ConstantTimeEq;
-    let cookie = single_cookie(req, CSRF_COOKIE).ok().flatten()?;
-    let field = form.get("csrf_token")?;
-    bool::from(cookie.as_bytes().ct_eq(field.as_bytes())).then_some(cookie)
-}
-
 async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -164,26 +108,48 @@ async fn submit(
                 "Go back to the app and start signing in again.",
             ),
             None,
+            false,
         ));
     };
+    // The second step of a browser's sign-in through a provider: no authorization
+    // request, a `return_to` instead.
+    if let (None, Some(return_to)) = (form.get("response_type"), form.get("return_to")) {
+        return super::federated_step::submit(&state, &req, &form, return_to, &csrf).await;
+    }
     let params = params_of(&form);
     let request = match authorize::check(&state.settings, &params) {
         Ok(r) => r,
         Err(r) => return Ok(refused(r)),
     };
     let deps = Issuing::of(&state);
-    let show = |status, step, error: &str| {
-        page(&state, status, &request, &params, &csrf, step, Some(error))
-    };
+    let who = For::app(&request);
+    let show =
+        |status, step, error: &str| page(&state, status, &who, &params, &csrf, step, Some(error));
+    let passkey = passkey_answer(&form);
     let outcome = if let Some(mfa_token) = form.get("mfa_token") {
+        let methods = form.get("mfa_methods").unwrap_or("totp");
+        let again = Step::Code { mfa_token, methods };
+        let again_at = |status, error: &str| {
+            let step = Step::Code { mfa_token, methods };
+            show(status, step, error)
+        };
+        let (ceremony, credential) = match passkey {
+            Ok(Some((c, v))) => (Some(c), Some(v)),
+            Ok(None) => (None, None),
+            Err(_) => {
+                let error = "That passkey was not accepted. Try again.";
+                return Ok(show(StatusCode::UNAUTHORIZED, again, error));
+            }
+        };
+        let by_passkey = ceremony.is_some();
         let step = SecondStep {
             mfa_token: mfa_token.to_owned(),
             code: form.get("code").map(str::to_owned),
             recovery_code: None,
             device_token: None,
             browser: false,
-            ceremony: None,
-            credential: None,
+            ceremony,
+            credential,
         };
         let client_id = request.client.id.clone();
         let same_client = move |c: &str| {
@@ -196,21 +162,17 @@ async fn submit(
             }
         };
         match mfa_login::finish_login(&deps, step, origin(&req), &same_client).await {
+            Err(Error::InvalidGrant(_) | Error::InvalidRequest(_)) if by_passkey => {
+                let error = "That passkey was not accepted. Try again.";
+                return Ok(again_at(StatusCode::UNAUTHORIZED, error));
+            }
             Err(Error::WrongCode) | Err(Error::InvalidRequest(_)) => {
-                let step = Step::Code { mfa_token };
-                return Ok(show(
-                    StatusCode::UNAUTHORIZED,
-                    step,
-                    "That code is not right. Try the current one.",
-                ));
+                let error = "That code is not right. Try the current one.";
+                return Ok(again_at(StatusCode::UNAUTHORIZED, error));
             }
             Err(Error::RateLimited { .. }) => {
-                let step = Step::Code { mfa_token };
-                return Ok(show(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    step,
-                    "Too many attempts. Try again later.",
-                ));
+                let error = "Too many attempts. Try again later.";
+                return Ok(again_at(StatusCode::TOO_MANY_REQUESTS, error));
             }
             Err(Error::InvalidGrant(_)) => {
                 let step = Step::Password { username: "" };
@@ -219,6 +181,33 @@ async fn submit(
                     step,
                     "This sign-in has expired. Start again.",
                 ));
+            }
+            other => other,
+        }
+    } else if let Some(answer) = passkey.transpose() {
+        // Passwordless: the discoverable ceremony the script ran (RFC 8176 amr hwk user mfa).
+        let refused = |status| {
+            let step = Step::Password { username: "" };
+            show(status, step, "That passkey was not accepted. Try again.")
+        };
+        let Ok((ceremony, credential)) = answer else {
+            return Ok(refused(StatusCode::UNAUTHORIZED));
+        };
+        let input = PasskeyLogin {
+            ceremony,
+            credential,
+            client_id: Some(request.client.id.clone()),
+            remember_me: Some(true),
+            device_token: None,
+            browser: false,
+            scope: request.scope.clone(),
+        };
+        match passkey_login::finish_login(&deps, input, origin(&req), &|_| Ok(())).await {
+            Err(Error::InvalidGrant(_) | Error::InvalidRequest(_)) => {
+                return Ok(refused(StatusCode::UNAUTHORIZED));
+            }
+            Err(Error::RateLimited { .. }) => {
+                return Ok(refused(StatusCode::TOO_MANY_REQUESTS));
             }
             other => other,
         }
@@ -235,15 +224,18 @@ async fn submit(
             browser: false,
         };
         match login::login(&deps, credentials, origin(&req)).await {
-            Err(Error::SecondFactorRequired { mfa_token, .. }) => {
+            Err(Error::SecondFactorRequired { mfa_token, methods }) => {
+                let methods = methods.join(" ");
                 let step = Step::Code {
                     mfa_token: mfa_token.expose(),
+                    methods: &methods,
                 };
-                return Ok(show(
-                    StatusCode::OK,
-                    step,
-                    "Enter the code from your authenticator app.",
-                ));
+                let ask = if methods.contains("totp") {
+                    "Enter the code from your authenticator app."
+                } else {
+                    "Confirm with your passkey."
+                };
+                return Ok(show(StatusCode::OK, step, ask));
             }
             // One message for a wrong password and an unknown name (OWASP Authentication
             // Cheat Sheet); the attempt counted in the login throttle.

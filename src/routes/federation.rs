@@ -17,6 +17,7 @@ use serde_json::json;
 use super::auth::{client_context, Authenticated};
 use super::browser::{device_cookie, refresh_cookie, session_of_cookie, single_cookie};
 use super::responses::{name_caller, no_store_json};
+use super::signin_form::error_location;
 use super::RouteTable;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
@@ -36,6 +37,7 @@ pub fn configure(t: &mut RouteTable) {
         .rate_limited(Endpoint::Browser);
     t.get("/federate/{idp}/callback", callback)
         .rate_limited(Endpoint::Browser);
+    t.get("/identity-providers", providers);
     t.get("/me/identities", list);
     t.delete("/me/identities/{id}", unlink);
 }
@@ -78,12 +80,8 @@ fn redirect(location: &str) -> actix_web::HttpResponseBuilder {
 /// `return_to#error=…&error_description=…`: the SPA reads the fragment, which never
 /// reaches a server.
 fn report(return_to: &str, failure: &Failure) -> HttpResponse {
-    let fragment = serde_urlencoded::to_string([
-        ("error", failure.code),
-        ("error_description", failure.description.as_str()),
-    ])
-    .unwrap_or_else(|_| format!("error={}", failure.code));
-    redirect(&format!("{return_to}#{fragment}"))
+    let location = error_location(return_to, failure.code, &failure.description);
+    redirect(&location)
         .cookie(state_cookie(String::new(), CookieDuration::ZERO))
         .finish()
 }
@@ -226,6 +224,16 @@ async fn callback(
             }
             Ok(res.finish())
         }
+        Ok(Finished::SecondFactor {
+            mfa_token,
+            methods,
+            to,
+        }) => {
+            let methods = methods.join(" ");
+            let mut res = super::federated_step::page(&state, mfa_token.expose(), &methods, &to)?;
+            let _ = res.add_cookie(&state_cookie(String::new(), CookieDuration::ZERO));
+            Ok(res)
+        }
         Ok(Finished::Linked { return_to }) => Ok(redirect(&return_to)
             .cookie(state_cookie(String::new(), CookieDuration::ZERO))
             .finish()),
@@ -252,6 +260,21 @@ async fn callback(
             f.description
         ))),
     }
+}
+
+/// The configured providers, for a sign-in screen's buttons: public, as the page at
+/// `/oauth/authorize` shows them to anyone (Supabase's `/settings` lists its providers the
+/// same way). Only ids and names; issuers and client ids stay in the configuration.
+async fn providers(state: web::Data<AppState>) -> HttpResponse {
+    let items: Vec<_> = state
+        .settings
+        .identity_providers
+        .iter()
+        .map(|p| json!({ "id": p.id, "display_name": p.display_name() }))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(json!({ "identity_providers": items }))
 }
 
 async fn list(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {

@@ -73,6 +73,7 @@ impl FinishBody {
             remember_me: self.remember_me,
             device_token: self.device_token,
             browser,
+            scope: None,
         }
     }
 }

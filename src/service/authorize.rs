@@ -41,6 +41,7 @@ impl Request<'_> {
             redirect_uri: self.redirect_uri.clone(),
             code_challenge: self.code_challenge.clone(),
             state: self.state.clone(),
+            scope: self.scope.clone(),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::domain::model::{ClientContext, PendingAuthorization};
 use crate::domain::sessions::{LoginOutcome, NewSession};
 use crate::domain::{AuthMethod, IdentityId, Scope, TokenHash, UserId};
 use crate::idp::{IdpError, Providers};
+use crate::secret::Secret;
 
 /// A state lives this long: enough to sign in at the provider, short enough that a
 /// stolen one is soon useless.
@@ -203,6 +204,7 @@ pub struct Callback<'a> {
 /// redirect URI (an authorization request).
 #[derive(Clone)]
 pub struct ReportTo {
+    pub client_id: String,
     pub return_to: String,
     pub authorization: Option<PendingAuthorization>,
 }
@@ -210,8 +212,20 @@ pub struct ReportTo {
 /// The end of a callback: a session (sign-in), a link, or a failure to report.
 /// `Err(None)`: nowhere to report it (unknown state).
 pub enum Finished {
-    SignedIn { issued: Box<Issued>, to: ReportTo },
-    Linked { return_to: String },
+    SignedIn {
+        issued: Box<Issued>,
+        to: ReportTo,
+    },
+    Linked {
+        return_to: String,
+    },
+    /// The account has a second factor: latchkey's sign-in page asks for it, then
+    /// finishes as the flow started (a browser's cookie at `return_to`, or an app's code).
+    SecondFactor {
+        mfa_token: Secret<String>,
+        methods: Vec<&'static str>,
+        to: ReportTo,
+    },
 }
 
 /// Takes the state (once), checks it against the cookie, the provider and its
@@ -243,6 +257,7 @@ pub async fn finish(
         ));
     };
     let to = ReportTo {
+        client_id: saved.client_id.clone(),
         return_to: saved.return_to.clone(),
         authorization: saved.authorization.clone(),
     };
@@ -297,6 +312,16 @@ pub async fn finish(
         preferred_username: verified.preferred_username,
     };
     let remember_me = true;
+    // An app's request (`/oauth/authorize?idp=…&scope=…`) gets the scope it asked for
+    // and was allowed at the request, as from the sign-in page; a browser sign-in none.
+    let scope = match saved
+        .authorization
+        .as_ref()
+        .and_then(|p| p.scope.as_deref())
+    {
+        Some(s) => Scope::parse(s).map_err(|e| fail(Failure::new("invalid_scope", e)))?,
+        None => Scope::default(),
+    };
     let req = FederatedLogin {
         who,
         link_by_verified_email: provider.link_by_verified_email,
@@ -305,7 +330,7 @@ pub async fn finish(
         session: NewSession {
             user_id: UserId::new_random(),
             client_id: client.id.clone(),
-            scope: Scope::default(),
+            scope,
             remember_me,
             lifetimes: settings.lifetimes(Some(client), remember_me),
             max_per_user: settings.session.max_per_user,
@@ -317,6 +342,7 @@ pub async fn finish(
         },
     };
     let now = deps.issuing.gate.now();
+    let session = req.session.clone();
     let (rng, keys) = (deps.issuing.rng.clone(), deps.issuing.sealer.clone());
     let outcome = deps
         .issuing
@@ -333,9 +359,38 @@ pub async fn finish(
             "access_denied",
             "this identity is linked to another account",
         ))),
-        FederatedOutcome::SecondFactorRequired => Err(fail(Failure::new(
+        FederatedOutcome::SecondFactorRequired(user) => {
+            // A pending second step, as after a password (5 minutes, single use); it
+            // remembers the provider, so the session's amr starts with `fed`.
+            let audiences = audiences_for(settings, client, &[]).map_err(|e| fail(e.into()))?;
+            let new = NewSession {
+                user_id: user.id.clone(),
+                ..session
+            };
+            let browser = to.authorization.is_none();
+            let pending = super::login::require_second_factor(
+                &deps.issuing,
+                &user,
+                &new,
+                audiences,
+                now,
+                browser,
+            )
+            .await;
+            match pending {
+                Ok(Error::SecondFactorRequired { mfa_token, methods }) => {
+                    Ok(Finished::SecondFactor {
+                        mfa_token,
+                        methods,
+                        to,
+                    })
+                }
+                Ok(other) | Err(other) => Err(fail(other.into())),
+            }
+        }
+        FederatedOutcome::SecondFactorBlocksEmailLink => Err(fail(Failure::new(
             "access_denied",
-            "this account has a second factor: sign in with the password",
+            "an account with a second factor is linked only by its signed-in owner",
         ))),
         FederatedOutcome::RegistrationClosed => Err(fail(Failure::new(
             "access_denied",

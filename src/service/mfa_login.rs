@@ -76,7 +76,8 @@ fn parse_step(input: &mut SecondStep) -> Result<StepProof, Error> {
 /// Finishes a login that answered `mfa_required`. `allowed` vets the pending login's
 /// client before anything changes (browser mode: the Origin must be one of its
 /// `allowed_origins`). Answers as `/login` does, the session with `amr: ["pwd","otp"]`
-/// (or `["pwd","hwk","mfa"]` after a passkey) and the password step's `auth_time`.
+/// (or `["pwd","hwk","mfa"]` after a passkey; `fed` instead of `pwd` after an identity
+/// provider) and the first step's `auth_time`.
 #[tracing::instrument(skip_all)]
 pub async fn finish_login(
     deps: &Issuing<'_>,
@@ -129,9 +130,15 @@ pub async fn finish_login(
             &from,
         )
         .await?;
+    // The first step: the password, or an identity provider (`fed`).
+    let first = if pending.idp.is_some() {
+        AuthMethod::Fed
+    } else {
+        AuthMethod::Pwd
+    };
     let (proof, amr) = match step {
         // RFC 8176 §2: a password, then a one-time password.
-        StepProof::Code(proof) => (proof, vec![AuthMethod::Pwd, AuthMethod::Otp]),
+        StepProof::Code(proof) => (proof, vec![first, AuthMethod::Otp]),
         // A password, then a key held with the user verified by it.
         StepProof::Passkey {
             ceremony,
@@ -147,7 +154,7 @@ pub async fn finish_login(
                 &from.ctx,
             )
             .await?;
-            let amr = vec![AuthMethod::Pwd, AuthMethod::Hwk, AuthMethod::Mfa];
+            let amr = vec![first, AuthMethod::Hwk, AuthMethod::Mfa];
             (Proof::Passkey(used), amr)
         }
     };
@@ -162,8 +169,7 @@ pub async fn finish_login(
         ctx: from.ctx,
         amr,
         auth_time: Some(pending.auth_time),
-
-        idp: None,
+        idp: pending.idp.clone(),
     };
     let (rng, keys) = (deps.rng.clone(), deps.sealer.clone());
     let known_device = admitted.from_known_device();

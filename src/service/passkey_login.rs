@@ -99,6 +99,9 @@ pub struct PasskeyLogin {
     /// cookie's in browser mode): a trusted client for the throttle, as at `/login`.
     pub device_token: Option<String>,
     pub browser: bool,
+    /// The scope asked for, already allowed for the client (latchkey's sign-in page
+    /// carries its authorization request's); none at the JSON routes.
+    pub scope: Option<String>,
 }
 
 /// An assertion that verified, or why not.
@@ -248,7 +251,8 @@ pub async fn finish_login(
     let new = NewSession {
         user_id: user.id.clone(),
         client_id: client.id.clone(),
-        scope: Scope::parse("").map_err(|e| Error::InvalidScope(e.into()))?,
+        scope: Scope::parse(input.scope.as_deref().unwrap_or(""))
+            .map_err(|e| Error::InvalidScope(e.into()))?,
         remember_me,
         lifetimes: deps.settings.lifetimes(Some(&client), remember_me),
         max_per_user: deps.settings.session.max_per_user,

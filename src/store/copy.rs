@@ -142,6 +142,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("expires_at", Int),
             ("failures", Int),
             ("browser", Bool),
+            ("idp", Text),
         ],
     ),
     (

@@ -177,15 +177,19 @@ async fn an_account_with_totp_gives_its_code_on_the_page_before_the_app_gets_a_c
 /// `idp` named (or a provider button on the page): the sign-in happens at the provider
 /// and the app still gets a code at its redirect URI, bound to its PKCE challenge.
 #[tokio::test]
-async fn a_native_app_signs_in_through_an_identity_provider_and_gets_its_code() {
+async fn a_native_app_signs_in_through_an_identity_provider_and_gets_its_code_with_its_scope() {
     use crate::fake_idp::FakeIdp;
     use crate::federation::{
         callback, claims, header, provider, provider_answer, set_cookie, Started,
     };
     let idp = FakeIdp::start("latchkey").await;
     let issuer = idp.issuer.clone();
-    let app =
-        native_app_with(move |s| s.identity_providers = vec![provider("corp", &issuer)]).await;
+    let app = native_app_with(move |s| {
+        s.identity_providers = vec![provider("corp", &issuer)];
+        let native = s.clients.iter_mut().find(|c| c.id == CLIENT).unwrap();
+        native.scopes = vec!["read".into(), "write".into()];
+    })
+    .await;
     idp.will_say(claims("sub-1", "dana@example.com", true));
     let pkce = Pkce::new();
 
@@ -198,7 +202,9 @@ async fn a_native_app_signs_in_through_an_identity_provider_and_gets_its_code() 
         page.html
     );
 
+    // RFC 6749 §3.3: the scope asked for (and allowed) is the federated session's.
     let q = with(request(CLIENT, REDIRECT, &pkce), "idp", Some("corp"));
+    let q = with(q, "scope", Some("read"));
     let res = authorize(&app, &q).await;
     assert_eq!(res.status(), StatusCode::FOUND);
     let started = Started {
@@ -223,6 +229,8 @@ async fn a_native_app_signs_in_through_an_identity_provider_and_gets_its_code() 
         .unwrap();
     let (_, claims) = crate::helpers::jwt_parts(tokens["access_token"].as_str().unwrap());
     assert_eq!(claims["amr"], serde_json::json!(["fed"]));
+    assert_eq!(claims["scope"], "read");
+    assert_eq!(tokens["scope"], "read");
 
     // A refusal at the provider comes back to the app as an error, with its state.
     let res = authorize(&app, &q).await;

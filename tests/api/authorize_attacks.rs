@@ -208,3 +208,42 @@ async fn request_values_carried_by_the_page_are_escaped_not_markup() {
         .iter()
         .any(|(k, v)| k == "state" && v == hostile));
 }
+
+#[tokio::test]
+async fn housekeeping_ends_the_session_of_a_code_that_expired_unexchanged() {
+    let app = native_app().await;
+    app.signup("alice", PASSWORD).await;
+    let kept = Pkce::new();
+    let code = code_for(&app, "alice", CLIENT, REDIRECT, &kept).await;
+    let tokens: Value = exchange(&app, &code, CLIENT, REDIRECT, &kept.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The app never comes back for this one (it crashed, the user closed the browser):
+    // nobody can ever get its session's tokens, which wait sealed in the code's row.
+    let lost = Pkce::new();
+    let abandoned = code_for(&app, "alice", CLIENT, REDIRECT, &lost).await;
+    let live = "SELECT count(*) FROM sessions WHERE revoked_at IS NULL";
+    assert_eq!(app.sql().count(live, &[]), 2);
+
+    app.advance(Duration::from_secs(61));
+    latchkey::housekeeping::cleanup(&app.state).await.unwrap();
+    assert_eq!(
+        app.sql().count(live, &[]),
+        1,
+        "the abandoned code's session ended"
+    );
+    let revoked = app.events_of("session_revoked");
+    assert_eq!(revoked.len(), 1);
+    assert!(revoked[0]
+        .1
+        .as_deref()
+        .unwrap()
+        .contains("\"reason\":\"revoked\""));
+    let res = exchange(&app, &abandoned, CLIENT, REDIRECT, &lost.verifier).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    // The exchanged code's session lives on.
+    let refreshed = app.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+}

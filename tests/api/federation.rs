@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fake_idp::{Claims, FakeIdp};
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 pub const APP: &str = "https://app.example";
 pub const RETURN_TO: &str = "https://app.example/signed-in";
@@ -424,4 +424,43 @@ async fn a_passwordless_account_keeps_its_last_way_in_be_it_an_identity_or_a_pas
         .unwrap();
     assert_eq!(left.as_array().unwrap().len(), 1);
     idp.stop().await;
+}
+
+#[tokio::test]
+async fn the_provider_list_is_public_and_names_only_ids_and_display_names() {
+    let app = spawn_app_with(|s| {
+        s.clients[0].allowed_origins = vec![APP.into()];
+        let mut bare = provider("gitlab", "https://gitlab.example");
+        bare.display_name = None;
+        s.identity_providers = vec![provider("corp", "https://corp.example"), bare];
+    })
+    .await;
+    // No token; a SPA on an allowed origin reads it cross-origin (CORS).
+    let res = app
+        .client
+        .get(app.url("/identity-providers"))
+        .header("origin", APP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "access-control-allow-origin"), APP);
+    assert_eq!(header(&res, "cache-control"), "public, max-age=300");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"identity_providers": [
+            {"id": "corp", "display_name": "Corp"},
+            {"id": "gitlab", "display_name": "gitlab"},
+        ]}),
+        "in configuration order; no issuer, client id or secret"
+    );
+    let none: Value = spawn_app()
+        .await
+        .get("/identity-providers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none, json!({"identity_providers": []}));
 }

@@ -17,21 +17,28 @@ use crate::helpers::{spawn_app_with, TestApp};
 /// port is only known after it starts).
 const CONFIGURED: &str = "http://127.0.0.1:8080";
 
-struct Upstream {
-    issuer: String,
+pub(crate) struct Upstream {
+    pub issuer: String,
     _child: tokio::process::Child,
     /// Kept open: the provider writes to stdout after its first line.
     _stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
 }
 
 async fn upstream() -> Upstream {
+    upstream_redirecting_to(&format!("{CONFIGURED}/federate/oidc/callback"), 0).await
+}
+
+/// oidc-provider on `port` (0: any) with its one client `latchkey` (secret
+/// `oidc-provider-test-secret`) allowed to redirect to `redirect_uri` only.
+pub(crate) async fn upstream_redirecting_to(redirect_uri: &str, port: u16) -> Upstream {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/oidc_provider.mjs"
     );
     let mut child = tokio::process::Command::new("node")
         .arg(script)
-        .arg(format!("{CONFIGURED}/federate/oidc/callback"))
+        .arg(redirect_uri)
+        .arg(port.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -106,6 +106,8 @@ fn pending(n: u8, user_id: &str, expires_at: i64) -> PendingLogin {
         expires_at,
         failures: 0,
         browser: true,
+        // One of them follows an identity provider (the column round-trips).
+        idp: (n == 60).then(|| "corp".into()),
     }
 }
 

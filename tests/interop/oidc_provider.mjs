@@ -1,21 +1,24 @@
-// An OpenID provider on localhost for tests/api/federation_oidc_provider.rs:
+// An OpenID provider on localhost for tests/api/federation_oidc_provider.rs and
+// spa_federation.rs:
 // oidc-provider (OpenID-certified) with its development interactions (any login, any
-// password), one confidential client `latchkey` and two accounts:
+// password), one confidential client `latchkey` and three accounts:
 //   ann      email ann@example.com, verified
 //   mallory  email ann@example.com, NOT verified (must never join ann's account)
-// Usage: node oidc_provider.mjs <latchkey callback URL>. Prints {"issuer": …} as one line
+//   bob      email bob@example.com, verified (linked by a password user in spa_federation.mjs)
+// Usage: node oidc_provider.mjs <latchkey callback URL> [PORT]. Prints {"issuer": …} as one line
 // once listening; runs until killed or stdin closes.
 import Provider from 'oidc-provider';
 import { createServer } from 'node:http';
 
-const redirectUri = process.argv[2];
+const [redirectUri, port = '0'] = process.argv.slice(2);
 const accounts = {
   ann: { email: 'ann@example.com', email_verified: true, preferred_username: 'ann' },
   mallory: { email: 'ann@example.com', email_verified: false, preferred_username: 'mallory' },
+  bob: { email: 'bob@example.com', email_verified: true, preferred_username: 'bob' },
 };
 
 const server = createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(Number(port), '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {

@@ -125,6 +125,23 @@ export interface Passkey {
   last_used_at: string | null;
 }
 
+/** An identity provider latchkey offers (`GET /identity-providers`). */
+export interface IdentityProvider {
+  id: string;
+  display_name: string;
+}
+
+/** An identity at a provider linked to the signed-in user (`GET /me/identities`). */
+export interface Identity {
+  id: string;
+  provider: string;
+  display_name: string | null;
+  email: string | null;
+  email_verified: boolean;
+  created_at: string;
+  last_login_at: string;
+}
+
 export interface SignInInput {
   username: string;
   password: string;
@@ -192,6 +209,17 @@ export function createClient(options: ClientOptions) {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let wake: (() => void) | null = null;
   const listeners = new Set<(c: AuthChange) => void>();
+
+  // A provider sign-in or link that failed comes back as return_to#error=…&
+  // error_description=… (the fragment never reaches a server). Read once, then removed from
+  // the address bar so that a reload or a shared link does not show it again.
+  let providerError: LatchkeyError | null = null;
+  const loc: Location | undefined = cookie && doc ? g.location : undefined;
+  const answer = new URLSearchParams(loc?.hash.slice(1));
+  if (loc && answer.get("error")) {
+    providerError = new LatchkeyError(answer.get("error")!, 0, answer.get("error_description") ?? "");
+    g.history?.replaceState(g.history.state, "", loc.pathname + loc.search);
+  }
 
   const visible = () => !doc || doc.visibilityState !== "hidden";
   const leeway = () => Math.min(leewayMs, lifetime / 4);
@@ -556,6 +584,17 @@ export function createClient(options: ClientOptions) {
     }
   }
 
+  // GET /browser/federate/{id}: a top-level navigation, so the provider's pages and the
+  // callback's cookies are first-party (docs/identity-providers-guide.md).
+  function federateUrl(id: string, returnTo?: string, link = false): string {
+    const q = new URLSearchParams({
+      ...(clientId ? { client_id: clientId } : {}),
+      return_to: returnTo ?? (loc ? loc.href.split("#")[0] : ""),
+      ...(link ? { link: "true" } : {}),
+    });
+    return `${issuer}/browser/federate/${encodeURIComponent(id)}?${q}`;
+  }
+
   return {
     /** Resolves once the client knows whether a session exists (cookie or storage). */
     ready,
@@ -593,6 +632,29 @@ export function createClient(options: ClientOptions) {
       const body = { ceremony: s.ceremony, credential, remember_me: rememberMe, ...cid };
       return finishSignIn(await call("POST", base + "finish", body, { browser: cookie }), sentAt, cookie);
     },
+    /** The identity providers to offer, for "Sign in with …" buttons. */
+    providers: () =>
+      call("GET", "/identity-providers")
+        .then(json<any>)
+        .then((b) => b.identity_providers as IdentityProvider[]),
+    /** Cookie mode: leaves the page for the provider; latchkey brings the browser back to
+     * `returnTo` (default: this page; on one of the client's allowed origins) with the
+     * refresh cookie set, and `ready` picks the session up; a failure comes back as
+     * `providerError`. */
+    signInWithProvider(id: string, { returnTo }: { returnTo?: string } = {}): void {
+      g.location.assign(federateUrl(id, returnTo));
+    },
+    /** Cookie mode, signed in: links the provider's identity to this account (no new
+     * session); back at `returnTo`, `identities.list()` shows it, or `providerError` why not. */
+    linkProvider(id: string, { returnTo }: { returnTo?: string } = {}): void {
+      g.location.assign(federateUrl(id, returnTo, true));
+    },
+    /** The provider sign-in's (or link's) failure this page was loaded with: `code` is the
+     * RFC 6749 §4.1.2.1 error (`access_denied`, `temporarily_unavailable`, `login_required`…). */
+    get providerError(): LatchkeyError | null {
+      return providerError;
+    },
+    federateUrl,
     /** "this" (default) ends this session, "others" every other one of the user's,
      * "all" every one. Signing out reaches every tab. */
     async signOut({ scope = "this" }: { scope?: "this" | "others" | "all" } = {}) {
@@ -633,6 +695,11 @@ export function createClient(options: ClientOptions) {
     sessions: {
       list: () => me("GET", "/me/sessions"),
       revoke: (id: string) => me("DELETE", "/me/sessions/" + encodeURIComponent(id)),
+    },
+    identities: {
+      list: () => me("GET", "/me/identities").then((b) => b.identities as Identity[]),
+      /** Refused (409 conflict) when it is the account's last way to sign in. */
+      unlink: (id: string) => me("DELETE", "/me/identities/" + encodeURIComponent(id)),
     },
     changePassword: (p: { currentPassword: string; newPassword: string }) =>
       me("POST", "/me/password", { current_password: p.currentPassword, new_password: p.newPassword }),

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::domain::model::AuthorizationCode;
-use crate::domain::TokenHash;
+use crate::domain::{SessionId, TokenHash};
 
 use super::Result;
 
@@ -20,6 +20,10 @@ pub trait AuthorizationCodeRepo {
         hash: &TokenHash,
         now: Millis,
     ) -> Result<Option<AuthorizationCode>>;
-    /// Housekeeping: deletes codes that expired before `cutoff`; returns how many.
-    async fn delete_authorization_codes_expired_before(&mut self, cutoff: Millis) -> Result<usize>;
+    /// Housekeeping: deletes codes that expired before `cutoff`; returns the sessions of
+    /// those that were never used.
+    async fn delete_authorization_codes_expired_before(
+        &mut self,
+        cutoff: Millis,
+    ) -> Result<Vec<SessionId>>;
 }

@@ -7,7 +7,6 @@ use crate::domain::model::AuthorizationCode;
 use crate::domain::repository::{AuthorizationCodeRepo, Result};
 use crate::domain::{SessionId, TokenHash};
 
-use super::tx::count;
 use super::PgTx;
 
 #[async_trait(?Send)]
@@ -71,13 +70,23 @@ impl AuthorizationCodeRepo for PgTx<'_> {
         Ok(Some(found))
     }
 
-    async fn delete_authorization_codes_expired_before(&mut self, cutoff: Millis) -> Result<usize> {
-        Ok(count(
-            self.exec(
-                "DELETE FROM authorization_codes WHERE expires_at < $1",
+    async fn delete_authorization_codes_expired_before(
+        &mut self,
+        cutoff: Millis,
+    ) -> Result<Vec<SessionId>> {
+        let rows = self
+            .rows(
+                "DELETE FROM authorization_codes WHERE expires_at < $1
+                 RETURNING session_id, used_at IS NULL",
                 &[&cutoff],
             )
-            .await?,
-        ))
+            .await?;
+        let mut unused = Vec::new();
+        for r in rows {
+            if r.try_get::<_, bool>(1)? {
+                unused.push(SessionId::from_stored(r.try_get(0)?));
+            }
+        }
+        Ok(unused)
     }
 }

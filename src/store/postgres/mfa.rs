@@ -28,6 +28,7 @@ fn pending_login_from_row(r: &Row) -> Result<PendingLogin> {
         expires_at: r.try_get(8)?,
         failures: u32::try_from(failures).unwrap_or(u32::MAX),
         browser: r.try_get(10)?,
+        idp: r.try_get(11)?,
     })
 }
 
@@ -139,8 +140,8 @@ impl SecondFactorRepo for PgTx<'_> {
     async fn insert_mfa_login(&mut self, l: &PendingLogin) -> Result<()> {
         self.exec(
             "INSERT INTO mfa_logins (token_hash, user_id, client_id, scope, audiences, remember_me,
-                 password_fingerprint, auth_time, expires_at, failures, browser)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 password_fingerprint, auth_time, expires_at, failures, browser, idp)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &l.token_hash.as_slice(),
                 &l.user_id.as_str(),
@@ -153,6 +154,7 @@ impl SecondFactorRepo for PgTx<'_> {
                 &l.expires_at,
                 &i64::from(l.failures),
                 &l.browser,
+                &l.idp,
             ],
         )
         .await?;
@@ -162,7 +164,7 @@ impl SecondFactorRepo for PgTx<'_> {
     async fn mfa_login_by_hash(&mut self, hash: &TokenHash) -> Result<Option<PendingLogin>> {
         self.opt(
             "SELECT token_hash, user_id, client_id, scope, audiences, remember_me,
-                 password_fingerprint, auth_time, expires_at, failures, browser
+                 password_fingerprint, auth_time, expires_at, failures, browser, idp
              FROM mfa_logins WHERE token_hash = $1",
             &[&hash.as_slice()],
         )

@@ -4,7 +4,7 @@
 //!
 //! Version 1 is the SQLite schema as of its migration 10 (store/sqlite/migrations.rs
 //! explains each table), in PostgreSQL's types, plus what only a shared database needs:
-//! `sessions.n` (the housekeeping sweep's cursor until version 8),
+//! `sessions.n` (the housekeeping sweep's cursor until version 9),
 //! `key_blobs` (signing and seal keys, sealed under the KEK) and `login_failures`
 //! (per-account login throttling counted across instances).
 
@@ -266,7 +266,9 @@ CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
 CREATE INDEX authorization_codes_by_session ON authorization_codes (session_id);
 ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
 "#,
-    // Version 8 (SQLite's 17): housekeeping sweeps sessions by id, as SQLite now does, so
+    // Version 8 (SQLite's 17): a pending second step after an identity provider.
+    "ALTER TABLE mfa_logins ADD COLUMN idp TEXT;",
+    // Version 9 (SQLite's 18): housekeeping sweeps sessions by id, as SQLite now does, so
     // `sessions.n` and its unique index go. A rotation rewrites its session's row, and
     // an update that moves an indexed column (the head's time, in the sealed-head index)
     // puts a new entry in every index of the table: one index fewer is less WAL and

@@ -72,10 +72,20 @@ impl AuthorizationCodeRepo for SqliteTx<'_> {
     async fn delete_authorization_codes_expired_before(
         &mut self,
         cutoff: Millis,
-    ) -> anyhow::Result<usize> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM authorization_codes WHERE expires_at < ?1")?
-            .execute([cutoff])?)
+    ) -> anyhow::Result<Vec<SessionId>> {
+        let mut stmt = self.conn.prepare_cached(
+            "DELETE FROM authorization_codes WHERE expires_at < ?1
+             RETURNING session_id, used_at IS NULL",
+        )?;
+        let deleted = stmt
+            .query_map([cutoff], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(deleted
+            .into_iter()
+            .filter(|(_, unused)| *unused)
+            .map(|(sid, _)| SessionId::from_stored(sid))
+            .collect())
     }
 }

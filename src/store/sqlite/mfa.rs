@@ -34,6 +34,7 @@ fn login_from_row(r: &Row<'_>) -> rusqlite::Result<PendingLogin> {
         expires_at: r.get(8)?,
         failures: r.get(9)?,
         browser: r.get(10)?,
+        idp: r.get(11)?,
     })
 }
 
@@ -133,8 +134,8 @@ impl SecondFactorRepo for SqliteTx<'_> {
         let conn = self.conn;
         conn.prepare_cached(
             "INSERT INTO mfa_logins (token_hash, user_id, client_id, scope, audiences, remember_me,
-             password_fingerprint, auth_time, expires_at, failures, browser)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             password_fingerprint, auth_time, expires_at, failures, browser, idp)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             l.token_hash.as_slice(),
@@ -147,7 +148,8 @@ impl SecondFactorRepo for SqliteTx<'_> {
             l.auth_time,
             l.expires_at,
             l.failures,
-            l.browser
+            l.browser,
+            l.idp
         ])?;
         Ok(())
     }
@@ -160,7 +162,7 @@ impl SecondFactorRepo for SqliteTx<'_> {
         Ok(conn
             .prepare_cached(
                 "SELECT token_hash, user_id, client_id, scope, audiences, remember_me,
-                 password_fingerprint, auth_time, expires_at, failures, browser
+                 password_fingerprint, auth_time, expires_at, failures, browser, idp
              FROM mfa_logins WHERE token_hash = ?1",
             )?
             .query_row([hash.as_slice()], login_from_row)

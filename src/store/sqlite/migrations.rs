@@ -374,7 +374,10 @@ CREATE INDEX authorization_codes_by_session ON authorization_codes(session_id);
 ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
 "#,
         ),
-        // Version 17: `sessions` clustered on its id (WITHOUT ROWID). A refresh finds its
+        // Version 17: a pending second step after an identity provider (not a password)
+        // names the provider.
+        M::up("ALTER TABLE mfa_logins ADD COLUMN idp TEXT;"),
+        // Version 18: `sessions` clustered on its id (WITHOUT ROWID). A refresh finds its
         // family by primary key; in a rowid table that is two B-tree descents (the
         // index on `id`, then the table by rowid), each a cold page read in a large file
         // (BENCHMARKS.md "Open loop"). Clustered, it is one. Housekeeping sweeps by id
@@ -493,11 +496,11 @@ mod tests {
     }
 
     #[test]
-    fn version_17_clusters_sessions_without_cascading_into_their_tokens_and_codes() {
+    fn version_18_clusters_sessions_without_cascading_into_their_tokens_and_codes() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         let migrations = super::migrations();
-        migrations.to_version(&mut conn, 16).unwrap();
+        migrations.to_version(&mut conn, 17).unwrap();
         conn.execute_batch(
             "INSERT INTO users (id, username, username_key, password_hash, created_at)
                  VALUES ('u', 'alice', 'alice', 'h', 0);

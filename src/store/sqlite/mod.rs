@@ -177,7 +177,7 @@ impl SqliteStore {
 /// Applies the schema migrations (the store does when it opens; a bulk loader that
 /// writes through its own connection calls this first).
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    // A migration that rebuilds a parent table (version 17) must not cascade the
+    // A migration that rebuilds a parent table (version 18) must not cascade the
     // drop of the old table into its children: SQLite's recipe turns foreign keys off
     // around it (the pragma is a no-op inside the migrations' transaction), and the
     // migration checks them itself before it commits.

@@ -34,6 +34,7 @@ fn federation_state(n: u8, link_user: Option<&str>, expires_at: i64) -> Federati
             redirect_uri: "http://127.0.0.1/callback".into(),
             code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
             state: Some("xyz".into()),
+            scope: Some("read".into()),
         }),
         expires_at,
     }
@@ -147,13 +148,16 @@ fn authorization_code(n: u8, session: &str, expires_at: i64) -> AuthorizationCod
 }
 
 #[tokio::test]
-async fn an_authorization_code_is_used_once_then_remembered_as_used_until_swept() {
+async fn an_authorization_code_is_used_once_then_remembered_as_used_until_swept_with_its_unused_sessions(
+) {
     let (store, _dir) = store().await;
     two_users(&store).await;
     let (first, second, unknown) = write_job!(store, |tx| {
         tx.insert_authorization_code(&authorization_code(1, "sa", T0 + 10))
             .await?;
         tx.insert_authorization_code(&authorization_code(2, "sb", T0 + 60))
+            .await?;
+        tx.insert_authorization_code(&authorization_code(3, "sb", T0 + 12))
             .await?;
         (
             tx.use_authorization_code(&hash(1), T0 + 5).await?,
@@ -179,6 +183,6 @@ async fn an_authorization_code_is_used_once_then_remembered_as_used_until_swept(
             tx.use_authorization_code(&hash(1), T0 + 16).await?,
         )
     });
-    assert_eq!(swept, 1);
+    assert_eq!(swept, vec![sid("sb")], "the session of the code never used");
     assert!(kept.is_some() && gone.is_none());
 }
