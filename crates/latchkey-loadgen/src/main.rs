@@ -180,7 +180,9 @@ async fn chain(
         if intended >= schedule.measure_from {
             let latency = micros(done - intended);
             let _ = report.intended.record(latency);
-            let _ = report.service.record(micros(done.saturating_duration_since(sent)));
+            let _ = report
+                .service
+                .record(micros(done.saturating_duration_since(sent)));
             if sent.saturating_duration_since(intended) > Duration::from_millis(1) {
                 report.late += 1;
             }
