@@ -109,13 +109,24 @@ async fn the_cli_lists_endpoints_and_sends_a_signed_test_delivery_directly() {
         }
         c.output().unwrap()
     };
-    let out = cli(&["webhooks", "list"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The receiver has the delivery; the sender records it as delivered just after the
+    // receiver's answer, so the listing may lag it by moments.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let out = cli(&["webhooks", "list"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().find(|l| l.starts_with("siem")).unwrap();
+        let cols: Vec<_> = line.split_whitespace().collect();
+        if cols[1..5] == ["enabled", "0", "0", "1"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let line = text.lines().find(|l| l.starts_with("siem")).unwrap();
     let cols: Vec<_> = line.split_whitespace().collect();
     assert_eq!(cols[1..5], ["enabled", "0", "0", "1"], "{text}");
