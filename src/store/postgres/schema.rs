@@ -272,7 +272,7 @@ ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
     // `sessions.n` and its unique index go. A rotation rewrites its session's row, and
     // an update that moves an indexed column (the head's time, in the sealed-head index)
     // puts a new entry in every index of the table: one index fewer is less WAL and
-    // database CPU per refresh (BENCHMARKS.md "Open loop").
+    // database CPU per refresh (BENCHMARKS.md "open loop, tail latency").
     r#"
 ALTER TABLE sessions DROP COLUMN n;
 "#,

@@ -4,7 +4,7 @@
 //! WAL past `wal_autocheckpoint` pages (1,000) copies every frame into the database file
 //! and fsyncs it before its `COMMIT` returns. Here that connection is the single writer,
 //! so every write waiting behind that batch waited for the checkpoint too: the
-//! periodic stalls in BENCHMARKS.md "Open loop". Instead the writer only nudges this
+//! periodic stalls in BENCHMARKS.md "open loop, tail latency". Instead the writer only nudges this
 //! thread after a commit, and the thread runs PASSIVE checkpoints on its own
 //! connection; a passive checkpoint never takes the write lock, so commits go on
 //! while it copies (<https://www.sqlite.org/wal.html#checkpointing>).

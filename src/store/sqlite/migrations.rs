@@ -380,7 +380,7 @@ ALTER TABLE federation_states ADD COLUMN authorization_request TEXT;
         // Version 18: `sessions` clustered on its id (WITHOUT ROWID). A refresh finds its
         // family by primary key; in a rowid table that is two B-tree descents (the
         // index on `id`, then the table by rowid), each a cold page read in a large file
-        // (BENCHMARKS.md "Open loop"). Clustered, it is one. Housekeeping sweeps by id
+        // (BENCHMARKS.md "open loop, tail latency"). Clustered, it is one. Housekeeping sweeps by id
         // ranges instead of rowid ranges. Rebuilt by SQLite's recipe for a parent table
         // (lang_altertable.html §7): foreign keys are off while it runs (`migrate`), and
         // checked before the migration commits.
