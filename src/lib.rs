@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod feed;
 pub mod housekeeping;
+pub mod html;
 pub mod idp;
 pub mod keys;
 pub mod mail;

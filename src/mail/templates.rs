@@ -178,21 +178,6 @@ fn pair(dir: Option<&Path>, name: &str, txt: &str, html: &str) -> anyhow::Result
     })
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl Templates {
     /// The built-in templates, with any of `dir`'s files in their place.
     pub fn load(dir: Option<&Path>) -> anyhow::Result<Self> {
@@ -224,7 +209,13 @@ impl Templates {
         };
         let minutes = minutes.to_string();
         let fill = |t: &str, esc: bool| {
-            let v = |s: &str| if esc { html_escape(s) } else { s.to_owned() };
+            let v = |s: &str| {
+                if esc {
+                    crate::html::escape(s)
+                } else {
+                    s.to_owned()
+                }
+            };
             t.replace("{{username}}", &v(&name))
                 .replace("{{link}}", &v(link))
                 .replace("{{minutes}}", &minutes)

@@ -7,6 +7,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 
+use crate::html::escape;
 use crate::service::authorize::AuthorizeParams;
 
 /// Which step the page asks for.
@@ -48,21 +49,6 @@ pub struct Page<'a> {
     pub providers: Vec<(&'a str, &'a str)>,
     /// Passkeys are configured: the page offers them (with its script).
     pub passkeys: bool,
-}
-
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn hidden(out: &mut String, name: &str, value: Option<&str>) {

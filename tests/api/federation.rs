@@ -93,6 +93,45 @@ pub(crate) async fn started(app: &TestApp) -> Started {
     }
 }
 
+/// A browser-mode session of `username` (a password account): its refresh cookie.
+pub(crate) async fn browser_session(app: &TestApp, username: &str, password: &str) -> String {
+    let res = app
+        .client
+        .post(app.url("/browser/login"))
+        .header("origin", APP)
+        .header("x-latchkey-csrf", "1")
+        .header("content-type", "application/json")
+        .body(json!({"username": username, "password": password}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    set_cookie(&res, &app.settings.browser.cookie_name).unwrap()
+}
+
+/// `GET /browser/federate/corp?link=true` from the browser holding `refresh`, with the
+/// `Sec-Fetch-Site` a browser would send, if any.
+pub(crate) async fn start_link(
+    app: &TestApp,
+    refresh: &str,
+    fetch_site: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .get(app.url(&format!(
+            "/browser/federate/corp?client_id=default&link=true&return_to={}",
+            urlencode(RETURN_TO)
+        )))
+        .header(
+            "cookie",
+            format!("{}={refresh}", app.settings.browser.cookie_name),
+        );
+    if let Some(site) = fetch_site {
+        req = req.header("sec-fetch-site", site);
+    }
+    req.send().await.unwrap()
+}
+
 pub fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("v", s)]).unwrap()[2..].to_owned()
 }
@@ -294,31 +333,8 @@ async fn a_password_account_links_a_provider_explicitly_and_may_then_unlink_it()
     let app = app_with(&idp).await;
     // A browser session of a password account.
     app.signup("carl", "correct horse battery").await;
-    let res = app
-        .client
-        .post(app.url("/browser/login"))
-        .header("origin", APP)
-        .header("x-latchkey-csrf", "1")
-        .header("content-type", "application/json")
-        .body(json!({"username": "carl", "password": "correct horse battery"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let refresh = set_cookie(&res, &app.settings.browser.cookie_name).unwrap();
-    let res = app
-        .client
-        .get(app.url(&format!(
-            "/browser/federate/corp?client_id=default&link=true&return_to={}",
-            urlencode(RETURN_TO)
-        )))
-        .header(
-            "cookie",
-            format!("{}={refresh}", app.settings.browser.cookie_name),
-        )
-        .send()
-        .await
-        .unwrap();
+    let refresh = browser_session(&app, "carl", "correct horse battery").await;
+    let res = start_link(&app, &refresh, None).await;
     assert_eq!(res.status(), StatusCode::FOUND);
     let s = Started {
         provider_url: header(&res, "location"),

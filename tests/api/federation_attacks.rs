@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 
 use crate::fake_idp::{Claims, FakeIdp};
 use crate::federation::{
-    app_with, callback, claims, error_of, header, landed, provider, provider_answer, refused,
-    set_cookie, start, started, urlencode, APP, RETURN_TO,
+    app_with, browser_session, callback, claims, error_of, header, landed, provider,
+    provider_answer, refused, start, start_link, started, urlencode, APP, RETURN_TO,
 };
 use crate::helpers::spawn_app_with;
 
@@ -218,34 +218,12 @@ async fn a_link_started_by_a_cross_site_navigation_is_refused() {
     let idp = FakeIdp::start("latchkey").await;
     let app = app_with(&idp).await;
     app.signup("dora", "correct horse battery").await;
-    let res = app
-        .client
-        .post(app.url("/browser/login"))
-        .header("origin", APP)
-        .header("x-latchkey-csrf", "1")
-        .header("content-type", "application/json")
-        .body(r#"{"username":"dora","password":"correct horse battery"}"#)
-        .send()
-        .await
-        .unwrap();
-    let refresh = set_cookie(&res, &app.settings.browser.cookie_name).unwrap();
-    let link = |site: &'static str| {
-        app.client
-            .get(app.url(&format!(
-                "/browser/federate/corp?client_id=default&link=true&return_to={}",
-                urlencode(RETURN_TO)
-            )))
-            .header(
-                "cookie",
-                format!("{}={refresh}", app.settings.browser.cookie_name),
-            )
-            .header("sec-fetch-site", site)
-            .send()
-    };
+    let refresh = browser_session(&app, "dora", "correct horse battery").await;
+    let link = |site: &'static str| start_link(&app, &refresh, Some(site));
     // Fetch Metadata: another site's page cannot start a link for this session.
-    let res = link("cross-site").await.unwrap();
+    let res = link("cross-site").await;
     assert_eq!(error_of(&header(&res, "location")), "login_required");
-    let res = link("same-site").await.unwrap();
+    let res = link("same-site").await;
     assert!(
         header(&res, "location").starts_with(&idp.issuer),
         "to the provider"

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use crate::authorize_kit::*;
 use crate::fake_idp::FakeIdp;
 use crate::federation::{
-    callback, claims, error_of, header, provider, provider_answer, set_cookie, started, urlencode,
-    Started, APP, RETURN_TO,
+    browser_session, callback, claims, error_of, header, provider, provider_answer, set_cookie,
+    start_link, started, Started, APP, RETURN_TO,
 };
 use crate::helpers::{TestApp, PASSWORD};
 
@@ -28,30 +28,8 @@ async fn app_with(idp: &FakeIdp) -> TestApp {
 /// TOTP.
 async fn carl_with_provider_and_totp(app: &TestApp, idp: &FakeIdp) {
     app.signup("carl", PASSWORD).await;
-    let res = app
-        .client
-        .post(app.url("/browser/login"))
-        .header("origin", APP)
-        .header("x-latchkey-csrf", "1")
-        .header("content-type", "application/json")
-        .body(json!({"username": "carl", "password": PASSWORD}).to_string())
-        .send()
-        .await
-        .unwrap();
-    let refresh = set_cookie(&res, &app.settings.browser.cookie_name).unwrap();
-    let res = app
-        .client
-        .get(app.url(&format!(
-            "/browser/federate/corp?client_id=default&link=true&return_to={}",
-            urlencode(RETURN_TO)
-        )))
-        .header(
-            "cookie",
-            format!("{}={refresh}", app.settings.browser.cookie_name),
-        )
-        .send()
-        .await
-        .unwrap();
+    let refresh = browser_session(app, "carl", PASSWORD).await;
+    let res = start_link(app, &refresh, None).await;
     let s = Started {
         provider_url: header(&res, "location"),
         state_cookie: set_cookie(&res, "__Host-lk_fed").unwrap(),
