@@ -177,7 +177,7 @@ pub(crate) async fn sign_in(app: &TestApp) -> String {
 }
 
 /// `/browser/refresh` with the cookie, as the SPA at `APP` calls it: the access token.
-async fn access_token(app: &TestApp, refresh_cookie: &str) -> String {
+pub(crate) async fn access_token(app: &TestApp, refresh_cookie: &str) -> String {
     let res = app
         .client
         .post(app.url("/browser/refresh"))
@@ -195,6 +195,13 @@ async fn access_token(app: &TestApp, refresh_cookie: &str) -> String {
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The access token of the browser holding `refresh_cookie`, and its `/me`.
+pub(crate) async fn me_of(app: &TestApp, refresh_cookie: &str) -> (String, Value) {
+    let access = access_token(app, refresh_cookie).await;
+    let me = app.get_bearer("/me", &access).await.json().await.unwrap();
+    (access, me)
 }
 
 pub(crate) fn error_of(location: &str) -> String {
@@ -250,8 +257,7 @@ async fn a_provider_sign_in_creates_a_passwordless_account_with_amr_fed_and_sign
 
     // Again: the same account, no second identity.
     let again = sign_in(&app).await;
-    let access2 = access_token(&app, &again).await;
-    let me2: Value = app.get_bearer("/me", &access2).await.json().await.unwrap();
+    let (access2, me2) = me_of(&app, &again).await;
     assert_eq!(me2["id"], me["id"]);
     let ids: Value = app
         .get_bearer("/me/identities", &access2)
@@ -271,22 +277,12 @@ async fn a_verified_email_links_to_the_account_holding_it_an_unverified_one_neve
     let app = app_with(&idp).await;
     idp.will_say(claims("sub-1", "bea@example.com", true));
     let first = sign_in(&app).await;
-    let owner: Value = app
-        .get_bearer("/me", &access_token(&app, &first).await)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let owner: Value = me_of(&app, &first).await.1;
 
     // Another subject, same address, unverified at the provider: a new account.
     idp.will_say(claims("sub-2", "bea@example.com", false));
     let second = sign_in(&app).await;
-    let other: Value = app
-        .get_bearer("/me", &access_token(&app, &second).await)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other: Value = me_of(&app, &second).await.1;
     assert_ne!(
         other["id"], owner["id"],
         "no auto-link on an unverified email"
@@ -295,8 +291,7 @@ async fn a_verified_email_links_to_the_account_holding_it_an_unverified_one_neve
     // A third subject with the address verified: linked to its owner.
     idp.will_say(claims("sub-3", "BEA@example.com", true));
     let third = sign_in(&app).await;
-    let access = access_token(&app, &third).await;
-    let joined: Value = app.get_bearer("/me", &access).await.json().await.unwrap();
+    let (access, joined) = me_of(&app, &third).await;
     assert_eq!(joined["id"], owner["id"]);
     let linked = app.events_of("identity_linked");
     assert!(linked[2]
@@ -350,8 +345,7 @@ async fn a_password_account_links_a_provider_explicitly_and_may_then_unlink_it()
     assert!(linked[0].1.as_deref().unwrap().contains("\"by\":\"user\""));
 
     // The provider now signs carl in; carl has a password, so unlinking is allowed.
-    let access = access_token(&app, &sign_in(&app).await).await;
-    let me: Value = app.get_bearer("/me", &access).await.json().await.unwrap();
+    let (access, me) = me_of(&app, &sign_in(&app).await).await;
     assert_eq!(me["username"], "carl");
     let ids: Value = app
         .get_bearer("/me/identities", &access)
@@ -395,15 +389,7 @@ async fn a_passwordless_account_keeps_its_last_way_in_be_it_an_identity_or_a_pas
     let refresh = sign_in(&app).await;
     let access = access_token(&app, &refresh).await;
     let mut key = passkey_kit::register(&app, &access).await;
-    let c = passkey_kit::start_login(&app).await;
-    let res = app
-        .post_json(
-            "/login/passkey/finish",
-            &json!({"ceremony": c.ceremony, "credential": key.assert(passkey_kit::ORIGIN, c.options)}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
+    let body = passkey_kit::sign_in(&app, &mut key).await;
     let access = body["access_token"].as_str().unwrap().to_owned();
 
     // The passkey is a way in: the only identity may go.

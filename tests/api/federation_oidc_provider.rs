@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
-use crate::federation::{provider, set_cookie, start, urlencode, APP, RETURN_TO};
+use crate::federation::{me_of, provider, set_cookie, start, urlencode, APP, RETURN_TO};
 use crate::helpers::{spawn_app_with, TestApp};
 
 /// latchkey's configured issuer: the provider redirects there (the test server's own
@@ -143,36 +143,15 @@ async fn sign_in_as(app: &TestApp, account: &str) -> String {
     panic!("the provider never sent the browser back");
 }
 
-async fn me(app: &TestApp, refresh_cookie: &str) -> (String, Value) {
-    let res = app
-        .client
-        .post(app.url("/browser/refresh"))
-        .header("origin", APP)
-        .header("x-latchkey-csrf", "1")
-        .header("content-type", "application/json")
-        .header(
-            "cookie",
-            format!("{}={refresh_cookie}", app.settings.browser.cookie_name),
-        )
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let body: Value = res.json().await.unwrap();
-    let access = body["access_token"].as_str().unwrap().to_owned();
-    let me = app.get_bearer("/me", &access).await.json().await.unwrap();
-    (access, me)
-}
-
 #[tokio::test]
 #[ignore = "needs Node: scripts/test runs it"]
 async fn oidc_provider_signs_a_user_up_and_in_again_through_its_login_and_consent_pages() {
     let up = upstream().await;
     let app = app_for(&up).await;
-    let (_, first) = me(&app, &sign_in_as(&app, "ann").await).await;
+    let (_, first) = me_of(&app, &sign_in_as(&app, "ann").await).await;
     assert_eq!(first["username"], "ann");
     assert_eq!(first["email_verified"], true);
-    let (access, again) = me(&app, &sign_in_as(&app, "ann").await).await;
+    let (access, again) = me_of(&app, &sign_in_as(&app, "ann").await).await;
     assert_eq!(again["id"], first["id"]);
     let ids: Value = app
         .get_bearer("/me/identities", &access)
@@ -189,8 +168,8 @@ async fn oidc_provider_signs_a_user_up_and_in_again_through_its_login_and_consen
 async fn oidc_provider_an_unverified_email_never_joins_the_account_that_verified_it() {
     let up = upstream().await;
     let app = app_for(&up).await;
-    let (_, ann) = me(&app, &sign_in_as(&app, "ann").await).await;
-    let (_, mallory) = me(&app, &sign_in_as(&app, "mallory").await).await;
+    let (_, ann) = me_of(&app, &sign_in_as(&app, "ann").await).await;
+    let (_, mallory) = me_of(&app, &sign_in_as(&app, "mallory").await).await;
     assert_ne!(mallory["id"], ann["id"]);
     assert_eq!(
         mallory["email"],

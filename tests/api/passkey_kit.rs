@@ -126,6 +126,19 @@ pub async fn start_login(app: &TestApp) -> Challenge {
     .await
 }
 
+/// A passwordless login with `key` (JSON mode): its token response.
+pub async fn sign_in(app: &TestApp, key: &mut Registered) -> Value {
+    let c = start_login(app).await;
+    let res = app
+        .post_json(
+            "/login/passkey/finish",
+            &json!({"ceremony": c.ceremony, "credential": key.assert(ORIGIN, c.options)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
 impl Registered {
     /// The assertion answering `options` at `origin`, as a resident-key authenticator
     /// makes it (see the module comment).

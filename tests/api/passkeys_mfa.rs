@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, jwt_parts, spawn_app_with, TestApp, PASSWORD};
 use crate::passkey_kit::{
-    challenge_of, passkey_app, passkey_settings, register, start_login, Challenge, Registered,
-    ORIGIN,
+    challenge_of, passkey_app, passkey_settings, register, sign_in, start_login, Challenge, ORIGIN,
 };
 
 /// `/login` for a user with a passkey: 401 `mfa_required`; returns the body.
@@ -41,19 +40,6 @@ async fn finish_second(
     .await
 }
 
-/// A passwordless login: its token response.
-async fn passkey_login(app: &TestApp, key: &mut Registered) -> Value {
-    let c = start_login(app).await;
-    let res = app
-        .post_json(
-            "/login/passkey/finish",
-            &json!({"ceremony": c.ceremony, "credential": key.assert(ORIGIN, c.options)}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    res.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_password_login_of_a_user_with_a_passkey_finishes_with_the_passkey() {
     let app = passkey_app().await;
@@ -79,7 +65,7 @@ async fn a_user_with_totp_and_a_passkey_is_offered_both() {
     let t = app.user_with_session("alice").await;
     let mut alice = register(&app, &t.access).await;
     // Enrolling TOTP is a step-up route now: the passkey login satisfies it.
-    let stepped = passkey_login(&app, &mut alice).await;
+    let stepped = sign_in(&app, &mut alice).await;
     app.enrol_totp("alice", stepped["access_token"].as_str().unwrap())
         .await;
     let res = app
@@ -139,7 +125,7 @@ async fn a_passkey_login_satisfies_step_up_for_removing_the_passkey() {
     let app = passkey_app().await;
     let t = app.user_with_session("alice").await;
     let mut alice = register(&app, &t.access).await;
-    let body = passkey_login(&app, &mut alice).await;
+    let body = sign_in(&app, &mut alice).await;
     let access = body["access_token"].as_str().unwrap();
     let removed = app
         .delete_bearer(&format!("/me/passkeys/{}", alice.id), access, None)
@@ -176,7 +162,7 @@ async fn a_passkey_login_satisfies_admin_require_mfa_and_the_admin_sees_passkeys
     )
     .await;
     let mut root = register(&app, &first.access).await;
-    let body = passkey_login(&app, &mut root).await;
+    let body = sign_in(&app, &mut root).await;
     let access = body["access_token"].as_str().unwrap();
     let res = app
         .get_bearer(&format!("/admin/users/{}/passkeys", root.user_id), access)

@@ -128,15 +128,7 @@ async fn every_event_kind_reaches_a_star_subscriber_and_verifies_with_the_refere
     // of the authenticator's); passkey_removed (step-up met by the passkey login).
     let t = app.user_with_session("erin").await;
     let mut key = passkey_kit::register(&app, &t.access).await;
-    let c = passkey_kit::start_login(&app).await;
-    let res = app
-        .post_json(
-            "/login/passkey/finish",
-            &json!({"ceremony": c.ceremony, "credential": key.assert(passkey_kit::ORIGIN, c.options)}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let by_passkey: Value = res.json().await.unwrap();
+    let by_passkey = passkey_kit::sign_in(&app, &mut key).await;
     app.sql().exec("UPDATE passkeys SET counter = 1000", &[]);
     let c = passkey_kit::start_login(&app).await;
     let res = app

@@ -2,6 +2,7 @@
 //! `refresh_tokens` table (SHA-256 hashes only).
 
 use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::clock::Millis;
@@ -241,10 +242,17 @@ impl SessionRepo for PgTx<'_> {
             .map(|r| r.try_get(0))
             .transpose()?;
         // The step's range: up to and including `end`, or the rest of the table.
-        let (range, upto) = match &end {
-            Some(id) => ("id > $2 AND id <= $3", id.as_str()),
-            None => ("id > $2 AND $3 = $3", ""),
+        let (range, bounds): (&str, Vec<&(dyn ToSql + Sync)>) = match &end {
+            Some(upto) => ("id > $2 AND id <= $3", vec![&after, upto]),
+            None => ("id > $2", vec![&after]),
         };
+        let for_tokens: Vec<&(dyn ToSql + Sync)> = std::iter::once(&now as &(dyn ToSql + Sync))
+            .chain(bounds.iter().copied())
+            .collect();
+        let for_sessions: Vec<&(dyn ToSql + Sync)> =
+            std::iter::once(&ended_before as &(dyn ToSql + Sync))
+                .chain(bounds.iter().copied())
+                .collect();
         let tokens = self
             .exec(
                 &format!(
@@ -252,7 +260,7 @@ impl SessionRepo for PgTx<'_> {
                        SELECT id FROM sessions WHERE {range}
                          AND (revoked_at IS NOT NULL OR expires_at <= $1 OR idle_expires_at <= $1))"
                 ),
-                &[&now, &after, &upto],
+                &for_tokens,
             )
             .await?;
         let sessions = self
@@ -261,7 +269,7 @@ impl SessionRepo for PgTx<'_> {
                     "DELETE FROM sessions WHERE {range}
                        AND COALESCE(revoked_at, LEAST(expires_at, idle_expires_at)) < $1"
                 ),
-                &[&ended_before, &after, &upto],
+                &for_sessions,
             )
             .await?;
         Ok(SweepStep {

@@ -222,13 +222,20 @@ impl SessionRepo for SqliteTx<'_> {
             .prepare_cached("SELECT id FROM sessions WHERE id > ?1 ORDER BY id LIMIT 1 OFFSET ?2")?
             .query_row(params![after, limit.saturating_sub(1)], |r| r.get(0))
             .optional()?;
-        // The step's range: up to and including `end`, or the rest of the table (an
-        // upper bound of "none" written as `?3 IS NULL OR …` would keep SQLite from
-        // bounding the index range, and every step would read to the end).
-        let range = match end {
-            Some(_) => "id > ?2 AND id <= ?3",
-            None => "id > ?2 AND ?3 IS NULL",
+        // The step's range: up to and including `end`, or the rest of the table. Two
+        // statements rather than `?3 IS NULL OR id <= ?3`, which would keep SQLite from
+        // bounding the index range, so every step would read to the end.
+        let (range, bounds): (&str, Vec<&dyn rusqlite::ToSql>) = match &end {
+            Some(upto) => ("id > ?2 AND id <= ?3", vec![&after, upto]),
+            None => ("id > ?2", vec![&after]),
         };
+        let for_tokens: Vec<&dyn rusqlite::ToSql> = std::iter::once(&now as &dyn rusqlite::ToSql)
+            .chain(bounds.iter().copied())
+            .collect();
+        let for_sessions: Vec<&dyn rusqlite::ToSql> =
+            std::iter::once(&ended_before as &dyn rusqlite::ToSql)
+                .chain(bounds.iter().copied())
+                .collect();
         // Tokens first: a session deleted here takes its tokens with it (cascade).
         let tokens = conn
             .prepare_cached(&format!(
@@ -236,13 +243,13 @@ impl SessionRepo for SqliteTx<'_> {
                SELECT id FROM sessions WHERE {range}
                  AND (revoked_at IS NOT NULL OR expires_at <= ?1 OR idle_expires_at <= ?1))"
             ))?
-            .execute(params![now, after, end])?;
+            .execute(for_tokens.as_slice())?;
         let sessions = conn
             .prepare_cached(&format!(
                 "DELETE FROM sessions WHERE {range}
                AND COALESCE(revoked_at, MIN(expires_at, idle_expires_at)) < ?1"
             ))?
-            .execute(params![ended_before, after, end])?;
+            .execute(for_sessions.as_slice())?;
         Ok(SweepStep {
             tokens,
             sessions,
